@@ -1,0 +1,1 @@
+//! Carrier identities (work in progress).

@@ -1,0 +1,9 @@
+//! Messages between Carrier friends: receipts, invites, offline delivery through DHT mailboxes, a durable outbox.
+//!
+//! **Status: placeholder.** This layer is declared in the workspace so that the chain of
+//! layers is fixed from the start; its API arrives with its own issue. Until then it only
+//! re-exports the layer below, through which the layers above reach everything lower.
+//!
+//! See `docs/ARCHITECTURE.md` at the repository root for where this crate sits.
+
+pub use carrier_friend as friend;

@@ -1,0 +1,20 @@
+//! Carrier: a decentralized, end-to-end encrypted peer-to-peer platform. The facade crate.
+//!
+//! **Status: early.** Every layer is re-exported here under a short name; the `Carrier` node
+//! (builder, data directory, event stream) and the `carrier` program arrive with their own
+//! issues. Today the identity layer is complete:
+//!
+//! ```
+//! let keypair = carrier::id::Keypair::generate();
+//! println!("my Carrier ID is {}", keypair.id());
+//! ```
+//!
+//! See `docs/ARCHITECTURE.md` at the repository root for the layers.
+
+pub use carrier_forward as forward;
+pub use forward::mux;
+pub use mux::stream;
+pub use stream::msg;
+pub use msg::friend;
+pub use friend::dht;
+pub use dht::id;
