@@ -1,0 +1,44 @@
+//! Developer tasks for the Carrier workspace.
+//!
+//! * `cargo xtask ci`: everything CI checks, each step timed (formatting, the layering check,
+//!   clippy with warnings denied, rustdoc with warnings denied, the whole test suite).
+//! * `cargo xtask layering`: only the layering check.
+//!
+//! Later issues add `bench`, `lab` and `demo` here.
+
+mod ci;
+mod layering;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  ci         run everything CI checks, timing each step
+             (--only STEP runs one step: fmt, layering, clippy, doc, test)
+  layering   check that each carrier-* crate depends only on the layer directly below it
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::run(&args[1..]),
+        Some("layering") => layering::check_workspace().map(|()| {
+            println!("layering: every carrier-* crate depends only on the layer below it");
+        }),
+        Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown task `{other}`\n\n{USAGE}")),
+        None => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
