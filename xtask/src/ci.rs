@@ -18,9 +18,14 @@ struct Step {
 
 enum Action {
     /// A cargo command with extra environment variables.
-    Cargo(&'static [&'static str], &'static [(&'static str, &'static str)]),
+    Cargo(
+        &'static [&'static str],
+        &'static [(&'static str, &'static str)],
+    ),
     /// The in-process layering check.
     Layering,
+    /// The bench's smoke test, in process: the dev build CI already has, tiny sizes.
+    BenchQuick,
 }
 
 const fn minutes(m: u64) -> Duration {
@@ -71,6 +76,12 @@ const STEPS: &[Step] = &[
         what: "the whole test suite, doc tests included",
         budget: minutes(12),
         action: Action::Cargo(&["test", "--workspace", "--locked"], &[]),
+    },
+    Step {
+        name: "bench-quick",
+        what: "cargo xtask bench --quick",
+        budget: minutes(3),
+        action: Action::BenchQuick,
     },
 ];
 
@@ -136,6 +147,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 fn run_step(step: &Step) -> Result<(), String> {
     match step.action {
         Action::Layering => super::layering::check_workspace(),
+        Action::BenchQuick => super::bench::run(&["--quick".to_string()]),
         Action::Cargo(args, envs) => {
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let status = Command::new(cargo)

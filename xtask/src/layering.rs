@@ -106,7 +106,10 @@ pub(crate) fn check(metadata: &Metadata) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!("layering check failed:\n  {}", problems.join("\n  ")))
+        Err(format!(
+            "layering check failed:\n  {}",
+            problems.join("\n  ")
+        ))
     }
 }
 
@@ -144,25 +147,38 @@ mod tests {
     #[test]
     fn a_layer_skipping_the_one_below_fails_naming_the_edge() {
         let err = check(&chain_with(&[("carrier-msg", "carrier-dht", None)])).unwrap_err();
-        assert!(err.contains("wrong edge carrier-msg -> carrier-dht"), "{err}");
+        assert!(
+            err.contains("wrong edge carrier-msg -> carrier-dht"),
+            "{err}"
+        );
     }
 
     #[test]
     fn an_upward_edge_fails_naming_the_edge() {
         let err = check(&chain_with(&[("carrier-id", "carrier-dht", None)])).unwrap_err();
-        assert!(err.contains("wrong edge carrier-id -> carrier-dht"), "{err}");
+        assert!(
+            err.contains("wrong edge carrier-id -> carrier-dht"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_build_dependency_on_another_layer_fails() {
-        let err =
-            check(&chain_with(&[("carrier-mux", "carrier-id", Some("build"))])).unwrap_err();
-        assert!(err.contains("wrong edge carrier-mux -> carrier-id"), "{err}");
+        let err = check(&chain_with(&[("carrier-mux", "carrier-id", Some("build"))])).unwrap_err();
+        assert!(
+            err.contains("wrong edge carrier-mux -> carrier-id"),
+            "{err}"
+        );
     }
 
     #[test]
     fn dev_dependencies_may_use_any_lower_layer() {
-        check(&chain_with(&[("carrier-forward", "carrier-id", Some("dev"))])).unwrap();
+        check(&chain_with(&[(
+            "carrier-forward",
+            "carrier-id",
+            Some("dev"),
+        )]))
+        .unwrap();
     }
 
     #[test]
@@ -175,7 +191,10 @@ mod tests {
             .unwrap();
         stream.dependencies.retain(|d| d.name != "carrier-msg");
         let err = check(&metadata).unwrap_err();
-        assert!(err.contains("missing edge carrier-stream -> carrier-msg"), "{err}");
+        assert!(
+            err.contains("missing edge carrier-stream -> carrier-msg"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,0 +1,416 @@
+//! `cargo xtask bench`: every figure, each beside the baseline it is judged against.
+//!
+//! A figure is one entry in [`FIGURES`]: a name, a unit, the name of its baseline (if any) and
+//! a function that measures one run. The runner does a warm-up run, then [`Mode::runs`] timed
+//! runs, and reports their median as the value with the min and max beside it. Baselines are
+//! measured in the same invocation as the figures that cite them, because absolute numbers
+//! drift on shared machines while ratios measured minutes apart mostly do not.
+//!
+//! The full bench only quotes release builds: without `--quick` the task re-runs itself as
+//! `cargo run --release` (see [`RELEASE_BUILD_ENV`]). `--quick` runs in whatever build started
+//! it (the dev build in `cargo xtask ci`) on tiny sizes, to prove the harness works; its numbers
+//! are never quoted, and its JSON goes to a separate file so it never overwrites real results.
+
+mod quic;
+mod report;
+mod rpk;
+mod tcp;
+mod tls;
+mod transfer;
+
+use report::Summary;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Set (to `1`) by the full bench on the release build it starts, so that build measures
+/// instead of starting another.
+pub(crate) const RELEASE_BUILD_ENV: &str = "CARRIER_BENCH_RELEASE_BUILD";
+
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--only PREFIX]";
+
+/// Measures one run of a figure at the given sizes and returns its value.
+pub(crate) type Measure = fn(&Scale) -> Result<f64, String>;
+
+/// One measured quantity.
+#[derive(Debug)]
+pub(crate) struct Figure {
+    /// Dotted name, family first (`tcp.raw_MBps`); `--only` matches its prefix.
+    pub(crate) name: &'static str,
+    /// Unit of the value, as printed and written to the JSON.
+    pub(crate) unit: &'static str,
+    /// The figure this one is judged against, measured in the same invocation.
+    pub(crate) baseline: Option<&'static str>,
+    /// Measures one run and returns its value in `unit`.
+    pub(crate) measure: Measure,
+}
+
+/// Every figure, in the order they run and print. Baselines come before the figures citing
+/// them. A new figure is one entry here plus its `measure` function, and a row in
+/// docs/BENCHMARKS.md.
+const FIGURES: &[Figure] = &[
+    Figure {
+        name: "tcp.raw_MBps",
+        unit: "MB/s",
+        baseline: None,
+        measure: tcp::measure,
+    },
+    Figure {
+        name: "tls_tcp.raw_MBps",
+        unit: "MB/s",
+        baseline: None,
+        measure: tls::measure,
+    },
+    Figure {
+        name: "quinn.raw_MBps",
+        unit: "MB/s",
+        baseline: None,
+        measure: quic::measure,
+    },
+];
+
+/// How hard to measure: the quotable full bench, or the smoke test of the harness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Release build, full sizes, enough runs for a stable median.
+    Full,
+    /// Whatever build is running, tiny sizes, few runs: checks the harness, not the code.
+    Quick,
+}
+
+impl Mode {
+    /// Untimed runs before the timed ones: they fault in memory, fill caches and let the
+    /// loopback path and allocator reach steady state.
+    pub(crate) fn warmups(self) -> usize {
+        1
+    }
+
+    /// Timed runs per figure. Odd, so the median is a run that happened.
+    pub(crate) fn runs(self) -> usize {
+        match self {
+            Mode::Full => 5,
+            Mode::Quick => 3,
+        }
+    }
+
+    /// The sizes figures measure at.
+    pub(crate) fn scale(self) -> Scale {
+        match self {
+            Mode::Full => Scale {
+                transfer_bytes: 1 << 30,
+            },
+            Mode::Quick => Scale {
+                transfer_bytes: 8 << 20,
+            },
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::Full if cfg!(debug_assertions) => "full sizes, debug build (do not quote)",
+            Mode::Full => "full sizes, release build",
+            Mode::Quick => "quick smoke test of the harness (never quote these numbers)",
+        }
+    }
+}
+
+/// The sizes a figure's `measure` works at; figures read the fields that concern them.
+#[derive(Clone, Debug)]
+pub(crate) struct Scale {
+    /// Bytes each bulk-transfer figure moves per run (1 GiB in the full bench).
+    pub(crate) transfer_bytes: u64,
+}
+
+/// What the command line asked for.
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    mode: Mode,
+    only: Option<String>,
+}
+
+fn parse(args: &[String]) -> Result<Options, String> {
+    let mut options = Options {
+        mode: Mode::Full,
+        only: None,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => options.mode = Mode::Quick,
+            "--only" => match args.next() {
+                Some(prefix) => options.only = Some(prefix.clone()),
+                None => return Err(format!("--only needs a prefix\n{USAGE}")),
+            },
+            other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
+        }
+    }
+    Ok(options)
+}
+
+/// Runs `cargo xtask bench` with the arguments after `bench`.
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let options = parse(args)?;
+    if options.mode == Mode::Full && std::env::var_os(RELEASE_BUILD_ENV).is_none() {
+        return rerun_in_release(args);
+    }
+    let selected = select(FIGURES, options.only.as_deref())?;
+    let mode = options.mode;
+    println!("cargo xtask bench: {}", mode.describe());
+
+    let mut summaries = Vec::new();
+    let mut failed = Vec::new();
+    for figure in selected {
+        match measure_figure(figure, mode) {
+            Ok(summary) => summaries.push((figure, summary)),
+            Err(message) => {
+                // Keep going: one broken figure should not hide all the others.
+                eprintln!("bench: {} FAILED: {message}", figure.name);
+                failed.push(figure.name);
+            }
+        }
+    }
+    let results = report::resolve(&summaries);
+    println!("\n{}", report::markdown_table(&results));
+    let path = results_path(mode)?;
+    report::write_json(&path, &results)?;
+    println!("wrote {}", path.display());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("figures failed: {}", failed.join(", ")))
+    }
+}
+
+/// Starts the release build of this task with the same arguments and waits for it.
+fn rerun_in_release(args: &[String]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    println!("cargo xtask bench: building and running the release build");
+    let status = Command::new(cargo)
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "bench",
+        ])
+        .args(args)
+        .env(RELEASE_BUILD_ENV, "1")
+        .status()
+        .map_err(|e| format!("cannot run the release build: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the release bench failed ({status})"))
+    }
+}
+
+/// The figures whose names start with `only` (all when `None`), plus the baselines they cite,
+/// in registry order: a ratio needs its baseline measured in the same invocation.
+fn select<'a>(registry: &'a [Figure], only: Option<&str>) -> Result<Vec<&'a Figure>, String> {
+    let wanted = |f: &Figure| only.is_none_or(|prefix| f.name.starts_with(prefix));
+    let cited: Vec<&str> = registry
+        .iter()
+        .filter(|f| wanted(f))
+        .filter_map(|f| f.baseline)
+        .collect();
+    for name in &cited {
+        if !registry.iter().any(|f| f.name == *name) {
+            return Err(format!("a figure cites the unknown baseline `{name}`"));
+        }
+    }
+    let selected: Vec<&Figure> = registry
+        .iter()
+        .filter(|f| wanted(f) || cited.contains(&f.name))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<_> = registry.iter().map(|f| f.name).collect();
+        return Err(format!(
+            "no figure starts with `{}`; figures: {}",
+            only.unwrap_or_default(),
+            names.join(", ")
+        ));
+    }
+    Ok(selected)
+}
+
+/// Warm-up runs, then the timed runs, summarised.
+fn measure_figure(figure: &Figure, mode: Mode) -> Result<Summary, String> {
+    let scale = mode.scale();
+    for _ in 0..mode.warmups() {
+        let value = (figure.measure)(&scale)?;
+        eprintln!("bench: {} warm-up: {value:.1} {}", figure.name, figure.unit);
+    }
+    let mut samples = Vec::with_capacity(mode.runs());
+    for run in 1..=mode.runs() {
+        let value = (figure.measure)(&scale)?;
+        eprintln!(
+            "bench: {} run {run}/{}: {value:.1} {}",
+            figure.name,
+            mode.runs(),
+            figure.unit
+        );
+        samples.push(value);
+    }
+    Summary::of(&samples)
+}
+
+/// `target/bench/results.json` for the full bench; the quick smoke test writes
+/// `target/bench/quick/results.json`, so its numbers never pass for real ones.
+fn results_path(mode: Mode) -> Result<PathBuf, String> {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root()?.join("target"),
+    };
+    let bench = target.join("bench");
+    Ok(match mode {
+        Mode::Full => bench.join("results.json"),
+        Mode::Quick => bench.join("quick").join("results.json"),
+    })
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn workspace_root() -> Result<PathBuf, String> {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .ok_or_else(|| "xtask's manifest directory has no parent".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figure(name: &'static str, baseline: Option<&'static str>) -> Figure {
+        Figure {
+            name,
+            unit: "MB/s",
+            baseline,
+            measure: |_| Ok(1.0),
+        }
+    }
+
+    fn names(selected: &[&Figure]) -> Vec<&'static str> {
+        selected.iter().map(|f| f.name).collect()
+    }
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_selects_by_name_prefix_in_registry_order() {
+        let registry = [
+            figure("tcp.raw_MBps", None),
+            figure("tls_tcp.raw_MBps", None),
+            figure("quinn.raw_MBps", None),
+        ];
+        assert_eq!(names(&select(&registry, None).unwrap()).len(), 3);
+        assert_eq!(
+            names(&select(&registry, Some("t")).unwrap()),
+            ["tcp.raw_MBps", "tls_tcp.raw_MBps"]
+        );
+        assert_eq!(
+            names(&select(&registry, Some("quinn.")).unwrap()),
+            ["quinn.raw_MBps"]
+        );
+    }
+
+    #[test]
+    fn only_brings_in_the_baselines_of_what_it_selects() {
+        let registry = [
+            figure("quinn.raw_MBps", None),
+            figure("stream.reliable_MBps", Some("quinn.raw_MBps")),
+            figure("tcp.raw_MBps", None),
+        ];
+        assert_eq!(
+            names(&select(&registry, Some("stream.")).unwrap()),
+            ["quinn.raw_MBps", "stream.reliable_MBps"]
+        );
+    }
+
+    #[test]
+    fn only_matching_nothing_is_an_error_naming_the_figures() {
+        let registry = [figure("tcp.raw_MBps", None)];
+        let error = select(&registry, Some("dht.")).unwrap_err();
+        assert!(error.contains("tcp.raw_MBps"), "{error}");
+    }
+
+    #[test]
+    fn citing_an_unknown_baseline_is_an_error() {
+        let registry = [figure("stream.reliable_MBps", Some("nope"))];
+        assert!(select(&registry, None).is_err());
+    }
+
+    #[test]
+    fn registry_baselines_exist_and_come_first() {
+        for (i, f) in FIGURES.iter().enumerate() {
+            if let Some(baseline) = f.baseline {
+                let at = FIGURES.iter().position(|b| b.name == baseline);
+                assert!(at.is_some_and(|at| at < i), "{} cites {baseline}", f.name);
+            }
+        }
+        let mut names: Vec<_> = FIGURES.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), FIGURES.len(), "figure names are unique");
+    }
+
+    #[test]
+    fn command_line_is_parsed() {
+        assert_eq!(
+            parse(&args(&[])).unwrap(),
+            Options {
+                mode: Mode::Full,
+                only: None
+            }
+        );
+        assert_eq!(
+            parse(&args(&["--only", "tcp", "--quick"])).unwrap(),
+            Options {
+                mode: Mode::Quick,
+                only: Some("tcp".into())
+            }
+        );
+        assert!(parse(&args(&["--only"])).is_err());
+        assert!(parse(&args(&["--fast"])).is_err());
+    }
+
+    #[test]
+    fn quick_mode_still_repeats_and_stays_small() {
+        assert!(Mode::Quick.runs() >= 2);
+        assert!(Mode::Full.runs() >= 5);
+        assert!(Mode::Full.warmups() >= 1 && Mode::Quick.warmups() >= 1);
+        assert_eq!(Mode::Full.scale().transfer_bytes, 1 << 30);
+        assert!(Mode::Quick.scale().transfer_bytes <= 16 << 20);
+    }
+
+    #[test]
+    fn quick_results_never_overwrite_full_ones() {
+        assert_ne!(
+            results_path(Mode::Quick).unwrap(),
+            results_path(Mode::Full).unwrap()
+        );
+        assert!(results_path(Mode::Full)
+            .unwrap()
+            .ends_with("bench/results.json"));
+    }
+
+    /// The transports themselves, end to end on a small transfer: a setup bug fails here, in
+    /// `cargo test`, before anyone runs the bench.
+    #[test]
+    fn every_transport_moves_its_bytes() {
+        let scale = Scale {
+            transfer_bytes: 1 << 20,
+        };
+        let transports: [(&str, Measure); 3] = [
+            ("tcp", tcp::measure),
+            ("tls", tls::measure),
+            ("quic", quic::measure),
+        ];
+        for (name, measure) in transports {
+            let value = measure(&scale).unwrap_or_else(|e| panic!("{name} failed: {e}"));
+            assert!(value > 0.0, "{name}: {value}");
+        }
+    }
+}

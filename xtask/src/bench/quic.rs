@@ -1,0 +1,91 @@
+//! `quinn.raw_MBps`: one QUIC stream (quinn 0.11, default transport settings), each endpoint
+//! on its own UDP socket on 127.0.0.1, TLS with raw Ed25519 public keys.
+//!
+//! The figure Carrier's streams are held to: they run quinn over the node's shared socket and
+//! must keep at least 95% of this (docs/BENCHMARKS.md, shared TARGETS).
+
+use super::{rpk, transfer, Scale};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{ClientConfig, Endpoint, ServerConfig};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+/// The ALPN both ends agree on: QUIC requires one.
+const ALPN: &[u8] = b"carrier-bench/1";
+
+/// The server name the client sends; the pinned key is the identity, this is only a label.
+const SERVER_NAME: &str = "bench.carrier.invalid";
+
+/// Sends `scale.transfer_bytes` over one unidirectional stream of a fresh QUIC connection;
+/// returns MB/s.
+pub(crate) fn measure(scale: &Scale) -> Result<f64, String> {
+    let total_bytes = scale.transfer_bytes;
+    transfer::on_runtime(async move {
+        let provider = rpk::provider();
+        let server_id = rpk::Identity::generate(&provider)?;
+        let client_id = rpk::Identity::generate(&provider)?;
+        let server_tls = rpk::server_config(provider.clone(), &server_id, client_id.spki(), ALPN)?;
+        let client_tls = rpk::client_config(provider, &client_id, server_id.spki(), ALPN)?;
+        let server_crypto = QuicServerConfig::try_from(Arc::new(server_tls))
+            .map_err(|e| format!("TLS configuration unfit for QUIC: {e}"))?;
+        let client_crypto = QuicClientConfig::try_from(Arc::new(client_tls))
+            .map_err(|e| format!("TLS configuration unfit for QUIC: {e}"))?;
+
+        let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let server = Endpoint::server(ServerConfig::with_crypto(Arc::new(server_crypto)), loopback)
+            .map_err(|e| format!("cannot open the server endpoint: {e}"))?;
+        let client = Endpoint::client(loopback)
+            .map_err(|e| format!("cannot open the client endpoint: {e}"))?;
+        let server_address = server
+            .local_addr()
+            .map_err(|e| format!("cannot read the server's address: {e}"))?;
+
+        let connecting = client
+            .connect_with(
+                ClientConfig::new(Arc::new(client_crypto)),
+                server_address,
+                SERVER_NAME,
+            )
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        // The two handshakes wait on each other, so the server's runs as its own task.
+        let accepting = server.clone();
+        let server_conn = tokio::spawn(async move {
+            match accepting.accept().await {
+                Some(incoming) => incoming.await.map_err(|e| e.to_string()),
+                None => Err("the server endpoint closed".to_string()),
+            }
+        });
+        let client_conn = connecting
+            .await
+            .map_err(|e| format!("QUIC client handshake failed: {e}"))?;
+        let server_conn = server_conn
+            .await
+            .map_err(|e| format!("the QUIC server task failed: {e}"))?
+            .map_err(|e| format!("QUIC server handshake failed: {e}"))?;
+
+        // The stream is opened inside the timed part: on an established connection that is a
+        // local operation, and the receiver learns of the stream from its first data.
+        let sending = client_conn.clone();
+        let receiving = server_conn.clone();
+        let mbps = transfer::timed(
+            total_bytes,
+            async move {
+                sending
+                    .open_uni()
+                    .await
+                    .map_err(|e| format!("cannot open a stream: {e}"))
+            },
+            async move {
+                receiving
+                    .accept_uni()
+                    .await
+                    .map_err(|e| format!("cannot accept the stream: {e}"))
+            },
+        )
+        .await;
+        client_conn.close(0u32.into(), b"done");
+        client.wait_idle().await;
+        server.close(0u32.into(), b"done");
+        mbps
+    })
+}
