@@ -1,9 +1,119 @@
-//! The Kademlia DHT of Carrier: the node's UDP socket, routing, lookups, values, peer records and mailboxes.
+//! The Kademlia DHT of Carrier, usable on its own as a DHT library: a node on a real UDP socket
+//! ([`Dht`]), its persistent store ([`store`]), and underneath, the protocol core without I/O
+//! and a deterministic simulator that runs thousands of nodes on it.
 //!
-//! **Status: placeholder.** This layer is declared in the workspace so that the chain of
-//! layers is fixed from the start; its API arrives with its own issue. Until then it only
-//! re-exports the layer below, through which the layers above reach everything lower.
+//! # Using the DHT
 //!
-//! See `docs/ARCHITECTURE.md` at the repository root for where this crate sits.
+//! A [`Dht`] binds one UDP socket (which QUIC shares in the layers above, see [`socket`]),
+//! joins through bootstrap nodes written `ID@host:port`, and stores and finds values and peer
+//! records:
+//!
+//! ```
+//! use carrier_dht::{BootstrapNode, Dht, DhtConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! runtime.block_on(async {
+//!     // A bootstrap node, and a node that joins through it. `server: true` because these
+//!     // nodes are reachable (loopback); behind NAT a node starts as a client.
+//!     let mut config = DhtConfig { bind: "127.0.0.1:0".parse()?, ..DhtConfig::default() };
+//!     config.node.server = true;
+//!     let bootstrap = Dht::bind(config.clone()).await?;
+//!     let seed: BootstrapNode = format!("{}@{}", bootstrap.id(), bootstrap.local_addr()).parse()?;
+//!     let node = Dht::bind(DhtConfig { bootstrap: vec![seed], ..config }).await?;
+//!     node.bootstrap().await?;
+//!
+//!     // Store an immutable value (its key is its blake3 hash) and read it from the other.
+//!     let (key, _stored_at) = node.put_immutable(b"hello, DHT").await?;
+//!     let value = bootstrap.get(key).await?.expect("found");
+//!     assert_eq!(value.data(), b"hello, DHT");
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! Give [`DhtConfig::data_dir`] a directory and the node keeps its key (`node.key`), the
+//! values it stores for others and its routing table there: restarted, it rejoins without
+//! bootstrap nodes and still serves what it stored.
+//!
+//! # The protocol core
+//!
+//! In the manner of quinn-proto, a [`Node`] takes datagrams, timer ticks and commands with an
+//! explicit time ([`Now`]), and gives back datagrams to send ([`Transmit`]), [`Event`]s and its
+//! next wake-up. It never reads a clock, opens a socket or spawns a task, which is what lets
+//! [`sim`] run 10,000 nodes in one test; [`Dht`] is the thin tokio driver around it.
+//!
+//! What is inside, layer by layer:
+//!
+//! - the key space and its XOR metric: [`Key`], [`Distance`];
+//! - wire formats: [`message`] (RPCs), [`record`] (values and peer records), [`packet`] (the
+//!   sealed datagram), all postcard with [`bounded`] field types, strictly decoded;
+//! - protection before work: address [`Token`]s, a replay cache, per-IP rate limits and a
+//!   Diffie-Hellman budget, all counted in [`Counters`];
+//! - Kademlia: [`RoutingTable`], iterative lookups (α = 3, K = 8), [`Storage`] with its rules;
+//! - [`Node`], which ties them together, and [`sim`], which runs many of them;
+//! - on the network: [`socket`] (the shared UDP socket), [`Dht`] (the driver), [`store`]
+//!   (the node's database, shared by every layer) and [`persist`] (the DHT's tables in it).
+//!
+//! A simulated network drives the same core:
+//!
+//! ```
+//! use carrier_dht::sim::{SimConfig, Simulation};
+//!
+//! let mut sim = Simulation::new(SimConfig { nodes: 20, ..SimConfig::default() });
+//! sim.join_all();
+//! let key = sim.put(0, b"hello").expect("stored");
+//! assert_eq!(sim.get(7, key).as_deref(), Some(&b"hello"[..]));
+//! ```
 
 pub use carrier_id as id;
+
+mod bootstrap;
+pub mod bounded;
+mod config;
+mod counters;
+mod dht;
+mod entropy;
+mod error;
+mod event;
+mod key;
+mod lookup;
+mod lru;
+pub mod message;
+mod node;
+pub mod packet;
+mod path;
+pub mod persist;
+mod query;
+mod rate_limit;
+pub mod record;
+mod replay;
+mod routing;
+mod rpc;
+mod rtt;
+mod serve;
+pub mod sim;
+pub mod socket;
+mod storage;
+pub mod store;
+mod time;
+mod token;
+
+pub use bootstrap::{BootstrapNode, BootstrapParseError};
+pub use config::Config;
+pub use counters::Counters;
+pub use dht::{Dht, DhtConfig, DhtError, DhtEvent, BOOTSTRAP_ROUNDS, KEY_FILE};
+pub use entropy::Entropy;
+pub use error::{CommandError, RecordError, StoreError, WireError};
+pub use event::{Event, QueryFinished, QueryId, QueryOutcome, Transmit};
+pub use key::{Distance, Key};
+pub use message::{Contact, Refusal, K};
+pub use node::{Node, MAX_PING_BYTES, MIN_UNPROVEN_REQUEST_BYTES};
+pub use packet::{KeyAgreement, MAX_DATAGRAM_BYTES};
+pub use path::{Path, Subnet};
+pub use record::{ImmutableValue, MutableValue, PeerRecord, RelayHint, Value, MAX_VALUE_BYTES};
+pub use routing::{Entry, InsertOutcome, RoutingTable};
+pub use rtt::RttEstimator;
+pub use storage::{Item, ItemStore, MemoryItemStore, Storage, StorageLimits, StoredItem};
+pub use time::Now;
+pub use token::Token;

@@ -1,0 +1,196 @@
+//! The benchmark scenario: join N nodes, check lookups against the truth, store values, kill
+//! a share of the nodes at once, and get the values back.
+
+use std::time::Duration;
+
+use crate::event::QueryOutcome;
+use crate::key::Key;
+use crate::message::K;
+use crate::packet::KeyAgreement;
+use crate::record::Value;
+use crate::sim::network::{SimConfig, Simulation};
+
+/// What [`run_scenario`] does.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Nodes in the network.
+    pub nodes: usize,
+    /// Lookups of random keys from random nodes, checked against the true K closest.
+    pub lookups: usize,
+    /// Values stored before the churn, then fetched after it.
+    pub values: usize,
+    /// Share of nodes killed at once after the values are stored.
+    pub churn: f64,
+    /// Probability that a datagram is lost.
+    pub loss: f64,
+    /// Seed of the run.
+    pub seed: u64,
+    /// Real key agreement or the simulation's stand-in.
+    pub key_agreement: KeyAgreement,
+}
+
+impl Scenario {
+    /// The scenario of the `dht.sim10k` figures, with `nodes` nodes.
+    pub fn standard(nodes: usize) -> Self {
+        Self {
+            nodes,
+            lookups: 500,
+            values: 500,
+            churn: 0.3,
+            loss: 0.0,
+            seed: 7,
+            key_agreement: KeyAgreement::Simulated,
+        }
+    }
+}
+
+/// The figures a scenario run produces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimFigures {
+    /// Nodes in the network.
+    pub nodes: usize,
+    /// Median lookup rounds (hop depth).
+    pub rounds_p50: u32,
+    /// 95th-percentile lookup rounds.
+    pub rounds_p95: u32,
+    /// Median simulated lookup time, in milliseconds.
+    pub lookup_ms_p50: f64,
+    /// Share of lookups that returned exactly the true K closest live servers.
+    pub success: f64,
+    /// Share of stores that at least one server acknowledged.
+    pub put_success: f64,
+    /// Share of gets, after the churn (30% of nodes in the standard scenario), that returned
+    /// the value stored before it: the `churn30_get_success` figure.
+    pub churn30_get_success: f64,
+    /// Datagrams delivered during the run.
+    pub datagrams: u64,
+    /// Virtual time the run covered, in seconds.
+    pub virtual_secs: f64,
+}
+
+fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> Option<T> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Runs `scenario` and returns its figures.
+pub fn run_scenario(scenario: &Scenario) -> SimFigures {
+    let mut sim = Simulation::new(SimConfig {
+        nodes: scenario.nodes,
+        seed: scenario.seed,
+        loss: scenario.loss,
+        key_agreement: scenario.key_agreement,
+        ..SimConfig::default()
+    });
+    sim.join_all();
+    // Long enough for every node's first maintenance tick (its second self-lookup).
+    sim.run_for(Duration::from_secs(65));
+
+    // Lookups, started 2 ms apart so many run at once.
+    let mut started = Vec::new();
+    for _ in 0..scenario.lookups {
+        let live = sim.live_nodes();
+        let asker = live[sim.rng.below(live.len())];
+        let mut target = [0u8; 32];
+        for chunk in target.chunks_mut(8) {
+            chunk.copy_from_slice(&sim.rng.next_u64().to_le_bytes());
+        }
+        let target = Key(target);
+        if let Some(id) = sim.start(asker, |node, now| node.find_node(now, target).ok()) {
+            started.push((asker, id, target));
+        }
+        sim.run_for(Duration::from_millis(2));
+    }
+    sim.run_until_done(Duration::from_secs(120));
+    let mut rounds = Vec::new();
+    let mut millis = Vec::new();
+    let mut exact = 0usize;
+    for (asker, id, target) in &started {
+        let Some(done) = sim.take_result(*asker, *id) else {
+            continue;
+        };
+        rounds.push(done.rounds);
+        millis.push(done.elapsed.as_micros() as u64);
+        let found: Vec<Key> = done.closest.iter().map(|c| c.id).collect();
+        if found == sim.true_closest(target, *asker, K) {
+            exact += 1;
+        }
+    }
+    rounds.sort_unstable();
+    millis.sort_unstable();
+
+    // Values, stored from random nodes.
+    let mut stores = Vec::new();
+    for i in 0..scenario.values {
+        let live = sim.live_nodes();
+        let from = live[sim.rng.below(live.len())];
+        let data = format!("value {i} of seed {}", scenario.seed).into_bytes();
+        let mut key = Key([0; 32]);
+        if let Some(id) = sim.start(from, |node, now| {
+            let (id, k) = node.put_immutable(now, &data).ok()?;
+            key = k;
+            Some(id)
+        }) {
+            stores.push((from, id, key, data));
+        }
+        sim.run_for(Duration::from_millis(2));
+    }
+    sim.run_until_done(Duration::from_secs(120));
+    let mut stored = Vec::new();
+    for (from, id, key, data) in stores {
+        if let Some(done) = sim.take_result(from, id) {
+            if matches!(done.outcome, QueryOutcome::Stored { acks, .. } if acks > 0) {
+                stored.push((key, data));
+            }
+        }
+    }
+
+    // Churn: a share of the nodes dies at once, then every value is fetched.
+    let live = sim.live_nodes();
+    let kill = (live.len() as f64 * scenario.churn) as usize;
+    let mut order = live.clone();
+    for i in (1..order.len()).rev() {
+        let j = sim.rng.below(i + 1);
+        order.swap(i, j);
+    }
+    for &victim in order.iter().take(kill) {
+        sim.kill(victim);
+    }
+    let mut gets = Vec::new();
+    for (key, data) in &stored {
+        let live = sim.live_nodes();
+        let asker = live[sim.rng.below(live.len())];
+        let key = *key;
+        if let Some(id) = sim.start(asker, |node, now| node.get(now, key).ok()) {
+            gets.push((asker, id, data.clone()));
+        }
+        sim.run_for(Duration::from_millis(2));
+    }
+    sim.run_until_done(Duration::from_secs(300));
+    let mut got = 0usize;
+    for (asker, id, data) in &gets {
+        if let Some(done) = sim.take_result(*asker, *id) {
+            if let QueryOutcome::Value(Some(value)) = done.outcome {
+                if Value::data(&value) == data.as_slice() {
+                    got += 1;
+                }
+            }
+        }
+    }
+
+    let ratio = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    SimFigures {
+        nodes: scenario.nodes,
+        rounds_p50: percentile(&rounds, 0.5).unwrap_or(0),
+        rounds_p95: percentile(&rounds, 0.95).unwrap_or(0),
+        lookup_ms_p50: percentile(&millis, 0.5).unwrap_or(0) as f64 / 1000.0,
+        success: ratio(exact, started.len()),
+        put_success: ratio(stored.len(), scenario.values),
+        churn30_get_success: ratio(got, stored.len()),
+        datagrams: sim.delivered(),
+        virtual_secs: sim.elapsed().as_secs_f64(),
+    }
+}

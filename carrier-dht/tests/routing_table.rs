@@ -1,0 +1,118 @@
+//! Routing-table invariants hold under random operations, and `closest` agrees with a brute
+//! force search.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use carrier_dht::{Contact, Key, RoutingTable, K};
+use proptest::prelude::*;
+
+#[derive(Clone, Debug)]
+enum Op {
+    Insert { id: [u8; 4], subnet: u8, host: u8 },
+    Fail { id: [u8; 4] },
+    Remove { id: [u8; 4] },
+}
+
+fn key(short: [u8; 4]) -> Key {
+    // Spread short IDs over the key space, with a shared prefix now and then so deep
+    // buckets fill too.
+    let mut out = [0u8; 32];
+    out[..4].copy_from_slice(&short);
+    if short[3] & 1 == 0 {
+        out[0] = 0;
+        out[1] &= 0x0f;
+    }
+    Key(out)
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (any::<[u8; 4]>(), 0u8..6, any::<u8>()).prop_map(|(id, subnet, host)| Op::Insert { id, subnet, host }),
+        2 => any::<[u8; 4]>().prop_map(|id| Op::Fail { id }),
+        1 => any::<[u8; 4]>().prop_map(|id| Op::Remove { id }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn invariants_hold_under_random_operations(
+        ops in proptest::collection::vec(op(), 1..400),
+        limit in prop_oneof![Just(None), (1usize..3).prop_map(Some)],
+    ) {
+        let own = Key([0; 32]);
+        let mut table = RoutingTable::new(own, limit, 4, 2);
+        let start = Instant::now();
+        let mut inserted = Vec::new();
+        for (step, op) in ops.into_iter().enumerate() {
+            let now = start + Duration::from_millis(step as u64);
+            match op {
+                Op::Insert { id, subnet, host } => {
+                    let addr = SocketAddr::from(([10, 0, subnet, host], 4000));
+                    table.insert(Contact { id: key(id), addr }, now);
+                    inserted.push(key(id));
+                }
+                Op::Fail { id } => {
+                    let _ = table.record_failure(&key(id));
+                }
+                Op::Remove { id } => table.remove(&key(id)),
+            }
+            prop_assert_eq!(table.check_invariants(), Ok(()));
+        }
+        prop_assert!(!table.contains(&own));
+        // closest() is the brute-force answer.
+        let target = key([0x12, 0x34, 0x56, 0x78]);
+        let mut all: Vec<Key> = table.entries().map(|e| e.contact.id).collect();
+        all.sort_by_key(|k| k.distance(&target));
+        all.truncate(K);
+        let got: Vec<Key> = table.closest(&target, K).into_iter().map(|c| c.id).collect();
+        prop_assert_eq!(got, all);
+    }
+}
+
+#[test]
+fn repeated_timeouts_evict_and_promote_a_replacement() {
+    let own = Key([0; 32]);
+    let mut table = RoutingTable::new(own, None, 4, 2);
+    let now = Instant::now();
+    // Nine keys in bucket 0 (first bit set): eight fill it, the ninth waits.
+    let contacts: Vec<Contact> = (0..9u8)
+        .map(|i| {
+            let mut id = [0u8; 32];
+            id[0] = 0x80 | i;
+            Contact {
+                id: Key(id),
+                addr: SocketAddr::from(([10, 0, i, 1], 4000)),
+            }
+        })
+        .collect();
+    for c in &contacts {
+        table.insert(*c, now);
+    }
+    assert_eq!(table.len(), K);
+    assert!(!table.contains(&contacts[8].id));
+    assert!(!table.record_failure(&contacts[0].id));
+    assert!(table.record_failure(&contacts[0].id));
+    assert!(!table.contains(&contacts[0].id));
+    assert!(table.contains(&contacts[8].id));
+    assert_eq!(table.check_invariants(), Ok(()));
+}
+
+#[test]
+fn a_subnet_gets_at_most_two_entries_per_bucket() {
+    let own = Key([0; 32]);
+    let mut table = RoutingTable::new(own, Some(2), 4, 2);
+    let now = Instant::now();
+    for i in 0..6u8 {
+        let mut id = [0u8; 32];
+        id[0] = 0x80 | i;
+        table.insert(
+            Contact {
+                id: Key(id),
+                addr: SocketAddr::from(([10, 0, 0, i], 4000)),
+            },
+            now,
+        );
+    }
+    assert_eq!(table.len(), 2);
+}
