@@ -1,9 +1,85 @@
-//! Friends in Carrier: QUIC links authenticated by Carrier IDs, friend requests, presence and user info.
+//! Friends in Carrier: QUIC links authenticated by Carrier IDs, on the DHT's own UDP socket.
 //!
-//! **Status: placeholder.** This layer is declared in the workspace so that the chain of
-//! layers is fixed from the start; its API arrives with its own issue. Until then it only
-//! re-exports the layer below, through which the layers above reach everything lower.
+//! This first part is the transport every friend-to-friend byte will travel on. Friend
+//! requests, the friend list, presence and user info come next, on top of it.
 //!
-//! See `docs/ARCHITECTURE.md` at the repository root for where this crate sits.
+//! - [`LinkEndpoint`]: quinn running on the node's [`NodeSocket`](dht::socket::NodeSocket),
+//!   shared with the DHT (QUIC packets always carry bit 0x40, never greased). It dials
+//!   ([`LinkEndpoint::dial`]), sends friend requests ([`LinkEndpoint::send_request`]) and
+//!   accepts both ([`LinkEndpoint::accept`]).
+//! - [`tls`]: TLS 1.3 with raw public keys (RFC 7250), ring only, no X.509: each side proves its
+//!   Ed25519 Carrier ID, and a dial names the ID it expects.
+//! - Two ALPNs ([`alpn`]): `carrier/1` for friends, admitted by a [`FriendGate`] (an
+//!   [`AllowList`] until the friend layer exists), and `carrier-request/1` for one bounded
+//!   request frame from anyone ([`MAX_REQUEST_FRAME_BYTES`]), with strangers rate-limited per
+//!   source before the handshake ([`StrangerLimit`]). Why a connection was closed travels as
+//!   one of the [`close`] codes.
+//! - [`transport`]: the QUIC settings and why.
+//! - [`PathTable`]: quinn sees one stable mapped address per peer; the table points it at the
+//!   peer's current real path (direct today, relayed later).
+//!
+//! # Example
+//!
+//! Two nodes on 127.0.0.1; Bob's allow-list admits Alice, so her dial gives both a link.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use carrier_friend::dht::{id::Keypair, socket::NodeSocket, Path};
+//! use carrier_friend::{Accepted, AllowList, LinkConfig, LinkEndpoint};
+//!
+//! let (alice, bob) = (Keypair::generate(), Keypair::generate());
+//! let bob_friends = AllowList::default();
+//! bob_friends.insert(alice.id());
+//! let bob_node = LinkEndpoint::new(
+//!     NodeSocket::bind("127.0.0.1:0".parse()?)?,
+//!     &bob,
+//!     LinkConfig::new(bob_friends),
+//! )?;
+//! let alice_node = LinkEndpoint::new(
+//!     NodeSocket::bind("127.0.0.1:0".parse()?)?,
+//!     &alice,
+//!     LinkConfig::new(AllowList::default()),
+//! )?;
+//!
+//! let link = alice_node.dial(bob.id(), Path::Direct(bob_node.local_addr()?)).await?;
+//! let mut stream = link.connection().open_uni().await?;
+//! stream.write_all(b"hello").await?;
+//! stream.finish()?;
+//!
+//! let Some(Accepted::Link(at_bob)) = bob_node.accept().await else { panic!("no link") };
+//! assert_eq!(at_bob.peer(), alice.id());
+//! let mut incoming = at_bob.connection().accept_uni().await?;
+//! assert_eq!(incoming.read_to_end(64).await?, b"hello");
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/ARCHITECTURE.md`, "QUIC links and paths", for the decisions behind this crate.
 
 pub use carrier_dht as dht;
+
+mod accept;
+pub mod alpn;
+pub mod close;
+mod endpoint;
+mod error;
+mod gate;
+mod link;
+mod path_table;
+mod quic_socket;
+mod request;
+mod stranger_limit;
+pub mod tls;
+pub mod transport;
+
+pub use accept::HANDSHAKE_TIMEOUT;
+pub use alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
+pub use endpoint::{LinkConfig, LinkEndpoint, LinkStats, MAX_PENDING_HANDSHAKES};
+pub use error::{DialError, EndpointError, PathError, RequestError, TlsError};
+pub use gate::{AllowList, FriendGate};
+pub use link::{Accepted, IncomingRequest, Link};
+pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES};
+/// quinn, as this crate uses it: the layers above reach streams and connections through it.
+pub use quinn;
+pub use request::{MAX_REQUEST_FRAME_BYTES, REQUEST_TIMEOUT};
+pub use stranger_limit::{StrangerLimit, MAX_TRACKED_SOURCES};

@@ -12,6 +12,7 @@
 //! are never quoted, and its JSON goes to a separate file so it never overwrites real results.
 
 mod quic;
+mod quic_shared;
 mod report;
 mod rpk;
 mod tcp;
@@ -65,6 +66,12 @@ const FIGURES: &[Figure] = &[
         unit: "MB/s",
         baseline: None,
         measure: quic::measure,
+    },
+    Figure {
+        name: "quic.shared_MBps",
+        unit: "MB/s",
+        baseline: Some("quinn.raw_MBps"),
+        measure: quic_shared::measure,
     },
 ];
 
@@ -403,10 +410,11 @@ mod tests {
         let scale = Scale {
             transfer_bytes: 1 << 20,
         };
-        let transports: [(&str, Measure); 3] = [
+        let transports: [(&str, Measure); 4] = [
             ("tcp", tcp::measure),
             ("tls", tls::measure),
             ("quic", quic::measure),
+            ("quic_shared", quic_shared::measure),
         ];
         for (name, measure) in transports {
             let value = measure(&scale).unwrap_or_else(|e| panic!("{name} failed: {e}"));

@@ -21,11 +21,10 @@ const SERVER_NAME: &str = "bench.carrier.invalid";
 pub(crate) fn measure(scale: &Scale) -> Result<f64, String> {
     let total_bytes = scale.transfer_bytes;
     transfer::on_runtime(async move {
-        let provider = rpk::provider();
-        let server_id = rpk::Identity::generate(&provider)?;
-        let client_id = rpk::Identity::generate(&provider)?;
-        let server_tls = rpk::server_config(provider.clone(), &server_id, client_id.spki(), ALPN)?;
-        let client_tls = rpk::client_config(provider, &client_id, server_id.spki(), ALPN)?;
+        let server_id = rpk::generate()?;
+        let client_id = rpk::generate()?;
+        let server_tls = rpk::server_config(&server_id, client_id.id(), ALPN)?;
+        let client_tls = rpk::client_config(&client_id, server_id.id(), ALPN)?;
         let server_crypto = QuicServerConfig::try_from(Arc::new(server_tls))
             .map_err(|e| format!("TLS configuration unfit for QUIC: {e}"))?;
         let client_crypto = QuicClientConfig::try_from(Arc::new(client_tls))

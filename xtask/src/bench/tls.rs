@@ -5,7 +5,9 @@
 //! next to `quinn.raw_MBps` it separates the cost of TLS from the cost of QUIC's own machinery.
 
 use super::{rpk, tcp, transfer, Scale};
-use rustls::pki_types::{ServerName, SubjectPublicKeyInfoDer};
+use carrier_friend::dht::id::CarrierId;
+use carrier_friend::tls::TlsIdentity;
+use rustls::pki_types::ServerName;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
@@ -23,33 +25,21 @@ const ALPN: &[u8] = b"carrier-bench/1";
 pub(crate) fn measure(scale: &Scale) -> Result<f64, String> {
     let total_bytes = scale.transfer_bytes;
     transfer::on_runtime(async move {
-        let provider = rpk::provider();
-        let server_id = rpk::Identity::generate(&provider)?;
-        let client_id = rpk::Identity::generate(&provider)?;
-        let (client, server) = connect(
-            (&client_id, server_id.spki()),
-            (&server_id, client_id.spki()),
-        )
-        .await?;
+        let server_id = rpk::generate()?;
+        let client_id = rpk::generate()?;
+        let (client, server) =
+            connect((&client_id, server_id.id()), (&server_id, client_id.id())).await?;
         transfer::timed(total_bytes, async { Ok(client) }, async { Ok(server) }).await
     })
 }
 
 /// One end's identity and the key it pins for the other end.
-type Side<'a> = (&'a rpk::Identity, SubjectPublicKeyInfoDer<'static>);
+type Side<'a> = (&'a TlsIdentity, CarrierId);
 
 /// A TLS connection over fresh loopback TCP, both handshakes done: (client end, server end).
 async fn connect(client: Side<'_>, server: Side<'_>) -> Result<(ClientTls, ServerTls), String> {
-    let provider = rpk::provider();
-    let acceptor = TlsAcceptor::from(Arc::new(rpk::server_config(
-        provider.clone(),
-        server.0,
-        server.1,
-        ALPN,
-    )?));
-    let connector = TlsConnector::from(Arc::new(rpk::client_config(
-        provider, client.0, client.1, ALPN,
-    )?));
+    let acceptor = TlsAcceptor::from(Arc::new(rpk::server_config(server.0, server.1, ALPN)?));
+    let connector = TlsConnector::from(Arc::new(rpk::client_config(client.0, client.1, ALPN)?));
     // Raw public keys carry no name; the pinned key is the identity, this is only a label.
     let server_name = ServerName::try_from("bench.carrier.invalid")
         .map_err(|e| format!("bad server name: {e}"))?;
@@ -71,6 +61,7 @@ async fn connect(client: Side<'_>, server: Side<'_>) -> Result<(ClientTls, Serve
 #[cfg(test)]
 mod tests {
     use super::*;
+    use carrier_friend::tls::spki_of;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn on_runtime<F: std::future::Future<Output = ()>>(test: F) {
@@ -84,15 +75,12 @@ mod tests {
     #[test]
     fn each_side_sees_the_other_s_pinned_raw_key() {
         on_runtime(async {
-            let provider = rpk::provider();
-            let server_id = rpk::Identity::generate(&provider).unwrap();
-            let client_id = rpk::Identity::generate(&provider).unwrap();
-            let (mut client, mut server) = connect(
-                (&client_id, server_id.spki()),
-                (&server_id, client_id.spki()),
-            )
-            .await
-            .unwrap();
+            let server_id = rpk::generate().unwrap();
+            let client_id = rpk::generate().unwrap();
+            let (mut client, mut server) =
+                connect((&client_id, server_id.id()), (&server_id, client_id.id()))
+                    .await
+                    .unwrap();
             let (_, client_conn) = client.get_ref();
             let (_, server_conn) = server.get_ref();
             let presented = |certs: Option<&[rustls::pki_types::CertificateDer<'_>]>| {
@@ -100,11 +88,11 @@ mod tests {
             };
             assert_eq!(
                 presented(client_conn.peer_certificates()),
-                server_id.spki().as_ref()
+                spki_of(&server_id.id()).as_ref()
             );
             assert_eq!(
                 presented(server_conn.peer_certificates()),
-                client_id.spki().as_ref()
+                spki_of(&client_id.id()).as_ref()
             );
             assert_eq!(client_conn.alpn_protocol(), Some(ALPN));
             assert_eq!(
@@ -123,16 +111,12 @@ mod tests {
     #[test]
     fn a_server_with_another_key_is_refused() {
         on_runtime(async {
-            let provider = rpk::provider();
-            let server_id = rpk::Identity::generate(&provider).unwrap();
-            let client_id = rpk::Identity::generate(&provider).unwrap();
-            let stranger = rpk::Identity::generate(&provider).unwrap();
-            let error = connect(
-                (&client_id, stranger.spki()),
-                (&server_id, client_id.spki()),
-            )
-            .await
-            .unwrap_err();
+            let server_id = rpk::generate().unwrap();
+            let client_id = rpk::generate().unwrap();
+            let stranger = rpk::generate().unwrap();
+            let error = connect((&client_id, stranger.id()), (&server_id, client_id.id()))
+                .await
+                .unwrap_err();
             assert!(error.contains("client handshake failed"), "{error}");
         });
     }
@@ -140,16 +124,12 @@ mod tests {
     #[test]
     fn a_client_with_another_key_is_refused() {
         on_runtime(async {
-            let provider = rpk::provider();
-            let server_id = rpk::Identity::generate(&provider).unwrap();
-            let client_id = rpk::Identity::generate(&provider).unwrap();
-            let stranger = rpk::Identity::generate(&provider).unwrap();
-            let error = connect(
-                (&client_id, server_id.spki()),
-                (&server_id, stranger.spki()),
-            )
-            .await
-            .unwrap_err();
+            let server_id = rpk::generate().unwrap();
+            let client_id = rpk::generate().unwrap();
+            let stranger = rpk::generate().unwrap();
+            let error = connect((&client_id, server_id.id()), (&server_id, stranger.id()))
+                .await
+                .unwrap_err();
             assert!(error.contains("server handshake failed"), "{error}");
         });
     }

@@ -1,0 +1,35 @@
+//! Application close codes: why a link or a request connection was closed.
+//!
+//! They travel in QUIC's `CONNECTION_CLOSE` frame, so the peer learns exactly why (a refused
+//! friend sees [`NOT_A_FRIEND`], not a timeout). Codes are part of the wire protocol: never
+//! renumber one.
+
+use quinn::VarInt;
+
+/// A normal close: the side that closes is done with the link.
+pub const DONE: VarInt = VarInt::from_u32(0);
+
+/// `carrier/1`: the acceptance hook refused the peer's ID. Sent right after the handshake,
+/// before any stream of the peer is accepted.
+pub const NOT_A_FRIEND: VarInt = VarInt::from_u32(0x10);
+
+/// `carrier-request/1`: the one request frame arrived whole; the connection's work is done.
+pub const REQUEST_RECEIVED: VarInt = VarInt::from_u32(0x20);
+
+/// `carrier-request/1`: the frame announced or carried more than
+/// [`MAX_REQUEST_FRAME_BYTES`](crate::MAX_REQUEST_FRAME_BYTES).
+pub const REQUEST_TOO_LARGE: VarInt = VarInt::from_u32(0x21);
+
+/// `carrier-request/1`: a second frame, on the same stream or on another one.
+pub const REQUEST_EXTRA_FRAME: VarInt = VarInt::from_u32(0x22);
+
+/// `carrier-request/1`: the stream ended inside the frame.
+pub const REQUEST_MALFORMED: VarInt = VarInt::from_u32(0x23);
+
+/// `carrier-request/1`: no whole frame within
+/// [`REQUEST_TIMEOUT`](crate::REQUEST_TIMEOUT).
+pub const REQUEST_TIMEOUT: VarInt = VarInt::from_u32(0x24);
+
+/// The connection's ALPN is neither `carrier/1` nor `carrier-request/1` (rustls only lets
+/// offered ones through, so this means a bug, not a peer's choice).
+pub const UNKNOWN_ALPN: VarInt = VarInt::from_u32(0x30);

@@ -1,0 +1,317 @@
+//! [`LinkEndpoint`]: the node's QUIC endpoint on its shared socket, dialing and accepting
+//! links authenticated by Carrier IDs.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use carrier_dht::id::{CarrierId, Keypair};
+use carrier_dht::socket::NodeSocket;
+use carrier_dht::Path;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::TransportConfig;
+use tokio::sync::{mpsc, Mutex};
+use tokio::task::JoinHandle;
+
+use crate::accept::{accept_loop, AcceptCounters, AcceptShared};
+use crate::alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
+use crate::error::{DialError, EndpointError, RequestError, TlsError};
+use crate::gate::FriendGate;
+use crate::link::{Accepted, Link};
+use crate::path_table::PathTable;
+use crate::quic_socket::{QuicSocket, QuicSocketCounters};
+use crate::stranger_limit::{StrangerLimit, StrangerLimiter};
+use crate::tls::{Clients, TlsIdentity, SERVER_NAME};
+use crate::{close, request, transport};
+
+/// Handshakes (and request connections being read) in progress at once, by default; over it,
+/// new connections are refused until some finish.
+pub const MAX_PENDING_HANDSHAKES: usize = 256;
+
+/// Accepted links and requests waiting for [`LinkEndpoint::accept`].
+const ACCEPT_QUEUE: usize = 64;
+
+/// How a [`LinkEndpoint`] admits peers.
+#[derive(Clone)]
+pub struct LinkConfig {
+    /// Who may hold a `carrier/1` link.
+    pub gate: Arc<dyn FriendGate>,
+    /// Handshakes a stranger's source may start.
+    pub stranger_limit: StrangerLimit,
+    /// Handshakes in progress at once.
+    pub max_pending_handshakes: usize,
+}
+
+impl LinkConfig {
+    /// The defaults, with `gate` deciding who is a friend.
+    pub fn new(gate: impl FriendGate) -> Self {
+        Self {
+            gate: Arc::new(gate),
+            stranger_limit: StrangerLimit::default(),
+            max_pending_handshakes: MAX_PENDING_HANDSHAKES,
+        }
+    }
+}
+
+impl std::fmt::Debug for LinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkConfig")
+            .field("stranger_limit", &self.stranger_limit)
+            .field("max_pending_handshakes", &self.max_pending_handshakes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the endpoint did, for tests and monitoring.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LinkStats {
+    /// `carrier/1` links the gate admitted.
+    pub friends_accepted: u64,
+    /// `carrier/1` peers the gate refused (closed with [`close::NOT_A_FRIEND`]).
+    pub friends_refused: u64,
+    /// `carrier-request/1` frames received whole.
+    pub requests_received: u64,
+    /// `carrier-request/1` connections refused (oversized, extra frame, malformed, late).
+    pub requests_refused: u64,
+    /// Strangers' connection attempts refused by the per-source rate limit.
+    pub strangers_refused: u64,
+    /// Connection attempts refused because too many handshakes were in progress.
+    pub busy_refused: u64,
+    /// Handshakes that failed or timed out.
+    pub handshakes_failed: u64,
+    /// Datagrams quinn addressed to a mapped address with no path: dropped.
+    pub unmapped_dropped: u64,
+    /// Transmits with a packet lacking the QUIC bit: dropped.
+    pub unmarked_dropped: u64,
+    /// Received datagrams from a new real address while the path table was full of pinned
+    /// entries: dropped.
+    pub unmappable_dropped: u64,
+}
+
+/// The node's QUIC endpoint on its shared socket. Cheap to clone; the endpoint closes when
+/// the last clone is dropped.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use carrier_friend::dht::{id::Keypair, socket::NodeSocket, Path};
+/// use carrier_friend::{Accepted, AllowList, LinkConfig, LinkEndpoint};
+///
+/// let (alice, bob) = (Keypair::generate(), Keypair::generate());
+/// let friends = AllowList::default();
+/// friends.insert(alice.id());
+/// let bob_node = LinkEndpoint::new(
+///     NodeSocket::bind("127.0.0.1:0".parse()?)?,
+///     &bob,
+///     LinkConfig::new(friends),
+/// )?;
+/// let alice_node = LinkEndpoint::new(
+///     NodeSocket::bind("127.0.0.1:0".parse()?)?,
+///     &alice,
+///     LinkConfig::new(|_: &_| false),
+/// )?;
+///
+/// let to_bob = Path::Direct(bob_node.local_addr()?);
+/// let link = alice_node.dial(bob.id(), to_bob).await?;
+/// assert_eq!(link.peer(), bob.id());
+/// let Some(Accepted::Link(at_bob)) = bob_node.accept().await else { panic!() };
+/// assert_eq!(at_bob.peer(), alice.id());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct LinkEndpoint {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    endpoint: quinn::Endpoint,
+    socket: NodeSocket,
+    paths: PathTable,
+    tls: TlsIdentity,
+    transport: Arc<TransportConfig>,
+    accepted: Mutex<mpsc::Receiver<Accepted>>,
+    accept_counters: Arc<AcceptCounters>,
+    socket_counters: Arc<QuicSocketCounters>,
+    accept_task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkEndpoint")
+            .field("id", &self.tls.id())
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        self.endpoint.close(close::DONE, b"");
+    }
+}
+
+impl LinkEndpoint {
+    /// Runs QUIC on `socket` (the node's shared socket) as `keypair`'s Carrier ID. Must be
+    /// called inside a tokio runtime.
+    pub fn new(
+        socket: NodeSocket,
+        keypair: &Keypair,
+        config: LinkConfig,
+    ) -> Result<Self, EndpointError> {
+        let tls = TlsIdentity::new(keypair)?;
+        let transport = transport::transport_config();
+        let mut server_tls = tls.server_config(Clients::Any, &[ALPN_FRIEND, ALPN_REQUEST])?;
+        // Every dial uses a fresh client configuration, so a ticket could never be used.
+        server_tls.send_tls13_tickets = 0;
+        let server_crypto = QuicServerConfig::try_from(Arc::new(server_tls))
+            .map_err(|e| TlsError::NotForQuic(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport.clone());
+
+        let paths = PathTable::default();
+        let socket_counters = Arc::new(QuicSocketCounters::default());
+        let quic_socket = QuicSocket::new(socket.clone(), paths.clone(), socket_counters.clone())
+            .map_err(EndpointError::Socket)?;
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            transport::endpoint_config(),
+            Some(server),
+            Arc::new(quic_socket),
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(EndpointError::Socket)?;
+
+        let (sender, receiver) = mpsc::channel(ACCEPT_QUEUE);
+        let accept_counters = Arc::new(AcceptCounters::default());
+        let shared = Arc::new(AcceptShared {
+            paths: paths.clone(),
+            gate: config.gate,
+            limiter: StrangerLimiter::new(config.stranger_limit),
+            max_pending: config.max_pending_handshakes,
+            pending: AtomicUsize::new(0),
+            counters: accept_counters.clone(),
+            accepted: sender,
+        });
+        let accept_task = tokio::spawn(accept_loop(endpoint.clone(), shared));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoint,
+                socket,
+                paths,
+                tls,
+                transport,
+                accepted: Mutex::new(receiver),
+                accept_counters,
+                socket_counters,
+                accept_task,
+            }),
+        })
+    }
+
+    /// The Carrier ID this endpoint proves.
+    pub fn id(&self) -> CarrierId {
+        self.inner.tls.id()
+    }
+
+    /// The real address of the node's socket.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.socket.local_addr()
+    }
+
+    /// The table from the mapped addresses quinn sees to peers' real paths.
+    pub fn paths(&self) -> &PathTable {
+        &self.inner.paths
+    }
+
+    /// A `carrier/1` link to `peer`, reached at `path`. Fails if whoever answers at `path`
+    /// cannot prove `peer`. The peer may still close the link with [`close::NOT_A_FRIEND`] right
+    /// after the handshake if its gate refuses us.
+    pub async fn dial(&self, peer: CarrierId, path: Path) -> Result<Link, DialError> {
+        let connection = self.connect(peer, path, Alpn::Friend).await?;
+        Ok(Link::new(connection, peer))
+    }
+
+    /// Sends one friend request `frame` to `peer` at `path` over `carrier-request/1`, and
+    /// waits until the peer confirms it got it whole ([`close::REQUEST_RECEIVED`]).
+    pub async fn send_request(
+        &self,
+        peer: CarrierId,
+        path: Path,
+        frame: &[u8],
+    ) -> Result<(), RequestError> {
+        let bytes = request::encode(frame).ok_or(RequestError::TooLarge(frame.len()))?;
+        let connection = self.connect(peer, path, Alpn::Request).await?;
+        let mut stream = connection.open_uni().await?;
+        stream.write_all(&bytes).await?;
+        // The peer closing the connection is the answer; a finish that races with it is moot.
+        let _ = stream.finish();
+        match connection.closed().await {
+            quinn::ConnectionError::ApplicationClosed(closed)
+                if closed.error_code == close::REQUEST_RECEIVED =>
+            {
+                Ok(())
+            }
+            quinn::ConnectionError::ApplicationClosed(closed) => {
+                Err(RequestError::Refused(closed.error_code))
+            }
+            other => Err(RequestError::Connection(other)),
+        }
+    }
+
+    /// A raw QUIC connection to `peer` at `path` on `alpn`, after the handshake: what
+    /// [`dial`](Self::dial) and [`send_request`](Self::send_request) build on. A friend's
+    /// path is pinned in the [`PathTable`]; a request's is not.
+    pub async fn connect(
+        &self,
+        peer: CarrierId,
+        path: Path,
+        alpn: Alpn,
+    ) -> Result<quinn::Connection, DialError> {
+        let mapped = match alpn {
+            Alpn::Friend => self.inner.paths.mapped_for(path)?,
+            Alpn::Request => self.inner.paths.mapped_for_a_moment(path)?,
+        };
+        let tls = self.inner.tls.client_config(peer, alpn.as_bytes())?;
+        let crypto = QuicClientConfig::try_from(Arc::new(tls))
+            .map_err(|e| TlsError::NotForQuic(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.inner.transport.clone());
+        let connecting = self
+            .inner
+            .endpoint
+            .connect_with(config, mapped, SERVER_NAME)?;
+        Ok(connecting.await?)
+    }
+
+    /// The next friend link or friend request; `None` once the endpoint is closed.
+    pub async fn accept(&self) -> Option<Accepted> {
+        self.inner.accepted.lock().await.recv().await
+    }
+
+    /// What the endpoint did so far.
+    pub fn stats(&self) -> LinkStats {
+        let a = &self.inner.accept_counters;
+        let s = &self.inner.socket_counters;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        LinkStats {
+            friends_accepted: load(&a.friends_accepted),
+            friends_refused: load(&a.friends_refused),
+            requests_received: load(&a.requests_received),
+            requests_refused: load(&a.requests_refused),
+            strangers_refused: load(&a.strangers_refused),
+            busy_refused: load(&a.busy_refused),
+            handshakes_failed: load(&a.handshakes_failed),
+            unmapped_dropped: load(&s.unmapped_dropped),
+            unmarked_dropped: load(&s.unmarked_dropped),
+            unmappable_dropped: load(&s.unmappable_dropped),
+        }
+    }
+
+    /// Closes every connection with [`close::DONE`] and waits until the peers know (or time
+    /// out), so nothing is left half-open.
+    pub async fn shutdown(&self) {
+        self.inner.endpoint.close(close::DONE, b"");
+        self.inner.endpoint.wait_idle().await;
+    }
+}

@@ -1,0 +1,410 @@
+//! How QUIC sees paths that change: one stable *mapped* address per peer, and a table from it
+//! to the peer's current real [`Path`].
+//!
+//! quinn never sees a real address. It sees addresses from a reserved IPv6 unique-local range
+//! ([`MAPPED_PREFIX`]) that never reaches the wire; the socket under quinn translates them
+//! both ways through this table. Re-pointing a peer's mapped address to another path (direct to
+//! relayed and back, a new NAT mapping) changes nothing quinn can see: no migration, no path
+//! validation, the congestion state carries on, and packets still in flight on the old path are
+//! still recognised (old real addresses stay aliases of the mapped one).
+//!
+//! A datagram from a real address never seen before gets a fresh mapped address on first sight
+//! (that is how a stranger's first packet reaches quinn). Such entries are not pinned: when the
+//! table is full the oldest of them is evicted. Entries of friends are pinned: made by
+//! [`PathTable::mapped_for`] (a dial), [`PathTable::set_path`] (the layer above re-pointing a
+//! peer) or [`PathTable::pin`] (a friend link accepted), they stay until [`PathTable::remove`],
+//! which the friend layer calls when a friend is removed; so pins grow with friends, not with
+//! strangers. A datagram quinn sends to a mapped address with no entry is dropped, never sent.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use carrier_dht::Path;
+
+use crate::error::PathError;
+
+/// The /64 mapped addresses come from: `fd63:6172:7269:6572::/64`, a unique-local (RFC 4193)
+/// prefix spelling "carrier". Nothing is ever sent to it; it only names peers to quinn.
+pub const MAPPED_PREFIX: [u8; 8] = [0xfd, 0x63, 0x61, 0x72, 0x72, 0x69, 0x65, 0x72];
+
+/// The port every mapped address carries (quinn needs one; the address alone names the peer).
+const MAPPED_PORT: u16 = 1;
+
+/// Mapped addresses the table holds at most. First-sight entries beyond it evict the oldest
+/// first-sight entry; pinned entries are never evicted.
+pub const MAX_MAPPED_ADDRESSES: usize = 16_384;
+
+/// Old real addresses remembered per mapped address, so that packets still in flight on a
+/// path the peer was moved off are recognised rather than mapped anew.
+pub const MAX_ALIASES_PER_PEER: usize = 4;
+
+/// The table from stable mapped addresses (what quinn sees) to real paths. Cheap to clone;
+/// clones share the table.
+///
+/// ```
+/// use carrier_friend::dht::Path;
+/// use carrier_friend::PathTable;
+///
+/// let table = PathTable::default();
+/// let direct = Path::Direct("192.0.2.7:4000".parse().unwrap());
+/// let mapped = table.mapped_for(direct).unwrap();
+/// assert!(PathTable::is_mapped(mapped));
+/// assert_eq!(table.path(mapped), Some(direct));
+///
+/// // The peer moved: quinn keeps talking to `mapped`, datagrams now go to the new path.
+/// let moved = Path::Direct("198.51.100.3:5000".parse().unwrap());
+/// table.set_path(mapped, moved).unwrap();
+/// assert_eq!(table.path(mapped), Some(moved));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct PathTable {
+    inner: Arc<RwLock<Table>>,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    /// Mapped address → its entry.
+    entries: HashMap<SocketAddrV6, Entry>,
+    /// Real address (current or alias) → mapped address.
+    by_real: HashMap<SocketAddr, SocketAddrV6>,
+    /// First-sight entries, oldest first; may name entries since pinned or removed.
+    unpinned: VecDeque<SocketAddrV6>,
+    /// The low 64 bits of the last mapped address handed out.
+    last: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    path: Path,
+    pinned: bool,
+    /// Real addresses that map here: the current path's first, then older ones.
+    aliases: VecDeque<SocketAddr>,
+}
+
+impl PathTable {
+    /// Whether `addr` is in the mapped range (quinn's view), as opposed to a real address.
+    pub fn is_mapped(addr: SocketAddr) -> bool {
+        match addr {
+            SocketAddr::V6(v6) => v6.ip().octets()[..8] == MAPPED_PREFIX,
+            SocketAddr::V4(_) => false,
+        }
+    }
+
+    /// The mapped address for `path`, pinned: the one it already has (from an earlier dial or
+    /// from first sight), or a new one.
+    pub fn mapped_for(&self, path: Path) -> Result<SocketAddr, PathError> {
+        self.mapped(path, true)
+    }
+
+    /// The mapped address for `path` without pinning a new one: for a connection that lives a
+    /// moment (a friend request), so that strangers written to do not fill the table.
+    pub(crate) fn mapped_for_a_moment(&self, path: Path) -> Result<SocketAddr, PathError> {
+        self.mapped(path, false)
+    }
+
+    fn mapped(&self, path: Path, pin: bool) -> Result<SocketAddr, PathError> {
+        let real = canonical(path.socket_addr());
+        let mut table = self.write();
+        if let Some(mapped) = table.by_real.get(&real).copied() {
+            // Reused only if `path` is where that peer is now, not an old alias of it.
+            if let Some(entry) = table.entries.get_mut(&mapped) {
+                if canonical(entry.path.socket_addr()) == real {
+                    entry.pinned |= pin;
+                    return Ok(SocketAddr::V6(mapped));
+                }
+            }
+        }
+        table.insert(path, real, pin).map(SocketAddr::V6)
+    }
+
+    /// Pins `mapped`, so that strangers' first-sight entries never evict it; returns whether it
+    /// exists. The endpoint pins the peers of the friend links it accepts.
+    pub fn pin(&self, mapped: SocketAddr) -> bool {
+        let SocketAddr::V6(key) = mapped else {
+            return false;
+        };
+        match self.write().entries.get_mut(&key) {
+            Some(entry) => {
+                entry.pinned = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Re-points `mapped` to `path`, pinning it: datagrams quinn sends to `mapped` go to
+    /// `path` from now on, and datagrams arriving from `path` are shown to quinn as from
+    /// `mapped`. The previous real address stays an alias, for packets still in flight.
+    pub fn set_path(&self, mapped: SocketAddr, path: Path) -> Result<(), PathError> {
+        let SocketAddr::V6(key) = mapped else {
+            return Err(PathError::NotMapped(mapped));
+        };
+        let real = canonical(path.socket_addr());
+        let mut table = self.write();
+        let Some(entry) = table.entries.get_mut(&key) else {
+            return Err(PathError::NotMapped(mapped));
+        };
+        entry.path = path;
+        entry.pinned = true;
+        entry.aliases.retain(|alias| *alias != real);
+        entry.aliases.push_front(real);
+        let dropped = if entry.aliases.len() > MAX_ALIASES_PER_PEER {
+            entry.aliases.pop_back()
+        } else {
+            None
+        };
+        if let Some(old) = dropped {
+            if table.by_real.get(&old) == Some(&key) {
+                table.by_real.remove(&old);
+            }
+        }
+        table.by_real.insert(real, key);
+        Ok(())
+    }
+
+    /// Forgets `mapped` and every real address that led to it; returns whether it was there.
+    /// Live connections to it can no longer send.
+    pub fn remove(&self, mapped: SocketAddr) -> bool {
+        let SocketAddr::V6(key) = mapped else {
+            return false;
+        };
+        self.write().remove(&key)
+    }
+
+    /// The real path `mapped` points to now.
+    pub fn path(&self, mapped: SocketAddr) -> Option<Path> {
+        let SocketAddr::V6(key) = mapped else {
+            return None;
+        };
+        self.read().entries.get(&key).map(|entry| entry.path)
+    }
+
+    /// Whether `mapped` is pinned (dialled or set by the layer above) rather than a stranger's
+    /// first-sight entry.
+    pub fn is_pinned(&self, mapped: SocketAddr) -> bool {
+        let SocketAddr::V6(key) = mapped else {
+            return false;
+        };
+        self.read()
+            .entries
+            .get(&key)
+            .is_some_and(|entry| entry.pinned)
+    }
+
+    /// How many mapped addresses the table holds.
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    /// Whether the table holds no mapped address.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The mapped address a datagram from `real` is shown to quinn from, made on first sight.
+    /// `None` only when the table is full of pinned entries.
+    pub(crate) fn inbound(&self, real: SocketAddr) -> Option<SocketAddr> {
+        let real = canonical(real);
+        if let Some(mapped) = self.read().by_real.get(&real) {
+            return Some(SocketAddr::V6(*mapped));
+        }
+        let mut table = self.write();
+        // Another thread may have mapped it between the two locks.
+        if let Some(mapped) = table.by_real.get(&real) {
+            return Some(SocketAddr::V6(*mapped));
+        }
+        table
+            .insert(Path::Direct(real), real, false)
+            .ok()
+            .map(SocketAddr::V6)
+    }
+
+    /// The real address to send a datagram quinn addressed to `mapped`, if it has a path.
+    pub(crate) fn outbound(&self, mapped: SocketAddr) -> Option<SocketAddr> {
+        let SocketAddr::V6(key) = mapped else {
+            return None;
+        };
+        self.read()
+            .entries
+            .get(&key)
+            .map(|entry| entry.path.socket_addr())
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Table> {
+        // Every change below keeps the two maps consistent before it can panic (allocation
+        // aside), so a poisoned table is still a usable one.
+        self.inner
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Table> {
+        self.inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Table {
+    fn insert(
+        &mut self,
+        path: Path,
+        real: SocketAddr,
+        pinned: bool,
+    ) -> Result<SocketAddrV6, PathError> {
+        if self.entries.len() >= MAX_MAPPED_ADDRESSES {
+            self.evict_one()?;
+        }
+        self.last = self.last.wrapping_add(1);
+        let mut octets = [0u8; 16];
+        octets[..8].copy_from_slice(&MAPPED_PREFIX);
+        octets[8..].copy_from_slice(&self.last.to_be_bytes());
+        let mapped = SocketAddrV6::new(Ipv6Addr::from(octets), MAPPED_PORT, 0, 0);
+        self.entries.insert(
+            mapped,
+            Entry {
+                path,
+                pinned,
+                aliases: VecDeque::from([real]),
+            },
+        );
+        self.by_real.insert(real, mapped);
+        if !pinned {
+            self.unpinned.push_back(mapped);
+        }
+        Ok(mapped)
+    }
+
+    fn evict_one(&mut self) -> Result<(), PathError> {
+        while let Some(oldest) = self.unpinned.pop_front() {
+            if self.entries.get(&oldest).is_some_and(|entry| !entry.pinned) {
+                self.remove(&oldest);
+                return Ok(());
+            }
+        }
+        Err(PathError::Full)
+    }
+
+    fn remove(&mut self, mapped: &SocketAddrV6) -> bool {
+        let Some(entry) = self.entries.remove(mapped) else {
+            return false;
+        };
+        for alias in entry.aliases {
+            if self.by_real.get(&alias) == Some(mapped) {
+                self.by_real.remove(&alias);
+            }
+        }
+        true
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (a dual-stack socket's view of IPv4 peers) as IPv4, so a peer has
+/// one real address whichever way the socket reports it.
+pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(s: &str) -> Path {
+        Path::Direct(s.parse().unwrap())
+    }
+
+    #[test]
+    fn first_sight_maps_once_and_both_ways() {
+        let table = PathTable::default();
+        let real: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+        let mapped = table.inbound(real).unwrap();
+        assert!(PathTable::is_mapped(mapped));
+        assert!(!PathTable::is_mapped(real));
+        assert_eq!(table.inbound(real), Some(mapped));
+        assert_eq!(table.outbound(mapped), Some(real));
+        assert!(!table.is_pinned(mapped));
+        // Dialing the same address reuses the mapping and pins it.
+        assert_eq!(table.mapped_for(Path::Direct(real)).unwrap(), mapped);
+        assert!(table.is_pinned(mapped));
+        let v4_mapped: SocketAddr = "[::ffff:127.0.0.1]:4000".parse().unwrap();
+        assert_eq!(
+            table.inbound(v4_mapped),
+            Some(mapped),
+            "one peer, one mapping"
+        );
+    }
+
+    #[test]
+    fn repointing_keeps_the_old_address_as_an_alias() {
+        let table = PathTable::default();
+        let mapped = table.mapped_for(direct("10.0.0.1:1")).unwrap();
+        table.set_path(mapped, direct("10.0.0.2:2")).unwrap();
+        assert_eq!(table.outbound(mapped), Some("10.0.0.2:2".parse().unwrap()));
+        assert_eq!(table.inbound("10.0.0.1:1".parse().unwrap()), Some(mapped));
+        assert_eq!(table.inbound("10.0.0.2:2".parse().unwrap()), Some(mapped));
+        for port in 3..10 {
+            table
+                .set_path(mapped, direct(&format!("10.0.0.9:{port}")))
+                .unwrap();
+        }
+        assert_ne!(
+            table.inbound("10.0.0.1:1".parse().unwrap()),
+            Some(mapped),
+            "aliases are bounded"
+        );
+        assert!(table
+            .set_path("10.0.0.1:1".parse().unwrap(), direct("10.0.0.3:3"))
+            .is_err());
+    }
+
+    #[test]
+    fn only_friends_are_pinned() {
+        let table = PathTable::default();
+        let moment = table.mapped_for_a_moment(direct("10.0.0.1:1")).unwrap();
+        assert!(!table.is_pinned(moment), "a request's peer is not pinned");
+        assert_eq!(table.mapped_for(direct("10.0.0.1:1")).unwrap(), moment);
+        assert!(table.is_pinned(moment), "a dial pins");
+        assert_eq!(
+            table.mapped_for_a_moment(direct("10.0.0.1:1")).unwrap(),
+            moment
+        );
+        assert!(
+            table.is_pinned(moment),
+            "and a later request does not unpin"
+        );
+        let seen = table.inbound("10.0.0.2:2".parse().unwrap()).unwrap();
+        assert!(!table.is_pinned(seen));
+        assert!(table.pin(seen));
+        assert!(table.is_pinned(seen));
+        assert!(!table.pin("[fd63:6172:7269:6572::ffff]:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn unmapped_and_removed_addresses_have_no_path() {
+        let table = PathTable::default();
+        let mapped = table.mapped_for(direct("10.0.0.1:1")).unwrap();
+        assert!(table.remove(mapped));
+        assert_eq!(table.outbound(mapped), None);
+        assert!(table.is_empty());
+        let never: SocketAddr = "[fd63:6172:7269:6572::ffff]:1".parse().unwrap();
+        assert_eq!(table.outbound(never), None);
+    }
+
+    #[test]
+    fn strangers_evict_strangers_never_pinned_peers() {
+        let table = PathTable::default();
+        let friend = table.mapped_for(direct("10.9.9.9:9")).unwrap();
+        for i in 0..MAX_MAPPED_ADDRESSES + 10 {
+            let real = SocketAddr::new(IpAddr::V4((i as u32 + 1).into()), 7);
+            assert!(table.inbound(real).is_some());
+        }
+        assert_eq!(table.len(), MAX_MAPPED_ADDRESSES);
+        assert_eq!(table.path(friend), Some(direct("10.9.9.9:9")));
+    }
+}

@@ -1,0 +1,95 @@
+//! QUIC transport settings, each chosen on purpose.
+//!
+//! - **Streams**: every channel of `carrier-mux` is its own QUIC stream, so a link may carry
+//!   thousands at once: [`MAX_CONCURRENT_BIDI_STREAMS`] and [`MAX_CONCURRENT_UNI_STREAMS`].
+//!   An open stream with no data costs a few hundred bytes of state.
+//! - **Memory**: quinn allocates receive buffers only for data that has arrived and is unread,
+//!   so an idle link costs its connection state alone (a few KiB). The windows bound what a
+//!   busy or hostile peer can make us buffer: one stream at most
+//!   [`STREAM_RECEIVE_WINDOW_BYTES`], the whole link at most
+//!   [`CONNECTION_RECEIVE_WINDOW_BYTES`] (quinn's default is unbounded), datagrams at most
+//!   [`DATAGRAM_RECEIVE_BUFFER_BYTES`].
+//! - **Throughput**: the stream window is quinn's default (100 Mbit/s over 100 ms of round
+//!   trip), so one stream runs as fast as raw quinn; the link window leaves room for several
+//!   such streams at once.
+//! - **Liveness**: a keep-alive every [`KEEPALIVE_INTERVAL`] holds NAT mappings open (most
+//!   time out after 30 s or more of silence), and a link silent for [`IDLE_TIMEOUT`] is dead:
+//!   two missed keep-alives.
+//! - **Size of packets**: [`INITIAL_MTU_BYTES`] fits every path, a relay's framing included;
+//!   path MTU discovery may grow it up to [`MAX_MTU_BYTES`] (a 1500-byte Ethernet MTU under
+//!   IPv6 and UDP headers) where the path proves it. See [`crate::PathTable`] for why one MTU
+//!   serves a peer whose path changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
+
+/// Bidirectional streams a peer may have open at once on a link.
+pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 4096;
+
+/// Unidirectional streams a peer may have open at once on a link.
+pub const MAX_CONCURRENT_UNI_STREAMS: u32 = 1024;
+
+/// Unread bytes one stream may hold: quinn's default, 100 Mbit/s × 100 ms.
+pub const STREAM_RECEIVE_WINDOW_BYTES: u32 = 1_250_000;
+
+/// Unread bytes all the streams of one link may hold together.
+pub const CONNECTION_RECEIVE_WINDOW_BYTES: u32 = 8 * 1024 * 1024;
+
+/// Bytes of unacknowledged data a link may have in flight: quinn's default, eight streams'
+/// windows.
+pub const SEND_WINDOW_BYTES: u64 = 8 * STREAM_RECEIVE_WINDOW_BYTES as u64;
+
+/// Unread incoming datagrams kept per link; beyond it the oldest are dropped.
+pub const DATAGRAM_RECEIVE_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Outgoing datagrams queued per link; beyond it the oldest are dropped.
+pub const DATAGRAM_SEND_BUFFER_BYTES: usize = 256 * 1024;
+
+/// How often an otherwise silent link sends a keep-alive.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How long a link may hear nothing before it is dead.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The QUIC packet size every link starts at: QUIC's minimum, which fits every path.
+pub const INITIAL_MTU_BYTES: u16 = 1200;
+
+/// The largest QUIC packet path MTU discovery may probe for.
+pub const MAX_MTU_BYTES: u16 = 1452;
+
+/// The transport settings of every link and request connection.
+pub fn transport_config() -> Arc<TransportConfig> {
+    let mut config = TransportConfig::default();
+    config
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
+        .max_concurrent_uni_streams(VarInt::from_u32(MAX_CONCURRENT_UNI_STREAMS))
+        .stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW_BYTES))
+        .receive_window(VarInt::from_u32(CONNECTION_RECEIVE_WINDOW_BYTES))
+        .send_window(SEND_WINDOW_BYTES)
+        .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER_BYTES))
+        .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER_BYTES)
+        .keep_alive_interval(Some(KEEPALIVE_INTERVAL))
+        .initial_mtu(INITIAL_MTU_BYTES)
+        .min_mtu(INITIAL_MTU_BYTES)
+        .mtu_discovery_config(Some({
+            let mut mtu = MtuDiscoveryConfig::default();
+            mtu.upper_bound(MAX_MTU_BYTES);
+            mtu
+        }));
+    // The constant is far below the 2^62 limit of an idle timeout, so this cannot fail; were
+    // it to, quinn's default (30 s, the same value) applies.
+    if let Ok(idle) = IdleTimeout::try_from(IDLE_TIMEOUT) {
+        config.max_idle_timeout(Some(idle));
+    }
+    Arc::new(config)
+}
+
+/// The endpoint settings: the QUIC bit is never greased, so every QUIC packet keeps bit 0x40
+/// set and the node socket can tell it from Carrier's own classes by its first byte.
+pub fn endpoint_config() -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::default();
+    config.grease_quic_bit(false);
+    config
+}
