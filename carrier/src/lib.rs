@@ -12,9 +12,9 @@
 //! See `docs/ARCHITECTURE.md` at the repository root for the layers.
 
 pub use carrier_forward as forward;
+pub use dht::id;
 pub use forward::mux;
+pub use friend::dht;
+pub use msg::friend;
 pub use mux::stream;
 pub use stream::msg;
-pub use msg::friend;
-pub use friend::dht;
-pub use dht::id;
