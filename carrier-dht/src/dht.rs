@@ -415,6 +415,22 @@ impl Dht {
         }
     }
 
+    /// Whether the node `id` answers a ping at `addr` (with the usual retries).
+    pub async fn ping(&self, id: &CarrierId, addr: SocketAddr) -> Result<bool, DhtError> {
+        let contact = Contact {
+            id: Key::of_node(id),
+            addr,
+        };
+        match self
+            .query(|node, now| Ok(node.ping(now, contact)))
+            .await?
+            .outcome
+        {
+            QueryOutcome::Pong(answered) => Ok(answered),
+            _ => Ok(false),
+        }
+    }
+
     /// Saves the routing table's contacts so a restart can rejoin without bootstrap nodes.
     pub async fn save_contacts(&self) -> Result<(), DhtError> {
         if let Some(store) = &self.shared.store {

@@ -27,8 +27,8 @@ fn frame(length: u16, body: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_stranger_s_request_arrives_whole_and_the_connection_closes() {
-    let bob = node(&[]);
-    let stranger = node(&[]);
+    let bob = node(&[]).await;
+    let stranger = node(&[]).await;
     stranger
         .links
         .send_request(bob.id(), bob.path(), b"hello, I am a stranger")
@@ -46,8 +46,8 @@ async fn a_stranger_s_request_arrives_whole_and_the_connection_closes() {
 
 #[tokio::test]
 async fn a_frame_of_the_largest_size_is_accepted() {
-    let bob = node(&[]);
-    let stranger = node(&[]);
+    let bob = node(&[]).await;
+    let stranger = node(&[]).await;
     let largest = vec![7u8; MAX_REQUEST_FRAME_BYTES];
     stranger
         .links
@@ -64,8 +64,8 @@ async fn a_frame_of_the_largest_size_is_accepted() {
 
 #[tokio::test]
 async fn an_oversized_frame_is_refused_by_both_sides() {
-    let bob = node(&[]);
-    let stranger = node(&[]);
+    let bob = node(&[]).await;
+    let stranger = node(&[]).await;
     let oversized = vec![0u8; MAX_REQUEST_FRAME_BYTES + 1];
     let error = stranger
         .links
@@ -90,8 +90,8 @@ async fn an_oversized_frame_is_refused_by_both_sides() {
 
 #[tokio::test]
 async fn a_second_frame_on_the_stream_is_refused() {
-    let bob = node(&[]);
-    let stranger = node(&[]);
+    let bob = node(&[]).await;
+    let stranger = node(&[]).await;
     let connection = stranger
         .links
         .connect(bob.id(), bob.path(), Alpn::Request)
@@ -108,8 +108,8 @@ async fn a_second_frame_on_the_stream_is_refused() {
 
 #[tokio::test]
 async fn a_second_stream_is_refused() {
-    let bob = node(&[]);
-    let stranger = node(&[]);
+    let bob = node(&[]).await;
+    let stranger = node(&[]).await;
     let connection = stranger
         .links
         .connect(bob.id(), bob.path(), Alpn::Request)
@@ -127,8 +127,8 @@ async fn a_second_stream_is_refused() {
 
 #[tokio::test]
 async fn a_stream_ending_inside_the_frame_is_refused() {
-    let bob = node(&[]);
-    let stranger = node(&[]);
+    let bob = node(&[]).await;
+    let stranger = node(&[]).await;
     let connection = stranger
         .links
         .connect(bob.id(), bob.path(), Alpn::Request)

@@ -1,76 +1,62 @@
-//! What the integration tests share: nodes on 127.0.0.1, and the DHT side of each node.
-//!
-//! **The DHT stand-in.** [`serve_dht`] plays the DHT on a node's socket until the real `Dht`
-//! driver exists: it answers every Carrier-class datagram with a Carrier-class reply. It is the
-//! one place to swap for the real driver (`serve_dht` starts it; [`dht_ping`] becomes a real
-//! DHT ping), and the tests keep their meaning: QUIC and the DHT share the socket and neither
-//! starves the other.
+//! What the integration tests share: nodes on 127.0.0.1, each a real DHT node (`Dht`) whose
+//! socket its QUIC endpoint shares, and real DHT pings to check the DHT side keeps answering.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use carrier_friend::dht::id::{CarrierId, Keypair};
+use carrier_friend::dht::id::CarrierId;
 use carrier_friend::dht::socket::NodeSocket;
-use carrier_friend::dht::Path;
+use carrier_friend::dht::{Dht, DhtConfig, Path};
 use carrier_friend::{AllowList, FriendGate, LinkConfig, LinkEndpoint};
-use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
 
-/// The first byte of the stand-in's ping; below 0x40, so Carrier-class.
-pub(crate) const PING: u8 = 0x01;
-/// The first byte of the stand-in's answer.
-pub(crate) const PONG: u8 = 0x02;
-
-/// A node: its socket, its QUIC endpoint, the DHT serving on the same socket.
+/// A node: its DHT (which owns the socket) and its QUIC endpoint on the same socket.
 pub(crate) struct Node {
-    pub(crate) keypair: Keypair,
+    pub(crate) dht: Dht,
     pub(crate) socket: NodeSocket,
     pub(crate) links: LinkEndpoint,
-    pub(crate) dht: JoinHandle<()>,
 }
 
 impl Node {
     pub(crate) fn id(&self) -> CarrierId {
-        self.keypair.id()
+        self.dht.id()
     }
 
     pub(crate) fn path(&self) -> Path {
-        Path::Direct(self.socket.local_addr().unwrap())
+        Path::Direct(self.addr())
     }
 
     pub(crate) fn addr(&self) -> SocketAddr {
-        self.socket.local_addr().unwrap()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.dht.abort();
+        self.dht.local_addr()
     }
 }
 
 /// A node on 127.0.0.1 whose friends are `friends`.
-pub(crate) fn node(friends: &[CarrierId]) -> Node {
+pub(crate) async fn node(friends: &[CarrierId]) -> Node {
     let allow = AllowList::default();
     for id in friends {
         allow.insert(*id);
     }
-    node_with(LinkConfig::new(allow))
+    node_with(LinkConfig::new(allow)).await
+}
+
+/// A DHT node on 127.0.0.1, a server (reachable on loopback).
+pub(crate) async fn dht_node() -> Dht {
+    let mut config = DhtConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        ..DhtConfig::default()
+    };
+    config.node.server = true;
+    Dht::bind(config).await.unwrap()
 }
 
 /// A node on 127.0.0.1 with `config`.
-pub(crate) fn node_with(config: LinkConfig) -> Node {
-    let keypair = Keypair::generate();
-    let socket = NodeSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+pub(crate) async fn node_with(config: LinkConfig) -> Node {
+    let dht = dht_node().await;
+    let keypair = dht.with_node(|core| core.keypair().clone());
+    let socket = dht.socket().clone();
     let links = LinkEndpoint::new(socket.clone(), &keypair, config).unwrap();
-    let dht = serve_dht(socket.clone());
-    Node {
-        keypair,
-        socket,
-        links,
-        dht,
-    }
+    Node { dht, socket, links }
 }
 
 /// A gate admitting nobody.
@@ -78,42 +64,14 @@ pub(crate) fn nobody() -> impl FriendGate {
     |_: &CarrierId| false
 }
 
-/// The DHT side of a node (stand-in; swap for the real `Dht` driver): answers every
-/// Carrier-class datagram `[PING, rest..]` with `[PONG, rest..]`.
-pub(crate) fn serve_dht(socket: NodeSocket) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        while let Ok(datagram) = socket.recv_carrier().await {
-            if datagram.data.first() == Some(&PING) {
-                let mut reply = datagram.data;
-                reply[0] = PONG;
-                let _ = socket.send(datagram.from, &reply).await;
-            }
-        }
-    })
+/// A DHT node that pings the others.
+pub(crate) async fn dht_client() -> Dht {
+    dht_node().await
 }
 
-/// Sends a DHT ping numbered `n` from `client` to `to` and waits up to `within` for its answer.
-pub(crate) async fn dht_ping(client: &UdpSocket, to: SocketAddr, n: u32, within: Duration) -> bool {
-    let mut ping = vec![PING];
-    ping.extend_from_slice(&n.to_be_bytes());
-    if client.send_to(&ping, to).await.is_err() {
-        return false;
-    }
-    let answer = async {
-        let mut buf = [0u8; 64];
-        loop {
-            let Ok((len, from)) = client.recv_from(&mut buf).await else {
-                return false;
-            };
-            if from == to && len == 5 && buf[0] == PONG && buf[1..5] == n.to_be_bytes() {
-                return true;
-            }
-        }
-    };
-    tokio::time::timeout(within, answer).await.unwrap_or(false)
-}
-
-/// A plain UDP socket on 127.0.0.1 playing a DHT peer.
-pub(crate) async fn dht_client() -> UdpSocket {
-    UdpSocket::bind("127.0.0.1:0").await.unwrap()
+/// A real DHT ping from `pinger` to `to`: whether it is answered within `within`.
+pub(crate) async fn dht_ping(pinger: &Dht, to: &Node, within: Duration) -> bool {
+    let id = to.id();
+    let ping = pinger.ping(&id, to.addr());
+    matches!(tokio::time::timeout(within, ping).await, Ok(Ok(true)))
 }
