@@ -78,6 +78,25 @@ const STEPS: &[Step] = &[
         action: Action::Cargo(&["test", "--workspace", "--locked"], &[]),
     },
     Step {
+        name: "sim",
+        what: "the 10,000-node DHT simulation",
+        budget: minutes(3),
+        action: Action::Cargo(
+            &[
+                "test",
+                "--locked",
+                "-p",
+                "carrier-dht",
+                "--test",
+                "sim_10k",
+                "--",
+                "--ignored",
+                "--nocapture",
+            ],
+            &[],
+        ),
+    },
+    Step {
         name: "bench-quick",
         what: "cargo xtask bench --quick",
         budget: minutes(3),

@@ -19,7 +19,7 @@ usage: cargo xtask <task>
 
 tasks:
   ci         run everything CI checks, timing each step
-             (--only STEP runs one step: fmt, layering, clippy, doc, test, bench-quick)
+             (--only STEP runs one step: fmt, layering, clippy, doc, test, sim, bench-quick)
   layering   check that each carrier-* crate depends only on the layer directly below it
   bench      measure every figure on the release build: table + target/bench/results.json
              (--quick: tiny sizes on the current build, a smoke test; --only PREFIX)
