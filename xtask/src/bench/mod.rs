@@ -1,25 +1,33 @@
 //! `cargo xtask bench`: every figure, each beside the baseline it is judged against.
 //!
 //! A figure is one entry in [`FIGURES`]: a name, a unit, the name of its baseline (if any) and
-//! a function that measures one run. The runner does a warm-up run, then [`Mode::runs`] timed
-//! runs, and reports their median as the value with the min and max beside it. Baselines are
-//! measured in the same invocation as the figures that cite them, because absolute numbers
-//! drift on shared machines while ratios measured minutes apart mostly do not.
+//! how one run is measured, either alone or as part of a [`Joint`] measurement whose every run
+//! yields several figures (one simulation gives all the `dht.sim10k` figures). The runner
+//! ([`runs`]) does a warm-up run, then [`Mode::runs`] timed runs, and reports their median as
+//! the value with the min and max beside it. Baselines are measured in the same invocation as
+//! the figures that cite them, because absolute numbers drift on shared machines while ratios
+//! measured minutes apart mostly do not.
 //!
 //! The full bench only quotes release builds: without `--quick` the task re-runs itself as
 //! `cargo run --release` (see [`RELEASE_BUILD_ENV`]). `--quick` runs in whatever build started
 //! it (the dev build in `cargo xtask ci`) on tiny sizes, to prove the harness works; its numbers
 //! are never quoted, and its JSON goes to a separate file so it never overwrites real results.
 
+mod dht_sim;
+mod dht_udp;
+mod memory;
+mod nodes;
 mod quic;
 mod quic_shared;
 mod report;
 mod rpk;
+mod runs;
 mod tcp;
 mod tls;
 mod transfer;
 
-use report::Summary;
+pub(crate) use memory::child as run_child;
+pub(crate) use runs::{Joint, Measure, Runs};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -28,9 +36,6 @@ use std::process::Command;
 pub(crate) const RELEASE_BUILD_ENV: &str = "CARRIER_BENCH_RELEASE_BUILD";
 
 const USAGE: &str = "usage: cargo xtask bench [--quick] [--only PREFIX]";
-
-/// Measures one run of a figure at the given sizes and returns its value.
-pub(crate) type Measure = fn(&Scale) -> Result<f64, String>;
 
 /// One measured quantity.
 #[derive(Debug)]
@@ -41,7 +46,7 @@ pub(crate) struct Figure {
     pub(crate) unit: &'static str,
     /// The figure this one is judged against, measured in the same invocation.
     pub(crate) baseline: Option<&'static str>,
-    /// Measures one run and returns its value in `unit`.
+    /// How one run is measured: alone, or as part of a joint measurement.
     pub(crate) measure: Measure,
 }
 
@@ -53,25 +58,67 @@ const FIGURES: &[Figure] = &[
         name: "tcp.raw_MBps",
         unit: "MB/s",
         baseline: None,
-        measure: tcp::measure,
+        measure: Measure::Alone(tcp::measure),
     },
     Figure {
         name: "tls_tcp.raw_MBps",
         unit: "MB/s",
         baseline: None,
-        measure: tls::measure,
+        measure: Measure::Alone(tls::measure),
     },
     Figure {
         name: "quinn.raw_MBps",
         unit: "MB/s",
         baseline: None,
-        measure: quic::measure,
+        measure: Measure::Alone(quic::measure),
     },
     Figure {
         name: "quic.shared_MBps",
         unit: "MB/s",
         baseline: Some("quinn.raw_MBps"),
-        measure: quic_shared::measure,
+        measure: Measure::Alone(quic_shared::measure),
+    },
+    Figure {
+        name: "dht.sim10k.rounds_p50",
+        unit: "rounds",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM),
+    },
+    Figure {
+        name: "dht.sim10k.rounds_p95",
+        unit: "rounds",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM),
+    },
+    Figure {
+        name: "dht.sim10k.lookup_ms_p50",
+        unit: "ms (simulated)",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM),
+    },
+    Figure {
+        name: "dht.sim10k.success",
+        unit: "fraction",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM),
+    },
+    Figure {
+        name: "dht.sim10k.churn30_get_success",
+        unit: "fraction",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM),
+    },
+    Figure {
+        name: "dht.udp200.lookup_ms_p50",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Alone(dht_udp::measure),
+    },
+    Figure {
+        name: "mem.node_kib",
+        unit: "KiB",
+        baseline: None,
+        measure: Measure::Alone(memory::measure),
     },
 ];
 
@@ -91,7 +138,8 @@ impl Mode {
         1
     }
 
-    /// Timed runs per figure. Odd, so the median is a run that happened.
+    /// Timed runs per figure (a [`Runs::Seeded`] measurement may take fewer in the full
+    /// bench). Odd, so the median is a run that happened.
     pub(crate) fn runs(self) -> usize {
         match self {
             Mode::Full => 5,
@@ -104,9 +152,17 @@ impl Mode {
         match self {
             Mode::Full => Scale {
                 transfer_bytes: 1 << 30,
+                sim_nodes: 10_000,
+                udp_nodes: 200,
+                udp_lookups: 200,
+                mem_nodes: 100,
             },
             Mode::Quick => Scale {
                 transfer_bytes: 8 << 20,
+                sim_nodes: 300,
+                udp_nodes: 30,
+                udp_lookups: 30,
+                mem_nodes: 20,
             },
         }
     }
@@ -125,6 +181,14 @@ impl Mode {
 pub(crate) struct Scale {
     /// Bytes each bulk-transfer figure moves per run (1 GiB in the full bench).
     pub(crate) transfer_bytes: u64,
+    /// Nodes in the simulated network of the `dht.sim10k` figures (10,000 in the full bench).
+    pub(crate) sim_nodes: usize,
+    /// Real DHT nodes on loopback for `dht.udp200.lookup_ms_p50` (200 in the full bench).
+    pub(crate) udp_nodes: usize,
+    /// Lookups timed per run of `dht.udp200.lookup_ms_p50`.
+    pub(crate) udp_lookups: usize,
+    /// DHT nodes the fresh process of `mem.node_kib` starts (100 in the full bench).
+    pub(crate) mem_nodes: usize,
 }
 
 /// What the command line asked for.
@@ -163,18 +227,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let mode = options.mode;
     println!("cargo xtask bench: {}", mode.describe());
 
-    let mut summaries = Vec::new();
-    let mut failed = Vec::new();
-    for figure in selected {
-        match measure_figure(figure, mode) {
-            Ok(summary) => summaries.push((figure, summary)),
-            Err(message) => {
-                // Keep going: one broken figure should not hide all the others.
-                eprintln!("bench: {} FAILED: {message}", figure.name);
-                failed.push(figure.name);
-            }
-        }
-    }
+    let (summaries, failed) = runs::measure_all(&selected, mode);
     let results = report::resolve(&summaries);
     println!("\n{}", report::markdown_table(&results));
     let path = results_path(mode)?;
@@ -241,27 +294,6 @@ fn select<'a>(registry: &'a [Figure], only: Option<&str>) -> Result<Vec<&'a Figu
     Ok(selected)
 }
 
-/// Warm-up runs, then the timed runs, summarised.
-fn measure_figure(figure: &Figure, mode: Mode) -> Result<Summary, String> {
-    let scale = mode.scale();
-    for _ in 0..mode.warmups() {
-        let value = (figure.measure)(&scale)?;
-        eprintln!("bench: {} warm-up: {value:.1} {}", figure.name, figure.unit);
-    }
-    let mut samples = Vec::with_capacity(mode.runs());
-    for run in 1..=mode.runs() {
-        let value = (figure.measure)(&scale)?;
-        eprintln!(
-            "bench: {} run {run}/{}: {value:.1} {}",
-            figure.name,
-            mode.runs(),
-            figure.unit
-        );
-        samples.push(value);
-    }
-    Summary::of(&samples)
-}
-
 /// `target/bench/results.json` for the full bench; the quick smoke test writes
 /// `target/bench/quick/results.json`, so its numbers never pass for real ones.
 fn results_path(mode: Mode) -> Result<PathBuf, String> {
@@ -293,7 +325,7 @@ mod tests {
             name,
             unit: "MB/s",
             baseline,
-            measure: |_| Ok(1.0),
+            measure: Measure::Alone(|_| Ok(1.0)),
         }
     }
 
@@ -390,6 +422,13 @@ mod tests {
         assert!(Mode::Full.warmups() >= 1 && Mode::Quick.warmups() >= 1);
         assert_eq!(Mode::Full.scale().transfer_bytes, 1 << 30);
         assert!(Mode::Quick.scale().transfer_bytes <= 16 << 20);
+        // The sizes the figures' names promise, and small ones for the smoke test.
+        let (full, quick) = (Mode::Full.scale(), Mode::Quick.scale());
+        assert_eq!(
+            (full.sim_nodes, full.udp_nodes, full.mem_nodes),
+            (10_000, 200, 100)
+        );
+        assert!(quick.sim_nodes <= 500 && quick.udp_nodes <= 50 && quick.mem_nodes <= 50);
     }
 
     #[test]
@@ -409,8 +448,9 @@ mod tests {
     fn every_transport_moves_its_bytes() {
         let scale = Scale {
             transfer_bytes: 1 << 20,
+            ..Mode::Quick.scale()
         };
-        let transports: [(&str, Measure); 4] = [
+        let transports: [(&str, runs::MeasureOne); 4] = [
             ("tcp", tcp::measure),
             ("tls", tls::measure),
             ("quic", quic::measure),

@@ -153,7 +153,7 @@ pub(crate) fn markdown_table(results: &[FigureResult]) -> String {
 }
 
 /// About four significant digits: enough to compare runs, few enough to read at a glance.
-fn number(x: f64) -> String {
+pub(crate) fn number(x: f64) -> String {
     let magnitude = x.abs();
     if magnitude >= 1000.0 {
         format!("{x:.0}")
@@ -169,6 +169,7 @@ fn number(x: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench::Measure;
     use serde_json::{json, Value};
 
     fn figure(name: &'static str, baseline: Option<&'static str>) -> Figure {
@@ -176,7 +177,7 @@ mod tests {
             name,
             unit: "MB/s",
             baseline,
-            measure: |_| Ok(1.0),
+            measure: Measure::Alone(|_| Ok(1.0)),
         }
     }
 

@@ -23,7 +23,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// error after [`RUN_TIMEOUT`].
 ///
 /// A fresh runtime per run keeps runs independent: no task or socket of one run survives into
-/// the next.
+/// the next. The DHT figures run their loopback networks on it too, for the same reason.
 pub(crate) fn on_runtime<F>(transfer: F) -> Result<f64, String>
 where
     F: Future<Output = Result<f64, String>>,

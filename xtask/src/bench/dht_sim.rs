@@ -1,0 +1,82 @@
+//! The `dht.sim10k` figures: one run of carrier-dht's benchmark scenario
+//! ([`Scenario::standard`]) on a simulated network of 10,000 nodes yields all five.
+//!
+//! The simulation is deterministic (virtual time, seeded randomness), so its figures do not
+//! depend on the machine: there is nothing to warm up, and repeating one seed would repeat one
+//! number. Each run therefore takes its own seed, and the spread across runs is the spread
+//! across networks, not machine noise.
+
+use super::{Joint, Runs, Scale};
+use carrier_friend::dht::sim::{run_scenario, Scenario, SimFigures};
+
+/// Runs in the full bench. A 10,000-node scenario takes tens of seconds of wall time on the
+/// reference machine; five seeds keep the full bench to a few minutes while still showing
+/// whether a figure depends on the network drawn.
+const FULL_RUNS: usize = 5;
+
+/// The joint measurement behind every `dht.sim10k` figure.
+pub(crate) const SIM: Joint = Joint {
+    name: "dht.sim10k",
+    runs: Runs::Seeded { full: FULL_RUNS },
+    measure,
+};
+
+/// Runs the standard scenario on `scale.sim_nodes` nodes with the `run`-th seed.
+fn measure(scale: &Scale, run: usize) -> Result<Vec<(&'static str, f64)>, String> {
+    let mut scenario = Scenario::standard(scale.sim_nodes);
+    // The first run keeps the scenario's own seed, so it is the network carrier-dht's
+    // `sim_10k` test checks; later runs draw other networks.
+    scenario.seed = scenario.seed.wrapping_add(run as u64);
+    let figures = run_scenario(&scenario);
+    check(&figures)?;
+    Ok(values(&figures))
+}
+
+/// A scenario in which nothing was stored measures nothing after the churn: its
+/// `churn30_get_success` of 0 would read as a real (and terrible) figure.
+fn check(figures: &SimFigures) -> Result<(), String> {
+    if figures.put_success == 0.0 {
+        return Err(format!("no value was stored: {figures:?}"));
+    }
+    Ok(())
+}
+
+/// The five figures of one run, by name.
+fn values(figures: &SimFigures) -> Vec<(&'static str, f64)> {
+    vec![
+        ("dht.sim10k.rounds_p50", f64::from(figures.rounds_p50)),
+        ("dht.sim10k.rounds_p95", f64::from(figures.rounds_p95)),
+        ("dht.sim10k.lookup_ms_p50", figures.lookup_ms_p50),
+        ("dht.sim10k.success", figures.success),
+        (
+            "dht.sim10k.churn30_get_success",
+            figures.churn30_get_success,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{Measure, FIGURES};
+
+    /// A small network: the scenario runs end to end and every figure it names is registered.
+    #[test]
+    fn a_small_scenario_yields_every_sim_figure() {
+        let scale = Scale {
+            sim_nodes: 100,
+            ..crate::bench::Mode::Quick.scale()
+        };
+        let values = measure(&scale, 0).unwrap();
+        let registered: Vec<&str> = FIGURES
+            .iter()
+            .filter(|f| matches!(f.measure, Measure::Joint(j) if j.name == SIM.name))
+            .map(|f| f.name)
+            .collect();
+        let yielded: Vec<&str> = values.iter().map(|(name, _)| *name).collect();
+        assert_eq!(yielded, registered);
+        for (name, value) in values {
+            assert!(value.is_finite() && value >= 0.0, "{name}: {value}");
+        }
+    }
+}
