@@ -62,26 +62,9 @@ pub(crate) fn measure(scale: &Scale) -> Result<f64, String> {
             .map_err(|e| format!("the QUIC server task failed: {e}"))?
             .map_err(|e| format!("QUIC server handshake failed: {e}"))?;
 
-        // The stream is opened inside the timed part: on an established connection that is a
-        // local operation, and the receiver learns of the stream from its first data.
-        let sending = client_conn.clone();
-        let receiving = server_conn.clone();
-        let mbps = transfer::timed(
-            total_bytes,
-            async move {
-                sending
-                    .open_uni()
-                    .await
-                    .map_err(|e| format!("cannot open a stream: {e}"))
-            },
-            async move {
-                receiving
-                    .accept_uni()
-                    .await
-                    .map_err(|e| format!("cannot accept the stream: {e}"))
-            },
-        )
-        .await;
+        let mbps =
+            transfer::timed_quic_stream(total_bytes, client_conn.clone(), server_conn.clone())
+                .await;
         client_conn.close(0u32.into(), b"done");
         client.wait_idle().await;
         server.close(0u32.into(), b"done");

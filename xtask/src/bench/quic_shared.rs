@@ -43,22 +43,10 @@ pub(crate) fn measure(scale: &Scale) -> Result<f64, String> {
             None => return Err("Bob's endpoint closed".into()),
         };
 
-        let sending = at_alice.connection().clone();
-        let receiving = at_bob.connection().clone();
-        let mbps = transfer::timed(
+        let mbps = transfer::timed_quic_stream(
             total_bytes,
-            async move {
-                sending
-                    .open_uni()
-                    .await
-                    .map_err(|e| format!("cannot open a stream: {e}"))
-            },
-            async move {
-                receiving
-                    .accept_uni()
-                    .await
-                    .map_err(|e| format!("cannot accept the stream: {e}"))
-            },
+            at_alice.connection().clone(),
+            at_bob.connection().clone(),
         )
         .await;
         at_alice.close(carrier_friend::close::DONE, b"done");

@@ -40,6 +40,32 @@ where
     })
 }
 
+/// [`timed`] over one unidirectional QUIC stream of an established connection, opened inside
+/// the timed part: on an established connection that is a local operation, and the receiver
+/// learns of the stream from its first data.
+pub(crate) async fn timed_quic_stream(
+    total_bytes: u64,
+    sending: quinn::Connection,
+    receiving: quinn::Connection,
+) -> Result<f64, String> {
+    timed(
+        total_bytes,
+        async move {
+            sending
+                .open_uni()
+                .await
+                .map_err(|e| format!("cannot open a stream: {e}"))
+        },
+        async move {
+            receiving
+                .accept_uni()
+                .await
+                .map_err(|e| format!("cannot accept the stream: {e}"))
+        },
+    )
+    .await
+}
+
 /// Sends `total_bytes` from the writer `open_writer` yields to the reader `open_reader` yields,
 /// and returns the throughput in MB/s (10^6 bytes per second).
 ///
