@@ -83,6 +83,7 @@ impl Node {
                 RequestBody::FindNode { .. }
                     | RequestBody::FindValue { .. }
                     | RequestBody::FindPeer { .. }
+                    | RequestBody::FetchMailbox { .. }
             );
         if needs_padding {
             let unpadded = PACKET_OVERHEAD_BYTES + Message::Request(request.clone()).encode().len();
@@ -183,9 +184,14 @@ impl Node {
             Purpose::Verify => {
                 self.verifying.remove(&pending.peer.id);
             }
-            Purpose::Query(id) => {
-                self.on_query_answer(now, id, pending.peer, !header.is_client(), response.body)
-            }
+            Purpose::Query(id) => self.on_query_answer(
+                now,
+                id,
+                pending.peer,
+                !header.is_client(),
+                &pending.body,
+                response.body,
+            ),
         }
     }
 
