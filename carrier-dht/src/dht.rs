@@ -211,7 +211,17 @@ impl Dht {
         let mut seed = [0u8; 32];
         rand_seed(&mut seed);
         let id = keypair.id();
-        let node = Node::with_storage(config.node.clone(), keypair, seed, storage);
+        let mut node = Node::with_storage(config.node.clone(), keypair, seed, storage);
+        if let Some(store) = &store {
+            let restored = persist::load_mailboxes(store, now.unix_ms)?;
+            let journal = Box::new(persist::PersistentMailboxes::new(store));
+            node = node.with_mailboxes(crate::mailbox_store::MailboxStorage::with_journal(
+                config.node.mailbox,
+                restored,
+                journal,
+                now.unix_ms,
+            ));
+        }
         let (events, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {
             node: Mutex::new(node),

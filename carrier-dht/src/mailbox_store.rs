@@ -44,6 +44,15 @@ impl Default for MailboxLimits {
     }
 }
 
+/// Where a storer's mailbox changes are also written, so what it stores survives a restart
+/// (the node's database implements it in [`crate::persist`]).
+pub trait MailboxJournal: Send + std::fmt::Debug {
+    /// `item` was stored in mailbox `key`, counted against `source`.
+    fn stored(&mut self, key: &Key, item: &MailboxItem, source: Subnet);
+    /// Item `id` of mailbox `key` was removed (deleted or expired).
+    fn removed(&mut self, key: &Key, id: &ItemId);
+}
+
 #[derive(Clone, Debug)]
 struct Held {
     item: MailboxItem,
@@ -61,6 +70,7 @@ pub struct MailboxStorage {
     /// Deleted items, until they would have expired.
     tombstones: HashMap<ItemId, u64>,
     len: usize,
+    journal: Option<Box<dyn MailboxJournal>>,
 }
 
 impl MailboxStorage {
@@ -70,6 +80,37 @@ impl MailboxStorage {
             limits,
             ..Self::default()
         }
+    }
+
+    /// Storage that starts with `restored` (what `journal` kept from an earlier run; expired
+    /// items are skipped) and writes every later change to `journal`. Restored items count
+    /// against quotas but are never refused by them: they were admitted once already.
+    pub fn with_journal(
+        limits: MailboxLimits,
+        restored: Vec<(Key, MailboxItem, Subnet)>,
+        journal: Box<dyn MailboxJournal>,
+        now_unix_ms: u64,
+    ) -> Self {
+        let mut storage = Self::new(limits);
+        for (key, item, source) in restored {
+            if item.expires_unix_secs.saturating_mul(1000) <= now_unix_ms {
+                continue;
+            }
+            let id = item.id();
+            if storage.holds(&key, &id) {
+                continue;
+            }
+            *storage.per_subnet.entry(source).or_default() += 1;
+            storage.handed_unix_ms.entry(key).or_insert(now_unix_ms);
+            storage
+                .boxes
+                .entry(key)
+                .or_default()
+                .insert(id, Held { item, source });
+            storage.len += 1;
+        }
+        storage.journal = Some(journal);
+        storage
     }
 
     /// Items stored, in all mailboxes.
@@ -128,6 +169,9 @@ impl MailboxStorage {
         }
         self.per_subnet.insert(source, used + 1);
         self.handed_unix_ms.entry(key).or_insert(now_unix_ms);
+        if let Some(journal) = self.journal.as_mut() {
+            journal.stored(&key, &item, source);
+        }
         self.boxes
             .entry(key)
             .or_default()
@@ -211,6 +255,9 @@ impl MailboxStorage {
         };
         if let Some(held) = items.remove(id) {
             self.len -= 1;
+            if let Some(journal) = self.journal.as_mut() {
+                journal.removed(key, id);
+            }
             if let Some(count) = self.per_subnet.get_mut(&held.source) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {

@@ -190,6 +190,13 @@ impl Node {
         }
     }
 
+    /// The node with `mailboxes` as the mailbox items it stores for others (a persistent
+    /// journal, restored items).
+    pub fn with_mailboxes(mut self, mailboxes: MailboxStorage) -> Self {
+        self.mailboxes = mailboxes;
+        self
+    }
+
     /// This node's key (its Carrier ID bytes).
     pub fn key(&self) -> Key {
         self.own
