@@ -10,7 +10,9 @@ use crate::dht::{lock, now_from, Dht, DhtError};
 use crate::error::CommandError;
 use crate::event::QueryOutcome;
 use crate::key::Key;
-use crate::mailbox::{ItemId, Letter, LetterError, MailboxItem, MailboxKind, MAX_LETTER_BYTES};
+use crate::mailbox::{
+    open_letters, ItemId, Letter, LetterError, MailboxItem, MailboxKind, MAX_LETTER_BYTES,
+};
 use crate::message::Refusal;
 
 /// What a deposit did.
@@ -136,7 +138,10 @@ impl Dht {
         for key in keys {
             let finished = self.query(|node, now| node.fetch_mailbox(now, key)).await?;
             if let QueryOutcome::Mailbox(items) = finished.outcome {
-                letters.extend(lock(&self.shared.node).open_mailbox(key, &items));
+                // Opening costs a Diffie-Hellman and a signature check per item: done outside
+                // the core's lock, so the node keeps answering meanwhile.
+                let keypair = lock(&self.shared.node).keypair().clone();
+                letters.extend(open_letters(&keypair, key, &items));
             }
         }
         Ok(letters)

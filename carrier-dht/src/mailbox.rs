@@ -101,8 +101,20 @@ impl std::fmt::Debug for DeleteSecret {
 impl DeleteSecret {
     /// `d` for item `id` between `own` and `peer` (the same from either side).
     pub fn derive(own: &Keypair, peer: &CarrierId, id: &ItemId) -> Result<Self, CryptoError> {
+        Ok(Self::derive_all(own, peer, std::slice::from_ref(id))?[0])
+    }
+
+    /// `d` for each of `ids`, with one Diffie-Hellman for all of them.
+    pub fn derive_all(
+        own: &Keypair,
+        peer: &CarrierId,
+        ids: &[ItemId],
+    ) -> Result<Vec<Self>, CryptoError> {
         let key = own.shared_key(MAILBOX_DELETE_CONTEXT, peer)?;
-        Ok(Self(*blake3::keyed_hash(key.as_bytes(), &id.0).as_bytes()))
+        Ok(ids
+            .iter()
+            .map(|id| Self(*blake3::keyed_hash(key.as_bytes(), &id.0).as_bytes()))
+            .collect())
     }
 
     /// `blake3(d)`, what an item carries.
@@ -215,14 +227,17 @@ pub fn seal_letter(
             &ephemeral,
         )?;
         let sealed = BoundedBytes::new(sealed)?;
-        let mut item = MailboxItem {
+        items.push(MailboxItem {
             version: MAILBOX_ITEM_VERSION,
             expires_unix_secs,
             delete_hash: [0; 32],
             sealed,
-        };
-        item.delete_hash = DeleteSecret::derive(sender, recipient, &item.id())?.hash();
-        items.push(item);
+        });
+    }
+    let ids: Vec<ItemId> = items.iter().map(MailboxItem::id).collect();
+    let secrets = DeleteSecret::derive_all(sender, recipient, &ids)?;
+    for (item, secret) in items.iter_mut().zip(secrets) {
+        item.delete_hash = secret.hash();
     }
     Ok(items)
 }
@@ -285,7 +300,12 @@ pub fn open_letters(own: &Keypair, mailbox: Key, items: &[MailboxItem]) -> Vec<L
         let Some((len, count, digest, manifest_id)) = manifest else {
             continue;
         };
-        if chunks.len() != usize::from(count) || chunks.keys().copied().ne(0..count) {
+        // The length is the sender's claim: checked against the cap before anything is
+        // allocated for it.
+        if len as usize > MAX_LETTER_BYTES
+            || chunks.len() != usize::from(count)
+            || chunks.keys().copied().ne(0..count)
+        {
             continue;
         }
         let mut bytes = Vec::with_capacity(len as usize);
@@ -340,6 +360,29 @@ mod tests {
         assert!(items[0].deleted_by(&from_bob));
         let from_eve = DeleteSecret::derive(&eve, &alice.id(), &id).expect("valid");
         assert!(!items[0].deleted_by(&from_eve));
+    }
+
+    #[test]
+    fn a_manifest_claiming_more_than_the_cap_is_ignored() {
+        let (alice, bob) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+        let key = mailbox_key(&bob.id(), MailboxKind::Messages, 1);
+        let manifest = Part::Manifest {
+            mailbox: key,
+            letter: [7; 16],
+            len: u32::MAX,
+            chunks: 0,
+            digest: *blake3::hash(b"").as_bytes(),
+        };
+        let sealed =
+            carrier_id::seal_signed(&alice, &bob.id(), MAILBOX_ITEM_CONTEXT, &encode(&manifest))
+                .expect("seals");
+        let item = MailboxItem {
+            version: MAILBOX_ITEM_VERSION,
+            expires_unix_secs: 1,
+            delete_hash: [0; 32],
+            sealed: BoundedBytes::new(sealed).expect("cap"),
+        };
+        assert!(open_letters(&bob, key, &[item]).is_empty());
     }
 
     #[test]

@@ -131,12 +131,9 @@ impl Node {
     /// servers to its mailbox, showing each item's `d`; finishes with
     /// [`QueryOutcome::MailboxStored`].
     pub fn delete_letter(&mut self, now: Now, letter: &Letter) -> Result<QueryId, CommandError> {
-        let mut receipts = Vec::with_capacity(letter.items.len());
-        for id in &letter.items {
-            let secret = DeleteSecret::derive(&self.keypair, &letter.sender, id)
-                .map_err(crate::mailbox::LetterError::from)?;
-            receipts.push((*id, secret));
-        }
+        let secrets = DeleteSecret::derive_all(&self.keypair, &letter.sender, &letter.items)
+            .map_err(crate::mailbox::LetterError::from)?;
+        let receipts = letter.items.iter().copied().zip(secrets).collect();
         let key = letter.mailbox;
         let op = MailboxOp::Delete { key, receipts };
         self.start(now, Kind::Mailbox(op), key, Vec::new(), false)
