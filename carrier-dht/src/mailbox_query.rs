@@ -158,6 +158,37 @@ impl Node {
         }
     }
 
+    /// A server has just entered the routing table. The mailboxes this node stores whose K
+    /// closest servers, as far as this node knows, now include the newcomer are given to it at
+    /// once rather than at the next hand-on, so a node that joins close to a mailbox can serve
+    /// it right away. The newcomer has just answered us, so we hold a token for it.
+    pub(crate) fn hand_on_to_newcomer(&mut self, now: Now, newcomer: Contact) {
+        if !self.server || self.mailboxes.is_empty() {
+            return;
+        }
+        let attempts = self.config.rpc_attempts;
+        let mut budget = MAX_HANDOFF_ITEMS_PER_QUERY;
+        for key in self.mailboxes.mailbox_keys() {
+            let is_storer = self
+                .table
+                .closest(&key, K)
+                .iter()
+                .any(|c| c.id == newcomer.id);
+            if !is_storer {
+                continue;
+            }
+            for item in self.mailboxes.all(&key, now.unix_ms) {
+                if budget == 0 {
+                    // The rest waits for the periodic hand-on.
+                    return;
+                }
+                budget -= 1;
+                let body = RequestBody::StoreMailboxItem { key, item };
+                self.send_request(now, newcomer, body, Purpose::HandOn, attempts);
+            }
+        }
+    }
+
     /// The lookup is done: send the mailbox requests to every storer that answered it.
     pub(crate) fn start_mailbox_phase(&mut self, now: Now, id: QueryId, mut query: Query) {
         let Kind::Mailbox(op) = &query.kind else {

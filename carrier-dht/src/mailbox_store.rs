@@ -209,6 +209,11 @@ impl MailboxStorage {
         (page, false)
     }
 
+    /// The keys of the mailboxes held, in order.
+    pub fn mailbox_keys(&self) -> Vec<Key> {
+        self.boxes.keys().copied().collect()
+    }
+
     /// Every live item of mailbox `key`.
     pub fn all(&self, key: &Key, now_unix_ms: u64) -> Vec<MailboxItem> {
         self.boxes.get(key).map_or_else(Vec::new, |items| {
