@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::mailbox_store::MailboxLimits;
 use crate::packet::KeyAgreement;
 use crate::storage::StorageLimits;
 
@@ -62,6 +63,12 @@ pub struct Config {
     pub rtt_entries: usize,
     /// Storage caps and quotas.
     pub storage: StorageLimits,
+    /// Mailbox caps, quotas and the longest item TTL.
+    pub mailbox: MailboxLimits,
+    /// TTL of the items this node deposits (within storers' [`MailboxLimits::max_ttl`]).
+    pub mailbox_ttl: Duration,
+    /// How often a storer hands each mailbox on to the nodes now closest to its key.
+    pub mailbox_handoff_interval: Duration,
     /// Real key agreement, or the simulation's stand-in. See [`KeyAgreement`].
     pub key_agreement: KeyAgreement,
 }
@@ -94,6 +101,9 @@ impl Default for Config {
             token_epoch: Duration::from_secs(5 * 60),
             rtt_entries: 1_024,
             storage: StorageLimits::default(),
+            mailbox: MailboxLimits::default(),
+            mailbox_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+            mailbox_handoff_interval: Duration::from_secs(60 * 60),
             key_agreement: KeyAgreement::Real,
         }
     }

@@ -104,6 +104,9 @@ pub enum DhtError {
         /// Each refusal received.
         refusals: Vec<Refusal>,
     },
+    /// A mailbox deposit or delete failed.
+    #[error(transparent)]
+    Mailbox(#[from] crate::dht_mailbox::MailboxError),
     /// The core refused the command.
     #[error(transparent)]
     Command(#[from] CommandError),
@@ -134,8 +137,8 @@ pub enum DhtEvent {
     },
 }
 
-struct Shared {
-    node: Mutex<Node>,
+pub(crate) struct Shared {
+    pub(crate) node: Mutex<Node>,
     socket: NodeSocket,
     store: Option<Store>,
     id: CarrierId,
@@ -148,7 +151,7 @@ struct Shared {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     events: broadcast::Sender<DhtEvent>,
     /// Monotonic instants are paired with Unix time once, so the two never disagree.
-    epoch: (Instant, SystemTime),
+    pub(crate) epoch: (Instant, SystemTime),
 }
 
 /// A DHT node on a real UDP socket: cheap to clone; every clone is the same node.
@@ -156,7 +159,7 @@ struct Shared {
 /// See the crate documentation for an example.
 #[derive(Clone)]
 pub struct Dht {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     _stop: Arc<StopOnDrop>,
 }
 
@@ -169,7 +172,7 @@ impl std::fmt::Debug for Dht {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while these locks are held except on a bug already reported; the state
     // stays usable, so a poisoned lock is taken as it is.
     mutex
@@ -208,7 +211,17 @@ impl Dht {
         let mut seed = [0u8; 32];
         rand_seed(&mut seed);
         let id = keypair.id();
-        let node = Node::with_storage(config.node.clone(), keypair, seed, storage);
+        let mut node = Node::with_storage(config.node.clone(), keypair, seed, storage);
+        if let Some(store) = &store {
+            let restored = persist::load_mailboxes(store, now.unix_ms)?;
+            let journal = Box::new(persist::PersistentMailboxes::new(store));
+            node = node.with_mailboxes(crate::mailbox_store::MailboxStorage::with_journal(
+                config.node.mailbox,
+                restored,
+                journal,
+                now.unix_ms,
+            ));
+        }
         let (events, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {
             node: Mutex::new(node),
@@ -461,7 +474,7 @@ impl Dht {
         saved
     }
 
-    fn require_contacts(&self) -> Result<(), DhtError> {
+    pub(crate) fn require_contacts(&self) -> Result<(), DhtError> {
         if lock(&self.shared.node).routing_table().is_empty() {
             Err(DhtError::NotBootstrapped)
         } else {
@@ -470,7 +483,7 @@ impl Dht {
     }
 
     /// Starts a query on the core and waits for its result.
-    async fn query(
+    pub(crate) async fn query(
         &self,
         start: impl FnOnce(&mut Node, Now) -> Result<QueryId, CommandError>,
     ) -> Result<QueryFinished, DhtError> {
@@ -508,7 +521,7 @@ fn stored(outcome: QueryOutcome) -> Result<usize, DhtError> {
     }
 }
 
-fn now_from(epoch: (Instant, SystemTime), instant: Instant) -> Now {
+pub(crate) fn now_from(epoch: (Instant, SystemTime), instant: Instant) -> Now {
     let unix = epoch.1 + instant.saturating_duration_since(epoch.0);
     let unix_ms = unix
         .duration_since(UNIX_EPOCH)

@@ -61,6 +61,9 @@ pub enum CommandError {
     /// The record or value is invalid as given.
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// The letter could not be sealed to its recipient.
+    #[error(transparent)]
+    Letter(#[from] crate::mailbox::LetterError),
 }
 
 /// Why storing a value or record was refused, by a storer or locally.

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::key::Key;
+use crate::mailbox::{ItemId, MailboxItem};
 use crate::message::{Contact, Refusal};
 use crate::path::Path;
 use crate::record::{PeerRecord, Value};
@@ -63,4 +64,14 @@ pub enum QueryOutcome {
     },
     /// A ping: whether the node answered.
     Pong(bool),
+    /// A mailbox fetch: every item any storer returned, verified against its ID, by ID.
+    Mailbox(Vec<MailboxItem>),
+    /// A mailbox deposit or delete: per item, how many storers confirmed it, and why others
+    /// refused.
+    MailboxStored {
+        /// Confirmations per item, in the order the items were given.
+        acks: Vec<(ItemId, usize)>,
+        /// Refusals received.
+        refusals: Vec<Refusal>,
+    },
 }

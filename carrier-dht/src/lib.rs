@@ -32,6 +32,10 @@
 //! # }
 //! ```
 //!
+//! Letters for a node that may be offline go to its mailbox: [`Dht::deposit`] seals and
+//! stores up to 64 KiB for a recipient, [`Dht::fetch`] returns the letters in one's own
+//! mailbox (verified, with their sender), [`Dht::delete`] removes one for good.
+//!
 //! Give [`DhtConfig::data_dir`] a directory and the node keeps its key (`node.key`), the
 //! values it stores for others and its routing table there: restarted, it rejoins without
 //! bootstrap nodes and still serves what it stored.
@@ -51,6 +55,9 @@
 //! - protection before work: address [`Token`]s, a replay cache, per-IP rate limits and a
 //!   Diffie-Hellman budget, all counted in [`Counters`];
 //! - Kademlia: [`RoutingTable`], iterative lookups (α = 3, K = 8), [`Storage`] with its rules;
+//! - mailboxes for nodes that are offline: [`mailbox`] (sealed, signed items under daily keys,
+//!   letters of up to 64 KiB cut into them) and [`mailbox_store`] (a storer's rules: quotas,
+//!   TTL, deletion only by the recipient);
 //! - [`Node`], which ties them together, and [`sim`], which runs many of them;
 //! - on the network: [`socket`] (the shared UDP socket), [`Dht`] (the driver), [`store`]
 //!   (the node's database, shared by every layer) and [`persist`] (the DHT's tables in it).
@@ -73,12 +80,16 @@ pub mod bounded;
 mod config;
 mod counters;
 mod dht;
+mod dht_mailbox;
 mod entropy;
 mod error;
 mod event;
 mod key;
 mod lookup;
 mod lru;
+pub mod mailbox;
+mod mailbox_query;
+pub mod mailbox_store;
 pub mod message;
 mod node;
 pub mod packet;
@@ -103,10 +114,13 @@ pub use bootstrap::{BootstrapNode, BootstrapParseError};
 pub use config::Config;
 pub use counters::Counters;
 pub use dht::{Dht, DhtConfig, DhtError, DhtEvent, BOOTSTRAP_ROUNDS, KEY_FILE};
+pub use dht_mailbox::{Deposit, MailboxError};
 pub use entropy::Entropy;
 pub use error::{CommandError, RecordError, StoreError, WireError};
 pub use event::{Event, QueryFinished, QueryId, QueryOutcome, Transmit};
 pub use key::{Distance, Key};
+pub use mailbox::{ItemId, Letter, MailboxItem, MailboxKind, MAX_LETTER_BYTES};
+pub use mailbox_store::{MailboxLimits, MailboxStorage};
 pub use message::{Contact, Refusal, K};
 pub use node::{Node, MAX_PING_BYTES, MIN_UNPROVEN_REQUEST_BYTES};
 pub use packet::{KeyAgreement, MAX_DATAGRAM_BYTES};

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::bounded::{BoundedBytes, BoundedVec};
 use crate::error::WireError;
 use crate::key::Key;
+use crate::mailbox::{DeleteSecret, ItemId, MailboxItem};
+use crate::mailbox_store::MAX_PAGE_ITEMS;
 use crate::record::{PeerRecord, Value};
 use crate::token::Token;
 
@@ -82,6 +84,30 @@ pub enum RequestBody {
         /// The node looked for.
         id: Key,
     },
+    /// Store this item in mailbox `key` (needs a valid token).
+    StoreMailboxItem {
+        /// The mailbox key.
+        key: Key,
+        /// The item; its ID follows from it.
+        item: MailboxItem,
+    },
+    /// The items of mailbox `key` after `after`, one page of them.
+    FetchMailbox {
+        /// The mailbox key.
+        key: Key,
+        /// The last item ID of the previous page.
+        after: Option<ItemId>,
+    },
+    /// Delete item `id` of mailbox `key`, which `secret` proves the right to (needs a valid
+    /// token).
+    DeleteMailboxItem {
+        /// The mailbox key.
+        key: Key,
+        /// The item.
+        id: ItemId,
+        /// Its `d`, whose hash the item carries.
+        secret: DeleteSecret,
+    },
 }
 
 /// A response.
@@ -112,6 +138,15 @@ pub enum ResponseBody {
     Stored,
     /// The request was refused.
     Refused(Refusal),
+    /// A page of a mailbox's items, in ID order.
+    MailboxPage {
+        /// The items.
+        items: BoundedVec<MailboxItem, MAX_PAGE_ITEMS>,
+        /// Whether more items follow the last one.
+        more: bool,
+    },
+    /// The mailbox item is deleted (now, or earlier by someone who showed its secret).
+    Deleted,
 }
 
 /// Why a request was refused.
@@ -138,6 +173,12 @@ pub enum Refusal {
     /// The sender is a client and clients cannot announce peer records.
     #[error("not accepted")]
     NotAccepted,
+    /// The mailbox item was deleted by its recipient and may not be stored again.
+    #[error("deleted by its recipient")]
+    Deleted,
+    /// The mailbox item is not held here (never stored, or expired).
+    #[error("no such item")]
+    Unknown,
 }
 
 impl Message {
@@ -162,6 +203,9 @@ impl Request {
             RequestBody::StoreValue { value, .. } => Some(value.key()),
             RequestBody::AnnouncePeer { record } => Some(Key::of_node(&record.id)),
             RequestBody::FindPeer { id } => Some(*id),
+            RequestBody::StoreMailboxItem { key, .. }
+            | RequestBody::FetchMailbox { key, .. }
+            | RequestBody::DeleteMailboxItem { key, .. } => Some(*key),
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::error::WireError;
 use crate::event::{Event, QueryId, Transmit};
 use crate::key::Key;
 use crate::lru::BoundedLru;
+use crate::mailbox_store::MailboxStorage;
 use crate::message::Message;
 use crate::packet::{self, Header, PairKey, MAX_DATAGRAM_BYTES};
 use crate::path::Path;
@@ -96,6 +97,7 @@ pub struct Node {
     pub(crate) entropy: Entropy,
     pub(crate) table: RoutingTable,
     pub(crate) storage: Storage,
+    pub(crate) mailboxes: MailboxStorage,
     pub(crate) token_issuer: TokenIssuer,
     pub(crate) peer_tokens: BoundedLru<Key, Token>,
     pair_keys: BoundedLru<Key, PairKey>,
@@ -156,6 +158,7 @@ impl Node {
                 config.max_failures,
             ),
             storage,
+            mailboxes: MailboxStorage::new(config.mailbox),
             token_issuer,
             peer_tokens: BoundedLru::new(config.pair_key_cache_entries),
             pair_keys: BoundedLru::new(config.pair_key_cache_entries),
@@ -187,6 +190,13 @@ impl Node {
         }
     }
 
+    /// The node with `mailboxes` as the mailbox items it stores for others (a persistent
+    /// journal, restored items).
+    pub fn with_mailboxes(mut self, mailboxes: MailboxStorage) -> Self {
+        self.mailboxes = mailboxes;
+        self
+    }
+
     /// This node's key (its Carrier ID bytes).
     pub fn key(&self) -> Key {
         self.own
@@ -215,6 +225,11 @@ impl Node {
     /// What the node stores for others.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// The mailbox items the node stores for others.
+    pub fn mailboxes(&self) -> &MailboxStorage {
+        &self.mailboxes
     }
 
     /// Counters of received, dropped and sent packets.

@@ -14,6 +14,8 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::key::Key;
+use crate::mailbox::{ItemId, MailboxItem};
+use crate::mailbox_store::MailboxJournal;
 use crate::message::Contact;
 use crate::path::Subnet;
 use crate::record::{PeerRecord, Value};
@@ -22,15 +24,27 @@ use crate::store::{DatabaseError, Store};
 
 /// The layer name under which carrier-dht records its schema version.
 pub const SCHEMA_LAYER: &str = "carrier-dht";
-/// The schema version of carrier-dht's tables.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version of carrier-dht's tables (2 added the mailbox items).
+pub const SCHEMA_VERSION: u32 = 2;
 
 const ITEMS_TABLE: &str = "dht/items";
 const CONTACTS_TABLE: &str = "dht/contacts";
+const MAILBOX_TABLE: &str = "dht/mailbox-items";
 /// Items stored for others, by key: a postcard-encoded [`Row`].
 const ITEMS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new(ITEMS_TABLE);
 /// The routing table's contacts when last saved, by key: a postcard-encoded address.
 const CONTACTS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new(CONTACTS_TABLE);
+
+/// Mailbox items stored for others, by mailbox key ‖ item ID: a postcard-encoded
+/// [`MailboxRow`].
+const MAILBOX_ITEMS: TableDefinition<'_, &[u8; 64], &[u8]> = TableDefinition::new(MAILBOX_TABLE);
+
+/// A mailbox item as stored on disk.
+#[derive(Serialize, Deserialize)]
+struct MailboxRow {
+    item: MailboxItem,
+    source: RowSubnet,
+}
 
 /// An item as stored on disk.
 #[derive(Serialize, Deserialize)]
@@ -87,12 +101,13 @@ impl Row {
     }
 }
 
-/// Creates carrier-dht's tables (schema version 1) if they are missing.
+/// Creates carrier-dht's tables if they are missing (from version 1, the mailbox table).
 pub async fn ensure_schema(store: &Store) -> Result<(), DatabaseError> {
     store
         .ensure_schema(SCHEMA_LAYER, SCHEMA_VERSION, |txn, _from| {
             txn.open_table(ITEMS)?;
             txn.open_table(CONTACTS)?;
+            txn.open_table(MAILBOX_ITEMS)?;
             Ok(())
         })
         .await
@@ -232,4 +247,105 @@ pub fn load_contacts(store: &Store) -> Result<Vec<Contact>, DatabaseError> {
         }
         Ok(contacts)
     })
+}
+
+fn row_subnet(subnet: Subnet) -> RowSubnet {
+    match subnet {
+        Subnet::V4(p) => RowSubnet::V4(p),
+        Subnet::V6(p) => RowSubnet::V6(p),
+    }
+}
+
+fn mailbox_row_key(key: &Key, id: &ItemId) -> [u8; 64] {
+    let mut row = [0u8; 64];
+    row[..32].copy_from_slice(&key.0);
+    row[32..].copy_from_slice(&id.0);
+    row
+}
+
+/// The mailbox items saved by [`PersistentMailboxes`] that have not expired by
+/// `now_unix_ms`; undecodable or expired rows are skipped and removed.
+pub fn load_mailboxes(
+    store: &Store,
+    now_unix_ms: u64,
+) -> Result<Vec<(Key, MailboxItem, Subnet)>, DatabaseError> {
+    let mut items = Vec::new();
+    let mut dead = Vec::new();
+    store.read(|txn| {
+        let table = txn.open_table(MAILBOX_ITEMS)?;
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let key = *key.value();
+            match postcard::from_bytes::<MailboxRow>(value.value()) {
+                Ok(row) if row.item.expires_unix_secs.saturating_mul(1000) > now_unix_ms => {
+                    let mut mailbox = [0u8; 32];
+                    mailbox.copy_from_slice(&key[..32]);
+                    let source = match row.source {
+                        RowSubnet::V4(p) => Subnet::V4(p),
+                        RowSubnet::V6(p) => Subnet::V6(p),
+                    };
+                    items.push((Key(mailbox), row.item, source));
+                }
+                _ => dead.push(key),
+            }
+        }
+        Ok(())
+    })?;
+    if !dead.is_empty() {
+        store.write_detached(move |txn| {
+            let mut table = txn.open_table(MAILBOX_ITEMS)?;
+            for key in &dead {
+                table.remove(key)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(items)
+}
+
+/// Mailbox changes written through to the database with detached writes, as
+/// [`PersistentItems`] does for values.
+pub struct PersistentMailboxes {
+    store: Store,
+}
+
+impl std::fmt::Debug for PersistentMailboxes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersistentMailboxes").finish()
+    }
+}
+
+impl PersistentMailboxes {
+    /// A journal into `store`.
+    pub fn new(store: &Store) -> Self {
+        Self {
+            store: store.clone(),
+        }
+    }
+}
+
+impl MailboxJournal for PersistentMailboxes {
+    fn stored(&mut self, key: &Key, item: &MailboxItem, source: Subnet) {
+        let row = MailboxRow {
+            item: item.clone(),
+            source: row_subnet(source),
+        };
+        if let Ok(bytes) = postcard::to_stdvec(&row) {
+            let row_key = mailbox_row_key(key, &item.id());
+            // Lost only if the writer is gone or the disk is full: K - 1 other storers hold it.
+            let _ = self.store.write_detached(move |txn| {
+                txn.open_table(MAILBOX_ITEMS)?
+                    .insert(&row_key, bytes.as_slice())?;
+                Ok(())
+            });
+        }
+    }
+
+    fn removed(&mut self, key: &Key, id: &ItemId) {
+        let row_key = mailbox_row_key(key, id);
+        let _ = self.store.write_detached(move |txn| {
+            txn.open_table(MAILBOX_ITEMS)?.remove(&row_key)?;
+            Ok(())
+        });
+    }
 }

@@ -7,6 +7,7 @@ use crate::error::CommandError;
 use crate::event::{Event, QueryFinished, QueryId, QueryOutcome};
 use crate::key::Key;
 use crate::lookup::Lookup;
+use crate::mailbox_query::{MailboxOp, MailboxRun};
 use crate::message::{Contact, Refusal, RequestBody, ResponseBody, K};
 use crate::node::Node;
 use crate::record::{ImmutableValue, PeerRecord, Value};
@@ -27,6 +28,7 @@ pub(crate) enum Kind {
     Put { value: Value, cas: Option<u64> },
     Announce(PeerRecord),
     Ping,
+    Mailbox(MailboxOp),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -39,18 +41,20 @@ struct Storing {
 /// A query in progress.
 #[derive(Clone, Debug)]
 pub(crate) struct Query {
-    kind: Kind,
-    lookup: Lookup,
+    pub(crate) kind: Kind,
+    pub(crate) lookup: Lookup,
     started: Instant,
     /// Maintenance queries report no event.
     internal: bool,
     storing: Option<Storing>,
     value: Option<Value>,
     peer: Option<PeerRecord>,
+    /// Once the lookup is done, the mailbox requests to its storers.
+    pub(crate) mailbox: Option<MailboxRun>,
 }
 
 impl Node {
-    fn start(
+    pub(crate) fn start(
         &mut self,
         now: Now,
         kind: Kind,
@@ -75,6 +79,7 @@ impl Node {
             storing: None,
             value: None,
             peer: None,
+            mailbox: None,
         };
         self.table.touch(&target, now.instant);
         self.drive(now, id, query);
@@ -159,6 +164,7 @@ impl Node {
             storing: None,
             value: None,
             peer: None,
+            mailbox: None,
         };
         let attempts = self.config.rpc_attempts;
         if self.send_request(
@@ -223,6 +229,7 @@ impl Node {
                 Kind::FindNode | Kind::Ping => {
                     return self.finish(now, id, query, QueryOutcome::Nodes);
                 }
+                Kind::Mailbox(_) => return self.start_mailbox_phase(now, id, query),
             };
             let mut storing = Storing::default();
             let attempts = self.config.rpc_attempts;
@@ -250,7 +257,7 @@ impl Node {
         self.queries.insert(id, query);
     }
 
-    fn finish(&mut self, now: Now, id: QueryId, query: Query, outcome: QueryOutcome) {
+    pub(crate) fn finish(&mut self, now: Now, id: QueryId, query: Query, outcome: QueryOutcome) {
         if query.internal {
             return;
         }
@@ -271,6 +278,7 @@ impl Node {
         id: QueryId,
         peer: Contact,
         is_server: bool,
+        request: &RequestBody,
         body: ResponseBody,
     ) {
         let Some(mut query) = self.queries.remove(&id) else {
@@ -278,6 +286,9 @@ impl Node {
         };
         if let Kind::Ping = query.kind {
             return self.finish(now, id, query, QueryOutcome::Pong(true));
+        }
+        if query.mailbox.is_some() {
+            return self.on_mailbox_answer(now, id, query, peer, request, body);
         }
         if let Some(storing) = query.storing.as_mut() {
             storing.awaiting = storing.awaiting.saturating_sub(1);
@@ -332,6 +343,9 @@ impl Node {
         if let Kind::Ping = query.kind {
             return self.finish(now, id, query, QueryOutcome::Pong(false));
         }
+        if query.mailbox.is_some() {
+            return self.on_mailbox_failure(now, id, query);
+        }
         match query.storing.as_mut() {
             Some(storing) => storing.awaiting = storing.awaiting.saturating_sub(1),
             None => query.lookup.on_failure(&peer.id),
@@ -343,7 +357,9 @@ impl Node {
     pub(crate) fn maintain(&mut self, now: Now) {
         self.maintenance_at = Some(now.instant + self.maintenance_interval());
         self.storage.expire(now.unix_ms);
+        self.mailboxes.expire(now.unix_ms);
         if self.server && !self.table.is_empty() {
+            self.hand_on_mailboxes(now);
             let interval = self.config.republish_interval.as_millis() as u64;
             let due = self
                 .storage

@@ -8,6 +8,7 @@ use crate::message::{Contact, Message, Request, RequestBody, Response, ResponseB
 use crate::node::{Node, MIN_UNPROVEN_REQUEST_BYTES};
 use crate::packet::{Header, PACKET_OVERHEAD_BYTES};
 use crate::path::Path;
+use crate::routing::InsertOutcome;
 use crate::rtt::RttEstimator;
 use crate::time::Now;
 
@@ -18,6 +19,9 @@ pub(crate) enum Purpose {
     Query(QueryId),
     /// A ping-back to a new requester, to admit it to the table once it answers.
     Verify,
+    /// A mailbox item handed to a server that has just become one of its storers; nobody
+    /// waits for the answer.
+    HandOn,
 }
 
 #[derive(Clone, Debug)]
@@ -83,6 +87,7 @@ impl Node {
                 RequestBody::FindNode { .. }
                     | RequestBody::FindValue { .. }
                     | RequestBody::FindPeer { .. }
+                    | RequestBody::FetchMailbox { .. }
             );
         if needs_padding {
             let unpadded = PACKET_OVERHEAD_BYTES + Message::Request(request.clone()).encode().len();
@@ -163,7 +168,9 @@ impl Node {
             self.table.remove(&header.sender);
         } else {
             // It answered at the address we reached it on: it may enter the table.
-            self.table.insert(pending.peer, now.instant);
+            if self.table.insert(pending.peer, now.instant) == InsertOutcome::Added {
+                self.hand_on_to_newcomer(now, pending.peer);
+            }
         }
         if response.body == ResponseBody::Refused(crate::message::Refusal::TokenRequired)
             && !pending.token_retried
@@ -183,9 +190,15 @@ impl Node {
             Purpose::Verify => {
                 self.verifying.remove(&pending.peer.id);
             }
-            Purpose::Query(id) => {
-                self.on_query_answer(now, id, pending.peer, !header.is_client(), response.body)
-            }
+            Purpose::HandOn => {}
+            Purpose::Query(id) => self.on_query_answer(
+                now,
+                id,
+                pending.peer,
+                !header.is_client(),
+                &pending.body,
+                response.body,
+            ),
         }
     }
 
@@ -194,6 +207,7 @@ impl Node {
             Purpose::Verify => {
                 self.verifying.remove(&peer.id);
             }
+            Purpose::HandOn => {}
             Purpose::Query(id) => self.on_query_failure(now, id, peer),
         }
     }

@@ -122,6 +122,29 @@ impl Node {
                 });
                 self.store_answer(outcome)
             }
+            RequestBody::StoreMailboxItem { key, item } => {
+                let outcome = self.check_store(proven).and_then(|()| {
+                    self.mailboxes
+                        .store(key, item, Subnet::of(from.ip()), now.unix_ms)
+                });
+                self.store_answer(outcome)
+            }
+            RequestBody::FetchMailbox { key, after } => {
+                let (items, more) = self.mailboxes.page(&key, after, now.unix_ms);
+                ResponseBody::MailboxPage {
+                    items: crate::bounded::BoundedVec::truncating(items),
+                    more,
+                }
+            }
+            RequestBody::DeleteMailboxItem { key, id, secret } => {
+                let outcome = self
+                    .check_store(proven)
+                    .and_then(|()| self.mailboxes.delete(&key, &id, &secret, now.unix_ms));
+                match outcome {
+                    Ok(()) => ResponseBody::Deleted,
+                    Err(refusal) => self.store_answer(Err(refusal)),
+                }
+            }
         }
     }
 

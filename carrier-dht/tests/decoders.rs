@@ -4,12 +4,13 @@
 use std::time::Instant;
 
 use carrier_dht::id::Keypair;
+use carrier_dht::mailbox::{DeleteSecret, ItemId};
 use carrier_dht::message::{decode_exact, Message, Request, RequestBody};
 use carrier_dht::packet::{seal, Header, KeyAgreement, NONCE_BYTES};
 use carrier_dht::record::RECORD_VERSION;
 use carrier_dht::{
-    Config, Contact, ImmutableValue, Key, MutableValue, Node, Now, Path, PeerRecord, Value,
-    WireError,
+    Config, Contact, ImmutableValue, Key, MailboxItem, MutableValue, Node, Now, Path, PeerRecord,
+    Value, WireError,
 };
 use proptest::prelude::*;
 
@@ -24,6 +25,9 @@ proptest! {
         let _ = decode_exact::<MutableValue>(&bytes);
         let _ = decode_exact::<ImmutableValue>(&bytes);
         let _ = decode_exact::<Contact>(&bytes);
+        let _ = decode_exact::<MailboxItem>(&bytes);
+        let _ = decode_exact::<ItemId>(&bytes);
+        let _ = decode_exact::<DeleteSecret>(&bytes);
         let _ = Header::parse(&bytes);
     }
 
@@ -90,4 +94,48 @@ fn records_round_trip_and_carry_their_version() {
     let mut other_version = record;
     other_version.version = 2;
     assert!(other_version.verify().is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Arbitrary bytes after the tag of each mailbox frame kind (requests and replies) never
+    /// panic the decoder, and a frame that decodes round-trips.
+    #[test]
+    fn arbitrary_mailbox_frames_never_panic(
+        kind in 0u8..3,
+        tail in proptest::collection::vec(any::<u8>(), 0..1300),
+    ) {
+        // postcard tags of StoreMailboxItem (6), FetchMailbox (7), DeleteMailboxItem (8) in
+        // a request, and of MailboxPage (6), Deleted (7) in a response.
+        let mut request = vec![0, 1, 1, 0, 6 + kind];
+        request.extend_from_slice(&tail);
+        if let Ok(message) = Message::decode(&request) {
+            prop_assert_eq!(Message::decode(&message.encode()), Ok(message));
+        }
+        let mut response = vec![1, 1, 0, 127, 0, 0, 1, 0, 0];
+        response.extend_from_slice(&[0; 16]);
+        response.push(6 + kind % 2);
+        response.extend_from_slice(&tail);
+        let _ = Message::decode(&response);
+    }
+}
+
+#[test]
+fn mailbox_frames_round_trip_and_refuse_trailing_bytes() {
+    let message = Message::Request(Request {
+        txid: 9,
+        unix_ms: 2,
+        token: None,
+        body: RequestBody::DeleteMailboxItem {
+            key: Key([1; 32]),
+            id: ItemId([2; 32]),
+            secret: DeleteSecret([3; 32]),
+        },
+        padding: Default::default(),
+    });
+    let mut bytes = message.encode();
+    assert_eq!(Message::decode(&bytes), Ok(message));
+    bytes.push(0);
+    assert_eq!(Message::decode(&bytes), Err(WireError::Trailing(1)));
 }

@@ -4,14 +4,19 @@ use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 
 use carrier_dht::bounded::{BoundedBytes, BoundedVec};
 use carrier_dht::id::Keypair;
+use carrier_dht::mailbox::{
+    mailbox_key, seal_letter, DeleteSecret, ItemId, MAX_CHUNK_BYTES, MAX_SEALED_ITEM_BYTES,
+    MIN_SEALED_ITEM_BYTES,
+};
+use carrier_dht::mailbox_store::{MailboxStorage, MAX_PAGE_ITEMS};
 use carrier_dht::message::{
     Message, Request, RequestBody, Response, ResponseBody, MAX_PADDING_BYTES,
 };
 use carrier_dht::packet::{seal, KeyAgreement, NONCE_BYTES};
 use carrier_dht::record::{MAX_PEER_ADDRS, MAX_PEER_RELAYS, MAX_SALT_BYTES};
 use carrier_dht::{
-    Contact, ImmutableValue, Key, MutableValue, PeerRecord, Refusal, RelayHint, Token, Value, K,
-    MAX_DATAGRAM_BYTES, MAX_VALUE_BYTES,
+    Contact, Entropy, ImmutableValue, Key, MailboxItem, MailboxKind, MailboxLimits, MutableValue,
+    Path, PeerRecord, Refusal, RelayHint, Token, Value, K, MAX_DATAGRAM_BYTES, MAX_VALUE_BYTES,
 };
 
 fn widest_addr() -> SocketAddr {
@@ -130,6 +135,7 @@ fn largest_instance_of_every_frame_kind_fits_the_datagram_budget() {
         ));
         frames.push(("value", response(ResponseBody::Value(value))));
     }
+    frames.extend(mailbox_frames(&keypair));
     // A ping carries no padding: its reply is small. It must stay under the size a node
     // allows itself for a ping-back within the amplification budget.
     let ping = request(RequestBody::Ping, 0).encode();
@@ -154,4 +160,88 @@ fn largest_instance_of_every_frame_kind_fits_the_datagram_budget() {
             packet.len()
         );
     }
+}
+
+fn mailbox_item(sealed_len: usize, fill: u8) -> MailboxItem {
+    MailboxItem {
+        version: u8::MAX,
+        expires_unix_secs: u64::MAX,
+        delete_hash: [0xff; 32],
+        sealed: BoundedBytes::new(vec![fill; sealed_len]).expect("cap"),
+    }
+}
+
+/// The largest mailbox frames: a store of the largest item, a fetch request, a delete, and
+/// fetch pages as a storer builds them (its byte budget, not the decoding bound, limits a
+/// page), both of the largest items and of the smallest.
+fn mailbox_frames(keypair: &Keypair) -> Vec<(&'static str, Message)> {
+    let key = Key([0xff; 32]);
+    let largest = mailbox_item(MAX_SEALED_ITEM_BYTES, 0xab);
+    let mut frames = vec![
+        (
+            "store_mailbox_item",
+            request(RequestBody::StoreMailboxItem { key, item: largest }, 0),
+        ),
+        (
+            "fetch_mailbox",
+            request(
+                RequestBody::FetchMailbox {
+                    key,
+                    after: Some(ItemId([0xff; 32])),
+                },
+                MAX_PADDING_BYTES,
+            ),
+        ),
+        (
+            "delete_mailbox_item",
+            request(
+                RequestBody::DeleteMailboxItem {
+                    key,
+                    id: ItemId([0xff; 32]),
+                    secret: DeleteSecret([0xff; 32]),
+                },
+                0,
+            ),
+        ),
+        ("deleted", response(ResponseBody::Deleted)),
+    ];
+    // A real chunk of the largest size seals within the item cap.
+    let recipient = Keypair::from_seed(&[5; 32]).id();
+    let mailbox = mailbox_key(&recipient, MailboxKind::Messages, 0);
+    let items = seal_letter(
+        keypair,
+        &recipient,
+        mailbox,
+        &[0xcd; MAX_CHUNK_BYTES],
+        u64::MAX,
+        &mut Entropy::from_seed([1; 32]),
+    )
+    .expect("seals");
+    assert!(
+        items[0].sealed.len() <= MAX_SEALED_ITEM_BYTES,
+        "a chunk fits an item"
+    );
+    for (name, sealed_len) in [
+        ("mailbox_page_of_largest_items", MAX_SEALED_ITEM_BYTES),
+        ("mailbox_page_of_smallest_items", MIN_SEALED_ITEM_BYTES),
+    ] {
+        let mut storage = MailboxStorage::new(MailboxLimits::default());
+        for fill in 0..2 * MAX_PAGE_ITEMS as u8 {
+            let mut item = mailbox_item(sealed_len, fill);
+            item.version = 1;
+            item.expires_unix_secs = 1_000;
+            let source = carrier_dht::Subnet::of(Path::Direct(widest_addr()).ip());
+            storage.store(key, item, source, 0).expect("stored");
+        }
+        let (page, more) = storage.page(&key, None, 0);
+        assert!(more && !page.is_empty());
+        frames.push((
+            name,
+            response(ResponseBody::MailboxPage {
+                items: BoundedVec::new(page).expect("page cap"),
+                more: true,
+            }),
+        ));
+    }
+    frames
 }

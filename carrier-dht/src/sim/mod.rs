@@ -9,8 +9,10 @@
 //! [`run_scenario`] runs the benchmark scenario (`cargo xtask bench` reports its
 //! [`SimFigures`] as `dht.sim10k.*`).
 
+mod mailbox;
 mod network;
 mod scenario;
 
+pub use mailbox::{run_mailbox_scenario, MailboxFigures, MailboxScenario};
 pub use network::{SimConfig, Simulation};
 pub use scenario::{run_scenario, Scenario, SimFigures};

@@ -264,7 +264,7 @@ impl Simulation {
         self.delivered
     }
 
-    fn now(&self) -> Now {
+    pub(crate) fn now(&self) -> Now {
         Now::new(
             self.base + Duration::from_micros(self.now_us),
             SIM_EPOCH_UNIX_MS + self.now_us / 1000,

@@ -1,0 +1,67 @@
+//! A storer's mailbox items are written through to its database and restored on restart;
+//! deleted and expired items are not.
+
+use std::net::IpAddr;
+
+use carrier_dht::id::Keypair;
+use carrier_dht::mailbox::{mailbox_key, seal_letter, DeleteSecret, MailboxKind};
+use carrier_dht::mailbox_store::MailboxStorage;
+use carrier_dht::persist::{ensure_schema, load_mailboxes, PersistentMailboxes};
+use carrier_dht::store::Store;
+use carrier_dht::{Entropy, MailboxLimits, Subnet};
+
+const NOW_MS: u64 = 1_767_225_600_000;
+
+#[tokio::test]
+async fn mailbox_items_survive_a_storer_restart_until_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (alice, bob) = (Keypair::from_seed(&[1; 32]), Keypair::from_seed(&[2; 32]));
+    let key = mailbox_key(&bob.id(), MailboxKind::Messages, 0);
+    let items = seal_letter(
+        &alice,
+        &bob.id(),
+        key,
+        b"while you were out",
+        NOW_MS / 1000 + 3600,
+        &mut Entropy::from_seed([3; 32]),
+    )
+    .expect("seals");
+    let source = Subnet::of(IpAddr::from([10, 0, 0, 1]));
+    {
+        let store = Store::open(dir.path()).expect("open");
+        ensure_schema(&store).await.expect("schema");
+        let journal = Box::new(PersistentMailboxes::new(&store));
+        let mut storage =
+            MailboxStorage::with_journal(MailboxLimits::default(), Vec::new(), journal, NOW_MS);
+        for item in &items {
+            storage
+                .store(key, item.clone(), source, NOW_MS)
+                .expect("stored");
+        }
+        // Detached writes commit in order: a later awaited write means they are on disk.
+        store.write(|_| Ok(())).await.expect("barrier");
+    }
+
+    let store = Store::open(dir.path()).expect("reopen");
+    ensure_schema(&store).await.expect("schema");
+    let restored = load_mailboxes(&store, NOW_MS).expect("load");
+    assert_eq!(restored.len(), items.len());
+    let journal = Box::new(PersistentMailboxes::new(&store));
+    let mut storage =
+        MailboxStorage::with_journal(MailboxLimits::default(), restored, journal, NOW_MS);
+    assert!(items.iter().all(|i| storage.holds(&key, &i.id())));
+    assert_eq!(storage.used_by(&source), items.len());
+
+    let id = items[0].id();
+    let secret = DeleteSecret::derive(&bob, &alice.id(), &id).expect("valid");
+    storage.delete(&key, &id, &secret, NOW_MS).expect("deleted");
+    store.write(|_| Ok(())).await.expect("barrier");
+    assert_eq!(
+        load_mailboxes(&store, NOW_MS).expect("load").len(),
+        items.len() - 1
+    );
+    // Expired by the next start: nothing is restored.
+    assert!(load_mailboxes(&store, NOW_MS + 3_600_001)
+        .expect("load")
+        .is_empty());
+}
