@@ -31,6 +31,7 @@ fn report(name: &str, figures: &MailboxFigures, started: Instant) {
 }
 
 #[test]
+#[ignore = "run by its own step with its own budget: `cargo xtask ci --only sim`"]
 fn ten_thousand_nodes_deliver_letters_delete_them_and_survive_thirty_percent_churn() {
     let started = Instant::now();
     let figures = run_mailbox_scenario(&MailboxScenario::standard(nodes()));

@@ -79,7 +79,7 @@ const STEPS: &[Step] = &[
     },
     Step {
         name: "sim",
-        what: "the 10,000-node DHT simulation",
+        what: "the 10,000-node DHT simulations: lookups and values, then mailboxes",
         budget: minutes(3),
         action: Action::Cargo(
             &[
@@ -89,6 +89,8 @@ const STEPS: &[Step] = &[
                 "carrier-dht",
                 "--test",
                 "sim_10k",
+                "--test",
+                "sim_mailbox",
                 "--",
                 "--ignored",
                 "--nocapture",
