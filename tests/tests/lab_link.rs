@@ -72,10 +72,26 @@ async fn delivered(from: &Device, to: &Device, count: u32) -> usize {
     receiving.await.unwrap().unwrap()
 }
 
+/// Attempts at a first datagram each way before a new lab's path counts as broken.
+const SETTLE_ATTEMPTS: usize = 10;
+
 async fn two_public_hosts(test: &str) -> Option<(NetworkLab, Device, Device)> {
     let lab = NetworkLab::open(test).await?;
     let a = lab.public_host("public0").await.unwrap();
     let b = lab.public_host("public1").await.unwrap();
+    // A veth that has just come up drops what it is given until the kernel's link watcher
+    // activates it (up to a second later): wait for a datagram to get through each way
+    // before counting any.
+    for (from, to) in [(&a, &b), (&b, &a)] {
+        let mut settled = false;
+        for _ in 0..SETTLE_ATTEMPTS {
+            if delivered(from, to, 1).await == 1 {
+                settled = true;
+                break;
+            }
+        }
+        assert!(settled, "{} never reached {}", from.name(), to.name());
+    }
     Some((lab, a, b))
 }
 

@@ -158,7 +158,12 @@ async fn two_devices_behind_one_router_reach_each_other_on_private_addresses() {
     bound_rx.await.unwrap();
     a.spawn(async move |_| {
         let socket = UdpSocket::bind("0.0.0.0:0").await?;
-        socket.send_to(b"hello, neighbour", target).await
+        // Links that have just come up may drop a first datagram: send a few.
+        for _ in 0..3 {
+            socket.send_to(b"hello, neighbour", target).await?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        std::io::Result::Ok(())
     })
     .unwrap()
     .await
