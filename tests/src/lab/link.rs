@@ -21,8 +21,18 @@ use std::process::{Command, Stdio};
 
 use super::{Device, LabError};
 
-/// The nft binary, by name: `.ci/run` installs nftables, which puts it on root's PATH.
-pub(crate) const NFT: &str = "nft";
+/// Where Debian's nftables package (which `.ci/run` installs) puts nft: a PATH without the
+/// sbin directories, common for non-login shells, would not find it by name.
+const NFT_PATH: &str = "/usr/sbin/nft";
+
+/// The nft binary: at its usual place, else whichever the PATH finds (as patchbay does).
+pub(crate) fn nft() -> &'static str {
+    if std::path::Path::new(NFT_PATH).exists() {
+        NFT_PATH
+    } else {
+        "nft"
+    }
+}
 
 /// The table that holds a device's loss rules.
 const LOSS_TABLE: &str = "carrier_loss";
@@ -101,7 +111,7 @@ async fn run_nft(device: &Device, script: String) -> Result<(), LabError> {
     };
     // Spawning a process in a namespace and waiting for it blocks: off the async threads.
     let outcome = tokio::task::spawn_blocking(move || -> Result<std::process::Output, String> {
-        let mut command = Command::new(NFT);
+        let mut command = Command::new(nft());
         command
             .args(["-f", "-"])
             .stdin(Stdio::piped())

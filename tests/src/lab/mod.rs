@@ -225,7 +225,7 @@ pub fn running_in_ci() -> bool {
 
 /// The lab's NAT, loss and cut rules are nftables rules: without `nft` there is no lab.
 fn require_nft() -> Result<(), LabError> {
-    match std::process::Command::new(link::NFT)
+    match std::process::Command::new(link::nft())
         .arg("--version")
         .output()
     {
