@@ -100,7 +100,15 @@ async fn unsolicited_through(
             let socket = UdpSocket::bind("0.0.0.0:0").await?;
             let mapped = probe::observed_addr(&socket, reflector).await?;
             let _ = mapped_tx.send(mapped);
-            let arrived = probe::next_datagram(&socket, SILENCE).await?;
+            let deadline = tokio::time::Instant::now() + SILENCE;
+            let arrived = loop {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match probe::next_datagram(&socket, left).await? {
+                    // A late answer to a retried probe: the reflector may answer.
+                    Some((_, from)) if from == reflector => continue,
+                    other => break other,
+                }
+            };
             std::io::Result::Ok((mapped, arrived))
         })
         .unwrap();

@@ -16,8 +16,9 @@ pub const REFLECTOR_PORT: u16 = 3478;
 /// How long one probe waits for the reflector's answer.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// Probes sent before giving up: the lab loses nothing unless a test says so, but a
-/// reflector task may not be scheduled yet when the first probe lands.
+/// Probes sent before giving up: the lab loses nothing unless a test says so, but a link
+/// that has just come up may drop the first datagrams, and a reflector task may not be
+/// scheduled yet when the first probe lands.
 const PROBE_ATTEMPTS: usize = 3;
 
 /// The address `reflector` sees `socket`'s datagrams come from: behind a NAT, the public
@@ -26,22 +27,21 @@ pub async fn observed_addr(socket: &UdpSocket, reflector: SocketAddr) -> io::Res
     let mut buf = [0u8; 256];
     for _ in 0..PROBE_ATTEMPTS {
         socket.send_to(b"probe", reflector).await?;
-        let Ok(received) = tokio::time::timeout(PROBE_TIMEOUT, socket.recv_from(&mut buf)).await
-        else {
-            continue;
-        };
-        let (len, from) = received?;
-        if from != reflector {
-            // Something else reached the socket: not the answer, but the caller may care.
-            return Err(io::Error::other(format!(
-                "a datagram from {from} arrived while waiting for {reflector}"
-            )));
+        let deadline = tokio::time::Instant::now() + PROBE_TIMEOUT;
+        // Late answers to an earlier probe (another reflector's, after a retry) may still
+        // arrive: they are skipped, not taken for this reflector's answer.
+        while let Ok(received) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await
+        {
+            let (len, from) = received?;
+            if from != reflector {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&buf[..len]);
+            return text
+                .strip_prefix("OBSERVED ")
+                .and_then(|addr| addr.trim().parse().ok())
+                .ok_or_else(|| io::Error::other(format!("unexpected reflector answer {text:?}")));
         }
-        let text = String::from_utf8_lossy(&buf[..len]);
-        return text
-            .strip_prefix("OBSERVED ")
-            .and_then(|addr| addr.trim().parse().ok())
-            .ok_or_else(|| io::Error::other(format!("unexpected reflector answer {text:?}")));
     }
     Err(io::Error::new(
         io::ErrorKind::TimedOut,
