@@ -8,8 +8,8 @@ use carrier::dht::socket::{Conditioner, Fate};
 /// Delays every datagram a node's socket sends and receives by a fixed time each way, so a
 /// path between two delayed nodes has a round trip of twice the sum of their delays.
 ///
-/// Install it on a node with `dht.socket().set_conditioner(Some(Arc::new(SocketDelay::each_way(d))))`
-/// and remove it with `set_conditioner(None)`. Only the node's own socket is slowed; plain
+/// Install it with `dht.socket().set_conditioner(Some(Arc::new(SocketDelay::each_way(d))))`,
+/// remove it with `set_conditioner(None)`. Only the node's own socket is slowed; plain
 /// sockets in the same namespace are not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SocketDelay {
