@@ -5,6 +5,8 @@
 // Helpers of these tests unwrap as the tests do: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -44,22 +46,6 @@ fn config(i: usize, data_dir: Option<std::path::PathBuf>) -> DhtConfig {
     config
 }
 
-async fn settle(nodes: &[Dht]) {
-    let mut last = 0;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let total: usize = nodes.iter().map(Dht::routing_entries).sum();
-        let checking: usize = nodes
-            .iter()
-            .map(|n| n.with_node(|c| c.pending_requests()))
-            .sum();
-        if total == last && checking == 0 {
-            break;
-        }
-        last = total;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_letter_survives_its_recipients_restart_and_only_the_recipient_reads_or_deletes_it() {
     let dirs = tempfile::tempdir().unwrap();
@@ -76,7 +62,7 @@ async fn a_letter_survives_its_recipients_restart_and_only_the_recipient_reads_o
         node.bootstrap().await.unwrap();
         nodes.push(node);
     }
-    settle(&nodes).await;
+    common::settle(&nodes).await;
     let recipient_id = nodes[RECIPIENT].id();
     let sender_id = nodes[SENDER].id();
 

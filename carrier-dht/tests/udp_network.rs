@@ -5,6 +5,8 @@
 // Helpers of these tests unwrap as the tests do: a failure is the test failing.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -51,21 +53,7 @@ async fn network(dirs: &tempfile::TempDir) -> Vec<Dht> {
     for node in &nodes[1..] {
         node.bootstrap().await.unwrap();
     }
-    // Servers enter tables only once they answer a check at their address; wait until those
-    // checks are over and the tables stop changing.
-    let mut last = 0;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let total: usize = nodes.iter().map(Dht::routing_entries).sum();
-        let checking: usize = nodes
-            .iter()
-            .map(|n| n.with_node(|c| c.pending_requests()))
-            .sum();
-        if total == last && checking == 0 {
-            break;
-        }
-        last = total;
-    }
+    common::settle(&nodes).await;
     nodes
 }
 

@@ -114,14 +114,7 @@ async fn unsolicited_through(
         .unwrap();
     let mapped = mapped_rx.await.unwrap();
     stranger
-        .spawn(async move |_| {
-            let socket = UdpSocket::bind("0.0.0.0:0").await?;
-            for _ in 0..3 {
-                socket.send_to(b"unsolicited", mapped).await?;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            std::io::Result::Ok(())
-        })
+        .spawn(async move |_| probe::send_a_few(mapped, b"unsolicited").await)
         .unwrap()
         .await
         .unwrap()
@@ -164,19 +157,11 @@ async fn two_devices_behind_one_router_reach_each_other_on_private_addresses() {
         })
         .unwrap();
     bound_rx.await.unwrap();
-    a.spawn(async move |_| {
-        let socket = UdpSocket::bind("0.0.0.0:0").await?;
-        // Links that have just come up may drop a first datagram: send a few.
-        for _ in 0..3 {
-            socket.send_to(b"hello, neighbour", target).await?;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        std::io::Result::Ok(())
-    })
-    .unwrap()
-    .await
-    .unwrap()
-    .unwrap();
+    a.spawn(async move |_| probe::send_a_few(target, b"hello, neighbour").await)
+        .unwrap()
+        .await
+        .unwrap()
+        .unwrap();
     let (data, from) = receiving
         .await
         .unwrap()

@@ -64,3 +64,14 @@ pub async fn next_datagram(
         Err(_) => Ok(None),
     }
 }
+
+/// Sends `payload` to `target` [`PROBE_ATTEMPTS`] times, 100 ms apart, from a fresh socket:
+/// links that have just come up may drop a first datagram.
+pub async fn send_a_few(target: SocketAddr, payload: &[u8]) -> io::Result<()> {
+    let socket = UdpSocket::bind("0.0.0.0:0").await?;
+    for _ in 0..PROBE_ATTEMPTS {
+        socket.send_to(payload, target).await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
