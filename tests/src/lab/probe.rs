@@ -65,7 +65,7 @@ pub async fn next_datagram(
     }
 }
 
-/// Sends `payload` to `target` [`PROBE_ATTEMPTS`] times, 100 ms apart, from a fresh socket:
+/// Sends `payload` to `target` three times, 100 ms apart, from a fresh socket:
 /// links that have just come up may drop a first datagram.
 pub async fn send_a_few(target: SocketAddr, payload: &[u8]) -> io::Result<()> {
     let socket = UdpSocket::bind("0.0.0.0:0").await?;
