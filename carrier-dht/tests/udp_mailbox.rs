@@ -145,7 +145,12 @@ async fn a_letter_survives_its_recipients_restart_and_only_the_recipient_reads_o
     match nodes[SENDER].deposit(&recipient_id, &letter).await {
         Err(DhtError::Mailbox(MailboxError::Quota { missing, items })) => {
             assert_eq!(items, 98);
-            assert_eq!(missing, 98 - (ITEMS_PER_MAILBOX - 98));
+            // A storer that holds the first 98 items takes 52 more; one that missed the
+            // first letter (storer sets can shift between deposits) takes more of them.
+            assert!(
+                (1..=98 - (ITEMS_PER_MAILBOX - 98)).contains(&missing),
+                "{missing} items refused"
+            );
         }
         other => panic!("a deposit over quota: {other:?}"),
     }
