@@ -10,10 +10,30 @@ use crate::storage::StorageLimits;
 /// change what they need.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Act as a server from the start (bootstrap nodes, simulations, loopback tests). Otherwise
-    /// the node is a client, which never enters others' routing tables or storer sets, until
-    /// [`crate::Node::set_server`] is called once reachability is confirmed.
+    /// Act as a server from the start and for good (bootstrap nodes, simulations, loopback
+    /// tests): such a node never checks its reachability. Otherwise the node starts as a
+    /// client, which never enters others' routing tables or storer sets, and becomes a server
+    /// once a probe confirms it is reachable ([`Config::detect_reachability`]) or
+    /// [`crate::Node::set_server`] says so.
     pub server: bool,
+    /// Whether a node that is not a server from the start checks its reachability with
+    /// probes and takes the server role while it is reachable (the default). Off, it stays a
+    /// client unless [`crate::Node::set_server`] says otherwise.
+    pub detect_reachability: bool,
+    /// Distinct reporters (in distinct subnets, or distinct IPs when `max_per_subnet` is
+    /// `None`) that must agree on an IP, or on a port, before it is taken as the public one.
+    /// At least 2.
+    pub observed_quorum: usize,
+    /// Time between reachability checks once the answer is settled.
+    pub probe_interval: Duration,
+    /// Wait before another check after an undecided one; doubles while checks stay
+    /// inconclusive, up to `probe_interval`.
+    pub probe_retry: Duration,
+    /// How long a node waits for the probe it asked for before the check counts as failed.
+    pub probe_timeout: Duration,
+    /// Probe requests a server passes on or sends for others per second; beyond it, they are
+    /// refused (`Quota`).
+    pub probes_per_sec: u32,
     /// Lookup requests in flight at once (α).
     pub alpha: usize,
     /// Most entries of one IPv4 /24 or IPv6 /64 in a bucket; `None` lifts the limit (labs).
@@ -77,6 +97,12 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             server: false,
+            detect_reachability: true,
+            observed_quorum: 2,
+            probe_interval: Duration::from_secs(10 * 60),
+            probe_retry: Duration::from_secs(30),
+            probe_timeout: Duration::from_secs(10),
+            probes_per_sec: 20,
             alpha: 3,
             max_per_subnet: Some(2),
             replacement_cache: 8,

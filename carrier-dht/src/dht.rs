@@ -25,6 +25,7 @@ use crate::message::{Contact, Refusal};
 use crate::node::Node;
 use crate::path::Path;
 use crate::persist::{self, PersistentItems};
+use crate::reachability::{NatMapping, PublicAddr, Reachability, Standing};
 use crate::record::{ImmutableValue, MutableValue, PeerRecord, Value};
 use crate::socket::NodeSocket;
 use crate::storage::Storage;
@@ -135,6 +136,8 @@ pub enum DhtEvent {
         /// Routing table entries.
         routing_entries: usize,
     },
+    /// Where the node stands changed: public address, NAT mapping, reachability or role.
+    Standing(Standing),
 }
 
 pub(crate) struct Shared {
@@ -269,6 +272,31 @@ impl Dht {
     /// The public address several peers agree they see us at, once they do.
     pub fn observed_addr(&self) -> Option<SocketAddr> {
         lock(&self.shared.node).observed_addr()
+    }
+
+    /// Where the node stands: public address, NAT mapping, reachability and role.
+    pub fn standing(&self) -> Standing {
+        lock(&self.shared.node).standing()
+    }
+
+    /// The public IP peers agree on, with its port or a note that it varies per peer.
+    pub fn public_addr(&self) -> Option<PublicAddr> {
+        lock(&self.shared.node).public_addr()
+    }
+
+    /// The NAT's mapping behaviour, as peers' reports show it.
+    pub fn nat_mapping(&self) -> NatMapping {
+        lock(&self.shared.node).nat_mapping()
+    }
+
+    /// Reachability from outside, as probes show it.
+    pub fn reachability(&self) -> Reachability {
+        lock(&self.shared.node).reachability()
+    }
+
+    /// Whether the node acts as a server: it enters routing tables and stores for others.
+    pub fn is_server(&self) -> bool {
+        lock(&self.shared.node).is_server()
     }
 
     /// Counters of what the node received, dropped and sent.
@@ -619,6 +647,7 @@ async fn drive(shared: Arc<Shared>) {
 async fn flush(shared: &Shared, last_observed: &mut Option<SocketAddr>) -> Option<Instant> {
     let mut transmits = Vec::new();
     let mut finished = Vec::new();
+    let mut standings = Vec::new();
     let (deadline, observed) = {
         let mut node = lock(&shared.node);
         while let Some(transmit) = node.poll_transmit() {
@@ -627,6 +656,7 @@ async fn flush(shared: &Shared, last_observed: &mut Option<SocketAddr>) -> Optio
         while let Some(event) = node.poll_event() {
             match event {
                 Event::QueryFinished(done) => finished.push(done),
+                Event::Standing(standing) => standings.push(standing),
             }
         }
         (node.poll_timeout(), node.observed_addr())
@@ -649,6 +679,9 @@ async fn flush(shared: &Shared, last_observed: &mut Option<SocketAddr>) -> Optio
                 let _ = sender.send(done);
             }
         }
+    }
+    for standing in standings {
+        let _ = shared.events.send(DhtEvent::Standing(standing));
     }
     if observed.is_some() && observed != *last_observed {
         *last_observed = observed;

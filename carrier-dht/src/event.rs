@@ -24,9 +24,15 @@ pub struct Transmit {
 /// Something the node tells its driver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
+// Events are few and moved once from the core to its driver: boxing the large variant would
+// cost an allocation per query for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     /// A query started by a command has finished.
     QueryFinished(QueryFinished),
+    /// Where the node stands changed: its public address, NAT mapping, reachability or
+    /// role. Carries all of it as it is now.
+    Standing(crate::reachability::Standing),
 }
 
 /// The result of a query.

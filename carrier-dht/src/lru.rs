@@ -63,6 +63,11 @@ impl<K: Hash + Eq + Clone, V> BoundedLru<K, V> {
         self.map.get(key).map(|(v, _)| v)
     }
 
+    /// Every entry, in no particular order, without marking any used.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().map(|(k, (v, _))| (k, v))
+    }
+
     pub(crate) fn contains(&self, key: &K) -> bool {
         self.map.contains_key(key)
     }

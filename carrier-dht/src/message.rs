@@ -108,7 +108,33 @@ pub enum RequestBody {
         /// Its `d`, whose hash the item carries.
         secret: DeleteSecret,
     },
+    /// Have a node I never contacted send me a [`RequestBody::Probe`] at the address you see
+    /// me at (needs a valid token; only servers help).
+    ProbeMe {
+        /// Echoed by the probe, so the asker can tell it from any other packet.
+        nonce: ProbeNonce,
+    },
+    /// Send a [`RequestBody::Probe`] to the node `id` at `addr`, on behalf of the node that
+    /// asked the sender for one (needs a valid token; only servers ask and help).
+    ProbeFor {
+        /// The node to probe.
+        id: Key,
+        /// The address the sender saw it at.
+        addr: SocketAddr,
+        /// The asker's nonce.
+        nonce: ProbeNonce,
+    },
+    /// The unsolicited probe itself: if it arrives from an address the receiver never sent
+    /// to, the receiver is reachable from outside.
+    Probe {
+        /// The asker's nonce.
+        nonce: ProbeNonce,
+    },
 }
+
+/// A probe's random nonce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProbeNonce(pub [u8; 16]);
 
 /// A response.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -147,6 +173,8 @@ pub enum ResponseBody {
     },
     /// The mailbox item is deleted (now, or earlier by someone who showed its secret).
     Deleted,
+    /// The probe asked for is on its way (to a helper, or to the node).
+    ProbeSent,
 }
 
 /// Why a request was refused.
@@ -206,6 +234,8 @@ impl Request {
             RequestBody::StoreMailboxItem { key, .. }
             | RequestBody::FetchMailbox { key, .. }
             | RequestBody::DeleteMailboxItem { key, .. } => Some(*key),
+            RequestBody::ProbeFor { id, .. } => Some(*id),
+            RequestBody::ProbeMe { .. } | RequestBody::Probe { .. } => None,
         }
     }
 }

@@ -16,11 +16,13 @@ use crate::event::{Event, QueryId, Transmit};
 use crate::key::Key;
 use crate::lru::BoundedLru;
 use crate::mailbox_store::MailboxStorage;
+use crate::message::Contact;
 use crate::message::Message;
 use crate::packet::{self, Header, PairKey, MAX_DATAGRAM_BYTES};
 use crate::path::Path;
 use crate::query::Query;
 use crate::rate_limit::{DhBudget, IpRateLimit};
+use crate::reachability::{Observations, Prober, Standing};
 use crate::replay::ReplayCache;
 use crate::routing::RoutingTable;
 use crate::rpc::Pending;
@@ -35,8 +37,8 @@ pub const MIN_UNPROVEN_REQUEST_BYTES: usize = MAX_DATAGRAM_BYTES.div_ceil(3);
 /// Upper bound of a ping's datagram; a node pings back a new requester only when this fits
 /// the amplification budget the request left.
 pub const MAX_PING_BYTES: usize = 128;
-/// Addresses reported by peers, kept to tell the node its public address.
-const OBSERVED_REPORTS: usize = 32;
+/// Bootstrap contacts kept to rejoin through when the routing table empties.
+pub(crate) const REJOIN_SEEDS: usize = 16;
 
 /// Why no pair key could be had.
 enum KeyFailure {
@@ -118,7 +120,14 @@ pub struct Node {
     pub(crate) maintenance_at: Option<Instant>,
     /// A second self-lookup is due at the next maintenance tick.
     pub(crate) rejoin_pending: bool,
-    pub(crate) observed: BoundedLru<Key, SocketAddr>,
+    /// What peers report of our address.
+    pub(crate) observations: Observations,
+    /// The reachability check.
+    pub(crate) prober: Prober,
+    /// Standing as last reported in an event.
+    pub(crate) last_standing: Standing,
+    /// The contacts of the last bootstrap, to rejoin through if the table empties.
+    pub(crate) seeds: Vec<Contact>,
 }
 
 impl std::fmt::Debug for Node {
@@ -181,7 +190,19 @@ impl Node {
             counters: Counters::default(),
             maintenance_at: None,
             rejoin_pending: false,
-            observed: BoundedLru::new(OBSERVED_REPORTS),
+            observations: Observations::new(
+                config.observed_quorum,
+                config.max_per_subnet.is_some(),
+            ),
+            prober: Prober::new(
+                !config.server && config.detect_reachability,
+                config.probes_per_sec,
+            ),
+            last_standing: Standing {
+                server: config.server,
+                ..Standing::default()
+            },
+            seeds: Vec::new(),
             server: config.server,
             keypair,
             own,
@@ -212,9 +233,12 @@ impl Node {
         self.server
     }
 
-    /// Makes the node a server (reachability confirmed) or a client again.
+    /// Makes the node a server (reachability confirmed) or a client again. A node that checks
+    /// its own reachability ([`Config::detect_reachability`]) may change it again at its
+    /// next check.
     pub fn set_server(&mut self, server: bool) {
         self.server = server;
+        self.report_standing();
     }
 
     /// The routing table.
@@ -248,27 +272,10 @@ impl Node {
         ]
     }
 
-    /// The address at least two peers agree they saw us at, if any.
+    /// The public address peers agree they see us at, when they also agree on its port (see
+    /// [`Node::public_addr`] for a port that varies per peer).
     pub fn observed_addr(&self) -> Option<SocketAddr> {
-        let mut votes: HashMap<SocketAddr, usize> = HashMap::new();
-        for key in self.observed_keys() {
-            if let Some(addr) = self.observed.peek(&key) {
-                *votes.entry(*addr).or_default() += 1;
-            }
-        }
-        votes
-            .into_iter()
-            .filter(|(_, n)| *n >= 2)
-            .max_by_key(|(addr, n)| (*n, Reverse(*addr)))
-            .map(|(addr, _)| addr)
-    }
-
-    fn observed_keys(&self) -> Vec<Key> {
-        self.table
-            .entries()
-            .map(|e| e.contact.id)
-            .filter(|k| self.observed.contains(k))
-            .collect()
+        self.observations.public().and_then(|p| p.socket_addr())
     }
 
     /// The next datagram to send.
@@ -294,10 +301,10 @@ impl Node {
             self.timers.pop();
         }
         let rpc = self.timers.peek().map(|Reverse((d, _))| *d);
-        match (rpc, self.maintenance_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [rpc, self.maintenance_at, self.prober.next_wakeup()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Handles time passing: retransmits or gives up on unanswered requests, runs maintenance
@@ -340,6 +347,7 @@ impl Node {
             None => self.maintenance_at = Some(now.instant + self.maintenance_interval()),
             _ => {}
         }
+        self.probe_tick(now);
     }
 
     pub(crate) fn maintenance_interval(&self) -> Duration {
@@ -458,6 +466,7 @@ impl Node {
         self.entropy.fill(&mut nonce);
         let contents = packet::seal(&key, self.own, !self.server, nonce, &message.encode());
         let len = contents.len();
+        self.prober.note_sent(path.ip());
         self.counters.sent += 1;
         self.transmits.push_back(Transmit { path, contents });
         Some(len)

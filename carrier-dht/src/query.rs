@@ -94,6 +94,11 @@ impl Node {
         }
         let own = self.own;
         self.rejoin_pending = true;
+        self.seeds = seeds
+            .iter()
+            .copied()
+            .take(crate::node::REJOIN_SEEDS)
+            .collect();
         self.start(now, Kind::FindNode, own, seeds.to_vec(), false)
     }
 
@@ -377,6 +382,13 @@ impl Node {
                 };
                 let _ = self.start(now, kind, key, Vec::new(), true);
             }
+        }
+        if self.table.is_empty() && !self.seeds.is_empty() {
+            // Every contact stopped answering (a cut link, a long sleep): join again through
+            // the bootstrap contacts, as often as maintenance runs, until one answers.
+            let (own, seeds) = (self.own, self.seeds.clone());
+            self.rejoin_pending = true;
+            let _ = self.start(now, Kind::FindNode, own, seeds, true);
         }
         if self.rejoin_pending && !self.table.is_empty() {
             // The network seen at bootstrap may have been tiny (an early node) or seen through

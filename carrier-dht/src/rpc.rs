@@ -22,6 +22,10 @@ pub(crate) enum Purpose {
     /// A mailbox item handed to a server that has just become one of its storers; nobody
     /// waits for the answer.
     HandOn,
+    /// Our request for a reachability probe.
+    ProbeMe,
+    /// A probe passed on or sent for another node; nobody waits for the answer.
+    Probe,
 }
 
 #[derive(Clone, Debug)]
@@ -163,7 +167,7 @@ impl Node {
             None => self.rtt_all = Some(RttEstimator::new(sample)),
         }
         self.peer_tokens.insert(header.sender, response.token);
-        self.observed.insert(header.sender, response.your_addr);
+        self.on_observed(now, header.sender, from, response.your_addr);
         if header.is_client() {
             self.table.remove(&header.sender);
         } else {
@@ -190,7 +194,8 @@ impl Node {
             Purpose::Verify => {
                 self.verifying.remove(&pending.peer.id);
             }
-            Purpose::HandOn => {}
+            Purpose::HandOn | Purpose::Probe => {}
+            Purpose::ProbeMe => self.on_probe_me_answer(now, pending.peer.id, response.body),
             Purpose::Query(id) => self.on_query_answer(
                 now,
                 id,
@@ -207,7 +212,8 @@ impl Node {
             Purpose::Verify => {
                 self.verifying.remove(&peer.id);
             }
-            Purpose::HandOn => {}
+            Purpose::HandOn | Purpose::Probe => {}
+            Purpose::ProbeMe => self.on_probe_me_failure(now, peer.id),
             Purpose::Query(id) => self.on_query_failure(now, id, peer),
         }
     }

@@ -40,7 +40,14 @@ impl Node {
         let proven = request
             .token
             .is_some_and(|t| self.token_issuer.check(&t, &addr, now.unix_secs()));
-        let body = self.answer(now, &from, proven, request.body);
+        let body = match request.body {
+            body @ (RequestBody::ProbeMe { .. }
+            | RequestBody::ProbeFor { .. }
+            | RequestBody::Probe { .. }) => {
+                self.answer_probe(now, &from, header.sender, header.is_client(), proven, body)
+            }
+            body => self.answer(now, &from, proven, body),
+        };
         let response = |body| {
             Message::Response(Response {
                 txid: request.txid,
@@ -145,6 +152,9 @@ impl Node {
                     Err(refusal) => self.store_answer(Err(refusal)),
                 }
             }
+            RequestBody::ProbeMe { .. }
+            | RequestBody::ProbeFor { .. }
+            | RequestBody::Probe { .. } => ResponseBody::Refused(Refusal::NotAccepted),
         }
     }
 

@@ -5,12 +5,14 @@ use std::time::Instant;
 
 use carrier_dht::id::Keypair;
 use carrier_dht::mailbox::{DeleteSecret, ItemId};
-use carrier_dht::message::{decode_exact, Message, Request, RequestBody};
+use carrier_dht::message::{
+    decode_exact, Message, ProbeNonce, Request, RequestBody, Response, ResponseBody,
+};
 use carrier_dht::packet::{seal, Header, KeyAgreement, NONCE_BYTES};
 use carrier_dht::record::RECORD_VERSION;
 use carrier_dht::{
     Config, Contact, ImmutableValue, Key, MailboxItem, MutableValue, Node, Now, Path, PeerRecord,
-    Value, WireError,
+    Token, Value, WireError,
 };
 use proptest::prelude::*;
 
@@ -28,6 +30,9 @@ proptest! {
         let _ = decode_exact::<MailboxItem>(&bytes);
         let _ = decode_exact::<ItemId>(&bytes);
         let _ = decode_exact::<DeleteSecret>(&bytes);
+        let _ = decode_exact::<ProbeNonce>(&bytes);
+        let _ = decode_exact::<RequestBody>(&bytes);
+        let _ = decode_exact::<ResponseBody>(&bytes);
         let _ = Header::parse(&bytes);
     }
 
@@ -138,4 +143,70 @@ fn mailbox_frames_round_trip_and_refuse_trailing_bytes() {
     assert_eq!(Message::decode(&bytes), Ok(message));
     bytes.push(0);
     assert_eq!(Message::decode(&bytes), Err(WireError::Trailing(1)));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1000))]
+
+    /// Arbitrary bytes after the tag of each probe request kind (`ProbeMe` 9, `ProbeFor` 10,
+    /// `Probe` 11) and of `ProbeSent` (8) never panic the decoder, and what decodes
+    /// round-trips.
+    #[test]
+    fn arbitrary_probe_frames_never_panic(
+        kind in 0u8..3,
+        tail in proptest::collection::vec(any::<u8>(), 0..200),
+    ) {
+        let mut request = vec![0, 1, 1, 0, 9 + kind];
+        request.extend_from_slice(&tail);
+        if let Ok(message) = Message::decode(&request) {
+            prop_assert_eq!(Message::decode(&message.encode()), Ok(message));
+        }
+        let sent = Message::Response(Response {
+            txid: 1,
+            your_addr: "127.0.0.1:1".parse().expect("valid in test"),
+            token: Token([0; 16]),
+            body: ResponseBody::ProbeSent,
+        });
+        let mut response = sent.encode();
+        prop_assert_eq!(Message::decode(&response), Ok(sent));
+        response.extend_from_slice(&tail);
+        match Message::decode(&response) {
+            Ok(message) => prop_assert!(tail.is_empty(), "{message:?} decoded with a tail"),
+            Err(_) => prop_assert!(!tail.is_empty()),
+        }
+    }
+}
+
+#[test]
+fn probe_frames_round_trip_and_refuse_trailing_bytes() {
+    let nonce = ProbeNonce([7; 16]);
+    let bodies = [
+        RequestBody::ProbeMe { nonce },
+        RequestBody::ProbeFor {
+            id: Key([1; 32]),
+            addr: "198.18.0.1:4000".parse().expect("valid in test"),
+            nonce,
+        },
+        RequestBody::Probe { nonce },
+    ];
+    for body in bodies {
+        let message = Message::Request(Request {
+            txid: 9,
+            unix_ms: 2,
+            token: None,
+            body,
+            padding: Default::default(),
+        });
+        let mut bytes = message.encode();
+        assert_eq!(Message::decode(&bytes), Ok(message));
+        bytes.push(0);
+        assert_eq!(Message::decode(&bytes), Err(WireError::Trailing(1)));
+    }
+    let mut bytes = nonce.0.to_vec();
+    assert_eq!(decode_exact::<ProbeNonce>(&bytes), Ok(nonce));
+    bytes.pop();
+    assert_eq!(
+        decode_exact::<ProbeNonce>(&bytes),
+        Err(WireError::Malformed)
+    );
 }

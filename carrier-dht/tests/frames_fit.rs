@@ -10,7 +10,7 @@ use carrier_dht::mailbox::{
 };
 use carrier_dht::mailbox_store::{MailboxStorage, MAX_PAGE_ITEMS};
 use carrier_dht::message::{
-    Message, Request, RequestBody, Response, ResponseBody, MAX_PADDING_BYTES,
+    Message, ProbeNonce, Request, RequestBody, Response, ResponseBody, MAX_PADDING_BYTES,
 };
 use carrier_dht::packet::{seal, KeyAgreement, NONCE_BYTES};
 use carrier_dht::record::{MAX_PEER_ADDRS, MAX_PEER_RELAYS, MAX_SALT_BYTES};
@@ -121,6 +121,36 @@ fn largest_instance_of_every_frame_kind_fits_the_datagram_budget() {
             "refused",
             response(ResponseBody::Refused(Refusal::NotAccepted)),
         ),
+        (
+            "probe_me",
+            request(
+                RequestBody::ProbeMe {
+                    nonce: ProbeNonce([0xff; 16]),
+                },
+                0,
+            ),
+        ),
+        (
+            "probe_for",
+            request(
+                RequestBody::ProbeFor {
+                    id: target,
+                    addr: widest_addr(),
+                    nonce: ProbeNonce([0xff; 16]),
+                },
+                0,
+            ),
+        ),
+        (
+            "probe",
+            request(
+                RequestBody::Probe {
+                    nonce: ProbeNonce([0xff; 16]),
+                },
+                0,
+            ),
+        ),
+        ("probe_sent", response(ResponseBody::ProbeSent)),
     ];
     for value in largest_values(&keypair) {
         frames.push((

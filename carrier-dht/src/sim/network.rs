@@ -311,7 +311,9 @@ impl Simulation {
             );
         }
         while let Some(event) = self.nodes[index].node.poll_event() {
-            let Event::QueryFinished(done) = event;
+            let Event::QueryFinished(done) = event else {
+                continue;
+            };
             self.awaiting.remove(&(index, done.id));
             if self.nodes[index].joining == Some(done.id) {
                 self.nodes[index].joining = None;
