@@ -585,6 +585,10 @@ async fn drive(shared: Arc<Shared>) {
     let save_interval = shared.config.save_interval;
     let mut next_save = Instant::now() + save_interval;
     let mut last_observed = None;
+    // The core arms its maintenance timer on its first timeout. A node whose every request
+    // is answered would otherwise never get one (answered requests leave no deadline), and
+    // never refresh its buckets, republish, or notice that its contacts went silent.
+    lock(&shared.node).handle_timeout(now_from(shared.epoch, Instant::now()));
     loop {
         let deadline = flush(&shared, &mut last_observed).await;
         if Instant::now() >= next_save {
