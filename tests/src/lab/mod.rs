@@ -15,7 +15,8 @@
 //! - [`link`] puts loss on a device's link and cuts and heals it, with nftables rules inside
 //!   the lab (this kernel has no `netem`, so patchbay's own link conditions do nothing);
 //! - [`SocketDelay`] delays a node's datagrams through the socket's test seam;
-//! - [`probe`] sends plain UDP probes: the address a reflector sees, what arrives.
+//! - [`probe`] sends plain UDP probes: the address a reflector sees, what arrives;
+//! - [`nodes`] starts Carrier DHT nodes inside hosts, with settings that suit the lab.
 //!
 //! The lab needs root, or unprivileged user namespaces entered before the process has
 //! threads, and the `nft` binary. Its namespaces live only as long as the [`NetworkLab`]:
@@ -23,6 +24,7 @@
 
 mod delay;
 pub mod link;
+pub mod nodes;
 pub mod probe;
 
 use std::time::Duration;
