@@ -11,8 +11,8 @@
 //!   varies per peer and the mapping is endpoint-dependent (symmetric).
 //! - **Reachability.** A node that is not a server by configuration asks a server it knows
 //!   (`ProbeMe`) to have another node probe it. That server picks a helper from its table
-//!   (not the asker, not at the asker's IP, among the half farthest from the asker's key,
-//!   which the asker's own lookups visit least) and sends it `ProbeFor` with the address it
+//!   (not the asker, not at the asker's IP, and not among the K closest to the asker's key,
+//!   which the asker's own lookups visit; the farther half when it knows no more than K) and sends it `ProbeFor` with the address it
 //!   saw the asker at: never an address the asker names, so nobody can aim probes at a third
 //!   party. The helper sends the asker a `Probe` with the asker's nonce. A probe that arrives
 //!   from an IP the asker never sent anything to has passed any NAT or firewall filter in
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crate::event::Event;
 use crate::key::Key;
 use crate::lru::BoundedLru;
-use crate::message::{Contact, ProbeNonce, Refusal, RequestBody, ResponseBody};
+use crate::message::{Contact, ProbeNonce, Refusal, RequestBody, ResponseBody, K};
 use crate::node::Node;
 use crate::path::{Path, Subnet};
 use crate::rpc::Purpose;
@@ -617,7 +617,7 @@ impl Node {
     }
 
     /// A helper for `asker` (at `asker_ip`): a server in our table, not the asker and not at
-    /// its IP, drawn from the half farthest from its key, which its own lookups visit least.
+    /// its IP, drawn from those its own lookups visit least.
     fn pick_helper(&mut self, asker: Key, asker_ip: IpAddr) -> Option<Contact> {
         let asker_ip = canonical_ip(asker_ip);
         let mut candidates: Vec<Contact> = self
@@ -629,9 +629,16 @@ impl Node {
         if candidates.is_empty() {
             return None;
         }
+        // Farthest first. The asker's own lookups visit the K closest to its key (and its
+        // joining lookup little else), so helpers come from beyond them where there are any,
+        // else from the farther half.
         candidates.sort_unstable_by_key(|c| std::cmp::Reverse(c.id.distance(&asker)));
-        let half = candidates.len().div_ceil(2);
-        let pick = (self.entropy.next_u64() % half as u64) as usize;
+        let pool = if candidates.len() > K {
+            candidates.len() - K
+        } else {
+            candidates.len().div_ceil(2)
+        };
+        let pick = (self.entropy.next_u64() % pool as u64) as usize;
         candidates.get(pick).copied()
     }
 }
