@@ -577,11 +577,11 @@ impl Node {
                 }
             }
             RequestBody::ProbeFor { id, addr, nonce } => {
-                if let Err(refusal) = self.check_helping(now, proven, sender_is_client) {
-                    return ResponseBody::Refused(refusal);
-                }
                 if id == self.own || id == sender {
                     return ResponseBody::Refused(Refusal::NotAccepted);
+                }
+                if let Err(refusal) = self.check_helping(now, proven, sender_is_client) {
+                    return ResponseBody::Refused(refusal);
                 }
                 let target = Contact { id, addr };
                 let attempts = self.config.rpc_attempts;

@@ -2,17 +2,20 @@
 //! NAT routers modelled here (a port-restricted cone and a symmetric NAT, each filtering
 //! what it did not ask for), in virtual time. A node learns its public address and mapping
 //! from what peers report, becomes a server only when a probe from an address it never
-//! contacted reaches it, and loses the role when probes stop arriving.
+//! contacted reaches it, and loses the role when probes stop arriving. Probe requests are
+//! refused unless proven, from a server, within budget. And a node whose contacts all went
+//! silent rejoins through its bootstrap contacts.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use carrier_dht::id::Keypair;
-use carrier_dht::packet::KeyAgreement;
+use carrier_dht::message::{Message, ProbeNonce, Request, RequestBody, Response, ResponseBody};
+use carrier_dht::packet::{open, seal, Header, KeyAgreement, NONCE_BYTES};
 use carrier_dht::{
     Config, Contact, Event, NatMapping, Node, Now, Path, PublicAddr, PublicPort, Reachability,
-    Standing,
+    Refusal, Standing, Token,
 };
 
 const UNIX_MS: u64 = 1_767_225_600_000;
@@ -49,6 +52,9 @@ struct Net {
     hosts: Vec<Host>,
     start: Instant,
     elapsed: Duration,
+    /// Hosts whose datagrams, in and out, are all lost.
+    silent: Vec<usize>,
+    txid: u64,
 }
 
 fn config(server: bool) -> Config {
@@ -69,7 +75,14 @@ impl Net {
             hosts: Vec::new(),
             start: Instant::now(),
             elapsed: Duration::ZERO,
+            silent: Vec::new(),
+            txid: 0,
         }
+    }
+
+    fn next_txid(&mut self) -> u64 {
+        self.txid += 1;
+        self.txid
     }
 
     fn now(&self) -> Now {
@@ -170,7 +183,10 @@ impl Net {
                     quiet = false;
                     let to = t.path.socket_addr();
                     let from = self.translate(i, to);
-                    if let Some(r) = self.receiver(from, to) {
+                    if self.silent.contains(&i) {
+                        continue;
+                    }
+                    if let Some(r) = self.receiver(from, to).filter(|r| !self.silent.contains(r)) {
                         let now = self.now();
                         self.hosts[r]
                             .node
@@ -381,4 +397,138 @@ fn a_client_by_configuration_never_probes() {
     net.run(Duration::from_secs(30));
     assert_eq!(net.node(a).reachability(), Reachability::Unknown);
     assert!(!net.node(a).is_server());
+}
+
+/// Sends `body` to host `to` as the node `from` at `from_addr`, and returns the answer.
+fn ask(
+    net: &mut Net,
+    to: usize,
+    (from, from_addr): (&Keypair, SocketAddr),
+    client: bool,
+    token: Option<Token>,
+    body: RequestBody,
+) -> Response {
+    let key = KeyAgreement::Simulated
+        .pair_key(from, &net.node(to).key())
+        .expect("key");
+    let txid = net.next_txid();
+    let request = Message::Request(Request {
+        txid,
+        unix_ms: net.now().unix_ms,
+        token,
+        body,
+        padding: Default::default(),
+    });
+    let sender = carrier_dht::Key::of_node(&from.id());
+    let packet = seal(
+        &key,
+        sender,
+        client,
+        [txid as u8; NONCE_BYTES],
+        &request.encode(),
+    );
+    let now = net.now();
+    let host = &mut net.hosts[to];
+    host.node
+        .handle_datagram(now, Path::Direct(from_addr), &packet);
+    let mut answer = None;
+    let mut others = Vec::new();
+    while let Some(t) = host.node.poll_transmit() {
+        if t.path.socket_addr() == from_addr {
+            let (header, _) = Header::parse(&t.contents).expect("header");
+            let plain = open(&key, &t.contents, &header).expect("ours");
+            if let Ok(Message::Response(response)) = Message::decode(&plain) {
+                answer = Some(response);
+            }
+        } else {
+            others.push(t);
+        }
+    }
+    // What the node sent elsewhere (a ProbeFor to a helper) is not delivered: the test
+    // looks at the answers only.
+    answer.expect("an answer")
+}
+
+#[test]
+fn probe_requests_need_a_proven_address_a_server_and_room_in_the_budget() {
+    let mut net = network_of_servers(3);
+    let asker = Keypair::from_seed(&[77; 32]);
+    let at: SocketAddr = "198.18.9.9:5000".parse().expect("addr");
+    let nonce = ProbeNonce([5; 16]);
+    let me = (&asker, at);
+
+    // Without a token: refused, with a token to come back with.
+    let first = ask(&mut net, 0, me, true, None, RequestBody::ProbeMe { nonce });
+    assert_eq!(first.body, ResponseBody::Refused(Refusal::TokenRequired));
+    let token = Some(first.token);
+    let answer = ask(&mut net, 0, me, true, token, RequestBody::ProbeMe { nonce });
+    assert_eq!(answer.body, ResponseBody::ProbeSent);
+
+    // Only servers ask for a probe to be sent, and never to the helper itself.
+    let probe_for = |id| RequestBody::ProbeFor {
+        id,
+        addr: "198.18.7.7:1".parse().expect("addr"),
+        nonce,
+    };
+    let other = carrier_dht::Key([9; 32]);
+    let answer = ask(&mut net, 0, me, true, token, probe_for(other));
+    assert_eq!(answer.body, ResponseBody::Refused(Refusal::NotAccepted));
+    let own = net.node(0).key();
+    let answer = ask(&mut net, 0, me, false, token, probe_for(own));
+    assert_eq!(answer.body, ResponseBody::Refused(Refusal::NotAccepted));
+    let answer = ask(&mut net, 0, me, false, token, probe_for(other));
+    assert_eq!(answer.body, ResponseBody::ProbeSent);
+
+    // At most `probes_per_sec` a second (20 by default; 2 used above).
+    let mut sent = 0;
+    let mut quota = 0;
+    for _ in 0..25 {
+        match ask(&mut net, 0, me, true, token, RequestBody::ProbeMe { nonce }).body {
+            ResponseBody::ProbeSent => sent += 1,
+            ResponseBody::Refused(Refusal::Quota) => quota += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((sent, quota), (18, 7));
+
+    // A client by configuration helps nobody.
+    let mut net = network_of_servers(2);
+    let c = net.public(false);
+    net.bootstrap(c, &[0, 1]);
+    net.run(Duration::from_secs(1));
+    let first = ask(&mut net, c, me, false, None, RequestBody::ProbeMe { nonce });
+    let answer = ask(
+        &mut net,
+        c,
+        me,
+        false,
+        Some(first.token),
+        RequestBody::ProbeMe { nonce },
+    );
+    assert_eq!(answer.body, ResponseBody::Refused(Refusal::NotAccepted));
+}
+
+#[test]
+fn a_node_whose_contacts_all_went_silent_rejoins_through_its_bootstrap_contacts() {
+    let mut net = network_of_servers(4);
+    let a = 3;
+    assert!(!net.node(a).routing_table().is_empty());
+    // Everyone else goes silent long enough for every entry to fail (each refresh or rejoin
+    // lookup fails them), then comes back.
+    net.silent = vec![0, 1, 2];
+    let own = net.node(a).key();
+    for _ in 0..6 {
+        // Lookups of a random key keep contacting every entry.
+        let now = net.now();
+        let _ = net.hosts[a]
+            .node
+            .find_node(now, carrier_dht::Key([0x5a; 32]));
+        net.run(Duration::from_secs(5));
+    }
+    assert!(net.node(a).routing_table().is_empty(), "every entry failed");
+    net.silent.clear();
+    // Its maintenance (every minute by default) looks itself up through its seed again.
+    net.run(Duration::from_secs(90));
+    assert!(!net.node(a).routing_table().is_empty(), "rejoined");
+    assert!(net.node(0).routing_table().contains(&own));
 }
