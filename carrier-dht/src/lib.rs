@@ -15,7 +15,8 @@
 //! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 //! runtime.block_on(async {
 //!     // A bootstrap node, and a node that joins through it. `server: true` because these
-//!     // nodes are reachable (loopback); behind NAT a node starts as a client.
+//!     // nodes are reachable (loopback); otherwise a node starts as a client and becomes a
+//!     // server once a probe shows it is reachable.
 //!     let mut config = DhtConfig { bind: "127.0.0.1:0".parse()?, ..DhtConfig::default() };
 //!     config.node.server = true;
 //!     let bootstrap = Dht::bind(config.clone()).await?;
@@ -58,6 +59,9 @@
 //! - mailboxes for nodes that are offline: [`mailbox`] (sealed, signed items under daily keys,
 //!   letters of up to 64 KiB cut into them) and [`mailbox_store`] (a storer's rules: quotas,
 //!   TTL, deletion only by the recipient);
+//! - where the node stands: its public address and NAT mapping as peers report them, and its
+//!   reachability, confirmed only by a probe from an address it never contacted, which makes
+//!   it a server ([`Standing`], [`PublicAddr`], [`NatMapping`], [`Reachability`]);
 //! - [`Node`], which ties them together, and [`sim`], which runs many of them;
 //! - on the network: [`socket`] (the shared UDP socket), [`Dht`] (the driver), [`store`]
 //!   (the node's database, shared by every layer) and [`persist`] (the DHT's tables in it).
