@@ -3,54 +3,16 @@
 #![allow(clippy::unwrap_used)]
 #![cfg(target_os = "linux")]
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use carrier::dht::{BootstrapNode, Dht, DhtConfig, Key};
-use tests::lab::{ipv4, Device, NetworkLab, SocketDelay};
+use carrier::dht::{BootstrapNode, Key};
+use tests::lab::nodes::{lab_config, node_in, public_node, seed, ANY};
+use tests::lab::{NetworkLab, SocketDelay};
 
 /// Public DHT nodes in the lab: enough for values to have several storers.
 const PUBLIC_NODES: usize = 3;
-
-/// Queries fail well before the test would hang.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn lab_config(bind: SocketAddr, server: bool, bootstrap: Vec<BootstrapNode>) -> DhtConfig {
-    let mut config = DhtConfig {
-        bind,
-        bootstrap,
-        query_timeout: QUERY_TIMEOUT,
-        ..DhtConfig::default()
-    };
-    config.node.server = server;
-    // Every public host of the lab is in 198.18.1.0/24: the per-/24 limit would keep all
-    // but two of them out of each bucket.
-    config.node.max_per_subnet = None;
-    config
-}
-
-/// Starts a DHT node in `device`'s namespace: its socket and its task live there.
-async fn node_in(device: &Device, config: DhtConfig) -> Dht {
-    device
-        .spawn(async move |_| Dht::bind(config).await)
-        .unwrap()
-        .await
-        .unwrap()
-        .unwrap()
-}
-
-/// A public server on `device`, bound to its address so its contact is the real one.
-async fn public_node(device: &Device, bootstrap: Vec<BootstrapNode>) -> Dht {
-    let bind = SocketAddr::new(IpAddr::V4(ipv4(device).unwrap()), 0);
-    node_in(device, lab_config(bind, true, bootstrap)).await
-}
-
-fn seed(node: &Dht) -> BootstrapNode {
-    format!("{}@{}", node.id(), node.local_addr())
-        .parse()
-        .unwrap()
-}
 
 #[tokio::test]
 async fn natted_clients_join_store_and_fetch_through_public_servers_and_stay_out_of_tables() {
@@ -60,10 +22,10 @@ async fn natted_clients_join_store_and_fetch_through_public_servers_and_stay_out
     let net = lab.nat_topology(PUBLIC_NODES).await.unwrap();
 
     // The public servers: the first is everyone's bootstrap node; the others join through it.
-    let first = public_node(&net.public[0], Vec::new()).await;
+    let first = public_node(&net.public[0], true, Vec::new()).await.unwrap();
     let mut servers = vec![first.clone()];
     for host in &net.public[1..] {
-        let server = public_node(host, vec![seed(&first)]).await;
+        let server = public_node(host, true, vec![seed(&first)]).await.unwrap();
         server.bootstrap().await.unwrap();
         servers.push(server);
     }
@@ -77,8 +39,9 @@ async fn natted_clients_join_store_and_fetch_through_public_servers_and_stay_out
     ];
     let mut clients = Vec::new();
     for (device, _) in natted {
-        let any = SocketAddr::from(([0, 0, 0, 0], 0));
-        let client = node_in(device, lab_config(any, false, seeds.clone())).await;
+        let client = node_in(device, lab_config(ANY, false, seeds.clone()))
+            .await
+            .unwrap();
         let entries = client.bootstrap().await.unwrap();
         assert!(
             entries > 0,
@@ -139,9 +102,10 @@ async fn socket_delay_slows_a_lab_nodes_round_trips_until_removed() {
         .await
         .unwrap();
     let client_host = lab.device_in(&home, "cone-a").await.unwrap();
-    let server = public_node(&server_host, Vec::new()).await;
-    let any = SocketAddr::from(([0, 0, 0, 0], 0));
-    let client = node_in(&client_host, lab_config(any, false, vec![seed(&server)])).await;
+    let server = public_node(&server_host, true, Vec::new()).await.unwrap();
+    let client = node_in(&client_host, lab_config(ANY, false, vec![seed(&server)]))
+        .await
+        .unwrap();
     client.bootstrap().await.unwrap();
 
     let round_trip = async || {
