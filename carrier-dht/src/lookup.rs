@@ -183,10 +183,16 @@ impl Lookup {
 
     /// The K closest servers that answered, closest first.
     pub(crate) fn answered(&self) -> Vec<Answered> {
+        self.answered_up_to(K)
+    }
+
+    /// The closest `n` candidates that answered, closest first: [`answered`](Self::answered)
+    /// reaching past the K closest.
+    pub(crate) fn answered_up_to(&self, n: usize) -> Vec<Answered> {
         self.candidates
             .iter()
             .filter(|c| c.state == State::Answered)
-            .take(K)
+            .take(n)
             .map(|c| Answered {
                 contact: c.contact,
                 depth: c.depth,

@@ -222,7 +222,20 @@ impl Node {
                     .collect()
             }
         };
-        let mut storers: Vec<Contact> = query.lookup.answered().iter().map(|a| a.contact).collect();
+        // Deposits and fetches go to the K closest. Deletes reach twice as far: after churn, a
+        // node that stood in for an absent storer keeps its copy when the storer returns, just
+        // past the K closest, and a delete that missed it would leave the items there until
+        // they expire.
+        let reach = match op {
+            MailboxOp::Deposit { .. } | MailboxOp::Fetch { .. } => K,
+            MailboxOp::Delete { .. } => 2 * K,
+        };
+        let mut storers: Vec<Contact> = query
+            .lookup
+            .answered_up_to(reach)
+            .iter()
+            .map(|a| a.contact)
+            .collect();
         // A server among the K closest to the key is one of its storers itself (a lookup never
         // lists the node that runs it). Without this, items would go to the K closest *other*
         // nodes, and a deleter or fetcher elsewhere, whose K closest differ by one node, would
@@ -234,8 +247,14 @@ impl Node {
                 || storers
                     .get(K - 1)
                     .is_some_and(|c| own_distance < c.id.distance(&key)));
+        // A delete also clears this node's own copy when it holds one without being among the
+        // K closest (it stood in for a storer once): the secret is checked all the same.
+        let holds_copy =
+            matches!(op, MailboxOp::Delete { .. }) && self.mailboxes.items_in(&key) > 0;
         if own_is_storer {
-            storers.truncate(K - 1);
+            storers.truncate(reach - 1);
+        }
+        if own_is_storer || holds_copy {
             self.apply_locally(now, op.clone(), &mut run);
         }
         let attempts = self.config.rpc_attempts;

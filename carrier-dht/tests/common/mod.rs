@@ -22,3 +22,18 @@ pub(crate) async fn settle(nodes: &[Dht]) {
         last = total;
     }
 }
+
+/// Waits until `state` reads the same twice, 200 ms apart (bounded: 50 reads): for background
+/// work the test cannot await, such as mailboxes being handed on.
+#[allow(dead_code)] // Not every test file that shares this module uses it.
+pub(crate) async fn until_still<T: PartialEq>(mut state: impl FnMut() -> T) {
+    let mut last = state();
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = state();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
