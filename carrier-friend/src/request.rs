@@ -6,7 +6,9 @@
 //! [`close::REQUEST_RECEIVED`]; anything else closes it with its own code: a length over the
 //! cap [`close::REQUEST_TOO_LARGE`], bytes after the frame or another stream
 //! [`close::REQUEST_EXTRA_FRAME`], a stream ending inside the frame
-//! [`close::REQUEST_MALFORMED`], nothing whole in time [`close::REQUEST_TIMEOUT`]. What the
+//! [`close::REQUEST_MALFORMED`], nothing whole in time [`close::REQUEST_TIMEOUT`]. The
+//! receiver closes with `REQUEST_RECEIVED` only once the layer above has taken the request
+//! (see [`IncomingRequest`](crate::IncomingRequest)), or [`close::REQUEST_NOT_TAKEN`]. What the
 //! bytes mean (hello, address, nospam) is the friend layer's to define.
 
 use std::time::Duration;
