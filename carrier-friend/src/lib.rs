@@ -63,19 +63,26 @@ pub mod alpn;
 pub mod close;
 mod endpoint;
 mod error;
+mod friends;
 mod gate;
 mod link;
+pub mod outbox;
 mod path_table;
 mod quic_socket;
 mod request;
+mod state;
 mod stranger_limit;
 pub mod tls;
 pub mod transport;
+mod wire;
 
 pub use accept::HANDSHAKE_TIMEOUT;
 pub use alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
 pub use endpoint::{LinkConfig, LinkEndpoint, LinkStats, MAX_PENDING_HANDSHAKES};
-pub use error::{DialError, EndpointError, PathError, RequestError, TlsError};
+pub use error::{DialError, EndpointError, FriendError, PathError, RequestError, TlsError};
+pub use friends::{
+    Friend, FriendEvent, FriendEvents, FriendRequest, Friends, FriendsConfig, OutgoingRequest,
+};
 pub use gate::{AllowList, FriendGate};
 pub use link::{Accepted, IncomingRequest, Link};
 pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES};
@@ -83,3 +90,4 @@ pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_
 pub use quinn;
 pub use request::{MAX_REQUEST_FRAME_BYTES, REQUEST_TIMEOUT};
 pub use stranger_limit::{StrangerLimit, MAX_TRACKED_SOURCES};
+pub use wire::{UserInfo, MAX_DESCRIPTION_BYTES, MAX_HELLO_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES};
