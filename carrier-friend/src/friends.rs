@@ -588,9 +588,10 @@ impl Friends {
         read(&self.core.state).info.clone()
     }
 
-    /// Items (requests, accepts, removes) still waiting for their peer's acknowledgement.
-    pub fn outbox_len(&self) -> Result<usize, FriendError> {
-        Ok(OUTBOX.load(&self.core.store)?.len())
+    /// Items (requests, accepts, removes) still waiting for their peer's acknowledgement,
+    /// with their retry state.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, FriendError> {
+        Ok(OUTBOX.load(&self.core.store)?)
     }
 
     /// Checks the node's request and message mailboxes now, instead of at the next
