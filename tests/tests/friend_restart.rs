@@ -144,6 +144,19 @@ impl NodeProcess {
         }
     }
 
+    /// Reads the node's output, without sending it anything, until it printed `n` events
+    /// starting with `event`.
+    async fn events_as_they_come(&mut self, event: &str, n: usize) {
+        while self.count(event) < n {
+            let line = tokio::time::timeout(PATIENCE, self.lines.recv())
+                .await
+                .expect("no event in time")
+                .expect("the node's output ended");
+            assert!(line.starts_with("event "), "{line}");
+            self.events.push(line);
+        }
+    }
+
     fn count(&self, event: &str) -> usize {
         self.events.iter().filter(|e| e.starts_with(event)).count()
     }
@@ -273,13 +286,18 @@ async fn a_node_killed_during_a_burst_of_requests_restarts_with_a_consistent_fri
         .iter()
         .map(|(friends, _)| friends.id().to_string())
         .collect();
-    for (friends, _) in &requesters {
+    // The requests come 40 ms apart, so the burst lasts a few hundred milliseconds.
+    for (i, (friends, _)) in requesters.iter().enumerate() {
         let (friends, address) = (friends.clone(), bob_address.clone());
-        tokio::spawn(async move { friends.add_friend(&address, b"burst").await.unwrap() });
+        let wait = Duration::from_millis(40 * i as u64);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            friends.add_friend(&address, b"burst").await.unwrap()
+        });
     }
 
-    // Killed in the middle of taking and accepting them.
-    bob.event("event request").await;
+    // Killed in the middle of taking and accepting them: at the third request it reports.
+    bob.events_as_they_come("event request", 3).await;
     bob.kill().await;
 
     // Restarted: whatever it holds is consistent (nobody both friend and pending), and it
