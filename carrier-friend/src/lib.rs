@@ -1,8 +1,10 @@
-//! Friends in Carrier: QUIC links authenticated by Carrier IDs, on the DHT's own UDP socket.
+//! Friends in Carrier: QUIC links authenticated by Carrier IDs, on the DHT's own UDP socket,
+//! and the friend layer on top of them.
 //!
-//! This first part is the transport every friend-to-friend byte will travel on. Friend
-//! requests, the friend list, presence and user info come next, on top of it.
-//!
+//! - [`Friends`]: friend requests that survive restarts and offline peers, the friend list,
+//!   labels, the block list and the nospam, kept in the node's database, with events
+//!   ([`FriendEvent`]) and typed errors ([`FriendError`]). Its control items wait in a durable
+//!   [`outbox`] until the peer acknowledges them.
 //! - [`LinkEndpoint`]: quinn running on the node's [`NodeSocket`](dht::socket::NodeSocket),
 //!   shared with the DHT (QUIC packets always carry bit 0x40, never greased). It dials
 //!   ([`LinkEndpoint::dial`]), sends friend requests ([`LinkEndpoint::send_request`]) and
@@ -54,7 +56,33 @@
 //! # Ok(()) }
 //! ```
 //!
-//! See `docs/ARCHITECTURE.md`, "QUIC links and paths", for the decisions behind this crate.
+//! The friend layer needs a node with a data directory; its address is what others ask:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use carrier_friend::dht::{Dht, DhtConfig};
+//! use carrier_friend::{FriendError, Friends, FriendsConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let config = DhtConfig {
+//!     bind: "127.0.0.1:0".parse()?,
+//!     data_dir: Some(dir.path().to_path_buf()),
+//!     ..DhtConfig::default()
+//! };
+//! let dht = Dht::bind(config).await?;
+//! let (friends, _events) = Friends::start(dht, FriendsConfig::default()).await?;
+//! let address = friends.address().to_string();
+//! assert!(matches!(
+//!     friends.add_friend(&address, b"hello, me").await,
+//!     Err(FriendError::Yourself)
+//! ));
+//! assert!(friends.friends().is_empty());
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/ARCHITECTURE.md`, "QUIC links and paths" and "The friend layer", for the
+//! decisions behind this crate.
 
 pub use carrier_dht as dht;
 
