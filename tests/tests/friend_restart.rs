@@ -189,9 +189,13 @@ async fn a_request_to_an_offline_node_arrives_once_though_the_requester_was_kill
     let (bob_id, bob_address) = (bob.id, bob.address.clone());
     bob.quit().await;
 
-    // Alice asks, and is killed as soon as the request is stored.
+    // Alice rotates her nospam, blocks a stranger, asks Bob, and is killed as soon as the
+    // request is stored.
     let mut alice = NodeProcess::start(&alice_dir, alice_ip, &seed, "alice").await;
     let alice_id = alice.id;
+    let stranger = carrier::id::Keypair::from_seed(&[9; 32]).id();
+    assert_eq!(alice.cmd("nospam 12345").await, "ok");
+    assert_eq!(alice.cmd(&format!("block {stranger}")).await, "ok");
     assert_eq!(
         alice
             .cmd(&format!("add {bob_address} hello from alice"))
@@ -200,10 +204,13 @@ async fn a_request_to_an_offline_node_arrives_once_though_the_requester_was_kill
     );
     alice.kill().await;
 
-    // Restarted, Alice still has it, deposits it in Bob's request mailbox, and is killed
-    // again.
+    // Restarted, Alice still has all of it, deposits the request in Bob's request mailbox,
+    // and is killed again.
     let mut alice = NodeProcess::start(&alice_dir, alice_ip, &seed, "alice").await;
     assert_eq!(alice.id, alice_id);
+    let address = carrier::id::Address::new(alice_id, carrier::id::Nospam(12345));
+    assert_eq!(alice.address, address.to_string());
+    assert_eq!(alice.cmd("blocked").await, format!("blocked {stranger}"));
     assert_eq!(alice.cmd("outgoing").await, format!("outgoing {bob_id}"));
     alice.until("outbox", |r| r == "outbox 1 1").await;
     alice.kill().await;
@@ -229,6 +236,10 @@ async fn a_request_to_an_offline_node_arrives_once_though_the_requester_was_kill
     alice.event(&format!("event added {bob_id}")).await;
     assert_eq!(alice.cmd("friends").await, format!("friends {bob_id}"));
     bob.until("outbox", |r| r == "outbox 0 0").await;
+    assert_eq!(
+        alice.cmd(&format!("label {bob_id} Bob from work")).await,
+        "ok"
+    );
     bob.kill().await;
     alice.kill().await;
     let mut bob = NodeProcess::start(&bob_dir, bob_ip, &seed, "bob").await;
@@ -237,6 +248,10 @@ async fn a_request_to_an_offline_node_arrives_once_though_the_requester_was_kill
     assert_eq!(bob.cmd("incoming").await, "incoming");
     assert_eq!(alice.cmd("friends").await, format!("friends {bob_id}"));
     assert_eq!(alice.cmd("outgoing").await, "outgoing");
+    assert_eq!(
+        alice.cmd(&format!("labelof {bob_id}")).await,
+        "label Bob from work"
+    );
     alice.quit().await;
     bob.quit().await;
 }

@@ -16,6 +16,8 @@
 //! | `add <address> <hello…>` | `ok` or `err <kind>` |
 //! | `accept <id>`, `refuse <id>`, `remove <id>`, `block <id>`, `unblock <id>` | `ok` or `err <kind>` |
 //! | `nospam <u32>` | `ok` |
+//! | `label <id> <text…>` | `ok` or `err <kind>` |
+//! | `labelof <id>` | `label <text>`, or `err not-a-friend` |
 //! | `autoaccept` | `ok`: every request, pending or new, is accepted from now on |
 //! | `check` | `ok`, after checking the mailboxes |
 //! | `address` | `address <address>` |
@@ -25,7 +27,7 @@
 //!
 //! Events: `event request <from> <hello as hex>`, `event added <id>`, `event removed <id>`.
 //! Error kinds: `yourself`, `invalid-address`, `unknown-request`, `not-a-friend`,
-//! `empty-hello`, `hello-too-long`, `blocked`, `usage`, `other`.
+//! `empty-hello`, `hello-too-long`, `label-too-long`, `blocked`, `usage`, `other`.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -205,6 +207,20 @@ async fn command(friends: &Friends, auto_accept: &AtomicBool, line: &str) -> Str
                 _ => friends.unblock(&id).await.map(drop),
             })
         }
+        "label" => {
+            let (id, label) = rest.split_once(' ').unwrap_or((rest, ""));
+            match id.parse::<CarrierId>() {
+                Ok(id) => done(friends.set_label(&id, label).await),
+                Err(_) => "err usage".into(),
+            }
+        }
+        "labelof" => match id() {
+            Some(id) => match friends.friends().into_iter().find(|f| f.id == id) {
+                Some(friend) => format!("label {}", friend.label),
+                None => "err not-a-friend".into(),
+            },
+            None => "err usage".into(),
+        },
         "nospam" => match rest.trim().parse::<u32>() {
             Ok(nospam) => done(friends.set_nospam(Nospam(nospam)).await),
             Err(_) => "err usage".into(),
@@ -257,6 +273,7 @@ fn kind(error: &FriendError) -> &'static str {
         FriendError::NotAFriend(_) => "not-a-friend",
         FriendError::EmptyHello => "empty-hello",
         FriendError::HelloTooLong { .. } => "hello-too-long",
+        FriendError::LabelTooLong { .. } => "label-too-long",
         FriendError::Blocked(_) => "blocked",
         _ => "other",
     }
