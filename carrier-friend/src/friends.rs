@@ -20,20 +20,22 @@ use carrier_dht::id::{Address, CarrierId, Keypair, Nospam};
 use carrier_dht::store::{DatabaseError, Store};
 use carrier_dht::{Dht, Path, PeerRecord};
 use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
+use crate::alpn::Alpn;
+use crate::close;
 use crate::endpoint::{LinkConfig, LinkEndpoint, MAX_PENDING_HANDSHAKES};
 use crate::error::FriendError;
 use crate::gate::FriendGate;
 use crate::link::{Accepted, Link};
 use crate::outbox::{OutboxEntry, OutboxId, RetryPolicy, Route};
+use crate::request::{self, REQUEST_TIMEOUT};
 use crate::state::{self, FriendRow, IncomingRow, OutgoingRow, State, Tables, OUTBOX};
 use crate::stranger_limit::StrangerLimit;
 use crate::wire::{
     self, Body, Change, ControlBody, RequestBody, UserInfo, ANSWER_TAKEN, MAX_ACKS,
     MAX_CONTROL_FRAME_BYTES, MAX_HELLO_BYTES, MAX_LABEL_BYTES, STREAM_CONTROL,
 };
-use crate::{close, REQUEST_TIMEOUT};
 
 /// The outbox kind of a friend request.
 const KIND_REQUEST: u8 = 1;
@@ -180,6 +182,8 @@ struct Core {
     events: mpsc::UnboundedSender<FriendEvent>,
     wake: Notify,
     in_flight: Mutex<HashSet<(CarrierId, OutboxId)>>,
+    /// Work the loops start (deliveries, links, streams, requests), aborted on shutdown.
+    work: Mutex<JoinSet<()>>,
 }
 
 /// The gate of `carrier/1`: friends, and peers this node asked to be friends (so their
@@ -304,6 +308,7 @@ impl Friends {
             events,
             wake: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
+            work: Mutex::new(JoinSet::new()),
         });
         let tasks = vec![
             tokio::spawn(accept_loop(core.clone())),
@@ -609,6 +614,7 @@ impl Friends {
     /// caller's to shut down.
     pub async fn shutdown(&self) {
         self.tasks.abort();
+        lock(&self.core.work).abort_all();
         self.core.links.shutdown().await;
     }
 }
@@ -636,6 +642,14 @@ impl Core {
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
         Ok(())
+    }
+
+    /// Runs `work` in the background until it ends or the layer shuts down.
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut set = lock(&self.work);
+        // Finished work is reaped here, so the set holds only what still runs.
+        while set.try_join_next().is_some() {}
+        set.spawn(work);
     }
 
     fn emit(&self, event: FriendEvent) {
@@ -838,11 +852,7 @@ impl Core {
         for addr in record.addrs.iter().take(ADDRESSES_PER_ATTEMPT) {
             let path = Path::Direct(*addr);
             let taken = match entry.kind {
-                KIND_REQUEST => {
-                    let sending = self.links.send_request(entry.peer, path, &entry.payload);
-                    let within = self.config.dial_timeout + REQUEST_TIMEOUT;
-                    matches!(tokio::time::timeout(within, sending).await, Ok(Ok(())))
-                }
+                KIND_REQUEST => self.send_request(entry.peer, path, &entry.payload).await,
                 _ => self.send_control(entry.peer, path, &entry.payload).await,
             };
             if taken {
@@ -852,13 +862,33 @@ impl Core {
         false
     }
 
-    /// Sends one control frame on a `carrier/1` control stream; whether the peer took it.
+    /// Sends one request frame on `carrier-request/1`; whether the peer took it. The dial
+    /// has `dial_timeout`, the answer [`REQUEST_TIMEOUT`] and a second more.
+    async fn send_request(&self, peer: CarrierId, path: Path, frame: &[u8]) -> bool {
+        let Some(bytes) = request::encode(frame) else {
+            return false;
+        };
+        let dialling = self.links.connect(peer, path, Alpn::Request);
+        let Ok(Ok(connection)) = tokio::time::timeout(self.config.dial_timeout, dialling).await
+        else {
+            return false;
+        };
+        let answer = REQUEST_TIMEOUT + Duration::from_secs(1);
+        let sent = tokio::time::timeout(answer, request::send(&connection, &bytes)).await;
+        matches!(sent, Ok(Ok(())))
+    }
+
+    /// Sends one control frame on a `carrier/1` control stream; whether the peer took it. The
+    /// dial has `dial_timeout`, the answer [`REQUEST_TIMEOUT`] and a second more.
     async fn send_control(&self, peer: CarrierId, path: Path, frame: &[u8]) -> bool {
         let Ok(length) = u16::try_from(frame.len()) else {
             return false;
         };
+        let dialling = self.links.dial(peer, path);
+        let Ok(Ok(link)) = tokio::time::timeout(self.config.dial_timeout, dialling).await else {
+            return false;
+        };
         let sending = async {
-            let link = self.links.dial(peer, path).await.ok()?;
             let (mut send, mut recv) = link.connection().open_bi().await.ok()?;
             let mut bytes = Vec::with_capacity(3 + frame.len());
             bytes.push(STREAM_CONTROL);
@@ -870,8 +900,8 @@ impl Core {
             link.close(close::DONE, b"");
             Some(answer == [ANSWER_TAKEN])
         };
-        let within = self.config.dial_timeout + REQUEST_TIMEOUT;
-        matches!(tokio::time::timeout(within, sending).await, Ok(Some(true)))
+        let answer = REQUEST_TIMEOUT + Duration::from_secs(1);
+        matches!(tokio::time::timeout(answer, sending).await, Ok(Some(true)))
     }
 
     /// Deposits `entry` in its peer's mailbox; whether every item was stored.
@@ -915,7 +945,7 @@ impl Core {
     /// Serves one accepted `carrier/1` link: takes each control stream the peer opens.
     async fn serve_link(self: Arc<Self>, link: Link) {
         while let Ok((send, recv)) = link.connection().accept_bi().await {
-            tokio::spawn(self.clone().serve_stream(link.peer(), send, recv));
+            self.spawn(self.clone().serve_stream(link.peer(), send, recv));
         }
     }
 
@@ -960,8 +990,9 @@ async fn accept_loop(core: Arc<Core>) {
     while let Some(accepted) = core.links.accept().await {
         match accepted {
             Accepted::Request(mut request) => {
-                let core = core.clone();
-                tokio::spawn(async move {
+                let taker = core.clone();
+                core.spawn(async move {
+                    let core = taker;
                     let frame = std::mem::take(&mut request.frame);
                     let code = match core.take_request(request.from, &frame).await {
                         Ok(_) => close::REQUEST_RECEIVED,
@@ -971,7 +1002,7 @@ async fn accept_loop(core: Arc<Core>) {
                 });
             }
             Accepted::Link(link) => {
-                tokio::spawn(core.clone().serve_link(link));
+                core.spawn(core.clone().serve_link(link));
             }
         }
     }
@@ -995,8 +1026,8 @@ async fn outbox_loop(core: Arc<Core>) {
                         continue;
                     }
                 }
-                let core = core.clone();
-                tokio::spawn(async move { core.attempt(entry).await });
+                let attempting = core.clone();
+                core.spawn(async move { attempting.attempt(entry).await });
             }
         }
         let wait = Duration::from_millis(next.saturating_sub(now)).max(Duration::from_millis(10));

@@ -366,9 +366,9 @@ async fn after_a_nospam_rotation_requests_to_the_old_address_are_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_to_an_offline_node_arrives_when_it_starts() {
+async fn a_request_to_an_offline_node_arrives_when_it_starts_and_so_does_the_accept() {
     let net = net().await;
-    let mut alice = net.node(1, "alice").await;
+    let alice = net.node(1, "alice").await;
     let bob = net.node(2, "bob").await;
     let (bob_address, bob_dir) = (bob.address(), bob.dir.clone());
     bob.stop().await;
@@ -398,10 +398,31 @@ async fn a_request_to_an_offline_node_arrives_when_it_starts() {
         other => panic!("{other:?}"),
     }
     drained(&alice).await;
-    bob.friends.accept_friend(&alice.id()).await.unwrap();
+
+    // Now Alice is offline when Bob accepts: the accept waits in her mailbox.
+    let (alice_id, alice_dir) = (alice.id(), alice.dir.clone());
+    alice.stop().await;
+    bob.friends.accept_friend(&alice_id).await.unwrap();
+    assert!(bob.friends.is_friend(&alice_id));
+    wait_for(|| async {
+        let outbox = bob.friends.outbox().unwrap();
+        outbox
+            .iter()
+            .any(|e| e.peer == alice_id && e.deposited_unix_ms.is_some())
+            .then_some(())
+    })
+    .await;
+    let mut alice = net
+        .start(alice_dir, SocketAddr::from(([127, 21, 1, 1], 0)))
+        .await;
     assert_eq!(alice.event().await, FriendEvent::Added(bob.id()));
+    assert!(alice.friends.is_friend(&bob.id()));
+    assert!(alice.friends.outgoing_requests().is_empty());
+    drained(&bob).await;
     bob.friends.check_mailboxes().await;
+    alice.friends.check_mailboxes().await;
     no_more_events(&mut bob);
+    no_more_events(&mut alice);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
