@@ -121,6 +121,10 @@ pub struct OutgoingRequest {
 }
 
 /// What the friend layer reports, each once, after the change it reports is committed.
+///
+/// An event is sent after its commit, so a node killed in between has the change but never
+/// reports it: an application reads [`Friends::friends`] and
+/// [`Friends::incoming_requests`] when it starts, then follows the events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FriendEvent {
@@ -274,8 +278,8 @@ enum Taken {
 }
 
 impl Friends {
-    /// Starts the friend layer on `dht` (which must have a data directory: the layer keeps
-    /// everything in the node's database). Opens the node's QUIC endpoint on the DHT's socket
+    /// Starts the friend layer on `dht`, one per node. The DHT must have a data directory:
+    /// the layer keeps everything in the node's database. Opens the node's QUIC endpoint on the DHT's socket
     /// with a gate that admits friends, and starts the background work: taking requests and
     /// control items, delivering the outbox, checking the mailboxes, announcing the node's
     /// peer record (once the DHT is bootstrapped). Returns the layer and its events.
@@ -462,6 +466,10 @@ impl Friends {
                 if !t.remove_friend(&peer)? {
                     return Ok(Err(FriendError::NotAFriend(peer)));
                 }
+                // A request asking the friend again is moot now: its answer must not make
+                // the friendship again.
+                t.remove_outgoing(&peer)?;
+                OUTBOX.remove_kinds(t.txn(), &peer, |kind| kind == KIND_REQUEST)?;
                 queue_control(t, peer, Change::Remove, now_ms)?;
                 Ok(Ok(()))
             })
@@ -734,9 +742,15 @@ impl Core {
                         )?;
                         Ok(Some(FriendEvent::Added(from)))
                     }
-                    Change::Remove => Ok(t
-                        .remove_friend(&from)?
-                        .then_some(FriendEvent::Removed(from))),
+                    Change::Remove => {
+                        if !t.remove_friend(&from)? {
+                            return Ok(None);
+                        }
+                        // An accept still waiting for the remover (an answer to its request
+                        // asking again) would make the friendship again: it goes.
+                        OUTBOX.remove_kinds(t.txn(), &from, |kind| kind == KIND_CONTROL)?;
+                        Ok(Some(FriendEvent::Removed(from)))
+                    }
                 }
             })
             .await?;
@@ -964,7 +978,12 @@ impl Core {
             }
             let mut frame = vec![0u8; length];
             recv.read_exact(&mut frame).await.ok()?;
-            Some(frame)
+            // One frame, then the end of the stream.
+            let mut after = [0u8; 1];
+            match recv.read(&mut after).await {
+                Ok(None) => Some(frame),
+                _ => None,
+            }
         };
         let Ok(Some(frame)) = tokio::time::timeout(REQUEST_TIMEOUT, reading).await else {
             let _ = send.reset(close::REQUEST_MALFORMED);

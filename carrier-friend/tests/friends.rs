@@ -298,6 +298,33 @@ async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_a_friend_again_then_removing_it_ends_the_friendship_whatever_arrives_last() {
+    let net = net().await;
+    let mut alice = net.node(1, "alice").await;
+    let mut bob = net.node(2, "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    drained(&bob).await;
+
+    // Bob answers the request with an accept; the remove may overtake it either way.
+    alice
+        .friends
+        .add_friend(&bob.address(), b"still friends?")
+        .await
+        .unwrap();
+    alice.friends.remove_friend(&bob.id()).await.unwrap();
+    assert!(alice.friends.outgoing_requests().is_empty());
+    assert_eq!(bob.event().await, FriendEvent::Removed(alice.id()));
+    drained(&alice).await;
+    drained(&bob).await;
+    alice.friends.check_mailboxes().await;
+    bob.friends.check_mailboxes().await;
+    assert!(!alice.friends.is_friend(&bob.id()));
+    assert!(!bob.friends.is_friend(&alice.id()));
+    no_more_events(&mut alice);
+    no_more_events(&mut bob);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_requester_is_dropped_silently() {
     let net = net().await;
     let alice = net.node(1, "alice").await;
