@@ -158,13 +158,19 @@ impl std::fmt::Debug for Friends {
     }
 }
 
-struct Tasks(Mutex<Vec<JoinHandle<()>>>);
+/// The background loops, and the work they started: all aborted when the last [`Friends`]
+/// goes (or on shutdown), so no task outlives the layer.
+struct Tasks {
+    loops: Mutex<Vec<JoinHandle<()>>>,
+    core: Arc<Core>,
+}
 
 impl Tasks {
     fn abort(&self) {
-        for task in lock(&self.0).drain(..) {
+        for task in lock(&self.loops).drain(..) {
             task.abort();
         }
+        lock(&self.core.work).abort_all();
     }
 }
 
@@ -321,8 +327,11 @@ impl Friends {
             tokio::spawn(announce_loop(core.clone())),
         ];
         let friends = Friends {
+            tasks: Arc::new(Tasks {
+                loops: Mutex::new(tasks),
+                core: core.clone(),
+            }),
             core,
-            tasks: Arc::new(Tasks(Mutex::new(tasks))),
         };
         Ok((friends, receiver))
     }
@@ -622,7 +631,6 @@ impl Friends {
     /// caller's to shut down.
     pub async fn shutdown(&self) {
         self.tasks.abort();
-        lock(&self.core.work).abort_all();
         self.core.links.shutdown().await;
     }
 }
