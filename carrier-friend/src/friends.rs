@@ -383,6 +383,7 @@ impl Friends {
                 }
                 let payload = wire::encode(&Body::Request(RequestBody {
                     id: request,
+                    seq: t.next_control_seq(now_ms)?,
                     nospam,
                     info: t.info()?,
                     hello: hello.clone(),
@@ -686,6 +687,11 @@ impl Core {
             .change(move |t| {
                 if t.seen(&from, &body.id, now_ms / 1000)? {
                     return Ok(Taken::Duplicate);
+                }
+                // Sent before a change already applied from the requester (a remove that
+                // overtook it): the requester's later decision stands.
+                if !t.advance_peer_seq(&from, body.seq)? {
+                    return Ok(Taken::Dropped);
                 }
                 if t.is_blocked(&from)? || body.nospam != t.nospam()? {
                     return Ok(Taken::Dropped);
