@@ -746,6 +746,8 @@ impl Core {
                         if !asked || t.is_blocked(&from)? {
                             return Ok(None);
                         }
+                        // Both asked: the peer's own request is answered by the friendship.
+                        t.remove_incoming(&from)?;
                         t.put_friend(
                             &from,
                             &FriendRow {
