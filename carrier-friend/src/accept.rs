@@ -126,12 +126,23 @@ async fn handle(incoming: quinn::Incoming, shared: Arc<AcceptShared>) {
         }
         Alpn::Request => match request::receive(&connection).await {
             Ok(frame) => {
-                connection.close(close::REQUEST_RECEIVED, b"");
                 count(&shared.counters.requests_received);
-                let _ = shared
-                    .accepted
-                    .send(Accepted::Request(IncomingRequest { from: peer, frame }))
-                    .await;
+                let (request, answered) = IncomingRequest::new(peer, frame);
+                let handed = shared.accepted.send(Accepted::Request(request)).await;
+                // The taker answers once it has stored the request; a dropped request was
+                // taken as it is; no answer in time, or nobody taking requests any more, is
+                // "not taken", so the sender tries again.
+                let code = match handed {
+                    Ok(()) => {
+                        match tokio::time::timeout(request::REQUEST_TIMEOUT, answered).await {
+                            Ok(Ok(code)) => code,
+                            Ok(Err(_)) => close::REQUEST_RECEIVED,
+                            Err(_) => close::REQUEST_NOT_TAKEN,
+                        }
+                    }
+                    Err(_) => close::REQUEST_NOT_TAKEN,
+                };
+                connection.close(code, b"");
             }
             Err(code) => {
                 count(&shared.counters.requests_refused);

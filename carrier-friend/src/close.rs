@@ -30,6 +30,11 @@ pub const REQUEST_MALFORMED: VarInt = VarInt::from_u32(0x23);
 /// [`REQUEST_TIMEOUT`](crate::REQUEST_TIMEOUT).
 pub const REQUEST_TIMEOUT: VarInt = VarInt::from_u32(0x24);
 
+/// `carrier-request/1`: the frame arrived whole, but the receiver did not take it (it could
+/// not store it, or did not answer within [`REQUEST_TIMEOUT`](crate::REQUEST_TIMEOUT)): the
+/// sender should try again later.
+pub const REQUEST_NOT_TAKEN: VarInt = VarInt::from_u32(0x25);
+
 /// The connection's ALPN is neither `carrier/1` nor `carrier-request/1` (rustls only lets
 /// offered ones through, so this means a bug, not a peer's choice).
 pub const UNKNOWN_ALPN: VarInt = VarInt::from_u32(0x30);

@@ -242,21 +242,7 @@ impl LinkEndpoint {
     ) -> Result<(), RequestError> {
         let bytes = request::encode(frame).ok_or(RequestError::TooLarge(frame.len()))?;
         let connection = self.connect(peer, path, Alpn::Request).await?;
-        let mut stream = connection.open_uni().await?;
-        stream.write_all(&bytes).await?;
-        // The peer closing the connection is the answer; a finish that races with it is moot.
-        let _ = stream.finish();
-        match connection.closed().await {
-            quinn::ConnectionError::ApplicationClosed(closed)
-                if closed.error_code == close::REQUEST_RECEIVED =>
-            {
-                Ok(())
-            }
-            quinn::ConnectionError::ApplicationClosed(closed) => {
-                Err(RequestError::Refused(closed.error_code))
-            }
-            other => Err(RequestError::Connection(other)),
-        }
+        request::send(&connection, &bytes).await
     }
 
     /// A raw QUIC connection to `peer` at `path` on `alpn`, after the handshake: what

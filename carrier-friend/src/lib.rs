@@ -1,8 +1,10 @@
-//! Friends in Carrier: QUIC links authenticated by Carrier IDs, on the DHT's own UDP socket.
+//! Friends in Carrier: QUIC links authenticated by Carrier IDs, on the DHT's own UDP socket,
+//! and the friend layer on top of them.
 //!
-//! This first part is the transport every friend-to-friend byte will travel on. Friend
-//! requests, the friend list, presence and user info come next, on top of it.
-//!
+//! - [`Friends`]: friend requests that survive restarts and offline peers, the friend list,
+//!   labels, the block list and the nospam, kept in the node's database, with events
+//!   ([`FriendEvent`]) and typed errors ([`FriendError`]). Its control items wait in a durable
+//!   [`outbox`] until the peer acknowledges them.
 //! - [`LinkEndpoint`]: quinn running on the node's [`NodeSocket`](dht::socket::NodeSocket),
 //!   shared with the DHT (QUIC packets always carry bit 0x40, never greased). It dials
 //!   ([`LinkEndpoint::dial`]), sends friend requests ([`LinkEndpoint::send_request`]) and
@@ -54,7 +56,33 @@
 //! # Ok(()) }
 //! ```
 //!
-//! See `docs/ARCHITECTURE.md`, "QUIC links and paths", for the decisions behind this crate.
+//! The friend layer needs a node with a data directory; its address is what others ask:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use carrier_friend::dht::{Dht, DhtConfig};
+//! use carrier_friend::{FriendError, Friends, FriendsConfig};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let config = DhtConfig {
+//!     bind: "127.0.0.1:0".parse()?,
+//!     data_dir: Some(dir.path().to_path_buf()),
+//!     ..DhtConfig::default()
+//! };
+//! let dht = Dht::bind(config).await?;
+//! let (friends, _events) = Friends::start(dht, FriendsConfig::default()).await?;
+//! let address = friends.address().to_string();
+//! assert!(matches!(
+//!     friends.add_friend(&address, b"hello, me").await,
+//!     Err(FriendError::Yourself)
+//! ));
+//! assert!(friends.friends().is_empty());
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/ARCHITECTURE.md`, "QUIC links and paths" and "The friend layer", for the
+//! decisions behind this crate.
 
 pub use carrier_dht as dht;
 
@@ -63,19 +91,26 @@ pub mod alpn;
 pub mod close;
 mod endpoint;
 mod error;
+mod friends;
 mod gate;
 mod link;
+pub mod outbox;
 mod path_table;
 mod quic_socket;
 mod request;
+mod state;
 mod stranger_limit;
 pub mod tls;
 pub mod transport;
+mod wire;
 
 pub use accept::HANDSHAKE_TIMEOUT;
 pub use alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
 pub use endpoint::{LinkConfig, LinkEndpoint, LinkStats, MAX_PENDING_HANDSHAKES};
-pub use error::{DialError, EndpointError, PathError, RequestError, TlsError};
+pub use error::{DialError, EndpointError, FriendError, PathError, RequestError, TlsError};
+pub use friends::{
+    Friend, FriendEvent, FriendEvents, FriendRequest, Friends, FriendsConfig, OutgoingRequest,
+};
 pub use gate::{AllowList, FriendGate};
 pub use link::{Accepted, IncomingRequest, Link};
 pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES};
@@ -83,3 +118,4 @@ pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_
 pub use quinn;
 pub use request::{MAX_REQUEST_FRAME_BYTES, REQUEST_TIMEOUT};
 pub use stranger_limit::{StrangerLimit, MAX_TRACKED_SOURCES};
+pub use wire::{UserInfo, MAX_DESCRIPTION_BYTES, MAX_HELLO_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES};

@@ -1,6 +1,8 @@
 //! What the endpoint hands the layer above: authenticated links and received requests.
 
 use carrier_dht::id::CarrierId;
+use quinn::VarInt;
+use tokio::sync::oneshot;
 
 /// A QUIC connection on `carrier/1` with a peer that proved `peer()`: the friend link the
 /// layers above open streams and send datagrams on. Cheap to clone.
@@ -33,13 +35,42 @@ impl Link {
 }
 
 /// A friend request received on `carrier-request/1`: one frame from a peer that proved
-/// `from`. The connection that carried it is already closed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// `from`.
+///
+/// The connection that carried it stays open until the taker answers
+/// ([`IncomingRequest::answer`]) or drops the request, for at most
+/// [`REQUEST_TIMEOUT`](crate::REQUEST_TIMEOUT): the sender learns that the request was
+/// *taken* (stored by the friend layer), not merely read. Dropping the request closes the
+/// connection with [`close::REQUEST_RECEIVED`](crate::close::REQUEST_RECEIVED); no answer in time closes it with
+/// [`close::REQUEST_NOT_TAKEN`](crate::close::REQUEST_NOT_TAKEN).
+#[derive(Debug)]
 pub struct IncomingRequest {
     /// The Carrier ID the sender proved.
     pub from: CarrierId,
     /// The frame, at most [`MAX_REQUEST_FRAME_BYTES`](crate::MAX_REQUEST_FRAME_BYTES).
     pub frame: Vec<u8>,
+    answer: Option<oneshot::Sender<VarInt>>,
+}
+
+impl IncomingRequest {
+    pub(crate) fn new(from: CarrierId, frame: Vec<u8>) -> (Self, oneshot::Receiver<VarInt>) {
+        let (answer, answered) = oneshot::channel();
+        let request = Self {
+            from,
+            frame,
+            answer: Some(answer),
+        };
+        (request, answered)
+    }
+
+    /// Closes the request's connection with `code` (one of the [`close`](crate::close) codes): tells the
+    /// sender whether the request was taken.
+    pub fn answer(mut self, code: VarInt) {
+        if let Some(answer) = self.answer.take() {
+            // The connection may be gone already (the sender gave up); nothing to tell then.
+            let _ = answer.send(code);
+        }
+    }
 }
 
 /// What [`LinkEndpoint::accept`](crate::LinkEndpoint::accept) yields.

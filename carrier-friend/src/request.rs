@@ -6,7 +6,9 @@
 //! [`close::REQUEST_RECEIVED`]; anything else closes it with its own code: a length over the
 //! cap [`close::REQUEST_TOO_LARGE`], bytes after the frame or another stream
 //! [`close::REQUEST_EXTRA_FRAME`], a stream ending inside the frame
-//! [`close::REQUEST_MALFORMED`], nothing whole in time [`close::REQUEST_TIMEOUT`]. What the
+//! [`close::REQUEST_MALFORMED`], nothing whole in time [`close::REQUEST_TIMEOUT`]. The
+//! receiver closes with `REQUEST_RECEIVED` only once the layer above has taken the request
+//! (see [`IncomingRequest`](crate::IncomingRequest)), or [`close::REQUEST_NOT_TAKEN`]. What the
 //! bytes mean (hello, address, nospam) is the friend layer's to define.
 
 use std::time::Duration;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use quinn::{Connection, RecvStream, VarInt};
 
 use crate::close;
+use crate::error::RequestError;
 
 /// The largest request frame: a 1024-byte hello, a 63-byte name and the signatures and
 /// addresses around them fit with room to spare.
@@ -35,6 +38,26 @@ pub(crate) fn encode(frame: &[u8]) -> Option<Vec<u8>> {
     bytes.extend_from_slice(&length.to_be_bytes());
     bytes.extend_from_slice(frame);
     Some(bytes)
+}
+
+/// Sends `bytes` (an [`encode`]d frame) on a fresh `carrier-request/1` connection and waits
+/// for the receiver's answer: its close code.
+pub(crate) async fn send(connection: &Connection, bytes: &[u8]) -> Result<(), RequestError> {
+    let mut stream = connection.open_uni().await?;
+    stream.write_all(bytes).await?;
+    // The peer closing the connection is the answer; a finish that races with it is moot.
+    let _ = stream.finish();
+    match connection.closed().await {
+        quinn::ConnectionError::ApplicationClosed(closed)
+            if closed.error_code == close::REQUEST_RECEIVED =>
+        {
+            Ok(())
+        }
+        quinn::ConnectionError::ApplicationClosed(closed) => {
+            Err(RequestError::Refused(closed.error_code))
+        }
+        other => Err(RequestError::Connection(other)),
+    }
 }
 
 /// Reads the one frame of a request connection, or gives the close code that refuses it.

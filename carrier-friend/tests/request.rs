@@ -19,6 +19,15 @@ async fn closed_with(connection: &Connection) -> VarInt {
     }
 }
 
+/// The next request `node` receives, taken as it is (dropped, so its sender hears
+/// `REQUEST_RECEIVED`).
+async fn taken(node: &common::Node) -> (carrier_friend::dht::id::CarrierId, Vec<u8>) {
+    match tokio::time::timeout(PATIENCE, node.links.accept()).await {
+        Ok(Some(Accepted::Request(request))) => (request.from, request.frame),
+        other => panic!("no request: {other:?}"),
+    }
+}
+
 fn frame(length: u16, body: &[u8]) -> Vec<u8> {
     let mut bytes = length.to_be_bytes().to_vec();
     bytes.extend_from_slice(body);
@@ -29,19 +38,38 @@ fn frame(length: u16, body: &[u8]) -> Vec<u8> {
 async fn a_stranger_s_request_arrives_whole_and_the_connection_closes() {
     let bob = node(&[]).await;
     let stranger = node(&[]).await;
-    stranger
-        .links
-        .send_request(bob.id(), bob.path(), b"hello, I am a stranger")
-        .await
-        .unwrap();
-    match tokio::time::timeout(PATIENCE, bob.links.accept()).await {
-        Ok(Some(Accepted::Request(request))) => {
-            assert_eq!(request.from, stranger.id());
-            assert_eq!(request.frame, b"hello, I am a stranger");
-        }
-        other => panic!("no request: {other:?}"),
-    }
+    // The connection stays open until Bob's side takes the request (here: drops it).
+    let (sent, (from, frame)) = tokio::join!(
+        stranger
+            .links
+            .send_request(bob.id(), bob.path(), b"hello, I am a stranger"),
+        taken(&bob),
+    );
+    assert_eq!(from, stranger.id());
+    assert_eq!(frame, b"hello, I am a stranger");
+    sent.unwrap();
     assert_eq!(bob.links.stats().requests_received, 1);
+}
+
+#[tokio::test]
+async fn the_taker_s_answer_is_the_close_code_the_sender_sees() {
+    let bob = node(&[]).await;
+    let stranger = node(&[]).await;
+    let (sent, ()) = tokio::join!(
+        stranger.links.send_request(bob.id(), bob.path(), b"hello"),
+        async {
+            let Ok(Some(Accepted::Request(request))) =
+                tokio::time::timeout(PATIENCE, bob.links.accept()).await
+            else {
+                panic!("no request");
+            };
+            request.answer(close::REQUEST_NOT_TAKEN);
+        },
+    );
+    assert!(
+        matches!(sent, Err(RequestError::Refused(code)) if code == close::REQUEST_NOT_TAKEN),
+        "{sent:?}"
+    );
 }
 
 #[tokio::test]
@@ -49,17 +77,12 @@ async fn a_frame_of_the_largest_size_is_accepted() {
     let bob = node(&[]).await;
     let stranger = node(&[]).await;
     let largest = vec![7u8; MAX_REQUEST_FRAME_BYTES];
-    stranger
-        .links
-        .send_request(bob.id(), bob.path(), &largest)
-        .await
-        .unwrap();
-    let Ok(Some(Accepted::Request(request))) =
-        tokio::time::timeout(PATIENCE, bob.links.accept()).await
-    else {
-        panic!("no request");
-    };
-    assert_eq!(request.frame, largest);
+    let (sent, (_, frame)) = tokio::join!(
+        stranger.links.send_request(bob.id(), bob.path(), &largest),
+        taken(&bob),
+    );
+    assert_eq!(frame, largest);
+    sent.unwrap();
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use carrier_friend::{LinkConfig, StrangerLimit};
-use common::{dht_client, dht_ping, nobody, node, node_with};
+use common::{dht_client, dht_ping, nobody, node, node_with, take_everything};
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -24,6 +24,7 @@ async fn after_200_strangers_handshakes_in_a_burst_the_node_still_answers_dht() 
         per_second: 1.0,
     };
     let target = node_with(config).await;
+    take_everything(&target);
     let mut strangers = Vec::new();
     for _ in 0..STRANGERS {
         strangers.push(node(&[]).await);
@@ -67,6 +68,7 @@ async fn strangers_over_the_per_source_limit_are_refused_before_the_handshake() 
         per_second: 0.001,
     };
     let target = node_with(config).await;
+    take_everything(&target);
     let mut strangers = Vec::new();
     for _ in 0..20 {
         strangers.push(node(&[]).await);

@@ -59,6 +59,13 @@ pub(crate) async fn node_with(config: LinkConfig) -> Node {
     Node { dht, socket, links }
 }
 
+/// Takes every link and request `node` accepts from now on, and drops it (a dropped request
+/// is taken as it is: its sender hears `REQUEST_RECEIVED`).
+pub(crate) fn take_everything(node: &Node) {
+    let links = node.links.clone();
+    tokio::spawn(async move { while links.accept().await.is_some() {} });
+}
+
 /// A gate admitting nobody.
 pub(crate) fn nobody() -> impl FriendGate {
     |_: &CarrierId| false

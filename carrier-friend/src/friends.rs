@@ -1,0 +1,1092 @@
+//! [`Friends`]: friend requests that survive restarts and offline peers, and the friend list.
+//!
+//! A request goes straight to the target over `carrier-request/1` when its peer record names
+//! an address that answers; otherwise into the target's request mailbox (the one its nospam
+//! selects), and it is tried again with backoff until the target takes it. Accepts and
+//! removes (control items) go the same way over a `carrier/1` control stream or the target's
+//! message mailbox. Every item sits in the durable [`Outbox`](crate::outbox::Outbox) until the
+//! target acknowledges it: by taking it over the connection (the close code of a request, the
+//! one-byte answer of a control stream), or with an acknowledgement letter in our mailbox when
+//! it came through the target's. The target takes each item once: item IDs are kept per
+//! sender, and the change, the item ID and any outbox item it causes commit together before
+//! anything is acknowledged or reported.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use carrier_dht::bounded::{BoundedBytes, BoundedVec};
+use carrier_dht::id::{Address, CarrierId, Keypair, Nospam};
+use carrier_dht::store::{DatabaseError, Store};
+use carrier_dht::{Dht, Path, PeerRecord};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::alpn::Alpn;
+use crate::close;
+use crate::endpoint::{LinkConfig, LinkEndpoint, MAX_PENDING_HANDSHAKES};
+use crate::error::FriendError;
+use crate::gate::FriendGate;
+use crate::link::{Accepted, Link};
+use crate::outbox::{OutboxEntry, OutboxId, RetryPolicy, Route};
+use crate::request::{self, REQUEST_TIMEOUT};
+use crate::state::{self, FriendRow, IncomingRow, OutgoingRow, State, Tables, OUTBOX};
+use crate::stranger_limit::StrangerLimit;
+use crate::wire::{
+    self, Body, Change, ControlBody, RequestBody, UserInfo, ANSWER_TAKEN, MAX_ACKS,
+    MAX_CONTROL_FRAME_BYTES, MAX_HELLO_BYTES, MAX_LABEL_BYTES, STREAM_CONTROL,
+};
+
+/// The outbox kind of a friend request.
+const KIND_REQUEST: u8 = 1;
+/// The outbox kind of a control item (accept, remove): a newer one to the same peer replaces
+/// any older one still waiting.
+const KIND_CONTROL: u8 = 2;
+/// Deliveries in progress at once.
+const MAX_DELIVERIES: usize = 32;
+/// Addresses of a peer record tried per attempt.
+const ADDRESSES_PER_ATTEMPT: usize = 3;
+
+/// Settings of [`Friends`].
+#[derive(Clone, Debug)]
+pub struct FriendsConfig {
+    /// How undelivered items are retried, and how often they are deposited again.
+    pub retry: RetryPolicy,
+    /// How often the node's request and message mailboxes are checked.
+    pub poll_interval: Duration,
+    /// How often the node announces its peer record.
+    pub announce_interval: Duration,
+    /// How long an announced peer record is valid (at most the DHT's `max_record_ttl`).
+    pub record_ttl: Duration,
+    /// How long finding a peer and dialling it may take before the mailbox is used.
+    pub dial_timeout: Duration,
+    /// How long taken item IDs are kept (against a duplicate arriving late).
+    pub seen_retention: Duration,
+    /// Handshakes a stranger's source may start (friend requests).
+    pub stranger_limit: StrangerLimit,
+    /// Handshakes in progress at once.
+    pub max_pending_handshakes: usize,
+}
+
+impl Default for FriendsConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            poll_interval: Duration::from_secs(60),
+            announce_interval: Duration::from_secs(10 * 60),
+            record_ttl: Duration::from_secs(60 * 60),
+            dial_timeout: Duration::from_secs(10),
+            seen_retention: Duration::from_secs(30 * 24 * 60 * 60),
+            stranger_limit: StrangerLimit::default(),
+            max_pending_handshakes: MAX_PENDING_HANDSHAKES,
+        }
+    }
+}
+
+/// A friend in the friend list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Friend {
+    /// The friend's Carrier ID.
+    pub id: CarrierId,
+    /// The local label given to the friend (empty until set).
+    pub label: String,
+    /// The user info the friend sent.
+    pub info: UserInfo,
+    /// When the friendship started here (Unix seconds).
+    pub since_unix_secs: u64,
+}
+
+/// A friend request someone sent this node, waiting for accept or refuse.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FriendRequest {
+    /// Who sent it (proved in the handshake, or the verified signer of the letter).
+    pub from: CarrierId,
+    /// The requester's user info.
+    pub info: UserInfo,
+    /// The requester's hello.
+    pub hello: Vec<u8>,
+    /// When it was taken (Unix seconds).
+    pub received_unix_secs: u64,
+}
+
+/// A friend request this node sent, until the peer accepts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutgoingRequest {
+    /// The address it was sent to.
+    pub to: Address,
+    /// The hello.
+    pub hello: Vec<u8>,
+    /// When it was sent (Unix seconds).
+    pub sent_unix_secs: u64,
+}
+
+/// What the friend layer reports, each once, after the change it reports is committed.
+///
+/// An event is sent after its commit, so a node killed in between has the change but never
+/// reports it: an application reads [`Friends::friends`] and
+/// [`Friends::incoming_requests`] when it starts, then follows the events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FriendEvent {
+    /// A new friend request arrived (also listed by [`Friends::incoming_requests`]).
+    Request(FriendRequest),
+    /// A peer accepted this node's request: it is a friend now.
+    Added(CarrierId),
+    /// A friend removed this node: it is a friend no more.
+    Removed(CarrierId),
+}
+
+/// The receiving end of the friend layer's events. Unbounded: the events are few (requests
+/// pass the stranger limit first), and none is lost while the application is busy.
+pub type FriendEvents = mpsc::UnboundedReceiver<FriendEvent>;
+
+/// The friend layer of a node: its friend list, requests both ways, block list and nospam,
+/// kept in the node's database, and the QUIC endpoint whose gate admits friends. Cheap to
+/// clone; the background tasks stop when the last clone is dropped or on
+/// [`shutdown`](Self::shutdown).
+#[derive(Clone)]
+pub struct Friends {
+    core: Arc<Core>,
+    tasks: Arc<Tasks>,
+}
+
+impl std::fmt::Debug for Friends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Friends")
+            .field("id", &self.core.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The background loops, and the work they started: all aborted when the last [`Friends`]
+/// goes (or on shutdown), so no task outlives the layer.
+struct Tasks {
+    loops: Mutex<Vec<JoinHandle<()>>>,
+    core: Arc<Core>,
+}
+
+impl Tasks {
+    fn abort(&self) {
+        for task in lock(&self.loops).drain(..) {
+            task.abort();
+        }
+        lock(&self.core.work).abort_all();
+    }
+}
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+struct Core {
+    dht: Dht,
+    store: Store,
+    links: LinkEndpoint,
+    keypair: Keypair,
+    id: CarrierId,
+    config: FriendsConfig,
+    state: Arc<RwLock<State>>,
+    reload: Mutex<()>,
+    events: mpsc::UnboundedSender<FriendEvent>,
+    wake: Notify,
+    in_flight: Mutex<HashSet<(CarrierId, OutboxId)>>,
+    /// Work the loops start (deliveries, links, streams, requests), aborted on shutdown.
+    work: Mutex<JoinSet<()>>,
+}
+
+/// The gate of `carrier/1`: friends, and peers this node asked to be friends (so their
+/// accept can arrive).
+struct Gate(Arc<RwLock<State>>);
+
+impl FriendGate for Gate {
+    fn admits(&self, peer: &CarrierId) -> bool {
+        let state = read(&self.0);
+        state.friends.contains_key(peer) || state.outgoing.contains_key(peer)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while these locks are held; a poisoned lock's data is still whole.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read(state: &RwLock<State>) -> RwLockReadGuard<'_, State> {
+    state
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn check_hello(hello: &[u8]) -> Result<(), FriendError> {
+    if hello.is_empty() {
+        return Err(FriendError::EmptyHello);
+    }
+    if hello.len() > MAX_HELLO_BYTES {
+        return Err(FriendError::HelloTooLong {
+            len: hello.len(),
+            max: MAX_HELLO_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// Queues a control item for `peer`, replacing any older one still waiting.
+fn queue_control(
+    t: &Tables<'_>,
+    peer: CarrierId,
+    change: Change,
+    now_ms: u64,
+) -> Result<(), DatabaseError> {
+    let seq = t.next_control_seq(now_ms)?;
+    let id = OutboxId::random();
+    OUTBOX.remove_kinds(t.txn(), &peer, |kind| kind == KIND_CONTROL)?;
+    let payload = wire::encode(&Body::Control(ControlBody { id, seq, change }));
+    OUTBOX.put(
+        t.txn(),
+        &OutboxEntry {
+            peer,
+            id,
+            kind: KIND_CONTROL,
+            route: Route::Messages,
+            payload,
+            created_unix_ms: now_ms,
+            attempts: 0,
+            next_attempt_unix_ms: now_ms,
+            deposited_unix_ms: None,
+        },
+    )
+}
+
+/// What taking a request did.
+#[derive(Debug)]
+enum Taken {
+    /// A new request: reported.
+    New(FriendRequest),
+    /// Taken before.
+    Duplicate,
+    /// Dropped on purpose (blocked sender, old nospam, ourselves, malformed).
+    Dropped,
+    /// From a friend: answered with a fresh accept.
+    ReAccepted,
+}
+
+impl Friends {
+    /// Starts the friend layer on `dht`, one per node. The DHT must have a data directory:
+    /// the layer keeps everything in the node's database. Opens the node's QUIC endpoint on the DHT's socket
+    /// with a gate that admits friends, and starts the background work: taking requests and
+    /// control items, delivering the outbox, checking the mailboxes, announcing the node's
+    /// peer record (once the DHT is bootstrapped). Returns the layer and its events.
+    pub async fn start(
+        dht: Dht,
+        config: FriendsConfig,
+    ) -> Result<(Friends, FriendEvents), FriendError> {
+        let store = dht.store().cloned().ok_or(FriendError::NoStore)?;
+        state::ensure_schema(&store).await?;
+        let oldest = unix_ms() / 1000 - config.seen_retention.as_secs().min(unix_ms() / 1000);
+        store
+            .write(move |txn| Tables::new(txn).prune_seen(oldest))
+            .await?;
+        let state = Arc::new(RwLock::new(State::load(&store)?));
+        let keypair = dht.with_node(|node| node.keypair().clone());
+        let mut link_config = LinkConfig::new(Gate(state.clone()));
+        link_config.stranger_limit = config.stranger_limit;
+        link_config.max_pending_handshakes = config.max_pending_handshakes;
+        let links = LinkEndpoint::new(dht.socket().clone(), &keypair, link_config)?;
+        let (events, receiver) = mpsc::unbounded_channel();
+        let core = Arc::new(Core {
+            id: keypair.id(),
+            dht,
+            store,
+            links,
+            keypair,
+            config,
+            state,
+            reload: Mutex::new(()),
+            events,
+            wake: Notify::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            work: Mutex::new(JoinSet::new()),
+        });
+        let tasks = vec![
+            tokio::spawn(accept_loop(core.clone())),
+            tokio::spawn(outbox_loop(core.clone())),
+            tokio::spawn(poll_loop(core.clone())),
+            tokio::spawn(announce_loop(core.clone())),
+        ];
+        let friends = Friends {
+            tasks: Arc::new(Tasks {
+                loops: Mutex::new(tasks),
+                core: core.clone(),
+            }),
+            core,
+        };
+        Ok((friends, receiver))
+    }
+
+    /// This node's Carrier ID.
+    pub fn id(&self) -> CarrierId {
+        self.core.id
+    }
+
+    /// This node's address: its ID and current nospam. Give it to whoever may ask to be a
+    /// friend.
+    pub fn address(&self) -> Address {
+        Address::new(self.core.id, read(&self.core.state).nospam)
+    }
+
+    /// The DHT node underneath.
+    pub fn dht(&self) -> &Dht {
+        &self.core.dht
+    }
+
+    /// The node's QUIC endpoint, whose gate admits friends (and peers this node asked).
+    pub fn links(&self) -> &LinkEndpoint {
+        &self.core.links
+    }
+
+    /// Asks the owner of `address` to be friends, with `hello` (1 to [`MAX_HELLO_BYTES`]
+    /// bytes). Returns once the request is stored; it is then delivered directly, or through
+    /// the target's request mailbox while the target is offline, until the target takes it.
+    /// Asking an existing friend again sends the request again (the friend answers with an
+    /// accept); asking again before an answer replaces the earlier request.
+    pub async fn add_friend(&self, address: &str, hello: &[u8]) -> Result<(), FriendError> {
+        let address: Address = address.trim().parse()?;
+        let peer = address.id();
+        if peer == self.core.id {
+            return Err(FriendError::Yourself);
+        }
+        check_hello(hello)?;
+        let hello = BoundedBytes::from_slice(hello).map_err(|_| FriendError::HelloTooLong {
+            len: hello.len(),
+            max: MAX_HELLO_BYTES,
+        })?;
+        let now_ms = unix_ms();
+        let request = OutboxId::random();
+        let nospam = address.nospam();
+        self.core
+            .change(move |t| {
+                if t.is_blocked(&peer)? {
+                    return Ok(Err(FriendError::Blocked(peer)));
+                }
+                let payload = wire::encode(&Body::Request(RequestBody {
+                    id: request,
+                    seq: t.next_control_seq(now_ms)?,
+                    nospam,
+                    info: t.info()?,
+                    hello: hello.clone(),
+                }));
+                if let Some(old) = t.outgoing(&peer)? {
+                    OUTBOX.remove(t.txn(), &peer, &old.request)?;
+                }
+                t.put_outgoing(
+                    &peer,
+                    &OutgoingRow {
+                        request,
+                        nospam,
+                        hello: hello.to_vec(),
+                        sent_unix_secs: now_ms / 1000,
+                    },
+                )?;
+                OUTBOX.put(
+                    t.txn(),
+                    &OutboxEntry {
+                        peer,
+                        id: request,
+                        kind: KIND_REQUEST,
+                        route: Route::Requests(nospam),
+                        payload,
+                        created_unix_ms: now_ms,
+                        attempts: 0,
+                        next_attempt_unix_ms: now_ms,
+                        deposited_unix_ms: None,
+                    },
+                )?;
+                Ok(Ok(()))
+            })
+            .await??;
+        self.core.wake.notify_one();
+        Ok(())
+    }
+
+    /// Accepts the pending request from `id`: `id` is a friend from now on, and the
+    /// requester is told (through its mailbox if it is offline) and gets
+    /// [`FriendEvent::Added`].
+    pub async fn accept_friend(&self, id: &CarrierId) -> Result<(), FriendError> {
+        let peer = *id;
+        let now_ms = unix_ms();
+        self.core
+            .change(move |t| {
+                let Some(request) = t.incoming(&peer)? else {
+                    return Ok(Err(FriendError::UnknownRequest(peer)));
+                };
+                t.remove_incoming(&peer)?;
+                t.remove_outgoing(&peer)?;
+                if t.friend(&peer)?.is_none() {
+                    t.put_friend(
+                        &peer,
+                        &FriendRow {
+                            label: String::new(),
+                            info: request.info,
+                            since_unix_secs: now_ms / 1000,
+                        },
+                    )?;
+                }
+                queue_control(t, peer, Change::Accept(t.info()?), now_ms)?;
+                Ok(Ok(()))
+            })
+            .await??;
+        self.core.wake.notify_one();
+        Ok(())
+    }
+
+    /// Drops the pending request from `id`, without telling the requester.
+    pub async fn refuse_friend(&self, id: &CarrierId) -> Result<(), FriendError> {
+        let peer = *id;
+        self.core
+            .change(move |t| {
+                Ok(if t.remove_incoming(&peer)? {
+                    Ok(())
+                } else {
+                    Err(FriendError::UnknownRequest(peer))
+                })
+            })
+            .await?
+    }
+
+    /// Removes friend `id`; the friend is told (through its mailbox if it is offline) and
+    /// gets [`FriendEvent::Removed`].
+    pub async fn remove_friend(&self, id: &CarrierId) -> Result<(), FriendError> {
+        let peer = *id;
+        let now_ms = unix_ms();
+        self.core
+            .change(move |t| {
+                if !t.remove_friend(&peer)? {
+                    return Ok(Err(FriendError::NotAFriend(peer)));
+                }
+                // A request asking the friend again is moot now: its answer must not make
+                // the friendship again.
+                t.remove_outgoing(&peer)?;
+                OUTBOX.remove_kinds(t.txn(), &peer, |kind| kind == KIND_REQUEST)?;
+                queue_control(t, peer, Change::Remove, now_ms)?;
+                Ok(Ok(()))
+            })
+            .await??;
+        self.core.wake.notify_one();
+        Ok(())
+    }
+
+    /// Puts `id` on the block list: its requests are dropped silently from now on, and its
+    /// pending request (if any) is dropped. A friend stays a friend until removed.
+    pub async fn block(&self, id: &CarrierId) -> Result<(), FriendError> {
+        let peer = *id;
+        if peer == self.core.id {
+            return Err(FriendError::Yourself);
+        }
+        let now = unix_ms() / 1000;
+        self.core
+            .change(move |t| {
+                t.block(&peer, now)?;
+                t.remove_incoming(&peer)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Takes `id` off the block list; returns whether it was on it.
+    pub async fn unblock(&self, id: &CarrierId) -> Result<bool, FriendError> {
+        let peer = *id;
+        self.core.change(move |t| t.unblock(&peer)).await
+    }
+
+    /// Replaces the nospam, and so the address: requests to the old address are dropped from
+    /// now on (the request mailbox moves with it).
+    pub async fn set_nospam(&self, nospam: Nospam) -> Result<(), FriendError> {
+        self.core.change(move |t| t.set_nospam(nospam)).await
+    }
+
+    /// Sets the user info sent with this node's requests and accepts.
+    pub async fn set_user_info(&self, info: UserInfo) -> Result<(), FriendError> {
+        self.core.change(move |t| t.set_info(&info)).await
+    }
+
+    /// Sets the local label of friend `id` (at most [`MAX_LABEL_BYTES`]).
+    pub async fn set_label(&self, id: &CarrierId, label: &str) -> Result<(), FriendError> {
+        if label.len() > MAX_LABEL_BYTES {
+            return Err(FriendError::LabelTooLong {
+                len: label.len(),
+                max: MAX_LABEL_BYTES,
+            });
+        }
+        let (peer, label) = (*id, label.to_string());
+        self.core
+            .change(move |t| {
+                let Some(mut row) = t.friend(&peer)? else {
+                    return Ok(Err(FriendError::NotAFriend(peer)));
+                };
+                row.label.clone_from(&label);
+                t.put_friend(&peer, &row)?;
+                Ok(Ok(()))
+            })
+            .await?
+    }
+
+    /// The friend list, in ID order.
+    pub fn friends(&self) -> Vec<Friend> {
+        let state = read(&self.core.state);
+        let mut friends: Vec<Friend> = state
+            .friends
+            .iter()
+            .map(|(id, row)| Friend {
+                id: *id,
+                label: row.label.clone(),
+                info: row.info.clone(),
+                since_unix_secs: row.since_unix_secs,
+            })
+            .collect();
+        friends.sort_by_key(|f| f.id.to_bytes());
+        friends
+    }
+
+    /// Whether `id` is a friend.
+    pub fn is_friend(&self, id: &CarrierId) -> bool {
+        read(&self.core.state).friends.contains_key(id)
+    }
+
+    /// Requests waiting for [`accept_friend`](Self::accept_friend) or
+    /// [`refuse_friend`](Self::refuse_friend), in ID order.
+    pub fn incoming_requests(&self) -> Vec<FriendRequest> {
+        let state = read(&self.core.state);
+        let mut requests: Vec<FriendRequest> = state
+            .incoming
+            .iter()
+            .map(|(from, row)| FriendRequest {
+                from: *from,
+                info: row.info.clone(),
+                hello: row.hello.clone(),
+                received_unix_secs: row.received_unix_secs,
+            })
+            .collect();
+        requests.sort_by_key(|r| r.from.to_bytes());
+        requests
+    }
+
+    /// Requests this node sent that are not accepted yet, in ID order.
+    pub fn outgoing_requests(&self) -> Vec<OutgoingRequest> {
+        let state = read(&self.core.state);
+        let mut requests: Vec<OutgoingRequest> = state
+            .outgoing
+            .iter()
+            .map(|(to, row)| OutgoingRequest {
+                to: Address::new(*to, row.nospam),
+                hello: row.hello.clone(),
+                sent_unix_secs: row.sent_unix_secs,
+            })
+            .collect();
+        requests.sort_by_key(|r| r.to.id().to_bytes());
+        requests
+    }
+
+    /// The block list, in ID order.
+    pub fn blocked(&self) -> Vec<CarrierId> {
+        let mut blocked: Vec<CarrierId> = read(&self.core.state).blocked.iter().copied().collect();
+        blocked.sort_by_key(CarrierId::to_bytes);
+        blocked
+    }
+
+    /// The user info this node sends.
+    pub fn user_info(&self) -> UserInfo {
+        read(&self.core.state).info.clone()
+    }
+
+    /// Items (requests, accepts, removes) still waiting for their peer's acknowledgement,
+    /// with their retry state.
+    pub fn outbox(&self) -> Result<Vec<OutboxEntry>, FriendError> {
+        Ok(OUTBOX.load(&self.core.store)?)
+    }
+
+    /// Checks the node's request and message mailboxes now, instead of at the next
+    /// [`poll_interval`](FriendsConfig::poll_interval).
+    pub async fn check_mailboxes(&self) {
+        self.core.poll_mailboxes().await;
+    }
+
+    /// Announces the node's peer record now; returns how many storers took it.
+    pub async fn announce(&self) -> Result<usize, FriendError> {
+        self.core.announce().await
+    }
+
+    /// Stops the background work and closes the QUIC endpoint (telling peers). The DHT is the
+    /// caller's to shut down.
+    pub async fn shutdown(&self) {
+        self.tasks.abort();
+        self.core.links.shutdown().await;
+    }
+}
+
+impl Core {
+    /// Runs `f` on the tables in one committed transaction, then refreshes the in-memory
+    /// copy.
+    async fn change<T, F>(&self, mut f: F) -> Result<T, FriendError>
+    where
+        T: Send + 'static,
+        F: FnMut(&Tables<'_>) -> Result<T, DatabaseError> + Send + 'static,
+    {
+        let out = self.store.write(move |txn| f(&Tables::new(txn))).await?;
+        self.reload()?;
+        Ok(out)
+    }
+
+    /// Reads everything again from one snapshot. Serialized, so a later snapshot is never
+    /// overwritten by an earlier one.
+    fn reload(&self) -> Result<(), FriendError> {
+        let _serial = lock(&self.reload);
+        let fresh = State::load(&self.store)?;
+        *self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        Ok(())
+    }
+
+    /// Runs `work` in the background until it ends or the layer shuts down.
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut set = lock(&self.work);
+        // Finished work is reaped here, so the set holds only what still runs.
+        while set.try_join_next().is_some() {}
+        set.spawn(work);
+    }
+
+    fn emit(&self, event: FriendEvent) {
+        // Nobody listening is the application's choice.
+        let _ = self.events.send(event);
+    }
+
+    /// Takes a request `frame` from `from` (once per request ID).
+    async fn take_request(&self, from: CarrierId, frame: &[u8]) -> Result<Taken, FriendError> {
+        let Ok(Body::Request(body)) = wire::decode(frame) else {
+            return Ok(Taken::Dropped);
+        };
+        if from == self.id {
+            return Ok(Taken::Dropped);
+        }
+        let now_ms = unix_ms();
+        let taken = self
+            .change(move |t| {
+                if t.seen(&from, &body.id, now_ms / 1000)? {
+                    return Ok(Taken::Duplicate);
+                }
+                // Sent before a change already applied from the requester (a remove that
+                // overtook it): the requester's later decision stands.
+                if !t.advance_peer_seq(&from, body.seq)? {
+                    return Ok(Taken::Dropped);
+                }
+                if t.is_blocked(&from)? || body.nospam != t.nospam()? {
+                    return Ok(Taken::Dropped);
+                }
+                if t.friend(&from)?.is_some() {
+                    queue_control(t, from, Change::Accept(t.info()?), now_ms)?;
+                    return Ok(Taken::ReAccepted);
+                }
+                let row = IncomingRow {
+                    request: body.id,
+                    info: body.info.clone(),
+                    hello: body.hello.to_vec(),
+                    received_unix_secs: now_ms / 1000,
+                };
+                t.put_incoming(&from, &row)?;
+                Ok(Taken::New(FriendRequest {
+                    from,
+                    info: row.info,
+                    hello: row.hello,
+                    received_unix_secs: row.received_unix_secs,
+                }))
+            })
+            .await?;
+        match &taken {
+            Taken::New(request) => self.emit(FriendEvent::Request(request.clone())),
+            Taken::ReAccepted => self.wake.notify_one(),
+            Taken::Duplicate | Taken::Dropped => {}
+        }
+        Ok(taken)
+    }
+
+    /// Takes a control item from `from` (once per item ID, and never one older than the
+    /// newest applied from `from`).
+    async fn take_control(&self, from: CarrierId, body: ControlBody) -> Result<(), FriendError> {
+        let now_ms = unix_ms();
+        let event = self
+            .change(move |t| {
+                if t.seen(&from, &body.id, now_ms / 1000)?
+                    || !t.advance_peer_seq(&from, body.seq)?
+                {
+                    return Ok(None);
+                }
+                match &body.change {
+                    Change::Accept(info) => {
+                        let asked = t.remove_outgoing(&from)?;
+                        OUTBOX.remove_kinds(t.txn(), &from, |kind| kind == KIND_REQUEST)?;
+                        if let Some(mut row) = t.friend(&from)? {
+                            row.info = info.clone();
+                            t.put_friend(&from, &row)?;
+                            return Ok(None);
+                        }
+                        if !asked || t.is_blocked(&from)? {
+                            return Ok(None);
+                        }
+                        // Both asked: the peer's own request is answered by the friendship.
+                        t.remove_incoming(&from)?;
+                        t.put_friend(
+                            &from,
+                            &FriendRow {
+                                label: String::new(),
+                                info: info.clone(),
+                                since_unix_secs: now_ms / 1000,
+                            },
+                        )?;
+                        Ok(Some(FriendEvent::Added(from)))
+                    }
+                    Change::Remove => {
+                        if !t.remove_friend(&from)? {
+                            return Ok(None);
+                        }
+                        // An accept still waiting for the remover (an answer to its request
+                        // asking again) would make the friendship again: it goes.
+                        OUTBOX.remove_kinds(t.txn(), &from, |kind| kind == KIND_CONTROL)?;
+                        Ok(Some(FriendEvent::Removed(from)))
+                    }
+                }
+            })
+            .await?;
+        if let Some(event) = event {
+            self.emit(event);
+        }
+        Ok(())
+    }
+
+    /// Drops the outbox items for `from` that `from` acknowledged.
+    async fn take_acks(&self, from: CarrierId, ids: Vec<OutboxId>) -> Result<(), FriendError> {
+        self.store
+            .write(move |txn| {
+                for id in &ids {
+                    OUTBOX.remove(txn, &from, id)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Takes what waits in the request mailbox of the current nospam and the friend layer's
+    /// letters in the message mailbox; deletes what was taken and acknowledges it to its
+    /// sender through the sender's mailbox.
+    async fn poll_mailboxes(&self) {
+        let nospam = read(&self.state).nospam;
+        let mut acks: HashMap<CarrierId, Vec<OutboxId>> = HashMap::new();
+        if let Ok(letters) = self.dht.fetch_requests(nospam).await {
+            for letter in letters {
+                let frame = wire::letter_frame(&letter.bytes).unwrap_or_default();
+                let id = match wire::decode(frame) {
+                    Ok(Body::Request(request)) => Some(request.id),
+                    _ => None,
+                };
+                if self.take_request(letter.sender, frame).await.is_ok() {
+                    if let Some(id) = id {
+                        acks.entry(letter.sender).or_default().push(id);
+                    }
+                    // A delete that fails is tried at the next check; the item is taken once.
+                    let _ = self.dht.delete(&letter).await;
+                }
+            }
+        }
+        if let Ok(letters) = self.dht.fetch().await {
+            for letter in letters {
+                // Letters of other layers are theirs to take.
+                let Some(frame) = wire::letter_frame(&letter.bytes) else {
+                    continue;
+                };
+                let taken = match wire::decode(frame) {
+                    Ok(Body::Control(control)) => {
+                        let id = control.id;
+                        let taken = self.take_control(letter.sender, control).await.is_ok();
+                        if taken {
+                            acks.entry(letter.sender).or_default().push(id);
+                        }
+                        taken
+                    }
+                    Ok(Body::Ack(ids)) => {
+                        self.take_acks(letter.sender, ids.into_vec()).await.is_ok()
+                    }
+                    // Malformed, or a request in the wrong mailbox: nothing to take.
+                    Ok(Body::Request(_)) | Err(_) => true,
+                };
+                if taken {
+                    let _ = self.dht.delete(&letter).await;
+                }
+            }
+        }
+        for (peer, ids) in acks {
+            for chunk in ids.chunks(MAX_ACKS) {
+                let ids = BoundedVec::truncating(chunk.to_vec());
+                // Lost acknowledgements cost a retry, which is taken once and acknowledged
+                // again.
+                let _ = self
+                    .dht
+                    .deposit(&peer, &wire::encode_letter(&Body::Ack(ids)))
+                    .await;
+            }
+        }
+    }
+
+    /// Publishes the node's signed peer record (its observed and local addresses).
+    async fn announce(&self) -> Result<usize, FriendError> {
+        let mut addrs = Vec::new();
+        if let Some(observed) = self.dht.observed_addr() {
+            addrs.push(observed);
+        }
+        let local = self.dht.local_addr();
+        if !local.ip().is_unspecified() && !addrs.contains(&local) {
+            addrs.push(local);
+        }
+        let now_ms = unix_ms();
+        let expires = (now_ms / 1000).saturating_add(self.config.record_ttl.as_secs());
+        // Two addresses and no relays always fit the record's caps.
+        let Ok(record) = PeerRecord::sign(&self.keypair, now_ms, expires, addrs, Vec::new()) else {
+            return Ok(0);
+        };
+        Ok(self.dht.announce(record).await?)
+    }
+
+    /// Tries to hand `entry` to its peer directly; whether the peer took it.
+    async fn deliver_direct(&self, entry: &OutboxEntry) -> bool {
+        let found = tokio::time::timeout(self.config.dial_timeout, self.dht.find_peer(&entry.peer));
+        let Ok(Ok(Some(record))) = found.await else {
+            return false;
+        };
+        let now = unix_ms() / 1000;
+        if record.id != entry.peer || record.expires_unix_secs < now {
+            return false;
+        }
+        for addr in record.addrs.iter().take(ADDRESSES_PER_ATTEMPT) {
+            let path = Path::Direct(*addr);
+            let taken = match entry.kind {
+                KIND_REQUEST => self.send_request(entry.peer, path, &entry.payload).await,
+                _ => self.send_control(entry.peer, path, &entry.payload).await,
+            };
+            if taken {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Sends one request frame on `carrier-request/1`; whether the peer took it. The dial
+    /// has `dial_timeout`, the answer [`REQUEST_TIMEOUT`] and a second more.
+    async fn send_request(&self, peer: CarrierId, path: Path, frame: &[u8]) -> bool {
+        let Some(bytes) = request::encode(frame) else {
+            return false;
+        };
+        let dialling = self.links.connect(peer, path, Alpn::Request);
+        let Ok(Ok(connection)) = tokio::time::timeout(self.config.dial_timeout, dialling).await
+        else {
+            return false;
+        };
+        let answer = REQUEST_TIMEOUT + Duration::from_secs(1);
+        let sent = tokio::time::timeout(answer, request::send(&connection, &bytes)).await;
+        matches!(sent, Ok(Ok(())))
+    }
+
+    /// Sends one control frame on a `carrier/1` control stream; whether the peer took it. The
+    /// dial has `dial_timeout`, the answer [`REQUEST_TIMEOUT`] and a second more.
+    async fn send_control(&self, peer: CarrierId, path: Path, frame: &[u8]) -> bool {
+        let Ok(length) = u16::try_from(frame.len()) else {
+            return false;
+        };
+        let dialling = self.links.dial(peer, path);
+        let Ok(Ok(link)) = tokio::time::timeout(self.config.dial_timeout, dialling).await else {
+            return false;
+        };
+        let sending = async {
+            let (mut send, mut recv) = link.connection().open_bi().await.ok()?;
+            let mut bytes = Vec::with_capacity(3 + frame.len());
+            bytes.push(STREAM_CONTROL);
+            bytes.extend_from_slice(&length.to_be_bytes());
+            bytes.extend_from_slice(frame);
+            send.write_all(&bytes).await.ok()?;
+            send.finish().ok()?;
+            let answer = recv.read_to_end(8).await.ok()?;
+            link.close(close::DONE, b"");
+            Some(answer == [ANSWER_TAKEN])
+        };
+        let answer = REQUEST_TIMEOUT + Duration::from_secs(1);
+        matches!(tokio::time::timeout(answer, sending).await, Ok(Some(true)))
+    }
+
+    /// Deposits `entry` in its peer's mailbox; whether every item was stored.
+    async fn deposit(&self, entry: &OutboxEntry) -> bool {
+        let mut letter = vec![wire::LETTER_TAG];
+        letter.extend_from_slice(&entry.payload);
+        let deposited = match entry.route {
+            Route::Requests(nospam) => {
+                self.dht
+                    .deposit_request(&Address::new(entry.peer, nospam), &letter)
+                    .await
+            }
+            Route::Messages => self.dht.deposit(&entry.peer, &letter).await,
+        };
+        deposited.is_ok()
+    }
+
+    /// One delivery attempt of `entry`: directly, else (when due) into the mailbox; the
+    /// outcome is committed before the next attempt is scheduled.
+    async fn attempt(&self, entry: OutboxEntry) {
+        let (peer, id) = (entry.peer, entry.id);
+        let written = if self.deliver_direct(&entry).await {
+            self.store
+                .write(move |txn| OUTBOX.remove(txn, &peer, &id).map(drop))
+                .await
+        } else {
+            let now = unix_ms();
+            let deposited =
+                self.config.retry.needs_deposit(&entry, now) && self.deposit(&entry).await;
+            let policy = self.config.retry;
+            self.store
+                .write(move |txn| OUTBOX.record_attempt(txn, &peer, &id, now, deposited, &policy))
+                .await
+        };
+        // A failed write leaves the entry as it was: it is tried again.
+        let _ = written;
+        lock(&self.in_flight).remove(&(peer, id));
+        self.wake.notify_one();
+    }
+
+    /// Serves one accepted `carrier/1` link: takes each control stream the peer opens.
+    async fn serve_link(self: Arc<Self>, link: Link) {
+        while let Ok((send, recv)) = link.connection().accept_bi().await {
+            self.spawn(self.clone().serve_stream(link.peer(), send, recv));
+        }
+    }
+
+    async fn serve_stream(
+        self: Arc<Self>,
+        peer: CarrierId,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) {
+        let reading = async {
+            let mut head = [0u8; 3];
+            recv.read_exact(&mut head).await.ok()?;
+            let length = usize::from(u16::from_be_bytes([head[1], head[2]]));
+            if head[0] != STREAM_CONTROL || length > MAX_CONTROL_FRAME_BYTES {
+                return None;
+            }
+            let mut frame = vec![0u8; length];
+            recv.read_exact(&mut frame).await.ok()?;
+            // One frame, then the end of the stream.
+            let mut after = [0u8; 1];
+            match recv.read(&mut after).await {
+                Ok(None) => Some(frame),
+                _ => None,
+            }
+        };
+        let Ok(Some(frame)) = tokio::time::timeout(REQUEST_TIMEOUT, reading).await else {
+            let _ = send.reset(close::REQUEST_MALFORMED);
+            return;
+        };
+        let taken = match wire::decode(&frame) {
+            Ok(Body::Control(control)) => self.take_control(peer, control).await.is_ok(),
+            Ok(Body::Ack(ids)) => self.take_acks(peer, ids.into_vec()).await.is_ok(),
+            // Nothing to take in it: taken as it is, so the sender stops sending it.
+            Ok(Body::Request(_)) | Err(_) => true,
+        };
+        let answer = if taken { ANSWER_TAKEN } else { 0 };
+        if send.write_all(&[answer]).await.is_ok() {
+            let _ = send.finish();
+            // Wait until the peer has the answer (or is gone), so dropping the stream does not
+            // cut it off.
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, send.stopped()).await;
+        }
+    }
+}
+
+async fn accept_loop(core: Arc<Core>) {
+    while let Some(accepted) = core.links.accept().await {
+        match accepted {
+            Accepted::Request(mut request) => {
+                let taker = core.clone();
+                core.spawn(async move {
+                    let core = taker;
+                    let frame = std::mem::take(&mut request.frame);
+                    let code = match core.take_request(request.from, &frame).await {
+                        Ok(_) => close::REQUEST_RECEIVED,
+                        Err(_) => close::REQUEST_NOT_TAKEN,
+                    };
+                    request.answer(code);
+                });
+            }
+            Accepted::Link(link) => {
+                core.spawn(core.clone().serve_link(link));
+            }
+        }
+    }
+}
+
+async fn outbox_loop(core: Arc<Core>) {
+    loop {
+        let now = unix_ms();
+        let mut next = now.saturating_add(millis(core.config.retry.max));
+        if let Ok(entries) = state::OUTBOX.load(&core.store) {
+            for entry in entries {
+                if entry.next_attempt_unix_ms > now {
+                    next = next.min(entry.next_attempt_unix_ms);
+                    continue;
+                }
+                {
+                    let mut in_flight = lock(&core.in_flight);
+                    if in_flight.len() >= MAX_DELIVERIES
+                        || !in_flight.insert((entry.peer, entry.id))
+                    {
+                        continue;
+                    }
+                }
+                let attempting = core.clone();
+                core.spawn(async move { attempting.attempt(entry).await });
+            }
+        }
+        let wait = Duration::from_millis(next.saturating_sub(now)).max(Duration::from_millis(10));
+        tokio::select! {
+            () = core.wake.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn poll_loop(core: Arc<Core>) {
+    loop {
+        core.poll_mailboxes().await;
+        tokio::time::sleep(core.config.poll_interval).await;
+    }
+}
+
+async fn announce_loop(core: Arc<Core>) {
+    loop {
+        let wait = match core.announce().await {
+            Ok(stored) if stored > 0 => core.config.announce_interval,
+            // Not bootstrapped yet, or nobody stored it: soon again.
+            _ => core.config.retry.initial,
+        };
+        tokio::time::sleep(wait).await;
+    }
+}

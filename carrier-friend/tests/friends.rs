@@ -1,0 +1,561 @@
+//! The friend layer between real nodes over 127.x.y.1 with a small DHT: request and accept,
+//! refuse, remove (online and to an offline friend), block, nospam rotation, and every error.
+#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use carrier_friend::dht::id::{CarrierId, Keypair, Nospam};
+use carrier_friend::dht::{BootstrapNode, Dht, DhtConfig};
+use carrier_friend::outbox::RetryPolicy;
+use carrier_friend::{
+    FriendError, FriendEvent, FriendEvents, Friends, FriendsConfig, UserInfo, MAX_HELLO_BYTES,
+    MAX_LABEL_BYTES,
+};
+
+/// DHT servers besides the friends' own nodes.
+const SEEDS: usize = 5;
+/// How long anything may take to arrive.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A small DHT on 127.20.i.1 (each node its own /24), and a place for the friends' data.
+struct Net {
+    seeds: Vec<Dht>,
+    dir: tempfile::TempDir,
+}
+
+fn server(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> DhtConfig {
+    let mut config = DhtConfig {
+        bind,
+        data_dir,
+        query_timeout: Duration::from_secs(10),
+        ..DhtConfig::default()
+    };
+    config.node.server = true;
+    config.bootstrap = seed
+        .map(|s| vec![BootstrapNode::new(s.id(), s.local_addr())])
+        .unwrap_or_default();
+    config
+}
+
+async fn net() -> Net {
+    let mut seeds: Vec<Dht> = Vec::new();
+    for i in 0..SEEDS {
+        let bind = SocketAddr::from(([127, 20, i as u8 + 1, 1], 0));
+        let dht = Dht::bind(server(bind, None, seeds.first())).await.unwrap();
+        if i > 0 {
+            dht.bootstrap().await.unwrap();
+        }
+        seeds.push(dht);
+    }
+    Net {
+        seeds,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// Short intervals, so offline delivery shows within seconds.
+fn quick() -> FriendsConfig {
+    FriendsConfig {
+        retry: RetryPolicy {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(1),
+            republish: Duration::from_secs(60),
+        },
+        poll_interval: Duration::from_millis(500),
+        announce_interval: Duration::from_secs(5),
+        dial_timeout: Duration::from_secs(2),
+        ..FriendsConfig::default()
+    }
+}
+
+struct Node {
+    friends: Friends,
+    events: FriendEvents,
+    dir: PathBuf,
+}
+
+impl Node {
+    fn id(&self) -> CarrierId {
+        self.friends.id()
+    }
+
+    fn address(&self) -> String {
+        self.friends.address().to_string()
+    }
+
+    /// The next event, within [`PATIENCE`].
+    async fn event(&mut self) -> FriendEvent {
+        tokio::time::timeout(PATIENCE, self.events.recv())
+            .await
+            .expect("no event in time")
+            .expect("events closed")
+    }
+
+    /// Stops the node and waits until its database is closed.
+    async fn stop(self) {
+        self.friends.shutdown().await;
+        let dht = self.friends.dht().clone();
+        drop(self.friends);
+        dht.shutdown().await.unwrap();
+    }
+}
+
+impl Net {
+    /// A friend node named `name` on 127.21.`n`.1, its data in the net's directory.
+    async fn node(&self, n: u8, name: &str) -> Node {
+        let bind = SocketAddr::from(([127, 21, n, 1], 0));
+        self.start(self.dir.path().join(name), bind).await
+    }
+
+    async fn start(&self, dir: PathBuf, bind: SocketAddr) -> Node {
+        // A stopped node's database closes once its last task has let go: wait for it.
+        let dht = wait_for(|| {
+            let config = server(bind, Some(dir.clone()), self.seeds.first());
+            async move { Dht::bind(config).await.ok() }
+        })
+        .await;
+        dht.bootstrap().await.unwrap();
+        let (friends, events) = Friends::start(dht, quick()).await.unwrap();
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        friends
+            .set_user_info(UserInfo::new(&name, "a test node").unwrap())
+            .await
+            .unwrap();
+        Node {
+            friends,
+            events,
+            dir,
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it gives something, within [`PATIENCE`].
+async fn wait_for<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `node` has no item waiting for an acknowledgement: every request and control
+/// item it sent was taken by its peer.
+async fn drained(node: &Node) {
+    wait_for(|| async { node.friends.outbox().unwrap().is_empty().then_some(()) }).await;
+}
+
+/// `a` asks `b`, `b` accepts: friends both ways.
+async fn befriend(a: &mut Node, b: &mut Node) {
+    a.friends.add_friend(&b.address(), b"hello").await.unwrap();
+    match b.event().await {
+        FriendEvent::Request(request) => assert_eq!(request.from, a.id()),
+        other => panic!("{other:?}"),
+    }
+    b.friends.accept_friend(&a.id()).await.unwrap();
+    assert_eq!(a.event().await, FriendEvent::Added(b.id()));
+    assert!(a.friends.is_friend(&b.id()) && b.friends.is_friend(&a.id()));
+}
+
+fn no_more_events(node: &mut Node) {
+    assert!(
+        node.events.try_recv().is_err(),
+        "an unexpected event at {}",
+        node.id()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_arrives_once_and_accepting_makes_both_friends() {
+    let net = net().await;
+    let mut alice = net.node(1, "alice").await;
+    let mut bob = net.node(2, "bob").await;
+
+    alice
+        .friends
+        .add_friend(&bob.address(), b"hi Bob, it is Alice")
+        .await
+        .unwrap();
+    assert_eq!(alice.friends.outgoing_requests().len(), 1);
+    let FriendEvent::Request(request) = bob.event().await else {
+        panic!("not a request");
+    };
+    assert_eq!(request.from, alice.id());
+    assert_eq!(request.hello, b"hi Bob, it is Alice");
+    assert_eq!(request.info.name(), "alice");
+    assert_eq!(bob.friends.incoming_requests(), vec![request]);
+    drained(&alice).await;
+
+    bob.friends.accept_friend(&alice.id()).await.unwrap();
+    assert!(bob.friends.is_friend(&alice.id()));
+    assert!(bob.friends.incoming_requests().is_empty());
+    assert_eq!(alice.event().await, FriendEvent::Added(bob.id()));
+    assert!(alice.friends.is_friend(&bob.id()));
+    assert!(alice.friends.outgoing_requests().is_empty());
+    let friends = alice.friends.friends();
+    assert_eq!(friends.len(), 1);
+    assert_eq!(friends[0].info.name(), "bob");
+    drained(&bob).await;
+
+    // Labels are local.
+    alice.friends.set_label(&bob.id(), "Bobby").await.unwrap();
+    assert_eq!(alice.friends.friends()[0].label, "Bobby");
+
+    // Asking a friend again succeeds: the friend answers with a fresh accept, no new request.
+    alice
+        .friends
+        .add_friend(&bob.address(), b"again")
+        .await
+        .unwrap();
+    drained(&alice).await;
+    drained(&bob).await;
+    wait_for(|| async { alice.friends.outgoing_requests().is_empty().then_some(()) }).await;
+    assert!(alice.friends.is_friend(&bob.id()) && bob.friends.is_friend(&alice.id()));
+    assert_eq!(alice.friends.friends()[0].label, "Bobby", "the label stays");
+
+    // Each event came exactly once.
+    bob.friends.check_mailboxes().await;
+    alice.friends.check_mailboxes().await;
+    no_more_events(&mut alice);
+    no_more_events(&mut bob);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_both_ask_one_accept_makes_them_friends_with_nothing_left_pending() {
+    let net = net().await;
+    let mut alice = net.node(1, "alice").await;
+    let mut bob = net.node(2, "bob").await;
+    alice
+        .friends
+        .add_friend(&bob.address(), b"hi")
+        .await
+        .unwrap();
+    bob.friends
+        .add_friend(&alice.address(), b"hi")
+        .await
+        .unwrap();
+    assert!(matches!(alice.event().await, FriendEvent::Request(_)));
+    assert!(matches!(bob.event().await, FriendEvent::Request(_)));
+    drained(&alice).await;
+    drained(&bob).await;
+
+    alice.friends.accept_friend(&bob.id()).await.unwrap();
+    assert_eq!(bob.event().await, FriendEvent::Added(alice.id()));
+    drained(&alice).await;
+    for node in [&alice, &bob] {
+        assert_eq!(node.friends.friends().len(), 1);
+        assert!(node.friends.incoming_requests().is_empty());
+        assert!(node.friends.outgoing_requests().is_empty());
+    }
+    no_more_events(&mut alice);
+    no_more_events(&mut bob);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_request_is_gone_and_nobody_is_a_friend() {
+    let net = net().await;
+    let mut alice = net.node(1, "alice").await;
+    let mut bob = net.node(2, "bob").await;
+    alice
+        .friends
+        .add_friend(&bob.address(), b"hello")
+        .await
+        .unwrap();
+    assert!(matches!(bob.event().await, FriendEvent::Request(_)));
+    bob.friends.refuse_friend(&alice.id()).await.unwrap();
+    assert!(bob.friends.incoming_requests().is_empty());
+    assert!(matches!(
+        bob.friends.accept_friend(&alice.id()).await,
+        Err(FriendError::UnknownRequest(id)) if id == alice.id()
+    ));
+    drained(&alice).await;
+    assert!(!alice.friends.is_friend(&bob.id()) && !bob.friends.is_friend(&alice.id()));
+    no_more_events(&mut alice);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline() {
+    let net = net().await;
+    let mut alice = net.node(1, "alice").await;
+    let mut bob = net.node(2, "bob").await;
+    let mut carol = net.node(3, "carol").await;
+    befriend(&mut alice, &mut bob).await;
+    befriend(&mut alice, &mut carol).await;
+    drained(&bob).await;
+    drained(&carol).await;
+
+    // Bob is online.
+    alice.friends.remove_friend(&bob.id()).await.unwrap();
+    assert!(!alice.friends.is_friend(&bob.id()));
+    assert_eq!(bob.event().await, FriendEvent::Removed(alice.id()));
+    assert!(!bob.friends.is_friend(&alice.id()));
+    drained(&alice).await;
+
+    // Carol is offline when Alice removes her: the remove waits in Carol's mailbox.
+    let carol_id = carol.id();
+    let carol_dir = carol.dir.clone();
+    carol.stop().await;
+    alice.friends.remove_friend(&carol_id).await.unwrap();
+    wait_for(|| async {
+        let outbox = alice.friends.outbox().unwrap();
+        outbox
+            .iter()
+            .any(|e| e.peer == carol_id && e.deposited_unix_ms.is_some())
+            .then_some(())
+    })
+    .await;
+    let mut carol = net
+        .start(carol_dir, SocketAddr::from(([127, 21, 3, 1], 0)))
+        .await;
+    assert_eq!(carol.id(), carol_id);
+    assert_eq!(carol.event().await, FriendEvent::Removed(alice.id()));
+    assert!(!carol.friends.is_friend(&alice.id()));
+    assert!(carol.friends.friends().is_empty());
+    drained(&alice).await;
+    no_more_events(&mut carol);
+
+    assert!(matches!(
+        alice.friends.remove_friend(&carol_id).await,
+        Err(FriendError::NotAFriend(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asking_a_friend_again_then_removing_it_ends_the_friendship_whatever_arrives_last() {
+    let net = net().await;
+    let mut alice = net.node(1, "alice").await;
+    let mut bob = net.node(2, "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    drained(&bob).await;
+
+    // Bob answers the request with an accept; the remove may overtake it either way.
+    alice
+        .friends
+        .add_friend(&bob.address(), b"still friends?")
+        .await
+        .unwrap();
+    alice.friends.remove_friend(&bob.id()).await.unwrap();
+    assert!(alice.friends.outgoing_requests().is_empty());
+    assert_eq!(bob.event().await, FriendEvent::Removed(alice.id()));
+    drained(&alice).await;
+    drained(&bob).await;
+    alice.friends.check_mailboxes().await;
+    bob.friends.check_mailboxes().await;
+    assert!(!alice.friends.is_friend(&bob.id()));
+    assert!(!bob.friends.is_friend(&alice.id()));
+    no_more_events(&mut alice);
+    no_more_events(&mut bob);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_requester_is_dropped_silently() {
+    let net = net().await;
+    let alice = net.node(1, "alice").await;
+    let mut bob = net.node(2, "bob").await;
+    bob.friends.block(&alice.id()).await.unwrap();
+    assert_eq!(bob.friends.blocked(), vec![alice.id()]);
+
+    alice
+        .friends
+        .add_friend(&bob.address(), b"let me in")
+        .await
+        .unwrap();
+    // Bob took the request (so Alice stops sending it) and dropped it.
+    drained(&alice).await;
+    bob.friends.check_mailboxes().await;
+    assert!(bob.friends.incoming_requests().is_empty());
+    no_more_events(&mut bob);
+
+    // Unblocked, Alice's next request arrives.
+    assert!(bob.friends.unblock(&alice.id()).await.unwrap());
+    alice
+        .friends
+        .add_friend(&bob.address(), b"now?")
+        .await
+        .unwrap();
+    match bob.event().await {
+        FriendEvent::Request(request) => assert_eq!(request.hello, b"now?"),
+        other => panic!("{other:?}"),
+    }
+
+    // Blocking drops a pending request too.
+    bob.friends.block(&alice.id()).await.unwrap();
+    assert!(bob.friends.incoming_requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_nospam_rotation_requests_to_the_old_address_are_dropped() {
+    let net = net().await;
+    let alice = net.node(1, "alice").await;
+    let mut bob = net.node(2, "bob").await;
+    let old = bob.friends.address();
+    let new = Nospam(old.nospam().0.wrapping_add(1));
+    bob.friends.set_nospam(new).await.unwrap();
+    assert_eq!(bob.friends.address().nospam(), new);
+    assert_eq!(bob.friends.address().id(), old.id());
+
+    alice
+        .friends
+        .add_friend(&old.to_string(), b"old address")
+        .await
+        .unwrap();
+    drained(&alice).await;
+    bob.friends.check_mailboxes().await;
+    assert!(bob.friends.incoming_requests().is_empty());
+    no_more_events(&mut bob);
+
+    alice
+        .friends
+        .add_friend(&bob.address(), b"new address")
+        .await
+        .unwrap();
+    match bob.event().await {
+        FriendEvent::Request(request) => assert_eq!(request.hello, b"new address"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_an_offline_node_arrives_when_it_starts_and_so_does_the_accept() {
+    let net = net().await;
+    let alice = net.node(1, "alice").await;
+    let bob = net.node(2, "bob").await;
+    let (bob_address, bob_dir) = (bob.address(), bob.dir.clone());
+    bob.stop().await;
+
+    alice
+        .friends
+        .add_friend(&bob_address, b"are you there?")
+        .await
+        .unwrap();
+    wait_for(|| async {
+        let outbox = alice.friends.outbox().unwrap();
+        outbox
+            .iter()
+            .any(|e| e.deposited_unix_ms.is_some())
+            .then_some(())
+    })
+    .await;
+
+    let mut bob = net
+        .start(bob_dir, SocketAddr::from(([127, 21, 2, 1], 0)))
+        .await;
+    match bob.event().await {
+        FriendEvent::Request(request) => {
+            assert_eq!(request.from, alice.id());
+            assert_eq!(request.hello, b"are you there?");
+        }
+        other => panic!("{other:?}"),
+    }
+    drained(&alice).await;
+
+    // Now Alice is offline when Bob accepts: the accept waits in her mailbox.
+    let (alice_id, alice_dir) = (alice.id(), alice.dir.clone());
+    alice.stop().await;
+    bob.friends.accept_friend(&alice_id).await.unwrap();
+    assert!(bob.friends.is_friend(&alice_id));
+    wait_for(|| async {
+        let outbox = bob.friends.outbox().unwrap();
+        outbox
+            .iter()
+            .any(|e| e.peer == alice_id && e.deposited_unix_ms.is_some())
+            .then_some(())
+    })
+    .await;
+    let mut alice = net
+        .start(alice_dir, SocketAddr::from(([127, 21, 1, 1], 0)))
+        .await;
+    assert_eq!(alice.event().await, FriendEvent::Added(bob.id()));
+    assert!(alice.friends.is_friend(&bob.id()));
+    assert!(alice.friends.outgoing_requests().is_empty());
+    drained(&bob).await;
+    bob.friends.check_mailboxes().await;
+    alice.friends.check_mailboxes().await;
+    no_more_events(&mut bob);
+    no_more_events(&mut alice);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_misuse_is_its_own_error() {
+    let net = net().await;
+    let alice = net.node(1, "alice").await;
+    let bob = net.node(2, "bob").await;
+    let f = &alice.friends;
+
+    assert!(matches!(
+        f.add_friend(&alice.address(), b"me").await,
+        Err(FriendError::Yourself)
+    ));
+    assert!(matches!(
+        f.add_friend("not an address", b"hi").await,
+        Err(FriendError::InvalidAddress(_))
+    ));
+    // One character changed: the checksum catches it.
+    let mut damaged = bob.address().into_bytes();
+    let last = damaged.len() - 1;
+    damaged[last] = if damaged[last] == b'2' { b'3' } else { b'2' };
+    assert!(matches!(
+        f.add_friend(std::str::from_utf8(&damaged).unwrap(), b"hi")
+            .await,
+        Err(FriendError::InvalidAddress(_))
+    ));
+    assert!(matches!(
+        f.add_friend(&bob.address(), b"").await,
+        Err(FriendError::EmptyHello)
+    ));
+    assert!(matches!(
+        f.add_friend(&bob.address(), &[b'x'; MAX_HELLO_BYTES + 1])
+            .await,
+        Err(FriendError::HelloTooLong {
+            len: 1025,
+            max: 1024
+        })
+    ));
+    let stranger = Keypair::generate().id();
+    assert!(matches!(
+        f.accept_friend(&stranger).await,
+        Err(FriendError::UnknownRequest(id)) if id == stranger
+    ));
+    assert!(matches!(
+        f.refuse_friend(&stranger).await,
+        Err(FriendError::UnknownRequest(id)) if id == stranger
+    ));
+    f.block(&bob.id()).await.unwrap();
+    assert!(matches!(
+        f.add_friend(&bob.address(), b"hi").await,
+        Err(FriendError::Blocked(id)) if id == bob.id()
+    ));
+    assert!(matches!(
+        f.remove_friend(&stranger).await,
+        Err(FriendError::NotAFriend(_))
+    ));
+    assert!(matches!(
+        f.set_label(&stranger, &"l".repeat(MAX_LABEL_BYTES + 1))
+            .await,
+        Err(FriendError::LabelTooLong { .. })
+    ));
+    assert!(matches!(
+        f.block(&alice.id()).await,
+        Err(FriendError::Yourself)
+    ));
+    // Nothing was sent for any of them.
+    assert!(f.outbox().unwrap().is_empty());
+    assert!(f.outgoing_requests().is_empty());
+
+    // The friend layer needs the node's database.
+    let memory_only = Dht::bind(server(SocketAddr::from(([127, 21, 9, 1], 0)), None, None))
+        .await
+        .unwrap();
+    assert!(matches!(
+        Friends::start(memory_only, quick()).await,
+        Err(FriendError::NoStore)
+    ));
+}
