@@ -64,6 +64,7 @@ pub mod close;
 mod endpoint;
 mod error;
 mod gate;
+pub mod layer;
 mod link;
 mod path_table;
 mod quic_socket;
@@ -77,6 +78,7 @@ pub use alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
 pub use endpoint::{LinkConfig, LinkEndpoint, LinkStats, MAX_PENDING_HANDSHAKES};
 pub use error::{DialError, EndpointError, PathError, RequestError, TlsError};
 pub use gate::{AllowList, FriendGate};
+pub use layer::{Inbound, Layer, LayerInbox, LayerRouter};
 pub use link::{Accepted, IncomingRequest, Link};
 pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES};
 /// quinn, as this crate uses it: the layers above reach streams and connections through it.
