@@ -93,6 +93,7 @@ mod endpoint;
 mod error;
 mod friends;
 mod gate;
+pub mod layer;
 mod link;
 pub mod outbox;
 mod path_table;
@@ -112,6 +113,7 @@ pub use friends::{
     Friend, FriendEvent, FriendEvents, FriendRequest, Friends, FriendsConfig, OutgoingRequest,
 };
 pub use gate::{AllowList, FriendGate};
+pub use layer::{Inbound, Layer, LayerInbox, LayerRouter};
 pub use link::{Accepted, IncomingRequest, Link};
 pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES};
 /// quinn, as this crate uses it: the layers above reach streams and connections through it.
