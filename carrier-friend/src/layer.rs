@@ -314,10 +314,11 @@ impl LayerRouter {
     /// its own task, so a slow stream never holds up the others.
     pub fn serve(&self, link: Link) -> JoinHandle<()> {
         let router = self.clone();
-        tokio::spawn(async move { router.run(link).await })
+        tokio::spawn(async move { router.route(link).await })
     }
 
-    async fn run(self, link: Link) {
+    /// What [`serve`](Self::serve) runs, in the caller's task: returns when `link` closes.
+    pub async fn route(self, link: Link) {
         let connection = link.connection().clone();
         let peer = link.peer();
         loop {

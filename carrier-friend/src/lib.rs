@@ -95,6 +95,7 @@ mod friends;
 mod gate;
 pub mod layer;
 mod link;
+mod live;
 pub mod outbox;
 mod path_table;
 mod quic_socket;
@@ -113,11 +114,14 @@ pub use friends::{
     Friend, FriendEvent, FriendEvents, FriendRequest, Friends, FriendsConfig, OutgoingRequest,
 };
 pub use gate::{AllowList, FriendGate};
-pub use layer::{Inbound, Layer, LayerInbox, LayerRouter};
+pub use layer::{AlreadyRegistered, Inbound, Layer, LayerInbox, LayerRouter};
 pub use link::{Accepted, IncomingRequest, Link};
 pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES};
 /// quinn, as this crate uses it: the layers above reach streams and connections through it.
 pub use quinn;
 pub use request::{MAX_REQUEST_FRAME_BYTES, REQUEST_TIMEOUT};
 pub use stranger_limit::{StrangerLimit, MAX_TRACKED_SOURCES};
-pub use wire::{UserInfo, MAX_DESCRIPTION_BYTES, MAX_HELLO_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES};
+pub use wire::{
+    InfoError, Presence, UserInfo, MAX_DESCRIPTION_BYTES, MAX_EMAIL_BYTES, MAX_GENDER_BYTES,
+    MAX_HELLO_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_PHONE_BYTES, MAX_REGION_BYTES,
+};

@@ -14,7 +14,9 @@
 //!   such streams at once.
 //! - **Liveness**: a keep-alive every [`KEEPALIVE_INTERVAL`] holds NAT mappings open (most
 //!   time out after 30 s or more of silence), and a link silent for [`IDLE_TIMEOUT`] is dead:
-//!   two missed keep-alives.
+//!   two missed keep-alives. A friend that vanishes (killed, unplugged) is seen gone between
+//!   10 and 20 s later (its last packet came at most one keep-alive before it vanished), well
+//!   within the friend layer's promise of 30 s.
 //! - **Size of packets**: [`INITIAL_MTU_BYTES`] fits every path, a relay's framing included;
 //!   path MTU discovery may grow it up to [`MAX_MTU_BYTES`] (a 1500-byte Ethernet MTU under
 //!   IPv6 and UDP headers) where the path proves it. See [`crate::PathTable`] for why one MTU
@@ -48,10 +50,10 @@ pub const DATAGRAM_RECEIVE_BUFFER_BYTES: usize = 256 * 1024;
 pub const DATAGRAM_SEND_BUFFER_BYTES: usize = 256 * 1024;
 
 /// How often an otherwise silent link sends a keep-alive.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How long a link may hear nothing before it is dead.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The QUIC packet size every link starts at: QUIC's minimum, which fits every path.
 pub const INITIAL_MTU_BYTES: u16 = 1200;
@@ -79,7 +81,7 @@ pub fn transport_config() -> Arc<TransportConfig> {
             mtu
         }));
     // The constant is far below the 2^62 limit of an idle timeout, so this cannot fail; were
-    // it to, quinn's default (30 s, the same value) applies.
+    // it to, quinn's default (30 s) applies.
     if let Ok(idle) = IdleTimeout::try_from(IDLE_TIMEOUT) {
         config.max_idle_timeout(Some(idle));
     }
