@@ -1,4 +1,11 @@
-//! [`Friends`]: friend requests that survive restarts and offline peers, and the friend list.
+//! [`Friends`]: friend requests that survive restarts and offline peers, the friend list, one
+//! live link per online friend, and the user info and presence friends tell each other.
+//!
+//! Links: a node dials every friend it holds no link to (looking its peer record up, with
+//! backoff) and accepts friends' dials; when both dial at once one link survives on both sides
+//! ([`crate::live`] has the rule). Every link is served by the layer's [`LayerRouter`], so each
+//! layer above receives only its own streams; the friend layer's own travel as
+//! [`Layer::Friend`] streams.
 //!
 //! A request goes straight to the target over `carrier-request/1` when its peer record names
 //! an address that answers; otherwise into the target's request mailbox (the one its nospam
@@ -346,7 +353,7 @@ fn put_item(
 #[derive(Debug)]
 enum Taken {
     /// A new request: reported.
-    New(FriendRequest),
+    New(Box<FriendRequest>),
     /// Taken before.
     Duplicate,
     /// Dropped on purpose (blocked sender, old nospam, ourselves, malformed).
@@ -889,16 +896,16 @@ impl Core {
                     received_unix_secs: now_ms / 1000,
                 };
                 t.put_incoming(&from, &row)?;
-                Ok(Taken::New(FriendRequest {
+                Ok(Taken::New(Box::new(FriendRequest {
                     from,
                     info: row.info,
                     hello: row.hello,
                     received_unix_secs: row.received_unix_secs,
-                }))
+                })))
             })
             .await?;
         match &taken {
-            Taken::New(request) => self.emit(FriendEvent::Request(request.clone())),
+            Taken::New(request) => self.emit(FriendEvent::Request((**request).clone())),
             Taken::ReAccepted => self.wake.notify_one(),
             Taken::Duplicate | Taken::Dropped => {}
         }
