@@ -536,6 +536,7 @@ impl Friends {
                 }
                 let payload = wire::encode(&Body::Request(RequestBody {
                     id: request,
+                    seq: t.next_control_seq(now_ms)?,
                     nospam,
                     info: t.info()?,
                     hello: hello.clone(),
@@ -882,6 +883,11 @@ impl Core {
                 if t.seen(&from, &body.id, now_ms / 1000)? {
                     return Ok(Taken::Duplicate);
                 }
+                // Sent before a change already applied from the requester (a remove that
+                // overtook it): the requester's later decision stands.
+                if !t.advance_peer_seq(&from, body.seq)? {
+                    return Ok(Taken::Dropped);
+                }
                 if t.is_blocked(&from)? || body.nospam != t.nospam()? {
                     return Ok(Taken::Dropped);
                 }
@@ -938,6 +944,8 @@ impl Core {
                         if !asked || t.is_blocked(&from)? {
                             return Ok(None);
                         }
+                        // Both asked: the peer's own request is answered by the friendship.
+                        t.remove_incoming(&from)?;
                         t.put_friend(
                             &from,
                             &FriendRow {

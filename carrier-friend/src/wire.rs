@@ -262,6 +262,9 @@ pub enum Presence {
 pub(crate) struct RequestBody {
     /// The request's ID: the receiver keeps it to take the request once only.
     pub(crate) id: OutboxId,
+    /// The requester's control sequence when it asked (see [`ControlBody::seq`]): a request
+    /// older than a remove the receiver already applied from the requester is dropped.
+    pub(crate) seq: u64,
     /// The nospam of the address the requester used.
     pub(crate) nospam: Nospam,
     /// The requester's user info.
@@ -407,6 +410,7 @@ mod tests {
     fn request(hello: &[u8]) -> Body {
         Body::Request(RequestBody {
             id: OutboxId([7; 16]),
+            seq: 1_764_000_000_000,
             nospam: Nospam(0xdead_beef),
             info: UserInfo::new("Alice", "likes QUIC").unwrap(),
             hello: BoundedBytes::from_slice(hello).unwrap(),
@@ -457,6 +461,7 @@ mod tests {
         assert_eq!(decode(&bytes), Err(WireError::Trailing(1)));
         let empty = Body::Request(RequestBody {
             id: OutboxId([7; 16]),
+            seq: 1,
             nospam: Nospam(1),
             info: UserInfo::default(),
             hello: BoundedBytes::default(),

@@ -248,6 +248,37 @@ async fn a_request_arrives_once_and_accepting_makes_both_friends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_both_ask_one_accept_makes_them_friends_with_nothing_left_pending() {
+    let net = net().await;
+    let mut alice = net.node(1, "alice").await;
+    let mut bob = net.node(2, "bob").await;
+    alice
+        .friends
+        .add_friend(&bob.address(), b"hi")
+        .await
+        .unwrap();
+    bob.friends
+        .add_friend(&alice.address(), b"hi")
+        .await
+        .unwrap();
+    assert!(matches!(alice.event().await, FriendEvent::Request(_)));
+    assert!(matches!(bob.event().await, FriendEvent::Request(_)));
+    drained(&alice).await;
+    drained(&bob).await;
+
+    alice.friends.accept_friend(&bob.id()).await.unwrap();
+    assert_eq!(bob.event().await, FriendEvent::Added(alice.id()));
+    drained(&alice).await;
+    for node in [&alice, &bob] {
+        assert_eq!(node.friends.friends().len(), 1);
+        assert!(node.friends.incoming_requests().is_empty());
+        assert!(node.friends.outgoing_requests().is_empty());
+    }
+    no_more_events(&mut alice);
+    no_more_events(&mut bob);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_request_is_gone_and_nobody_is_a_friend() {
     let net = net().await;
     let mut alice = net.node(1, "alice").await;
