@@ -1285,6 +1285,10 @@ impl Core {
                 let attempts = backoff.get(&peer).map_or(0, |b| b.0).saturating_add(1);
                 let wait = self.link_backoff(attempts);
                 backoff.insert(peer, (attempts, Instant::now() + wait));
+            } else if code == Some(close::DUPLICATE) {
+                // The peer keeps another link: no dial of ours during the grace, or it would
+                // start one more race.
+                backoff.insert(peer, (0, Instant::now() + DUPLICATE_GRACE));
             } else {
                 backoff.remove(&peer);
             }
