@@ -31,6 +31,25 @@ struct Held {
     serial: u64,
 }
 
+/// Whether link `a` beats link `b`, each `(dialled by this node, since, serial)`, for a node
+/// whose ID is the lower of the pair if `lower_dials`.
+fn beats(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instant, u64)) -> bool {
+    let ((a_dialled, a_since, a_serial), (b_dialled, b_since, b_serial)) = (a, b);
+    if a_since.saturating_duration_since(b_since) > RACE_WINDOW {
+        return true;
+    }
+    if b_since.saturating_duration_since(a_since) > RACE_WINDOW {
+        return false;
+    }
+    // The link dialled by the lower ID: ours if we are lower, the accepted one if not.
+    if a_dialled != b_dialled {
+        return a_dialled == lower_dials;
+    }
+    // Two dialled the same way within the window: the older, which the other side has most
+    // likely seen first too.
+    a_serial < b_serial
+}
+
 /// The links held, by peer: after every [`add`](LiveLinks::add), at most one per peer.
 #[derive(Debug)]
 pub(crate) struct LiveLinks {
@@ -50,20 +69,12 @@ impl LiveLinks {
 
     /// Whether `a` beats `b` (both links to `peer`).
     fn beats(&self, peer: &CarrierId, a: &Held, b: &Held) -> bool {
-        if a.since.saturating_duration_since(b.since) > RACE_WINDOW {
-            return true;
-        }
-        if b.since.saturating_duration_since(a.since) > RACE_WINDOW {
-            return false;
-        }
-        // The link dialled by the lower ID: ours if we are lower, the accepted one if not.
         let lower_dials = self.me.to_bytes() < peer.to_bytes();
-        if a.dialled != b.dialled {
-            return a.dialled == lower_dials;
-        }
-        // Two dialled the same way within the window: the older, which the other side
-        // has most likely seen first too.
-        a.serial < b.serial
+        beats(
+            lower_dials,
+            (a.dialled, a.since, a.serial),
+            (b.dialled, b.since, b.serial),
+        )
     }
 
     /// Holds `link` (`dialled` by this node, or accepted) as of `now`; returns the link that
@@ -116,5 +127,37 @@ impl LiveLinks {
     /// Every peer a link is held for.
     pub(crate) fn peers(&self) -> Vec<CarrierId> {
         self.by_peer.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_sides_keep_the_link_the_lower_id_dialled() {
+        let now = Instant::now();
+        let soon = now + Duration::from_millis(30);
+        // The lower node holds its own dial and gets the other's: its own stays.
+        assert!(beats(true, (true, now, 1), (false, soon, 2)));
+        assert!(!beats(true, (false, soon, 2), (true, now, 1)));
+        // The higher node holds its own dial and gets the lower's: the lower's wins, whatever
+        // came first.
+        assert!(beats(false, (false, soon, 2), (true, now, 1)));
+        assert!(beats(false, (false, now, 1), (true, soon, 2)));
+    }
+
+    #[test]
+    fn a_link_long_after_the_held_one_replaces_it_and_same_way_dials_keep_the_older() {
+        let now = Instant::now();
+        let later = now + RACE_WINDOW + Duration::from_millis(1);
+        for lower_dials in [true, false] {
+            for (new, old) in [(true, true), (true, false), (false, true), (false, false)] {
+                assert!(beats(lower_dials, (new, later, 2), (old, now, 1)));
+                assert!(!beats(lower_dials, (old, now, 1), (new, later, 2)));
+            }
+            assert!(beats(lower_dials, (true, now, 1), (true, now, 2)));
+            assert!(!beats(lower_dials, (false, now, 2), (false, now, 1)));
+        }
     }
 }
