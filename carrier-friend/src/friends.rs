@@ -986,19 +986,22 @@ impl Core {
 
     /// Takes a profile (user info and presence) from friend `from`: applied if it is newer
     /// than the newest profile or accept applied from `from`; each change is reported.
-    async fn take_profile(&self, from: CarrierId, body: ProfileBody) -> Result<(), FriendError> {
+    /// Returns whether it was taken: a profile from a peer that is not a friend (yet) is not,
+    /// so its sender tries again (its accept may still be on the way; a remove on the way
+    /// drops the profile from the sender's outbox).
+    async fn take_profile(&self, from: CarrierId, body: ProfileBody) -> Result<bool, FriendError> {
         let now_ms = unix_ms();
-        let events = self
+        let (taken, events) = self
             .change(move |t| {
                 let mut events = Vec::new();
-                if t.seen(&from, &body.id, now_ms / 1000)? {
-                    return Ok(events);
-                }
                 let Some(mut row) = t.friend(&from)? else {
-                    return Ok(events);
+                    return Ok((false, events));
                 };
+                if t.seen(&from, &body.id, now_ms / 1000)? {
+                    return Ok((true, events));
+                }
                 if body.seq <= row.profile_seq {
-                    return Ok(events);
+                    return Ok((true, events));
                 }
                 if row.info != body.info {
                     events.push(FriendEvent::InfoChanged(from, body.info.clone()));
@@ -1010,13 +1013,13 @@ impl Core {
                 row.presence = body.presence;
                 row.profile_seq = body.seq;
                 t.put_friend(&from, &row)?;
-                Ok(events)
+                Ok((true, events))
             })
             .await?;
         for event in events {
             self.emit(event);
         }
-        Ok(())
+        Ok(taken)
     }
 
     /// Drops the outbox items for `from` that `from` acknowledged.
@@ -1074,7 +1077,8 @@ impl Core {
                     }
                     Ok(Body::Profile(profile)) => {
                         let id = profile.id;
-                        let taken = self.take_profile(letter.sender, profile).await.is_ok();
+                        let taken =
+                            matches!(self.take_profile(letter.sender, profile).await, Ok(true));
                         if taken {
                             acks.entry(letter.sender).or_default().push(id);
                         }
@@ -1132,6 +1136,10 @@ impl Core {
             let held = lock(&self.live).get(&entry.peer);
             if let Some(link) = held {
                 if self.send_on_link(&link, &entry.payload).await {
+                    if !read(&self.state).friends.contains_key(&entry.peer) {
+                        // The remove is delivered: the link has no more use.
+                        link.close(close::DONE, b"");
+                    }
                     return true;
                 }
             }
@@ -1405,7 +1413,9 @@ impl Core {
         let taken = match wire::decode(&frame) {
             Ok(Body::Control(control)) => self.take_control(peer, control).await.is_ok(),
             Ok(Body::Ack(ids)) => self.take_acks(peer, ids.into_vec()).await.is_ok(),
-            Ok(Body::Profile(profile)) => self.take_profile(peer, profile).await.is_ok(),
+            Ok(Body::Profile(profile)) => {
+                matches!(self.take_profile(peer, profile).await, Ok(true))
+            }
             // Nothing to take in it: taken as it is, so the sender stops sending it.
             Ok(Body::Request(_)) | Err(_) => true,
         };
@@ -1446,7 +1456,9 @@ async fn outbox_loop(core: Arc<Core>) {
         if let Ok(mut entries) = state::OUTBOX.load(&core.store) {
             // Oldest first, and one delivery per peer at a time: items to a peer arrive in
             // the order they were made (a remove never overtakes the request before it).
-            entries.sort_by_key(|entry| entry.created_unix_ms);
+            // Made in the same millisecond, requests go before control items before profiles
+            // (an accept must arrive before the profile that follows it).
+            entries.sort_by_key(|entry| (entry.created_unix_ms, entry.kind));
             for entry in entries {
                 if entry.next_attempt_unix_ms > now {
                     next = next.min(entry.next_attempt_unix_ms);
