@@ -385,7 +385,12 @@ impl Friends {
         link_config.max_pending_handshakes = config.max_pending_handshakes;
         let links = LinkEndpoint::new(dht.socket().clone(), &keypair, link_config)?;
         let (events, receiver) = mpsc::unbounded_channel();
-        let router = LayerRouter::new();
+        // The layers above hear only friends; a peer this node asked (admitted by the gate
+        // so its accept can arrive) reaches the friend layer alone.
+        let admitted = state.clone();
+        let router = LayerRouter::with_admission(move |peer, layer| {
+            layer == Layer::Friend || read(&admitted).friends.contains_key(peer)
+        });
         // Invariant: a fresh router has no inboxes, so the first registration cannot fail.
         #[allow(clippy::expect_used)]
         let inbox = router

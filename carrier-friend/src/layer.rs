@@ -94,6 +94,9 @@ pub mod codes {
     pub const BUSY: VarInt = VarInt::from_u32(0x4c03);
     /// The header did not arrive within [`HEADER_TIMEOUT`](super::HEADER_TIMEOUT).
     pub const NO_HEADER: VarInt = VarInt::from_u32(0x4c04);
+    /// The router's admission refused this peer for this layer (the friend layer admits only
+    /// its own traffic from a peer that is not a friend yet).
+    pub const NOT_ADMITTED: VarInt = VarInt::from_u32(0x4c05);
 }
 
 /// How long a new stream may take to deliver its header byte, and how long it may wait for
@@ -230,6 +233,8 @@ pub struct RouterStats {
     pub full_datagrams: u64,
     /// Streams refused because their header was late or their inbox stayed full.
     pub late_streams: u64,
+    /// Streams and datagrams the router's admission refused.
+    pub not_admitted: u64,
 }
 
 #[derive(Default)]
@@ -239,16 +244,21 @@ struct Counters {
     no_receiver: AtomicU64,
     full_datagrams: AtomicU64,
     late_streams: AtomicU64,
+    not_admitted: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Whether a peer's stream or datagram for a layer may reach the layer's inbox.
+type Admission = Arc<dyn Fn(&CarrierId, Layer) -> bool + Send + Sync>;
+
 #[derive(Default)]
 struct Shared {
     inboxes: Mutex<HashMap<Layer, mpsc::Sender<Inbound>>>,
     counters: Counters,
+    admission: Option<Admission>,
 }
 
 /// Routes the streams and datagrams of friend links to the inbox of the layer each header
@@ -270,6 +280,27 @@ impl LayerRouter {
     /// A router with no inboxes yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A router with no inboxes yet that routes a stream or datagram only if `admits(peer,
+    /// layer)`; anything else is refused with [`codes::NOT_ADMITTED`] (a datagram dropped and
+    /// counted as `not_admitted`).
+    pub fn with_admission(
+        admits: impl Fn(&CarrierId, Layer) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                admission: Some(Arc::new(admits)),
+                ..Shared::default()
+            }),
+        }
+    }
+
+    fn admits(&self, peer: &CarrierId, layer: Layer) -> bool {
+        self.shared
+            .admission
+            .as_ref()
+            .is_none_or(|admits| admits(peer, layer))
     }
 
     /// The inbox of `layer`. Each layer has at most one; registering it again is an error
@@ -297,6 +328,7 @@ impl LayerRouter {
             no_receiver: c.no_receiver.load(Ordering::Relaxed),
             full_datagrams: c.full_datagrams.load(Ordering::Relaxed),
             late_streams: c.late_streams.load(Ordering::Relaxed),
+            not_admitted: c.not_admitted.load(Ordering::Relaxed),
         }
     }
 
@@ -349,6 +381,9 @@ impl LayerRouter {
             Ok((layer, _)) => layer,
             Err(_) => return bump(&counters.unknown_datagrams),
         };
+        if !self.admits(&peer, layer) {
+            return bump(&counters.not_admitted);
+        }
         let Some(inbox) = self.inbox(layer) else {
             return bump(&counters.no_receiver);
         };
@@ -385,6 +420,10 @@ impl LayerRouter {
                 return refuse(codes::UNKNOWN_LAYER, send, recv);
             }
         };
+        if !self.admits(&peer, layer) {
+            bump(&counters.not_admitted);
+            return refuse(codes::NOT_ADMITTED, send, recv);
+        }
         let Some(inbox) = self.inbox(layer) else {
             bump(&counters.no_receiver);
             return refuse(codes::NO_RECEIVER, send, recv);

@@ -428,27 +428,38 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
     let (mut send, mut recv) = link.open_bi(Layer::Stream).await.unwrap();
     send.write_all(b"ping").await.unwrap();
     send.finish().unwrap();
-    for (inbox, want) in [
-        (&mut msgs, &b"a message"[..]),
-        (&mut sessions, b"a session"),
-    ] {
-        let Inbound::Uni { peer, mut recv } = inbox.recv().await.unwrap() else {
-            panic!("not a uni stream");
-        };
-        assert_eq!(peer, alice_id);
-        assert_eq!(recv.read_to_end(64).await.unwrap(), want);
-    }
-    let Inbound::Bi {
-        send: mut back,
+    let Inbound::Uni {
+        peer,
         recv: mut heard,
-        ..
-    } = sessions.recv().await.unwrap()
+    } = msgs.recv().await.unwrap()
     else {
-        panic!("not a bi stream");
+        panic!("not a uni stream");
     };
-    assert_eq!(heard.read_to_end(64).await.unwrap(), b"ping");
-    back.write_all(b"pong").await.unwrap();
-    back.finish().unwrap();
+    assert_eq!(peer, alice_id);
+    assert_eq!(heard.read_to_end(64).await.unwrap(), b"a message");
+    // The session layer's two streams, in whatever order their headers were read.
+    for _ in 0..2 {
+        match sessions.recv().await.unwrap() {
+            Inbound::Uni {
+                peer,
+                recv: mut heard,
+            } => {
+                assert_eq!(peer, alice_id);
+                assert_eq!(heard.read_to_end(64).await.unwrap(), b"a session");
+            }
+            Inbound::Bi {
+                peer,
+                send: mut back,
+                recv: mut heard,
+            } => {
+                assert_eq!(peer, alice_id);
+                assert_eq!(heard.read_to_end(64).await.unwrap(), b"ping");
+                back.write_all(b"pong").await.unwrap();
+                back.finish().unwrap();
+            }
+            Inbound::Datagram { .. } => panic!("no datagram was sent yet"),
+        }
+    }
     assert_eq!(recv.read_to_end(64).await.unwrap(), b"pong");
     // Nothing more for the message layer than its own stream.
     assert!(
@@ -461,6 +472,33 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
     let mut send = link.open_uni(Layer::Mux).await.unwrap();
     send.write_all(b"nobody").await.unwrap();
     assert_eq!(send.stopped().await.unwrap(), Some(codes::NO_RECEIVER));
+    // A peer Alice asked, not a friend yet, gets through her gate (its accept must arrive)
+    // but reaches no layer above hers.
+    let mut carol = net.node([127, 25, 24, 1], "carol").await;
+    let carol_id = carol.id();
+    alice
+        .friends
+        .add_friend(&carol.friends.address().to_string(), b"hi Carol")
+        .await
+        .unwrap();
+    carol
+        .until(|e| matches!(e, FriendEvent::Request(_)).then_some(()))
+        .await;
+    let _alices_msgs = alice.friends.register(Layer::Msg).unwrap();
+    let at_alice = carol
+        .friends
+        .links()
+        .dial(alice_id, Path::Direct(alice.friends.dht().local_addr()))
+        .await
+        .unwrap();
+    let mut send = at_alice.open_uni(Layer::Msg).await.unwrap();
+    send.write_all(b"let me in").await.unwrap();
+    assert_eq!(send.stopped().await.unwrap(), Some(codes::NOT_ADMITTED));
+    assert!(alice.friends.router().stats().not_admitted >= 1);
+    assert!(!alice.friends.is_online(&carol_id));
+    assert!(alice.friends.link(&carol_id).is_none());
+    carol.stop().await;
+
     // A datagram goes to its layer too.
     link.send_datagram(Layer::Msg, b"dgram").unwrap();
     let Inbound::Datagram { payload, .. } = msgs.recv().await.unwrap() else {
