@@ -147,7 +147,8 @@ async fn unknown_headers_and_layers_without_an_inbox_are_refused() {
 
     // A known layer that nobody registered is refused with NO_RECEIVER.
     let mut to_mux = at_alice.open_uni(Layer::Mux).await.unwrap();
-    to_mux.write_all(b"nobody listens").await.unwrap();
+    // The refusal may already be back before this write: then the write fails with it.
+    let _ = to_mux.write_all(b"nobody listens").await;
     let stopped = tokio::time::timeout(PATIENCE, to_mux.stopped())
         .await
         .unwrap();

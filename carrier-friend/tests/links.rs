@@ -470,7 +470,7 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
 
     // A layer nobody registered is refused, not handed to another.
     let mut send = link.open_uni(Layer::Mux).await.unwrap();
-    send.write_all(b"nobody").await.unwrap();
+    let _ = send.write_all(b"nobody").await;
     assert_eq!(send.stopped().await.unwrap(), Some(codes::NO_RECEIVER));
     // A peer Alice asked, not a friend yet, gets through her gate (its accept must arrive)
     // but reaches no layer above hers.
@@ -492,7 +492,8 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
         .await
         .unwrap();
     let mut send = at_alice.open_uni(Layer::Msg).await.unwrap();
-    send.write_all(b"let me in").await.unwrap();
+    // The refusal may already be back before this write: then the write fails with it.
+    let _ = send.write_all(b"let me in").await;
     assert_eq!(send.stopped().await.unwrap(), Some(codes::NOT_ADMITTED));
     assert!(alice.friends.router().stats().not_admitted >= 1);
     assert!(!alice.friends.is_online(&carol_id));
