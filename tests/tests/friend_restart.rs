@@ -380,6 +380,7 @@ async fn a_friend_killed_is_seen_disconnected_within_30_s_and_connected_again_af
     alice.event(&format!("event disconnected {bob_id}")).await;
     let gone_after = killed.elapsed();
     assert!(gone_after < Duration::from_secs(30), "{gone_after:?}");
+    eprintln!("a killed friend was seen disconnected after {gone_after:?}");
     assert_eq!(alice.cmd("online").await, "online");
     assert_eq!(alice.cmd("links").await, "links 0");
 
