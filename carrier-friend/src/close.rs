@@ -13,6 +13,11 @@ pub const DONE: VarInt = VarInt::from_u32(0);
 /// before any stream of the peer is accepted.
 pub const NOT_A_FRIEND: VarInt = VarInt::from_u32(0x10);
 
+/// `carrier/1`: the two friends dialled each other at once and this link lost the tie-break
+/// (see [`Friends`](crate::Friends)): the other link between them stays. Streams opened on it
+/// fail with this code; their layer sends again on [`Friends::link`](crate::Friends::link).
+pub const DUPLICATE: VarInt = VarInt::from_u32(0x11);
+
 /// `carrier-request/1`: the one request frame arrived whole; the connection's work is done.
 pub const REQUEST_RECEIVED: VarInt = VarInt::from_u32(0x20);
 

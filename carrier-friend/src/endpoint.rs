@@ -168,7 +168,7 @@ impl LinkEndpoint {
         let server_crypto = QuicServerConfig::try_from(Arc::new(server_tls))
             .map_err(|e| TlsError::NotForQuic(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport.clone());
+        server.transport_config(transport::server_transport_config());
 
         let paths = PathTable::default();
         let socket_counters = Arc::new(QuicSocketCounters::default());

@@ -122,6 +122,12 @@ pub enum FriendError {
         /// The cap.
         max: usize,
     },
+    /// The friend's peer record could not be found, or none of its addresses answered.
+    #[error("{0} cannot be reached now")]
+    Unreachable(CarrierId),
+    /// A user-info field is longer than its cap (each field its own variant).
+    #[error(transparent)]
+    Info(#[from] crate::wire::InfoError),
     /// The ID is on the block list.
     #[error("{0} is blocked")]
     Blocked(CarrierId),

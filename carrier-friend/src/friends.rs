@@ -1,4 +1,11 @@
-//! [`Friends`]: friend requests that survive restarts and offline peers, and the friend list.
+//! [`Friends`]: friend requests that survive restarts and offline peers, the friend list, one
+//! live link per online friend, and the user info and presence friends tell each other.
+//!
+//! Links: a node dials every friend it holds no link to (looking its peer record up, with
+//! backoff) and accepts friends' dials; when both dial at once one link survives on both sides
+//! ([`crate::live`] has the rule). Every link is served by the layer's [`LayerRouter`], so each
+//! layer above receives only its own streams; the friend layer's own travel as
+//! [`Layer::Friend`] streams.
 //!
 //! A request goes straight to the target over `carrier-request/1` when its peer record names
 //! an address that answers; otherwise into the target's request mailbox (the one its nospam
@@ -13,7 +20,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use carrier_dht::bounded::{BoundedBytes, BoundedVec};
 use carrier_dht::id::{Address, CarrierId, Keypair, Nospam};
@@ -27,14 +34,16 @@ use crate::close;
 use crate::endpoint::{LinkConfig, LinkEndpoint, MAX_PENDING_HANDSHAKES};
 use crate::error::FriendError;
 use crate::gate::FriendGate;
+use crate::layer::{AlreadyRegistered, Inbound, Layer, LayerInbox, LayerRouter};
 use crate::link::{Accepted, Link};
+use crate::live::LiveLinks;
 use crate::outbox::{OutboxEntry, OutboxId, RetryPolicy, Route};
 use crate::request::{self, REQUEST_TIMEOUT};
 use crate::state::{self, FriendRow, IncomingRow, OutgoingRow, State, Tables, OUTBOX};
 use crate::stranger_limit::StrangerLimit;
 use crate::wire::{
-    self, Body, Change, ControlBody, RequestBody, UserInfo, ANSWER_TAKEN, MAX_ACKS,
-    MAX_CONTROL_FRAME_BYTES, MAX_HELLO_BYTES, MAX_LABEL_BYTES, STREAM_CONTROL,
+    self, Body, Change, ControlBody, Presence, ProfileBody, RequestBody, UserInfo, ANSWER_TAKEN,
+    MAX_ACKS, MAX_CONTROL_FRAME_BYTES, MAX_HELLO_BYTES, MAX_LABEL_BYTES,
 };
 
 /// The outbox kind of a friend request.
@@ -42,6 +51,14 @@ const KIND_REQUEST: u8 = 1;
 /// The outbox kind of a control item (accept, remove): a newer one to the same peer replaces
 /// any older one still waiting.
 const KIND_CONTROL: u8 = 2;
+/// The outbox kind of a profile (user info and presence): a newer one to the same peer
+/// replaces any older one still waiting.
+const KIND_PROFILE: u8 = 3;
+/// How long a friend whose link the peer closed as a duplicate may stay without one before it
+/// counts as disconnected: the surviving link is usually a handshake away.
+const DUPLICATE_GRACE: Duration = Duration::from_secs(2);
+/// How often the connect loop looks for friends without a link (besides being woken).
+const CONNECT_TICK: Duration = Duration::from_millis(250);
 /// Deliveries in progress at once.
 const MAX_DELIVERIES: usize = 32;
 /// Addresses of a peer record tried per attempt.
@@ -66,6 +83,14 @@ pub struct FriendsConfig {
     pub stranger_limit: StrangerLimit,
     /// Handshakes in progress at once.
     pub max_pending_handshakes: usize,
+    /// The first wait before looking a friend without a link up again; it doubles at each
+    /// failed attempt, up to `link_retry_max`. A link that closes starts it over.
+    pub link_retry_initial: Duration,
+    /// The longest wait between two attempts to reach a friend without a link.
+    pub link_retry_max: Duration,
+    /// How often the node compares its addresses with those it announced, and announces
+    /// again when they changed.
+    pub address_check_interval: Duration,
 }
 
 impl Default for FriendsConfig {
@@ -79,6 +104,9 @@ impl Default for FriendsConfig {
             seen_retention: Duration::from_secs(30 * 24 * 60 * 60),
             stranger_limit: StrangerLimit::default(),
             max_pending_handshakes: MAX_PENDING_HANDSHAKES,
+            link_retry_initial: Duration::from_secs(1),
+            link_retry_max: Duration::from_secs(60),
+            address_check_interval: Duration::from_secs(5),
         }
     }
 }
@@ -92,6 +120,8 @@ pub struct Friend {
     pub label: String,
     /// The user info the friend sent.
     pub info: UserInfo,
+    /// The friend's presence, as it last told.
+    pub presence: Presence,
     /// When the friendship started here (Unix seconds).
     pub since_unix_secs: u64,
 }
@@ -134,6 +164,17 @@ pub enum FriendEvent {
     Added(CarrierId),
     /// A friend removed this node: it is a friend no more.
     Removed(CarrierId),
+    /// A friend's link is up: [`Friends::link`] gives it. Sent once per time the friend comes
+    /// online; a link replaced by another (a race of dials, a restart of the friend) does not
+    /// count.
+    Connected(CarrierId),
+    /// A friend that was connected has no link any more: it shut down, vanished (seen within
+    /// 20 s, the links' idle timeout), or stopped being a friend (then after `Removed`).
+    Disconnected(CarrierId),
+    /// A friend's user info changed (the new info).
+    InfoChanged(CarrierId, UserInfo),
+    /// A friend's presence changed (the new presence).
+    PresenceChanged(CarrierId, Presence),
 }
 
 /// The receiving end of the friend layer's events. Unbounded: the events are few (requests
@@ -190,10 +231,22 @@ struct Core {
     state: Arc<RwLock<State>>,
     reload: Mutex<()>,
     events: mpsc::UnboundedSender<FriendEvent>,
-    wake: Notify,
+    wake: Arc<Notify>,
     in_flight: Mutex<HashSet<(CarrierId, OutboxId)>>,
     /// Work the loops start (deliveries, links, streams, requests), aborted on shutdown.
     work: Mutex<JoinSet<()>>,
+    /// Routes every friend link's streams and datagrams to the inbox of their layer.
+    router: LayerRouter,
+    /// The link held per peer.
+    live: Mutex<LiveLinks>,
+    /// Friends reported connected (and not disconnected since).
+    online: Mutex<HashSet<CarrierId>>,
+    /// Friends being looked up and dialled now.
+    dialling: Mutex<HashSet<CarrierId>>,
+    /// Per friend without a link: failed attempts, and when to try again.
+    backoff: Mutex<HashMap<CarrierId, (u32, Instant)>>,
+    /// Wakes the connect loop.
+    connect_wake: Notify,
 }
 
 /// The gate of `carrier/1`: friends, and peers this node asked to be friends (so their
@@ -254,12 +307,38 @@ fn queue_control(
     let id = OutboxId::random();
     OUTBOX.remove_kinds(t.txn(), &peer, |kind| kind == KIND_CONTROL)?;
     let payload = wire::encode(&Body::Control(ControlBody { id, seq, change }));
+    put_item(t, peer, id, KIND_CONTROL, payload, now_ms)
+}
+
+/// Queues this node's current user info and presence for `peer`, replacing any older profile
+/// still waiting.
+fn queue_profile(t: &Tables<'_>, peer: CarrierId, now_ms: u64) -> Result<(), DatabaseError> {
+    let seq = t.next_control_seq(now_ms)?;
+    let id = OutboxId::random();
+    OUTBOX.remove_kinds(t.txn(), &peer, |kind| kind == KIND_PROFILE)?;
+    let payload = wire::encode(&Body::Profile(ProfileBody {
+        id,
+        seq,
+        info: t.info()?,
+        presence: t.presence()?,
+    }));
+    put_item(t, peer, id, KIND_PROFILE, payload, now_ms)
+}
+
+fn put_item(
+    t: &Tables<'_>,
+    peer: CarrierId,
+    id: OutboxId,
+    kind: u8,
+    payload: Vec<u8>,
+    now_ms: u64,
+) -> Result<(), DatabaseError> {
     OUTBOX.put(
         t.txn(),
         &OutboxEntry {
             peer,
             id,
-            kind: KIND_CONTROL,
+            kind,
             route: Route::Messages,
             payload,
             created_unix_ms: now_ms,
@@ -274,7 +353,7 @@ fn queue_control(
 #[derive(Debug)]
 enum Taken {
     /// A new request: reported.
-    New(FriendRequest),
+    New(Box<FriendRequest>),
     /// Taken before.
     Duplicate,
     /// Dropped on purpose (blocked sender, old nospam, ourselves, malformed).
@@ -306,7 +385,24 @@ impl Friends {
         link_config.max_pending_handshakes = config.max_pending_handshakes;
         let links = LinkEndpoint::new(dht.socket().clone(), &keypair, link_config)?;
         let (events, receiver) = mpsc::unbounded_channel();
+        // The layers above hear only friends; a peer this node asked (admitted by the gate
+        // so its accept can arrive) reaches the friend layer alone.
+        let admitted = state.clone();
+        let router = LayerRouter::with_admission(move |peer, layer| {
+            layer == Layer::Friend || read(&admitted).friends.contains_key(peer)
+        });
+        // Invariant: a fresh router has no inboxes, so the first registration cannot fail.
+        #[allow(clippy::expect_used)]
+        let inbox = router
+            .register(Layer::Friend)
+            .expect("a fresh router has no inbox");
         let core = Arc::new(Core {
+            live: Mutex::new(LiveLinks::new(keypair.id())),
+            router,
+            online: Mutex::new(HashSet::new()),
+            dialling: Mutex::new(HashSet::new()),
+            backoff: Mutex::new(HashMap::new()),
+            connect_wake: Notify::new(),
             id: keypair.id(),
             dht,
             store,
@@ -316,7 +412,7 @@ impl Friends {
             state,
             reload: Mutex::new(()),
             events,
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
             in_flight: Mutex::new(HashSet::new()),
             work: Mutex::new(JoinSet::new()),
         });
@@ -325,6 +421,8 @@ impl Friends {
             tokio::spawn(outbox_loop(core.clone())),
             tokio::spawn(poll_loop(core.clone())),
             tokio::spawn(announce_loop(core.clone())),
+            tokio::spawn(friend_inbox_loop(core.clone(), inbox)),
+            tokio::spawn(connect_loop(core.clone())),
         ];
         let friends = Friends {
             tasks: Arc::new(Tasks {
@@ -355,6 +453,66 @@ impl Friends {
     /// The node's QUIC endpoint, whose gate admits friends (and peers this node asked).
     pub fn links(&self) -> &LinkEndpoint {
         &self.core.links
+    }
+
+    /// The live link of friend `id`, if it is online: open streams and send datagrams on it
+    /// with [`Link::open_bi`], [`Link::open_uni`] and [`Link::send_datagram`], which write the
+    /// layer header. `None` for a friend without a link, and for anyone not a friend.
+    ///
+    /// A link can close at any moment (the friend vanished, or it lost a race of dials and
+    /// was closed with [`close::DUPLICATE`]); a stream on it then fails with the close code,
+    /// never silently, and its layer sends again on the next link.
+    pub fn link(&self, id: &CarrierId) -> Option<Link> {
+        if !self.is_friend(id) {
+            return None;
+        }
+        lock(&self.core.live).get(id)
+    }
+
+    /// Looks friend `id` up and dials it now, whatever the backoff and even if a link is held
+    /// (the tie-break then keeps one of the two, on both sides alike); returns the link
+    /// dialled, which may be the one closed as the duplicate.
+    pub async fn connect(&self, id: &CarrierId) -> Result<Link, FriendError> {
+        if !self.is_friend(id) {
+            return Err(FriendError::NotAFriend(*id));
+        }
+        match self.core.find_and_dial(*id, false).await {
+            Some(link) => {
+                self.core.adopt(link.clone(), true);
+                Ok(link)
+            }
+            None => Err(FriendError::Unreachable(*id)),
+        }
+    }
+
+    /// Whether friend `id` is connected (reported [`FriendEvent::Connected`] and not
+    /// disconnected since).
+    pub fn is_online(&self, id: &CarrierId) -> bool {
+        lock(&self.core.online).contains(id)
+    }
+
+    /// The friends connected now, in ID order.
+    pub fn online(&self) -> Vec<CarrierId> {
+        let mut online: Vec<CarrierId> = lock(&self.core.online).iter().copied().collect();
+        online.sort_by_key(CarrierId::to_bytes);
+        online
+    }
+
+    /// How many links the node holds now: one per connected friend, plus any short-lived
+    /// link to a peer that is not (or no longer) a friend, such as one delivering a remove.
+    pub fn link_count(&self) -> usize {
+        lock(&self.core.live).peers().len()
+    }
+
+    /// The inbox of `layer`: every stream and datagram any friend sends it on a link (header
+    /// removed). One per layer; [`Layer::Friend`] is this layer's own.
+    pub fn register(&self, layer: Layer) -> Result<LayerInbox, AlreadyRegistered> {
+        self.core.router.register(layer)
+    }
+
+    /// The router serving every friend link (its refusal counters, for diagnostics).
+    pub fn router(&self) -> &LayerRouter {
+        &self.core.router
     }
 
     /// Asks the owner of `address` to be friends, with `hello` (1 to [`MAX_HELLO_BYTES`]
@@ -441,14 +599,18 @@ impl Friends {
                             label: String::new(),
                             info: request.info,
                             since_unix_secs: now_ms / 1000,
+                            presence: Presence::None,
+                            profile_seq: 0,
                         },
                     )?;
                 }
                 queue_control(t, peer, Change::Accept(t.info()?), now_ms)?;
+                queue_profile(t, peer, now_ms)?;
                 Ok(Ok(()))
             })
             .await??;
         self.core.wake.notify_one();
+        self.core.refresh_online(peer);
         Ok(())
     }
 
@@ -479,12 +641,15 @@ impl Friends {
                 // A request asking the friend again is moot now: its answer must not make
                 // the friendship again.
                 t.remove_outgoing(&peer)?;
-                OUTBOX.remove_kinds(t.txn(), &peer, |kind| kind == KIND_REQUEST)?;
+                OUTBOX.remove_kinds(t.txn(), &peer, |kind| {
+                    kind == KIND_REQUEST || kind == KIND_PROFILE
+                })?;
                 queue_control(t, peer, Change::Remove, now_ms)?;
                 Ok(Ok(()))
             })
             .await??;
         self.core.wake.notify_one();
+        self.core.refresh_online(peer);
         Ok(())
     }
 
@@ -517,9 +682,43 @@ impl Friends {
         self.core.change(move |t| t.set_nospam(nospam)).await
     }
 
-    /// Sets the user info sent with this node's requests and accepts.
+    /// Sets the user info sent with this node's requests and accepts, and tells every friend:
+    /// at once over its link, or when it comes back (directly, or through its mailbox).
     pub async fn set_user_info(&self, info: UserInfo) -> Result<(), FriendError> {
-        self.core.change(move |t| t.set_info(&info)).await
+        let now_ms = unix_ms();
+        self.core
+            .change(move |t| {
+                t.set_info(&info)?;
+                for friend in t.friend_ids()? {
+                    queue_profile(t, friend, now_ms)?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.core.wake.notify_one();
+        Ok(())
+    }
+
+    /// Sets this node's presence and tells every friend, like
+    /// [`set_user_info`](Self::set_user_info). It stays until changed, restarts included.
+    pub async fn set_presence(&self, presence: Presence) -> Result<(), FriendError> {
+        let now_ms = unix_ms();
+        self.core
+            .change(move |t| {
+                t.set_presence(presence)?;
+                for friend in t.friend_ids()? {
+                    queue_profile(t, friend, now_ms)?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.core.wake.notify_one();
+        Ok(())
+    }
+
+    /// This node's presence.
+    pub fn presence(&self) -> Presence {
+        read(&self.core.state).presence
     }
 
     /// Sets the local label of friend `id` (at most [`MAX_LABEL_BYTES`]).
@@ -553,6 +752,7 @@ impl Friends {
                 id: *id,
                 label: row.label.clone(),
                 info: row.info.clone(),
+                presence: row.presence,
                 since_unix_secs: row.since_unix_secs,
             })
             .collect();
@@ -707,16 +907,16 @@ impl Core {
                     received_unix_secs: now_ms / 1000,
                 };
                 t.put_incoming(&from, &row)?;
-                Ok(Taken::New(FriendRequest {
+                Ok(Taken::New(Box::new(FriendRequest {
                     from,
                     info: row.info,
                     hello: row.hello,
                     received_unix_secs: row.received_unix_secs,
-                }))
+                })))
             })
             .await?;
         match &taken {
-            Taken::New(request) => self.emit(FriendEvent::Request(request.clone())),
+            Taken::New(request) => self.emit(FriendEvent::Request((**request).clone())),
             Taken::ReAccepted => self.wake.notify_one(),
             Taken::Duplicate | Taken::Dropped => {}
         }
@@ -739,8 +939,11 @@ impl Core {
                         let asked = t.remove_outgoing(&from)?;
                         OUTBOX.remove_kinds(t.txn(), &from, |kind| kind == KIND_REQUEST)?;
                         if let Some(mut row) = t.friend(&from)? {
-                            row.info = info.clone();
-                            t.put_friend(&from, &row)?;
+                            if body.seq > row.profile_seq {
+                                row.info = info.clone();
+                                row.profile_seq = body.seq;
+                                t.put_friend(&from, &row)?;
+                            }
                             return Ok(None);
                         }
                         if !asked || t.is_blocked(&from)? {
@@ -754,8 +957,13 @@ impl Core {
                                 label: String::new(),
                                 info: info.clone(),
                                 since_unix_secs: now_ms / 1000,
+                                presence: Presence::None,
+                                profile_seq: body.seq,
                             },
                         )?;
+                        // The new friend knows this node's info from the request, which may
+                        // be older, and not its presence.
+                        queue_profile(t, from, now_ms)?;
                         Ok(Some(FriendEvent::Added(from)))
                     }
                     Change::Remove => {
@@ -763,8 +971,11 @@ impl Core {
                             return Ok(None);
                         }
                         // An accept still waiting for the remover (an answer to its request
-                        // asking again) would make the friendship again: it goes.
-                        OUTBOX.remove_kinds(t.txn(), &from, |kind| kind == KIND_CONTROL)?;
+                        // asking again) would make the friendship again: it goes, and so do
+                        // profiles for it.
+                        OUTBOX.remove_kinds(t.txn(), &from, |kind| {
+                            kind == KIND_CONTROL || kind == KIND_PROFILE
+                        })?;
                         Ok(Some(FriendEvent::Removed(from)))
                     }
                 }
@@ -772,8 +983,48 @@ impl Core {
             .await?;
         if let Some(event) = event {
             self.emit(event);
+            self.wake.notify_one();
+            self.refresh_online(from);
         }
         Ok(())
+    }
+
+    /// Takes a profile (user info and presence) from friend `from`: applied if it is newer
+    /// than the newest profile or accept applied from `from`; each change is reported.
+    /// Returns whether it was taken: a profile from a peer that is not a friend (yet) is not,
+    /// so its sender tries again (its accept may still be on the way; a remove on the way
+    /// drops the profile from the sender's outbox).
+    async fn take_profile(&self, from: CarrierId, body: ProfileBody) -> Result<bool, FriendError> {
+        let now_ms = unix_ms();
+        let (taken, events) = self
+            .change(move |t| {
+                let mut events = Vec::new();
+                let Some(mut row) = t.friend(&from)? else {
+                    return Ok((false, events));
+                };
+                if t.seen(&from, &body.id, now_ms / 1000)? {
+                    return Ok((true, events));
+                }
+                if body.seq <= row.profile_seq {
+                    return Ok((true, events));
+                }
+                if row.info != body.info {
+                    events.push(FriendEvent::InfoChanged(from, body.info.clone()));
+                }
+                if row.presence != body.presence {
+                    events.push(FriendEvent::PresenceChanged(from, body.presence));
+                }
+                row.info = body.info.clone();
+                row.presence = body.presence;
+                row.profile_seq = body.seq;
+                t.put_friend(&from, &row)?;
+                Ok((true, events))
+            })
+            .await?;
+        for event in events {
+            self.emit(event);
+        }
+        Ok(taken)
     }
 
     /// Drops the outbox items for `from` that `from` acknowledged.
@@ -829,6 +1080,15 @@ impl Core {
                     Ok(Body::Ack(ids)) => {
                         self.take_acks(letter.sender, ids.into_vec()).await.is_ok()
                     }
+                    Ok(Body::Profile(profile)) => {
+                        let id = profile.id;
+                        let taken =
+                            matches!(self.take_profile(letter.sender, profile).await, Ok(true));
+                        if taken {
+                            acks.entry(letter.sender).or_default().push(id);
+                        }
+                        taken
+                    }
                     // Malformed, or a request in the wrong mailbox: nothing to take.
                     Ok(Body::Request(_)) | Err(_) => true,
                 };
@@ -850,8 +1110,8 @@ impl Core {
         }
     }
 
-    /// Publishes the node's signed peer record (its observed and local addresses).
-    async fn announce(&self) -> Result<usize, FriendError> {
+    /// The node's addresses for its peer record: the observed one, and the local one.
+    fn addresses(&self) -> Vec<std::net::SocketAddr> {
         let mut addrs = Vec::new();
         if let Some(observed) = self.dht.observed_addr() {
             addrs.push(observed);
@@ -860,6 +1120,12 @@ impl Core {
         if !local.ip().is_unspecified() && !addrs.contains(&local) {
             addrs.push(local);
         }
+        addrs
+    }
+
+    /// Publishes the node's signed peer record (its observed and local addresses).
+    async fn announce(&self) -> Result<usize, FriendError> {
+        let addrs = self.addresses();
         let now_ms = unix_ms();
         let expires = (now_ms / 1000).saturating_add(self.config.record_ttl.as_secs());
         // Two addresses and no relays always fit the record's caps.
@@ -870,7 +1136,19 @@ impl Core {
     }
 
     /// Tries to hand `entry` to its peer directly; whether the peer took it.
-    async fn deliver_direct(&self, entry: &OutboxEntry) -> bool {
+    async fn deliver_direct(self: &Arc<Self>, entry: &OutboxEntry) -> bool {
+        if entry.kind != KIND_REQUEST {
+            let held = lock(&self.live).get(&entry.peer);
+            if let Some(link) = held {
+                if self.send_on_link(&link, &entry.payload).await {
+                    if !read(&self.state).friends.contains_key(&entry.peer) {
+                        // The remove is delivered: the link has no more use.
+                        link.close(close::DONE, b"");
+                    }
+                    return true;
+                }
+            }
+        }
         let found = tokio::time::timeout(self.config.dial_timeout, self.dht.find_peer(&entry.peer));
         let Ok(Ok(Some(record))) = found.await else {
             return false;
@@ -908,26 +1186,37 @@ impl Core {
         matches!(sent, Ok(Ok(())))
     }
 
-    /// Sends one control frame on a `carrier/1` control stream; whether the peer took it. The
-    /// dial has `dial_timeout`, the answer [`REQUEST_TIMEOUT`] and a second more.
-    async fn send_control(&self, peer: CarrierId, path: Path, frame: &[u8]) -> bool {
-        let Ok(length) = u16::try_from(frame.len()) else {
-            return false;
-        };
+    /// Dials `peer` at `path` and sends one control frame on the new link (which is then held
+    /// like any link, and closed at once if `peer` is not a friend); whether the peer took it.
+    /// The dial has `dial_timeout`, the answer [`REQUEST_TIMEOUT`] and a second more.
+    async fn send_control(self: &Arc<Self>, peer: CarrierId, path: Path, frame: &[u8]) -> bool {
         let dialling = self.links.dial(peer, path);
         let Ok(Ok(link)) = tokio::time::timeout(self.config.dial_timeout, dialling).await else {
             return false;
         };
+        self.adopt(link.clone(), true);
+        let taken = self.send_on_link(&link, frame).await;
+        if !read(&self.state).friends.contains_key(&peer) {
+            link.close(close::DONE, b"");
+        }
+        taken
+    }
+
+    /// Sends one control frame on a friend-layer stream of `link` (`Layer::Friend ‖ u16 length
+    /// ‖ frame`, then the end of the stream); whether the peer answered that it took it, within
+    /// [`REQUEST_TIMEOUT`] and a second more.
+    async fn send_on_link(&self, link: &Link, frame: &[u8]) -> bool {
+        let Ok(length) = u16::try_from(frame.len()) else {
+            return false;
+        };
         let sending = async {
-            let (mut send, mut recv) = link.connection().open_bi().await.ok()?;
-            let mut bytes = Vec::with_capacity(3 + frame.len());
-            bytes.push(STREAM_CONTROL);
+            let (mut send, mut recv) = link.open_bi(Layer::Friend).await.ok()?;
+            let mut bytes = Vec::with_capacity(2 + frame.len());
             bytes.extend_from_slice(&length.to_be_bytes());
             bytes.extend_from_slice(frame);
             send.write_all(&bytes).await.ok()?;
             send.finish().ok()?;
             let answer = recv.read_to_end(8).await.ok()?;
-            link.close(close::DONE, b"");
             Some(answer == [ANSWER_TAKEN])
         };
         let answer = REQUEST_TIMEOUT + Duration::from_secs(1);
@@ -951,7 +1240,7 @@ impl Core {
 
     /// One delivery attempt of `entry`: directly, else (when due) into the mailbox; the
     /// outcome is committed before the next attempt is scheduled.
-    async fn attempt(&self, entry: OutboxEntry) {
+    async fn attempt(self: &Arc<Self>, entry: OutboxEntry) {
         let (peer, id) = (entry.peer, entry.id);
         let written = if self.deliver_direct(&entry).await {
             self.store
@@ -972,11 +1261,132 @@ impl Core {
         self.wake.notify_one();
     }
 
-    /// Serves one accepted `carrier/1` link: takes each control stream the peer opens.
-    async fn serve_link(self: Arc<Self>, link: Link) {
-        while let Ok((send, recv)) = link.connection().accept_bi().await {
-            self.spawn(self.clone().serve_stream(link.peer(), send, recv));
+    /// Holds `link` (dialled by this node, or accepted), routes its streams and datagrams, and
+    /// watches it until it closes. If a link to the same peer is held already, the tie-break
+    /// ([`crate::live`]) keeps one and closes the other with [`close::DUPLICATE`].
+    fn adopt(self: &Arc<Self>, link: Link, dialled: bool) {
+        let peer = link.peer();
+        let loser = lock(&self.live).add(link.clone(), dialled, Instant::now());
+        if let Some(loser) = loser {
+            loser.close(close::DUPLICATE, b"duplicate link");
         }
+        let router = self.router.clone();
+        let routed = link.clone();
+        self.spawn(async move { router.route(routed).await });
+        let watcher = self.clone();
+        self.spawn(async move { watcher.watch(link).await });
+        self.refresh_online(peer);
+    }
+
+    /// Waits until `link` closes, forgets it, and reports the friend disconnected if no other
+    /// link replaced it; then the friend is looked up again at once.
+    async fn watch(self: Arc<Self>, link: Link) {
+        let peer = link.peer();
+        let reason = link.connection().closed().await;
+        let was_held = lock(&self.live).remove(&link);
+        if !was_held {
+            return;
+        }
+        let code = match &reason {
+            quinn::ConnectionError::ApplicationClosed(close) => Some(close.error_code),
+            _ => None,
+        };
+        {
+            let mut backoff = lock(&self.backoff);
+            if code == Some(close::NOT_A_FRIEND) {
+                // The peer does not take us: no hurry to try again.
+                let attempts = backoff.get(&peer).map_or(0, |b| b.0).saturating_add(1);
+                let wait = self.link_backoff(attempts);
+                backoff.insert(peer, (attempts, Instant::now() + wait));
+            } else if code == Some(close::DUPLICATE) {
+                // The peer keeps another link: no dial of ours during the grace, or it would
+                // start one more race.
+                backoff.insert(peer, (0, Instant::now() + DUPLICATE_GRACE));
+            } else {
+                backoff.remove(&peer);
+            }
+        }
+        if code == Some(close::DUPLICATE) {
+            // The peer keeps the other link of a race: it is usually a handshake away.
+            tokio::time::sleep(DUPLICATE_GRACE).await;
+        }
+        self.refresh_online(peer);
+        self.connect_wake.notify_one();
+    }
+
+    /// Reports `peer` connected or disconnected if that changed: connected means a friend
+    /// with a link. A friend that comes online gets its waiting outbox items at once.
+    fn refresh_online(&self, peer: CarrierId) {
+        let now_online =
+            read(&self.state).friends.contains_key(&peer) && lock(&self.live).get(&peer).is_some();
+        let mut online = lock(&self.online);
+        if now_online && online.insert(peer) {
+            self.emit(FriendEvent::Connected(peer));
+            let now = unix_ms();
+            let store = self.store.clone();
+            let wake = self.wake.clone();
+            self.spawn(async move {
+                // A failed write leaves the items on their schedule.
+                let _ = store
+                    .write(move |txn| OUTBOX.make_due(txn, &peer, now).map(drop))
+                    .await;
+                wake.notify_one();
+            });
+        } else if !now_online && online.remove(&peer) {
+            self.emit(FriendEvent::Disconnected(peer));
+        }
+    }
+
+    /// The wait after `attempts` failed attempts to reach a friend.
+    fn link_backoff(&self, attempts: u32) -> Duration {
+        let doubled = self
+            .config
+            .link_retry_initial
+            .saturating_mul(1u32 << attempts.saturating_sub(1).min(16));
+        doubled.min(self.config.link_retry_max)
+    }
+
+    /// Finds `peer`'s record and dials its first addresses; with `unless_held`, gives up as
+    /// soon as a link to `peer` is held (the peer dialled us meanwhile).
+    async fn find_and_dial(&self, peer: CarrierId, unless_held: bool) -> Option<Link> {
+        let found = tokio::time::timeout(self.config.dial_timeout, self.dht.find_peer(&peer));
+        let Ok(Ok(Some(record))) = found.await else {
+            return None;
+        };
+        if record.id != peer || record.expires_unix_secs < unix_ms() / 1000 {
+            return None;
+        }
+        for addr in record.addrs.iter().take(ADDRESSES_PER_ATTEMPT) {
+            if unless_held && lock(&self.live).get(&peer).is_some() {
+                return None;
+            }
+            let dialling = self.links.dial(peer, Path::Direct(*addr));
+            if let Ok(Ok(link)) = tokio::time::timeout(self.config.dial_timeout, dialling).await {
+                return Some(link);
+            }
+        }
+        None
+    }
+
+    /// Looks friend `peer` up and dials it; on success the link is held.
+    async fn dial_friend(self: Arc<Self>, peer: CarrierId) {
+        let link = self.find_and_dial(peer, true).await;
+        let up = link.is_some();
+        if let Some(link) = link {
+            self.adopt(link, true);
+        }
+        {
+            let mut backoff = lock(&self.backoff);
+            let attempts = backoff.get(&peer).map_or(0, |b| b.0);
+            let attempts = if up {
+                attempts
+            } else {
+                attempts.saturating_add(1)
+            };
+            let wait = self.link_backoff(attempts.max(1));
+            backoff.insert(peer, (attempts, Instant::now() + wait));
+        }
+        lock(&self.dialling).remove(&peer);
     }
 
     async fn serve_stream(
@@ -986,10 +1396,10 @@ impl Core {
         mut recv: quinn::RecvStream,
     ) {
         let reading = async {
-            let mut head = [0u8; 3];
+            let mut head = [0u8; 2];
             recv.read_exact(&mut head).await.ok()?;
-            let length = usize::from(u16::from_be_bytes([head[1], head[2]]));
-            if head[0] != STREAM_CONTROL || length > MAX_CONTROL_FRAME_BYTES {
+            let length = usize::from(u16::from_be_bytes(head));
+            if length > MAX_CONTROL_FRAME_BYTES {
                 return None;
             }
             let mut frame = vec![0u8; length];
@@ -1008,6 +1418,9 @@ impl Core {
         let taken = match wire::decode(&frame) {
             Ok(Body::Control(control)) => self.take_control(peer, control).await.is_ok(),
             Ok(Body::Ack(ids)) => self.take_acks(peer, ids.into_vec()).await.is_ok(),
+            Ok(Body::Profile(profile)) => {
+                matches!(self.take_profile(peer, profile).await, Ok(true))
+            }
             // Nothing to take in it: taken as it is, so the sender stops sending it.
             Ok(Body::Request(_)) | Err(_) => true,
         };
@@ -1036,9 +1449,7 @@ async fn accept_loop(core: Arc<Core>) {
                     request.answer(code);
                 });
             }
-            Accepted::Link(link) => {
-                core.spawn(core.clone().serve_link(link));
-            }
+            Accepted::Link(link) => core.adopt(link, false),
         }
     }
 }
@@ -1047,7 +1458,12 @@ async fn outbox_loop(core: Arc<Core>) {
     loop {
         let now = unix_ms();
         let mut next = now.saturating_add(millis(core.config.retry.max));
-        if let Ok(entries) = state::OUTBOX.load(&core.store) {
+        if let Ok(mut entries) = state::OUTBOX.load(&core.store) {
+            // Oldest first, and one delivery per peer at a time: items to a peer arrive in
+            // the order they were made (a remove never overtakes the request before it).
+            // Made in the same millisecond, requests go before control items before profiles
+            // (an accept must arrive before the profile that follows it).
+            entries.sort_by_key(|entry| (entry.created_unix_ms, entry.kind));
             for entry in entries {
                 if entry.next_attempt_unix_ms > now {
                     next = next.min(entry.next_attempt_unix_ms);
@@ -1056,6 +1472,7 @@ async fn outbox_loop(core: Arc<Core>) {
                 {
                     let mut in_flight = lock(&core.in_flight);
                     if in_flight.len() >= MAX_DELIVERIES
+                        || in_flight.iter().any(|(peer, _)| *peer == entry.peer)
                         || !in_flight.insert((entry.peer, entry.id))
                     {
                         continue;
@@ -1082,11 +1499,61 @@ async fn poll_loop(core: Arc<Core>) {
 
 async fn announce_loop(core: Arc<Core>) {
     loop {
+        let addrs = core.addresses();
         let wait = match core.announce().await {
             Ok(stored) if stored > 0 => core.config.announce_interval,
             // Not bootstrapped yet, or nobody stored it: soon again.
             _ => core.config.retry.initial,
         };
-        tokio::time::sleep(wait).await;
+        // Until the next announce is due, watch for a change of address: friends looking the
+        // node up must find where it is now.
+        let due = tokio::time::Instant::now() + wait;
+        loop {
+            let check = core.config.address_check_interval.min(wait);
+            tokio::time::sleep_until(due.min(tokio::time::Instant::now() + check)).await;
+            if tokio::time::Instant::now() >= due || core.addresses() != addrs {
+                break;
+            }
+        }
+    }
+}
+
+/// Takes the friend layer's own streams of every link: control items, profiles,
+/// acknowledgements. Unidirectional streams and datagrams are not the friend layer's: refused.
+async fn friend_inbox_loop(core: Arc<Core>, mut inbox: LayerInbox) {
+    while let Some(inbound) = inbox.recv().await {
+        match inbound {
+            Inbound::Bi { peer, send, recv } => {
+                core.spawn(core.clone().serve_stream(peer, send, recv));
+            }
+            Inbound::Uni { mut recv, .. } => {
+                let _ = recv.stop(crate::layer::codes::NO_RECEIVER);
+            }
+            Inbound::Datagram { .. } => {}
+        }
+    }
+}
+
+/// Dials every friend without a link whose backoff is over, one attempt per friend at once.
+async fn connect_loop(core: Arc<Core>) {
+    loop {
+        let friends: Vec<CarrierId> = read(&core.state).friends.keys().copied().collect();
+        let now = Instant::now();
+        for peer in friends {
+            if lock(&core.live).get(&peer).is_some() {
+                continue;
+            }
+            if lock(&core.backoff).get(&peer).is_some_and(|b| b.1 > now) {
+                continue;
+            }
+            if !lock(&core.dialling).insert(peer) {
+                continue;
+            }
+            core.spawn(core.clone().dial_friend(peer));
+        }
+        tokio::select! {
+            () = core.connect_wake.notified() => {}
+            () = tokio::time::sleep(CONNECT_TICK) => {}
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! - [`Friends`]: friend requests that survive restarts and offline peers, the friend list,
 //!   labels, the block list and the nospam, kept in the node's database, with events
 //!   ([`FriendEvent`]) and typed errors ([`FriendError`]). Its control items wait in a durable
-//!   [`outbox`] until the peer acknowledges them.
+//!   [`outbox`] until the peer acknowledges them. It keeps one live link per online friend
+//!   ([`Friends::link`]), tells friends its [`UserInfo`] and [`Presence`], and routes each
+//!   link's streams and datagrams to the inbox of their [`Layer`] ([`Friends::register`]).
 //! - [`LinkEndpoint`]: quinn running on the node's [`NodeSocket`](dht::socket::NodeSocket),
 //!   shared with the DHT (QUIC packets always carry bit 0x40, never greased). It dials
 //!   ([`LinkEndpoint::dial`]), sends friend requests ([`LinkEndpoint::send_request`]) and
@@ -12,7 +14,7 @@
 //! - [`tls`]: TLS 1.3 with raw public keys (RFC 7250), ring only, no X.509: each side proves its
 //!   Ed25519 Carrier ID, and a dial names the ID it expects.
 //! - Two ALPNs ([`alpn`]): `carrier/1` for friends, admitted by a [`FriendGate`] (an
-//!   [`AllowList`] until the friend layer exists), and `carrier-request/1` for one bounded
+//!   [`AllowList`] without the friend layer), and `carrier-request/1` for one bounded
 //!   request frame from anyone ([`MAX_REQUEST_FRAME_BYTES`]), with strangers rate-limited per
 //!   source before the handshake ([`StrangerLimit`]). Why a connection was closed travels as
 //!   one of the [`close`] codes.
@@ -93,7 +95,9 @@ mod endpoint;
 mod error;
 mod friends;
 mod gate;
+pub mod layer;
 mod link;
+mod live;
 pub mod outbox;
 mod path_table;
 mod quic_socket;
@@ -112,10 +116,14 @@ pub use friends::{
     Friend, FriendEvent, FriendEvents, FriendRequest, Friends, FriendsConfig, OutgoingRequest,
 };
 pub use gate::{AllowList, FriendGate};
+pub use layer::{AlreadyRegistered, Inbound, Layer, LayerInbox, LayerRouter};
 pub use link::{Accepted, IncomingRequest, Link};
 pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES};
 /// quinn, as this crate uses it: the layers above reach streams and connections through it.
 pub use quinn;
 pub use request::{MAX_REQUEST_FRAME_BYTES, REQUEST_TIMEOUT};
 pub use stranger_limit::{StrangerLimit, MAX_TRACKED_SOURCES};
-pub use wire::{UserInfo, MAX_DESCRIPTION_BYTES, MAX_HELLO_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES};
+pub use wire::{
+    InfoError, Presence, UserInfo, MAX_DESCRIPTION_BYTES, MAX_EMAIL_BYTES, MAX_GENDER_BYTES,
+    MAX_HELLO_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_PHONE_BYTES, MAX_REGION_BYTES,
+};

@@ -245,6 +245,36 @@ impl Outbox {
         Ok(doomed.len())
     }
 
+    /// Makes every entry for `peer` due at `now_unix_ms` (its link just came up); returns
+    /// how many.
+    pub fn make_due(
+        &self,
+        txn: &WriteTransaction,
+        peer: &CarrierId,
+        now_unix_ms: u64,
+    ) -> Result<usize, DatabaseError> {
+        let (low, high) = (
+            key(peer, &OutboxId([0; 16])),
+            key(peer, &OutboxId([0xff; 16])),
+        );
+        let mut due = Vec::new();
+        {
+            let table = txn.open_table(self.table())?;
+            for row in table.range::<&Key>(&low..=&high)? {
+                let (k, v) = row?;
+                let entry = self.decode(k.value(), v.value())?;
+                if entry.next_attempt_unix_ms > now_unix_ms {
+                    due.push(entry);
+                }
+            }
+        }
+        for entry in &mut due {
+            entry.next_attempt_unix_ms = now_unix_ms;
+            self.put(txn, entry)?;
+        }
+        Ok(due.len())
+    }
+
     /// Records a failed attempt at `now_unix_ms` (and a deposit, if one was made) and
     /// schedules the next one; does nothing if the entry is gone meanwhile.
     pub fn record_attempt(

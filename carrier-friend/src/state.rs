@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::outbox::{Outbox, OutboxId};
-use crate::wire::UserInfo;
+use crate::wire::{Presence, UserInfo};
 
 /// The layer name of carrier-friend's schema.
 pub(crate) const SCHEMA_LAYER: &str = "carrier-friend";
@@ -47,6 +47,7 @@ pub(crate) const OUTBOX: Outbox = Outbox::new("friend/outbox");
 const NOSPAM: &str = "nospam";
 const INFO: &str = "info";
 const CONTROL_SEQ: &str = "control-seq";
+const PRESENCE: &str = "presence";
 
 /// A friend as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +55,10 @@ pub(crate) struct FriendRow {
     pub(crate) label: String,
     pub(crate) info: UserInfo,
     pub(crate) since_unix_secs: u64,
+    /// The friend's presence, as it last told.
+    pub(crate) presence: Presence,
+    /// The sequence of the newest profile or accept applied from the friend (0: none yet).
+    pub(crate) profile_seq: u64,
 }
 
 /// A request someone sent us, waiting for accept or refuse.
@@ -137,6 +142,7 @@ pub(crate) struct State {
     pub(crate) blocked: HashSet<CarrierId>,
     pub(crate) nospam: Nospam,
     pub(crate) info: UserInfo,
+    pub(crate) presence: Presence,
 }
 
 fn load_ids<T: DeserializeOwned>(
@@ -173,7 +179,12 @@ impl State {
                 Some(bytes) => decode("friend/settings", bytes.value())?,
                 None => UserInfo::default(),
             };
+            let presence = match settings.get(PRESENCE)? {
+                Some(bytes) => decode("friend/settings", bytes.value())?,
+                None => Presence::None,
+            };
             Ok(State {
+                presence,
                 friends: load_ids(txn, FRIENDS, "friend/friends")?,
                 incoming: load_ids(txn, INCOMING, "friend/incoming")?,
                 outgoing: load_ids(txn, OUTGOING, "friend/outgoing")?,
@@ -321,6 +332,34 @@ impl<'a> Tables<'a> {
         Ok(())
     }
 
+    pub(crate) fn presence(&self) -> Result<Presence, DatabaseError> {
+        let settings = self.txn.open_table(SETTINGS)?;
+        let presence = settings.get(PRESENCE)?;
+        match presence {
+            Some(bytes) => decode("friend/settings", bytes.value()),
+            None => Ok(Presence::None),
+        }
+    }
+
+    pub(crate) fn set_presence(&self, presence: Presence) -> Result<(), DatabaseError> {
+        let bytes = encode("friend/settings", &presence)?;
+        self.txn
+            .open_table(SETTINGS)?
+            .insert(PRESENCE, bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// The friends' IDs.
+    pub(crate) fn friend_ids(&self) -> Result<Vec<CarrierId>, DatabaseError> {
+        let table = self.txn.open_table(FRIENDS)?;
+        let mut ids = Vec::new();
+        for row in table.iter()? {
+            let (k, _) = row?;
+            ids.push(id_of("friend/friends", k.value())?);
+        }
+        Ok(ids)
+    }
+
     /// The next control sequence: above every one used before, and at least the time in
     /// milliseconds, so it keeps rising even if the database were lost.
     pub(crate) fn next_control_seq(&self, now_unix_ms: u64) -> Result<u64, DatabaseError> {
@@ -397,6 +436,7 @@ mod tests {
             let _ = decode::<IncomingRow>("t", &bytes);
             let _ = decode::<OutgoingRow>("t", &bytes);
             let _ = decode::<UserInfo>("t", &bytes);
+            let _ = decode::<Presence>("t", &bytes);
         }
     }
 }

@@ -12,9 +12,13 @@
 //! - **Throughput**: the stream window is quinn's default (100 Mbit/s over 100 ms of round
 //!   trip), so one stream runs as fast as raw quinn; the link window leaves room for several
 //!   such streams at once.
-//! - **Liveness**: a keep-alive every [`KEEPALIVE_INTERVAL`] holds NAT mappings open (most
-//!   time out after 30 s or more of silence), and a link silent for [`IDLE_TIMEOUT`] is dead:
-//!   two missed keep-alives.
+//! - **Liveness**: the dialling side sends a keep-alive every [`KEEPALIVE_INTERVAL`] when
+//!   nothing else is sent (the accepting side only acknowledges it: one packet each way per
+//!   interval, and NAT mappings stay open both ways), and a link that hears nothing for
+//!   [`IDLE_TIMEOUT`] is dead: three missed keep-alives. A friend that vanishes (killed,
+//!   unplugged) is seen gone at most 20 s later: the accepting side 15 s after the last
+//!   keep-alive it heard, the dialling side 15 s after its first unanswered one, which QUIC
+//!   counts as activity (RFC 9000, 10.1). The friend layer promises 30 s.
 //! - **Size of packets**: [`INITIAL_MTU_BYTES`] fits every path, a relay's framing included;
 //!   path MTU discovery may grow it up to [`MAX_MTU_BYTES`] (a 1500-byte Ethernet MTU under
 //!   IPv6 and UDP headers) where the path proves it. See [`crate::PathTable`] for why one MTU
@@ -48,10 +52,10 @@ pub const DATAGRAM_RECEIVE_BUFFER_BYTES: usize = 256 * 1024;
 pub const DATAGRAM_SEND_BUFFER_BYTES: usize = 256 * 1024;
 
 /// How often an otherwise silent link sends a keep-alive.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How long a link may hear nothing before it is dead.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The QUIC packet size every link starts at: QUIC's minimum, which fits every path.
 pub const INITIAL_MTU_BYTES: u16 = 1200;
@@ -59,8 +63,19 @@ pub const INITIAL_MTU_BYTES: u16 = 1200;
 /// The largest QUIC packet path MTU discovery may probe for.
 pub const MAX_MTU_BYTES: u16 = 1452;
 
-/// The transport settings of every link and request connection.
+/// The transport settings of every link and request connection this node dials: with
+/// keep-alives.
 pub fn transport_config() -> Arc<TransportConfig> {
+    Arc::new(settings(true))
+}
+
+/// The transport settings of every connection this node accepts: the same, but the dialler
+/// sends the keep-alives.
+pub fn server_transport_config() -> Arc<TransportConfig> {
+    Arc::new(settings(false))
+}
+
+fn settings(keep_alive: bool) -> TransportConfig {
     let mut config = TransportConfig::default();
     config
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
@@ -70,7 +85,7 @@ pub fn transport_config() -> Arc<TransportConfig> {
         .send_window(SEND_WINDOW_BYTES)
         .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER_BYTES))
         .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER_BYTES)
-        .keep_alive_interval(Some(KEEPALIVE_INTERVAL))
+        .keep_alive_interval(keep_alive.then_some(KEEPALIVE_INTERVAL))
         .initial_mtu(INITIAL_MTU_BYTES)
         .min_mtu(INITIAL_MTU_BYTES)
         .mtu_discovery_config(Some({
@@ -79,11 +94,11 @@ pub fn transport_config() -> Arc<TransportConfig> {
             mtu
         }));
     // The constant is far below the 2^62 limit of an idle timeout, so this cannot fail; were
-    // it to, quinn's default (30 s, the same value) applies.
+    // it to, quinn's default (30 s) applies.
     if let Ok(idle) = IdleTimeout::try_from(IDLE_TIMEOUT) {
         config.max_idle_timeout(Some(idle));
     }
-    Arc::new(config)
+    config
 }
 
 /// The endpoint settings: the QUIC bit is never greased, so every QUIC packet keeps bit 0x40

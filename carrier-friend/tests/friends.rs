@@ -85,12 +85,18 @@ impl Node {
         self.friends.address().to_string()
     }
 
-    /// The next event, within [`PATIENCE`].
+    /// The next event about requests and friendships (links and profiles are
+    /// `tests/links.rs`'s), within [`PATIENCE`].
     async fn event(&mut self) -> FriendEvent {
-        tokio::time::timeout(PATIENCE, self.events.recv())
-            .await
-            .expect("no event in time")
-            .expect("events closed")
+        loop {
+            let event = tokio::time::timeout(PATIENCE, self.events.recv())
+                .await
+                .expect("no event in time")
+                .expect("events closed");
+            if !about_links(&event) {
+                return event;
+            }
+        }
     }
 
     /// Stops the node and waits until its database is closed.
@@ -165,12 +171,25 @@ async fn befriend(a: &mut Node, b: &mut Node) {
     assert!(a.friends.is_friend(&b.id()) && b.friends.is_friend(&a.id()));
 }
 
+/// Whether `event` is about links or profiles rather than requests and friendships.
+fn about_links(event: &FriendEvent) -> bool {
+    matches!(
+        event,
+        FriendEvent::Connected(_)
+            | FriendEvent::Disconnected(_)
+            | FriendEvent::InfoChanged(..)
+            | FriendEvent::PresenceChanged(..)
+    )
+}
+
 fn no_more_events(node: &mut Node) {
-    assert!(
-        node.events.try_recv().is_err(),
-        "an unexpected event at {}",
-        node.id()
-    );
+    while let Ok(event) = node.events.try_recv() {
+        assert!(
+            about_links(&event),
+            "an unexpected event at {}: {event:?}",
+            node.id()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

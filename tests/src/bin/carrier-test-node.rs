@@ -23,9 +23,16 @@
 //! | `address` | `address <address>` |
 //! | `friends`, `incoming`, `outgoing`, `blocked` | the word, then the IDs, space-separated |
 //! | `outbox` | `outbox <items> <deposited items>` |
+//! | `online` | `online`, then the connected friends' IDs |
+//! | `links` | `links <count>` (links held) |
+//! | `presence none\|away\|busy` | `ok` |
+//! | `name <text…>` | `ok`, after setting the user info's name |
+//! | `profile <id>` | `profile <presence> <name…>` of a friend, or `err not-a-friend` |
 //! | `quit` | `bye`, after a clean shutdown |
 //!
-//! Events: `event request <from> <hello as hex>`, `event added <id>`, `event removed <id>`.
+//! Events: `event request <from> <hello as hex>`, `event added <id>`, `event removed <id>`,
+//! `event connected <id>`, `event disconnected <id>`, `event presence <id> <presence>`,
+//! `event info <id> <name…>`.
 //! Error kinds: `yourself`, `invalid-address`, `unknown-request`, `not-a-friend`,
 //! `empty-hello`, `hello-too-long`, `label-too-long`, `blocked`, `usage`, `other`.
 
@@ -36,7 +43,7 @@ use std::time::Duration;
 
 use carrier::dht::{BootstrapNode, Dht, DhtConfig};
 use carrier::friend::outbox::RetryPolicy;
-use carrier::friend::{FriendError, FriendEvent, Friends, FriendsConfig, UserInfo};
+use carrier::friend::{FriendError, FriendEvent, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -156,6 +163,14 @@ async fn run() -> Result<(), String> {
                     }
                     FriendEvent::Added(id) => println!("event added {id}"),
                     FriendEvent::Removed(id) => println!("event removed {id}"),
+                    FriendEvent::Connected(id) => println!("event connected {id}"),
+                    FriendEvent::Disconnected(id) => println!("event disconnected {id}"),
+                    FriendEvent::PresenceChanged(id, presence) => {
+                        println!("event presence {id} {}", presence_word(presence))
+                    }
+                    FriendEvent::InfoChanged(id, info) => {
+                        println!("event info {id} {}", info.name())
+                    }
                     other => println!("event other {other:?}"),
                 }
             }
@@ -261,7 +276,38 @@ async fn command(friends: &Friends, auto_accept: &AtomicBool, line: &str) -> Str
             }
             Err(e) => format!("err other {e}"),
         },
+        "online" => list("online", friends.online()),
+        "links" => format!("links {}", friends.link_count()),
+        "presence" => match rest.trim() {
+            "none" => done(friends.set_presence(Presence::None).await),
+            "away" => done(friends.set_presence(Presence::Away).await),
+            "busy" => done(friends.set_presence(Presence::Busy).await),
+            _ => "err usage".into(),
+        },
+        "name" => match friends.user_info().with_name(rest) {
+            Ok(info) => done(friends.set_user_info(info).await),
+            Err(_) => "err name-too-long".into(),
+        },
+        "profile" => match id() {
+            Some(id) => match friends.friends().into_iter().find(|f| f.id == id) {
+                Some(friend) => format!(
+                    "profile {} {}",
+                    presence_word(friend.presence),
+                    friend.info.name()
+                ),
+                None => "err not-a-friend".into(),
+            },
+            None => "err usage".into(),
+        },
         _ => "err usage".into(),
+    }
+}
+
+fn presence_word(presence: Presence) -> &'static str {
+    match presence {
+        Presence::None => "none",
+        Presence::Away => "away",
+        Presence::Busy => "busy",
     }
 }
 

@@ -1,0 +1,511 @@
+//! One live link per online friend, over 127.x.y.1 with a small DHT: friends connect after
+//! both start, both dialling at once leaves one link, presence and user info reach friends
+//! online and after a reconnect, labels stay local, a stranger is refused at the handshake,
+//! and each upper layer receives only its own streams.
+#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use carrier_friend::dht::id::{CarrierId, Keypair};
+use carrier_friend::dht::socket::NodeSocket;
+use carrier_friend::dht::{BootstrapNode, Dht, DhtConfig, Path};
+use carrier_friend::layer::codes;
+use carrier_friend::outbox::RetryPolicy;
+use carrier_friend::quinn::ConnectionError;
+use carrier_friend::{
+    close, AllowList, FriendEvent, FriendEvents, Friends, FriendsConfig, Inbound, InfoError, Layer,
+    LinkConfig, LinkEndpoint, Presence, UserInfo,
+};
+
+const SEEDS: usize = 5;
+const PATIENCE: Duration = Duration::from_secs(30);
+
+struct Net {
+    seeds: Vec<Dht>,
+    dir: tempfile::TempDir,
+}
+
+fn server(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> DhtConfig {
+    let mut config = DhtConfig {
+        bind,
+        data_dir,
+        query_timeout: Duration::from_secs(10),
+        ..DhtConfig::default()
+    };
+    config.node.server = true;
+    config.bootstrap = seed
+        .map(|s| vec![BootstrapNode::new(s.id(), s.local_addr())])
+        .unwrap_or_default();
+    config
+}
+
+/// A small DHT on 127.24.`base + i`.1.
+async fn net(base: u8) -> Net {
+    let mut seeds: Vec<Dht> = Vec::new();
+    for i in 0..SEEDS {
+        let bind = SocketAddr::from(([127, 24, base + i as u8, 1], 0));
+        let dht = Dht::bind(server(bind, None, seeds.first())).await.unwrap();
+        if i > 0 {
+            dht.bootstrap().await.unwrap();
+        }
+        seeds.push(dht);
+    }
+    Net {
+        seeds,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn quick() -> FriendsConfig {
+    FriendsConfig {
+        retry: RetryPolicy {
+            initial: Duration::from_millis(200),
+            max: Duration::from_secs(1),
+            republish: Duration::from_secs(60),
+        },
+        poll_interval: Duration::from_millis(500),
+        announce_interval: Duration::from_secs(5),
+        dial_timeout: Duration::from_secs(2),
+        link_retry_initial: Duration::from_millis(200),
+        link_retry_max: Duration::from_secs(1),
+        address_check_interval: Duration::from_millis(500),
+        ..FriendsConfig::default()
+    }
+}
+
+struct Node {
+    friends: Friends,
+    events: FriendEvents,
+    dir: PathBuf,
+    bind: SocketAddr,
+}
+
+impl Node {
+    fn id(&self) -> CarrierId {
+        self.friends.id()
+    }
+
+    /// Skips events until one `want` picks, within [`PATIENCE`]; returns what it picked.
+    async fn until<T>(&mut self, mut want: impl FnMut(&FriendEvent) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .expect("no such event in time")
+                .expect("events closed");
+            if let Some(value) = want(&event) {
+                return value;
+            }
+        }
+    }
+
+    async fn connected(&mut self, peer: CarrierId) {
+        self.until(|e| (*e == FriendEvent::Connected(peer)).then_some(()))
+            .await;
+    }
+
+    async fn stop(self) -> (PathBuf, SocketAddr) {
+        self.friends.shutdown().await;
+        let dht = self.friends.dht().clone();
+        drop(self.friends);
+        dht.shutdown().await.unwrap();
+        (self.dir, self.bind)
+    }
+}
+
+impl Net {
+    async fn node(&self, ip: [u8; 4], name: &str) -> Node {
+        self.start(self.dir.path().join(name), SocketAddr::from((ip, 0)))
+            .await
+    }
+
+    async fn start(&self, dir: PathBuf, bind: SocketAddr) -> Node {
+        let dht = wait_for(|| {
+            let config = server(bind, Some(dir.clone()), self.seeds.first());
+            async move { Dht::bind(config).await.ok() }
+        })
+        .await;
+        dht.bootstrap().await.unwrap();
+        let (friends, events) = Friends::start(dht, quick()).await.unwrap();
+        if friends.user_info().name().is_empty() {
+            let name = dir.file_name().unwrap().to_string_lossy().to_string();
+            friends
+                .set_user_info(UserInfo::new(&name, "a test node").unwrap())
+                .await
+                .unwrap();
+        }
+        // Started again, the node keeps its port, as a node usually does.
+        let bind = friends.dht().local_addr();
+        Node {
+            friends,
+            events,
+            dir,
+            bind,
+        }
+    }
+}
+
+async fn wait_for<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `a` asks `b`, `b` accepts; both see the other connected.
+async fn befriend(a: &mut Node, b: &mut Node) {
+    a.friends
+        .add_friend(&b.friends.address().to_string(), b"hi")
+        .await
+        .unwrap();
+    let from = b
+        .until(|e| match e {
+            FriendEvent::Request(r) => Some(r.from),
+            _ => None,
+        })
+        .await;
+    assert_eq!(from, a.id());
+    b.friends.accept_friend(&a.id()).await.unwrap();
+    a.until(|e| (*e == FriendEvent::Added(b.id())).then_some(()))
+        .await;
+    let (a_id, b_id) = (a.id(), b.id());
+    a.connected(b_id).await;
+    b.connected(a_id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_link() {
+    let net = net(1).await;
+    let mut alice = net.node([127, 25, 1, 1], "alice").await;
+    let mut bob = net.node([127, 25, 2, 1], "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    assert_eq!(alice.friends.link_count(), 1);
+    assert_eq!(bob.friends.online(), vec![alice.id()]);
+
+    // Both stop; both start again: they find each other's records and connect.
+    let (alice_id, bob_id) = (alice.id(), bob.id());
+    let (alice_dir, alice_bind) = alice.stop().await;
+    let (bob_dir, bob_bind) = bob.stop().await;
+    let mut alice = net.start(alice_dir, alice_bind).await;
+    let mut bob = net.start(bob_dir, bob_bind).await;
+    alice.connected(bob_id).await;
+    bob.connected(alice_id).await;
+
+    // Both dial at once, twice: each time exactly one of the two new links survives, the
+    // same on both sides, and neither side ever reports the other gone. (The link held so far
+    // is older than the race window by then, so the new ones replace it.)
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(5200)).await;
+        let (at_alice, at_bob) = tokio::join!(
+            alice.friends.connect(&bob_id),
+            bob.friends.connect(&alice_id)
+        );
+        let (at_alice, at_bob) = (at_alice.unwrap(), at_bob.unwrap());
+        // Past the grace a duplicate's peer waits before it counts as gone.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let alice_holds = alice.friends.link(&bob_id).unwrap();
+        let bob_holds = bob.friends.link(&alice_id).unwrap();
+        assert!(alice_holds.connection().close_reason().is_none());
+        assert!(bob_holds.connection().close_reason().is_none());
+        let closed = [&at_alice, &at_bob]
+            .iter()
+            .filter(|l| l.connection().close_reason().is_some())
+            .count();
+        assert_eq!(closed, 1, "exactly one of the two dials lost");
+        let survivor = if at_alice.connection().close_reason().is_none() {
+            &at_alice
+        } else {
+            &at_bob
+        };
+        assert!(survivor.connection().close_reason().is_none());
+        // The loser was closed as a duplicate (seen as such by the side that did not close
+        // it), never as anything else.
+        for link in [&at_alice, &at_bob] {
+            match link.connection().close_reason() {
+                None | Some(ConnectionError::LocallyClosed) => {}
+                Some(ConnectionError::ApplicationClosed(c)) => {
+                    assert_eq!(c.error_code, close::DUPLICATE)
+                }
+                Some(other) => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(alice.friends.link_count(), 1);
+        assert_eq!(bob.friends.link_count(), 1);
+        // A stream on the held links goes through both ways.
+        let mut inbox = bob.friends.register(Layer::Msg).unwrap();
+        let mut send = alice_holds.open_uni(Layer::Msg).await.unwrap();
+        send.write_all(b"still here").await.unwrap();
+        send.finish().unwrap();
+        let Inbound::Uni { mut recv, peer } = inbox.recv().await.unwrap() else {
+            panic!("not a uni stream");
+        };
+        assert_eq!(peer, alice_id);
+        assert_eq!(recv.read_to_end(64).await.unwrap(), b"still here");
+        drop(inbox);
+    }
+    while let Ok(event) = alice.events.try_recv() {
+        assert_ne!(event, FriendEvent::Disconnected(bob_id));
+    }
+    while let Ok(event) = bob.events.try_recv() {
+        assert_ne!(event, FriendEvent::Disconnected(alice_id));
+    }
+
+    // A clean stop is seen at once; the restarted friend connects again.
+    let (bob_dir, bob_bind) = bob.stop().await;
+    alice
+        .until(|e| (*e == FriendEvent::Disconnected(bob_id)).then_some(()))
+        .await;
+    assert!(alice.friends.link(&bob_id).is_none());
+    assert!(!alice.friends.is_online(&bob_id));
+    let mut bob = net.start(bob_dir, bob_bind).await;
+    alice.connected(bob_id).await;
+    bob.connected(alice_id).await;
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_info_reach_friends_online_and_after_a_reconnect_and_labels_stay_local() {
+    let net = net(11).await;
+    let mut alice = net.node([127, 25, 11, 1], "alice").await;
+    let mut bob = net.node([127, 25, 12, 1], "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    let (alice_id, bob_id) = (alice.id(), bob.id());
+
+    // Online: at once.
+    alice.friends.set_presence(Presence::Away).await.unwrap();
+    let presence = bob
+        .until(|e| match e {
+            FriendEvent::PresenceChanged(id, p) if *id == alice_id => Some(*p),
+            _ => None,
+        })
+        .await;
+    assert_eq!(presence, Presence::Away);
+    let info = UserInfo::new("Alice A.", "on the road")
+        .unwrap()
+        .with_phone("+1 555 0100")
+        .unwrap()
+        .with_email("alice@example.org")
+        .unwrap()
+        .with_region("Lyon")
+        .unwrap()
+        .with_gender("f")
+        .unwrap()
+        .with_avatar(true);
+    alice.friends.set_user_info(info.clone()).await.unwrap();
+    let seen = bob
+        .until(|e| match e {
+            FriendEvent::InfoChanged(id, info) if *id == alice_id => Some(info.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seen, info);
+    let friend = bob.friends.friends().pop().unwrap();
+    assert_eq!((friend.info, friend.presence), (info, Presence::Away));
+
+    // Labels are local: Bob's label for Alice changes nothing at Alice.
+    bob.friends.set_label(&alice_id, "Al").await.unwrap();
+    assert_eq!(bob.friends.friends()[0].label, "Al");
+    assert_eq!(alice.friends.friends()[0].label, "");
+
+    // Offline: Bob stops, Alice changes both, Bob hears when he is back.
+    let (bob_dir, bob_bind) = bob.stop().await;
+    alice
+        .until(|e| (*e == FriendEvent::Disconnected(bob_id)).then_some(()))
+        .await;
+    alice.friends.set_presence(Presence::Busy).await.unwrap();
+    let later = alice
+        .friends
+        .user_info()
+        .with_name("Alice B.")
+        .unwrap()
+        .with_avatar(false);
+    alice.friends.set_user_info(later.clone()).await.unwrap();
+    let mut bob = net.start(bob_dir, bob_bind).await;
+    let mut presence = None;
+    let mut info = None;
+    while presence.is_none() || info.is_none() {
+        match bob.until(|e| Some(e.clone())).await {
+            FriendEvent::PresenceChanged(id, p) if id == alice_id => presence = Some(p),
+            FriendEvent::InfoChanged(id, i) if id == alice_id => info = Some(i),
+            _ => {}
+        }
+    }
+    assert_eq!(presence, Some(Presence::Busy));
+    assert_eq!(info.as_ref(), Some(&later));
+    // Latest wins, and the label survived the restart.
+    let friend = bob.friends.friends().pop().unwrap();
+    assert_eq!(friend.info, later);
+    assert_eq!(friend.presence, Presence::Busy);
+    assert_eq!(friend.label, "Al");
+    wait_for(|| async { alice.friends.outbox().unwrap().is_empty().then_some(()) }).await;
+
+    // Each over-long field is its own error.
+    let over = |n: usize| "x".repeat(n + 1);
+    let info = UserInfo::default();
+    assert_eq!(
+        info.clone().with_name(&over(63)),
+        Err(InfoError::NameTooLong(64))
+    );
+    assert_eq!(
+        info.clone().with_description(&over(127)),
+        Err(InfoError::DescriptionTooLong(128))
+    );
+    assert_eq!(
+        info.clone().with_phone(&over(31)),
+        Err(InfoError::PhoneTooLong(32))
+    );
+    assert_eq!(
+        info.clone().with_email(&over(127)),
+        Err(InfoError::EmailTooLong(128))
+    );
+    assert_eq!(
+        info.clone().with_region(&over(127)),
+        Err(InfoError::RegionTooLong(128))
+    );
+    assert_eq!(
+        info.with_gender(&over(31)),
+        Err(InfoError::GenderTooLong(32))
+    );
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_streams() {
+    let net = net(21).await;
+    let mut alice = net.node([127, 25, 21, 1], "alice").await;
+    let mut bob = net.node([127, 25, 22, 1], "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    let (alice_id, bob_id) = (alice.id(), bob.id());
+
+    // A node that is not Alice's friend proves its ID, then is closed before any stream.
+    let rogue_keys = Keypair::generate();
+    let rogue = LinkEndpoint::new(
+        NodeSocket::bind(SocketAddr::from(([127, 25, 23, 1], 0))).unwrap(),
+        &rogue_keys,
+        LinkConfig::new(AllowList::default()),
+    )
+    .unwrap();
+    let refused_before = alice.friends.links().stats().friends_refused;
+    let to_alice = Path::Direct(alice.friends.dht().local_addr());
+    if let Ok(link) = rogue.dial(alice_id, to_alice).await {
+        match link.connection().closed().await {
+            ConnectionError::ApplicationClosed(c) => assert_eq!(c.error_code, close::NOT_A_FRIEND),
+            other => panic!("{other:?}"),
+        }
+    }
+    wait_for(|| async {
+        (alice.friends.links().stats().friends_refused > refused_before).then_some(())
+    })
+    .await;
+    assert!(alice.friends.link(&rogue_keys.id()).is_none());
+    assert_eq!(alice.friends.online(), vec![bob_id]);
+
+    // Two layers, two streams: each reaches its own inbox only.
+    let mut msgs = bob.friends.register(Layer::Msg).unwrap();
+    let mut sessions = bob.friends.register(Layer::Stream).unwrap();
+    assert!(bob.friends.register(Layer::Msg).is_err());
+    let link = alice.friends.link(&bob_id).unwrap();
+    for (layer, bytes) in [
+        (Layer::Msg, &b"a message"[..]),
+        (Layer::Stream, b"a session"),
+    ] {
+        let mut send = link.open_uni(layer).await.unwrap();
+        send.write_all(bytes).await.unwrap();
+        send.finish().unwrap();
+    }
+    let (mut send, mut recv) = link.open_bi(Layer::Stream).await.unwrap();
+    send.write_all(b"ping").await.unwrap();
+    send.finish().unwrap();
+    let Inbound::Uni {
+        peer,
+        recv: mut heard,
+    } = msgs.recv().await.unwrap()
+    else {
+        panic!("not a uni stream");
+    };
+    assert_eq!(peer, alice_id);
+    assert_eq!(heard.read_to_end(64).await.unwrap(), b"a message");
+    // The session layer's two streams, in whatever order their headers were read.
+    for _ in 0..2 {
+        match sessions.recv().await.unwrap() {
+            Inbound::Uni {
+                peer,
+                recv: mut heard,
+            } => {
+                assert_eq!(peer, alice_id);
+                assert_eq!(heard.read_to_end(64).await.unwrap(), b"a session");
+            }
+            Inbound::Bi {
+                peer,
+                send: mut back,
+                recv: mut heard,
+            } => {
+                assert_eq!(peer, alice_id);
+                assert_eq!(heard.read_to_end(64).await.unwrap(), b"ping");
+                back.write_all(b"pong").await.unwrap();
+                back.finish().unwrap();
+            }
+            Inbound::Datagram { .. } => panic!("no datagram was sent yet"),
+        }
+    }
+    assert_eq!(recv.read_to_end(64).await.unwrap(), b"pong");
+    // Nothing more for the message layer than its own stream.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), msgs.recv())
+            .await
+            .is_err()
+    );
+
+    // A layer nobody registered is refused, not handed to another.
+    let mut send = link.open_uni(Layer::Mux).await.unwrap();
+    let _ = send.write_all(b"nobody").await;
+    assert_eq!(send.stopped().await.unwrap(), Some(codes::NO_RECEIVER));
+    // A peer Alice asked, not a friend yet, gets through her gate (its accept must arrive)
+    // but reaches no layer above hers.
+    let mut carol = net.node([127, 25, 24, 1], "carol").await;
+    let carol_id = carol.id();
+    alice
+        .friends
+        .add_friend(&carol.friends.address().to_string(), b"hi Carol")
+        .await
+        .unwrap();
+    carol
+        .until(|e| matches!(e, FriendEvent::Request(_)).then_some(()))
+        .await;
+    let _alices_msgs = alice.friends.register(Layer::Msg).unwrap();
+    let at_alice = carol
+        .friends
+        .links()
+        .dial(alice_id, Path::Direct(alice.friends.dht().local_addr()))
+        .await
+        .unwrap();
+    let mut send = at_alice.open_uni(Layer::Msg).await.unwrap();
+    // The refusal may already be back before this write: then the write fails with it.
+    let _ = send.write_all(b"let me in").await;
+    assert_eq!(send.stopped().await.unwrap(), Some(codes::NOT_ADMITTED));
+    assert!(alice.friends.router().stats().not_admitted >= 1);
+    assert!(!alice.friends.is_online(&carol_id));
+    assert!(alice.friends.link(&carol_id).is_none());
+    carol.stop().await;
+
+    // A datagram goes to its layer too.
+    link.send_datagram(Layer::Msg, b"dgram").unwrap();
+    let Inbound::Datagram { payload, .. } = msgs.recv().await.unwrap() else {
+        panic!("not a datagram");
+    };
+    assert_eq!(&payload[..], b"dgram");
+    alice.stop().await;
+    bob.stop().await;
+}
