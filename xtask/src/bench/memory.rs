@@ -79,7 +79,7 @@ pub(crate) fn child(args: &[String]) -> Result<(), String> {
 }
 
 /// This process's resident set in KiB, from `/proc/self/status` (Linux).
-fn resident_kib() -> Result<u64, String> {
+pub(crate) fn resident_kib() -> Result<u64, String> {
     let status = std::fs::read_to_string("/proc/self/status")
         .map_err(|e| format!("cannot read /proc/self/status: {e}"))?;
     parse_vm_rss(&status)

@@ -15,6 +15,7 @@
 
 mod dht_sim;
 mod dht_udp;
+mod friend;
 mod memory;
 mod nodes;
 mod quic;
@@ -26,10 +27,10 @@ mod tcp;
 mod tls;
 mod transfer;
 
-pub(crate) use memory::child as run_child;
 pub(crate) use runs::{Joint, Measure, Runs};
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
 /// Set (to `1`) by the full bench on the release build it starts, so that build measures
 /// instead of starting another.
@@ -120,7 +121,34 @@ const FIGURES: &[Figure] = &[
         baseline: None,
         measure: Measure::Alone(memory::measure),
     },
+    Figure {
+        name: "friend.connect_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Alone(friend::measure_connect),
+    },
+    Figure {
+        name: "mem.link_kib",
+        unit: "KiB",
+        baseline: None,
+        measure: Measure::Joint(&friend::LINKS),
+    },
+    Figure {
+        name: "idle.packets_per_min_per_link",
+        unit: "packets/min",
+        baseline: None,
+        measure: Measure::Joint(&friend::LINKS),
+    },
 ];
+
+/// `xtask bench-child TASK …`: the fresh processes some figures are measured in.
+pub(crate) fn run_child(args: &[String]) -> Result<(), String> {
+    match args.first().map(String::as_str) {
+        Some(friend::HUB) => friend::hub(&args[1..]),
+        Some(friend::SPOKES) => friend::spokes(&args[1..]),
+        _ => memory::child(args),
+    }
+}
 
 /// How hard to measure: the quotable full bench, or the smoke test of the harness.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +184,8 @@ impl Mode {
                 udp_nodes: 200,
                 udp_lookups: 200,
                 mem_nodes: 100,
+                link_spokes: 1000,
+                idle_window: Duration::from_secs(60),
             },
             Mode::Quick => Scale {
                 transfer_bytes: 8 << 20,
@@ -163,6 +193,8 @@ impl Mode {
                 udp_nodes: 30,
                 udp_lookups: 30,
                 mem_nodes: 20,
+                link_spokes: 10,
+                idle_window: Duration::from_secs(5),
             },
         }
     }
@@ -189,6 +221,10 @@ pub(crate) struct Scale {
     pub(crate) udp_lookups: usize,
     /// DHT nodes the fresh process of `mem.node_kib` starts (100 in the full bench).
     pub(crate) mem_nodes: usize,
+    /// Friends' nodes linked to the hub of `mem.link_kib` (1000 in the full bench).
+    pub(crate) link_spokes: usize,
+    /// How long the hub's idle links are watched for `idle.packets_per_min_per_link`.
+    pub(crate) idle_window: Duration,
 }
 
 /// What the command line asked for.

@@ -51,6 +51,12 @@ pub(crate) enum Runs {
         /// Runs in the full bench.
         full: usize,
     },
+    /// Wall-clock figures whose every run is expensive (a thousand nodes): no warm-up, `full`
+    /// runs in the full bench and one in the quick bench.
+    Expensive {
+        /// Runs in the full bench.
+        full: usize,
+    },
 }
 
 impl Runs {
@@ -60,6 +66,8 @@ impl Runs {
             (Runs::Timed, _) => (mode.warmups(), mode.runs()),
             (Runs::Seeded { full }, Mode::Full) => (0, full),
             (Runs::Seeded { .. }, Mode::Quick) => (0, mode.runs()),
+            (Runs::Expensive { full }, Mode::Full) => (0, full),
+            (Runs::Expensive { .. }, Mode::Quick) => (0, 1),
         }
     }
 }
