@@ -1,8 +1,12 @@
 //! QUIC transport settings, each chosen on purpose.
 //!
-//! - **Streams**: every channel of `carrier-mux` is its own QUIC stream, so a link may carry
-//!   thousands at once: [`MAX_CONCURRENT_BIDI_STREAMS`] and [`MAX_CONCURRENT_UNI_STREAMS`].
-//!   An open stream with no data costs a few hundred bytes of state.
+//! - **Streams**: a link starts with [`MAX_CONCURRENT_BIDI_STREAMS`] and
+//!   [`MAX_CONCURRENT_UNI_STREAMS`] streams the peer may have open at once (quinn hands out
+//!   more credit as streams close, so this bounds streams open *at once*, not in total).
+//!   quinn keeps state for every stream the peer may open, whether it does or not: at 4096 and
+//!   1024 that was about 0.5 MiB per idle link (`mem.link_kib` 617 KiB against 87 KiB now). A
+//!   layer that needs more at once on one link (many `carrier-mux` channels) raises that link's
+//!   limit with `quinn::Connection::set_max_concurrent_bi_streams`.
 //! - **Memory**: quinn allocates receive buffers only for data that has arrived and is unread,
 //!   so an idle link costs its connection state alone (a few KiB). The windows bound what a
 //!   busy or hostile peer can make us buffer: one stream at most
@@ -30,10 +34,10 @@ use std::time::Duration;
 use quinn::{IdleTimeout, MtuDiscoveryConfig, TransportConfig, VarInt};
 
 /// Bidirectional streams a peer may have open at once on a link.
-pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 4096;
+pub const MAX_CONCURRENT_BIDI_STREAMS: u32 = 128;
 
 /// Unidirectional streams a peer may have open at once on a link.
-pub const MAX_CONCURRENT_UNI_STREAMS: u32 = 1024;
+pub const MAX_CONCURRENT_UNI_STREAMS: u32 = 32;
 
 /// Unread bytes one stream may hold: quinn's default, 100 Mbit/s × 100 ms.
 pub const STREAM_RECEIVE_WINDOW_BYTES: u32 = 1_250_000;

@@ -385,9 +385,15 @@ async fn datagrams_to_a_peer_with_no_path_are_dropped_never_sent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_link_holds_thousands_of_concurrent_streams() {
+async fn a_link_holds_thousands_of_concurrent_streams_once_the_receiver_raises_its_limit() {
     const STREAMS: usize = 3000;
     let (_alice, _bob, at_alice, at_bob) = linked().await;
+    // A link starts with a small limit (idle links stay cheap); a layer that needs thousands
+    // at once raises it on its link.
+    assert!(STREAMS > carrier_friend::transport::MAX_CONCURRENT_BIDI_STREAMS as usize);
+    at_bob
+        .connection()
+        .set_max_concurrent_bi_streams(carrier_friend::quinn::VarInt::from_u32(4096));
     let opener = at_alice.connection().clone();
     // Every stream stays open (not finished) until all of them have been accepted.
     let open = tokio::spawn(async move {
