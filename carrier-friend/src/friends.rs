@@ -111,6 +111,28 @@ impl Default for FriendsConfig {
     }
 }
 
+impl FriendsConfig {
+    /// Intervals of fractions of a second, so offline delivery, reconnects and address changes
+    /// show within seconds: for tests and experiments on one machine. On a real network they
+    /// cost traffic and lookups for nothing; use [`FriendsConfig::default`] there.
+    pub fn for_tests() -> Self {
+        Self {
+            retry: RetryPolicy {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(1),
+                republish: Duration::from_secs(60),
+            },
+            poll_interval: Duration::from_millis(500),
+            announce_interval: Duration::from_secs(5),
+            dial_timeout: Duration::from_secs(2),
+            link_retry_initial: Duration::from_millis(200),
+            link_retry_max: Duration::from_secs(1),
+            address_check_interval: Duration::from_millis(500),
+            ..Self::default()
+        }
+    }
+}
+
 /// A friend in the friend list.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Friend {

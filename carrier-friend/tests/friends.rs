@@ -2,89 +2,18 @@
 //! refuse, remove (online and to an offline friend), block, nospam rotation, and every error.
 #![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::time::Duration;
 
-use carrier_friend::dht::id::{CarrierId, Keypair, Nospam};
-use carrier_friend::dht::{BootstrapNode, Dht, DhtConfig};
-use carrier_friend::outbox::RetryPolicy;
+use carrier_friend::dht::id::{Keypair, Nospam};
+use carrier_friend::dht::Dht;
 use carrier_friend::{
-    FriendError, FriendEvent, FriendEvents, Friends, FriendsConfig, UserInfo, MAX_HELLO_BYTES,
-    MAX_LABEL_BYTES,
+    FriendError, FriendEvent, Friends, FriendsConfig, MAX_HELLO_BYTES, MAX_LABEL_BYTES,
 };
-
-/// DHT servers besides the friends' own nodes.
-const SEEDS: usize = 5;
-/// How long anything may take to arrive.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A small DHT on 127.20.i.1 (each node its own /24), and a place for the friends' data.
-struct Net {
-    seeds: Vec<Dht>,
-    dir: tempfile::TempDir,
-}
-
-fn server(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> DhtConfig {
-    let mut config = DhtConfig {
-        bind,
-        data_dir,
-        query_timeout: Duration::from_secs(10),
-        ..DhtConfig::default()
-    };
-    config.node.server = true;
-    config.bootstrap = seed
-        .map(|s| vec![BootstrapNode::new(s.id(), s.local_addr())])
-        .unwrap_or_default();
-    config
-}
-
-async fn net() -> Net {
-    let mut seeds: Vec<Dht> = Vec::new();
-    for i in 0..SEEDS {
-        let bind = SocketAddr::from(([127, 20, i as u8 + 1, 1], 0));
-        let dht = Dht::bind(server(bind, None, seeds.first())).await.unwrap();
-        if i > 0 {
-            dht.bootstrap().await.unwrap();
-        }
-        seeds.push(dht);
-    }
-    Net {
-        seeds,
-        dir: tempfile::tempdir().unwrap(),
-    }
-}
-
-/// Short intervals, so offline delivery shows within seconds.
-fn quick() -> FriendsConfig {
-    FriendsConfig {
-        retry: RetryPolicy {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-            republish: Duration::from_secs(60),
-        },
-        poll_interval: Duration::from_millis(500),
-        announce_interval: Duration::from_secs(5),
-        dial_timeout: Duration::from_secs(2),
-        ..FriendsConfig::default()
-    }
-}
-
-struct Node {
-    friends: Friends,
-    events: FriendEvents,
-    dir: PathBuf,
-}
+use common::net::{net, server, wait_for, Node, PATIENCE};
 
 impl Node {
-    fn id(&self) -> CarrierId {
-        self.friends.id()
-    }
-
-    fn address(&self) -> String {
-        self.friends.address().to_string()
-    }
-
     /// The next event about requests and friendships (links and profiles are
     /// `tests/links.rs`'s), within [`PATIENCE`].
     async fn event(&mut self) -> FriendEvent {
@@ -97,59 +26,6 @@ impl Node {
                 return event;
             }
         }
-    }
-
-    /// Stops the node and waits until its database is closed.
-    async fn stop(self) {
-        self.friends.shutdown().await;
-        let dht = self.friends.dht().clone();
-        drop(self.friends);
-        dht.shutdown().await.unwrap();
-    }
-}
-
-impl Net {
-    /// A friend node named `name` on 127.21.`n`.1, its data in the net's directory.
-    async fn node(&self, n: u8, name: &str) -> Node {
-        let bind = SocketAddr::from(([127, 21, n, 1], 0));
-        self.start(self.dir.path().join(name), bind).await
-    }
-
-    async fn start(&self, dir: PathBuf, bind: SocketAddr) -> Node {
-        // A stopped node's database closes once its last task has let go: wait for it.
-        let dht = wait_for(|| {
-            let config = server(bind, Some(dir.clone()), self.seeds.first());
-            async move { Dht::bind(config).await.ok() }
-        })
-        .await;
-        dht.bootstrap().await.unwrap();
-        let (friends, events) = Friends::start(dht, quick()).await.unwrap();
-        let name = dir.file_name().unwrap().to_string_lossy().to_string();
-        friends
-            .set_user_info(UserInfo::new(&name, "a test node").unwrap())
-            .await
-            .unwrap();
-        Node {
-            friends,
-            events,
-            dir,
-        }
-    }
-}
-
-/// Polls `f` every 50 ms until it gives something, within [`PATIENCE`].
-async fn wait_for<T, F, Fut>(mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = f().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not in time");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -194,9 +70,9 @@ fn no_more_events(node: &mut Node) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_arrives_once_and_accepting_makes_both_friends() {
-    let net = net().await;
-    let mut alice = net.node(1, "alice").await;
-    let mut bob = net.node(2, "bob").await;
+    let net = net(20, 1).await;
+    let mut alice = net.node([127, 21, 1, 1], "alice").await;
+    let mut bob = net.node([127, 21, 2, 1], "bob").await;
 
     alice
         .friends
@@ -249,9 +125,9 @@ async fn a_request_arrives_once_and_accepting_makes_both_friends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_both_ask_one_accept_makes_them_friends_with_nothing_left_pending() {
-    let net = net().await;
-    let mut alice = net.node(1, "alice").await;
-    let mut bob = net.node(2, "bob").await;
+    let net = net(20, 1).await;
+    let mut alice = net.node([127, 21, 1, 1], "alice").await;
+    let mut bob = net.node([127, 21, 2, 1], "bob").await;
     alice
         .friends
         .add_friend(&bob.address(), b"hi")
@@ -280,9 +156,9 @@ async fn when_both_ask_one_accept_makes_them_friends_with_nothing_left_pending()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_request_is_gone_and_nobody_is_a_friend() {
-    let net = net().await;
-    let mut alice = net.node(1, "alice").await;
-    let mut bob = net.node(2, "bob").await;
+    let net = net(20, 1).await;
+    let mut alice = net.node([127, 21, 1, 1], "alice").await;
+    let mut bob = net.node([127, 21, 2, 1], "bob").await;
     alice
         .friends
         .add_friend(&bob.address(), b"hello")
@@ -302,10 +178,10 @@ async fn a_refused_request_is_gone_and_nobody_is_a_friend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline() {
-    let net = net().await;
-    let mut alice = net.node(1, "alice").await;
-    let mut bob = net.node(2, "bob").await;
-    let mut carol = net.node(3, "carol").await;
+    let net = net(20, 1).await;
+    let mut alice = net.node([127, 21, 1, 1], "alice").await;
+    let mut bob = net.node([127, 21, 2, 1], "bob").await;
+    let mut carol = net.node([127, 21, 3, 1], "carol").await;
     befriend(&mut alice, &mut bob).await;
     befriend(&mut alice, &mut carol).await;
     drained(&bob).await;
@@ -349,9 +225,9 @@ async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asking_a_friend_again_then_removing_it_ends_the_friendship_whatever_arrives_last() {
-    let net = net().await;
-    let mut alice = net.node(1, "alice").await;
-    let mut bob = net.node(2, "bob").await;
+    let net = net(20, 1).await;
+    let mut alice = net.node([127, 21, 1, 1], "alice").await;
+    let mut bob = net.node([127, 21, 2, 1], "bob").await;
     befriend(&mut alice, &mut bob).await;
     drained(&bob).await;
 
@@ -376,9 +252,9 @@ async fn asking_a_friend_again_then_removing_it_ends_the_friendship_whatever_arr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_requester_is_dropped_silently() {
-    let net = net().await;
-    let alice = net.node(1, "alice").await;
-    let mut bob = net.node(2, "bob").await;
+    let net = net(20, 1).await;
+    let alice = net.node([127, 21, 1, 1], "alice").await;
+    let mut bob = net.node([127, 21, 2, 1], "bob").await;
     bob.friends.block(&alice.id()).await.unwrap();
     assert_eq!(bob.friends.blocked(), vec![alice.id()]);
 
@@ -412,9 +288,9 @@ async fn a_blocked_requester_is_dropped_silently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_nospam_rotation_requests_to_the_old_address_are_dropped() {
-    let net = net().await;
-    let alice = net.node(1, "alice").await;
-    let mut bob = net.node(2, "bob").await;
+    let net = net(20, 1).await;
+    let alice = net.node([127, 21, 1, 1], "alice").await;
+    let mut bob = net.node([127, 21, 2, 1], "bob").await;
     let old = bob.friends.address();
     let new = Nospam(old.nospam().0.wrapping_add(1));
     bob.friends.set_nospam(new).await.unwrap();
@@ -444,9 +320,9 @@ async fn after_a_nospam_rotation_requests_to_the_old_address_are_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_to_an_offline_node_arrives_when_it_starts_and_so_does_the_accept() {
-    let net = net().await;
-    let alice = net.node(1, "alice").await;
-    let bob = net.node(2, "bob").await;
+    let net = net(20, 1).await;
+    let alice = net.node([127, 21, 1, 1], "alice").await;
+    let bob = net.node([127, 21, 2, 1], "bob").await;
     let (bob_address, bob_dir) = (bob.address(), bob.dir.clone());
     bob.stop().await;
 
@@ -504,9 +380,9 @@ async fn a_request_to_an_offline_node_arrives_when_it_starts_and_so_does_the_acc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_misuse_is_its_own_error() {
-    let net = net().await;
-    let alice = net.node(1, "alice").await;
-    let bob = net.node(2, "bob").await;
+    let net = net(20, 1).await;
+    let alice = net.node([127, 21, 1, 1], "alice").await;
+    let bob = net.node([127, 21, 2, 1], "bob").await;
     let f = &alice.friends;
 
     assert!(matches!(
@@ -574,7 +450,7 @@ async fn every_misuse_is_its_own_error() {
         .await
         .unwrap();
     assert!(matches!(
-        Friends::start(memory_only, quick()).await,
+        Friends::start(memory_only, FriendsConfig::for_tests()).await,
         Err(FriendError::NoStore)
     ));
 }

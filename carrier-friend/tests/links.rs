@@ -4,163 +4,21 @@
 //! and each upper layer receives only its own streams.
 #![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
+mod common;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use carrier_friend::dht::id::{CarrierId, Keypair};
+use carrier_friend::dht::id::Keypair;
 use carrier_friend::dht::socket::NodeSocket;
-use carrier_friend::dht::{BootstrapNode, Dht, DhtConfig, Path};
+use carrier_friend::dht::Path;
 use carrier_friend::layer::codes;
-use carrier_friend::outbox::RetryPolicy;
 use carrier_friend::quinn::ConnectionError;
 use carrier_friend::{
-    close, AllowList, FriendEvent, FriendEvents, Friends, FriendsConfig, Inbound, InfoError, Layer,
-    LinkConfig, LinkEndpoint, Presence, UserInfo,
+    close, AllowList, FriendEvent, Inbound, InfoError, Layer, LinkConfig, LinkEndpoint, Presence,
+    UserInfo,
 };
-
-const SEEDS: usize = 5;
-const PATIENCE: Duration = Duration::from_secs(30);
-
-struct Net {
-    seeds: Vec<Dht>,
-    dir: tempfile::TempDir,
-}
-
-fn server(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> DhtConfig {
-    let mut config = DhtConfig {
-        bind,
-        data_dir,
-        query_timeout: Duration::from_secs(10),
-        ..DhtConfig::default()
-    };
-    config.node.server = true;
-    config.bootstrap = seed
-        .map(|s| vec![BootstrapNode::new(s.id(), s.local_addr())])
-        .unwrap_or_default();
-    config
-}
-
-/// A small DHT on 127.24.`base + i`.1.
-async fn net(base: u8) -> Net {
-    let mut seeds: Vec<Dht> = Vec::new();
-    for i in 0..SEEDS {
-        let bind = SocketAddr::from(([127, 24, base + i as u8, 1], 0));
-        let dht = Dht::bind(server(bind, None, seeds.first())).await.unwrap();
-        if i > 0 {
-            dht.bootstrap().await.unwrap();
-        }
-        seeds.push(dht);
-    }
-    Net {
-        seeds,
-        dir: tempfile::tempdir().unwrap(),
-    }
-}
-
-fn quick() -> FriendsConfig {
-    FriendsConfig {
-        retry: RetryPolicy {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-            republish: Duration::from_secs(60),
-        },
-        poll_interval: Duration::from_millis(500),
-        announce_interval: Duration::from_secs(5),
-        dial_timeout: Duration::from_secs(2),
-        link_retry_initial: Duration::from_millis(200),
-        link_retry_max: Duration::from_secs(1),
-        address_check_interval: Duration::from_millis(500),
-        ..FriendsConfig::default()
-    }
-}
-
-struct Node {
-    friends: Friends,
-    events: FriendEvents,
-    dir: PathBuf,
-    bind: SocketAddr,
-}
-
-impl Node {
-    fn id(&self) -> CarrierId {
-        self.friends.id()
-    }
-
-    /// Skips events until one `want` picks, within [`PATIENCE`]; returns what it picked.
-    async fn until<T>(&mut self, mut want: impl FnMut(&FriendEvent) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let event = tokio::time::timeout_at(deadline, self.events.recv())
-                .await
-                .expect("no such event in time")
-                .expect("events closed");
-            if let Some(value) = want(&event) {
-                return value;
-            }
-        }
-    }
-
-    async fn connected(&mut self, peer: CarrierId) {
-        self.until(|e| (*e == FriendEvent::Connected(peer)).then_some(()))
-            .await;
-    }
-
-    async fn stop(self) -> (PathBuf, SocketAddr) {
-        self.friends.shutdown().await;
-        let dht = self.friends.dht().clone();
-        drop(self.friends);
-        dht.shutdown().await.unwrap();
-        (self.dir, self.bind)
-    }
-}
-
-impl Net {
-    async fn node(&self, ip: [u8; 4], name: &str) -> Node {
-        self.start(self.dir.path().join(name), SocketAddr::from((ip, 0)))
-            .await
-    }
-
-    async fn start(&self, dir: PathBuf, bind: SocketAddr) -> Node {
-        let dht = wait_for(|| {
-            let config = server(bind, Some(dir.clone()), self.seeds.first());
-            async move { Dht::bind(config).await.ok() }
-        })
-        .await;
-        dht.bootstrap().await.unwrap();
-        let (friends, events) = Friends::start(dht, quick()).await.unwrap();
-        if friends.user_info().name().is_empty() {
-            let name = dir.file_name().unwrap().to_string_lossy().to_string();
-            friends
-                .set_user_info(UserInfo::new(&name, "a test node").unwrap())
-                .await
-                .unwrap();
-        }
-        // Started again, the node keeps its port, as a node usually does.
-        let bind = friends.dht().local_addr();
-        Node {
-            friends,
-            events,
-            dir,
-            bind,
-        }
-    }
-}
-
-async fn wait_for<T, F, Fut>(mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = f().await {
-            return value;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not in time");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use common::net::{net, wait_for, Node};
 
 /// `a` asks `b`, `b` accepts; both see the other connected.
 async fn befriend(a: &mut Node, b: &mut Node) {
@@ -185,7 +43,7 @@ async fn befriend(a: &mut Node, b: &mut Node) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_link() {
-    let net = net(1).await;
+    let net = net(24, 1).await;
     let mut alice = net.node([127, 25, 1, 1], "alice").await;
     let mut bob = net.node([127, 25, 2, 1], "bob").await;
     befriend(&mut alice, &mut bob).await;
@@ -276,7 +134,7 @@ async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_lin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_and_info_reach_friends_online_and_after_a_reconnect_and_labels_stay_local() {
-    let net = net(11).await;
+    let net = net(24, 11).await;
     let mut alice = net.node([127, 25, 11, 1], "alice").await;
     let mut bob = net.node([127, 25, 12, 1], "bob").await;
     befriend(&mut alice, &mut bob).await;
@@ -383,7 +241,7 @@ async fn presence_and_info_reach_friends_online_and_after_a_reconnect_and_labels
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_streams() {
-    let net = net(21).await;
+    let net = net(24, 21).await;
     let mut alice = net.node([127, 25, 21, 1], "alice").await;
     let mut bob = net.node([127, 25, 22, 1], "bob").await;
     befriend(&mut alice, &mut bob).await;

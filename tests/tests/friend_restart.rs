@@ -10,7 +10,6 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use carrier::dht::{BootstrapNode, Dht, DhtConfig};
-use carrier::friend::outbox::RetryPolicy;
 use carrier::friend::{FriendEvent, FriendEvents, Friends, FriendsConfig};
 use carrier::id::CarrierId;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -267,18 +266,9 @@ async fn requester(seed: &Dht, dir: PathBuf, i: u8) -> (Friends, FriendEvents) {
     config.node.server = true;
     let dht = Dht::bind(config).await.unwrap();
     dht.bootstrap().await.unwrap();
-    let quick = FriendsConfig {
-        retry: RetryPolicy {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-            republish: Duration::from_secs(60),
-        },
-        poll_interval: Duration::from_millis(500),
-        announce_interval: Duration::from_secs(5),
-        dial_timeout: Duration::from_secs(2),
-        ..FriendsConfig::default()
-    };
-    Friends::start(dht, quick).await.unwrap()
+    Friends::start(dht, FriendsConfig::for_tests())
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,3 +82,4 @@ pub(crate) async fn dht_ping(pinger: &Dht, to: &Node, within: Duration) -> bool 
     let ping = pinger.ping(&id, to.addr());
     matches!(tokio::time::timeout(within, ping).await, Ok(Ok(true)))
 }
+pub(crate) mod net;

@@ -42,7 +42,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use carrier::dht::{BootstrapNode, Dht, DhtConfig};
-use carrier::friend::outbox::RetryPolicy;
 use carrier::friend::{FriendError, FriendEvent, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -96,21 +95,6 @@ fn fatal(message: &str) -> ! {
     std::process::exit(1)
 }
 
-/// The node's short intervals: tests wait fractions of a second, not minutes.
-fn config() -> FriendsConfig {
-    FriendsConfig {
-        retry: RetryPolicy {
-            initial: Duration::from_millis(200),
-            max: Duration::from_secs(1),
-            republish: Duration::from_secs(60),
-        },
-        poll_interval: Duration::from_millis(500),
-        announce_interval: Duration::from_secs(5),
-        dial_timeout: Duration::from_secs(2),
-        ..FriendsConfig::default()
-    }
-}
-
 async fn run() -> Result<(), String> {
     let args = parse_args()?;
     let mut dht_config = DhtConfig {
@@ -133,7 +117,7 @@ async fn run() -> Result<(), String> {
     if !joined {
         return Err("bootstrap failed".into());
     }
-    let (friends, mut events) = Friends::start(dht.clone(), config())
+    let (friends, mut events) = Friends::start(dht.clone(), FriendsConfig::for_tests())
         .await
         .map_err(|e| e.to_string())?;
     if let Some(info) = UserInfo::new(&args.name, "a test node") {

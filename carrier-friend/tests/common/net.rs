@@ -1,0 +1,154 @@
+//! A small DHT of seed servers and friend nodes with data directories, for the friend-layer
+//! tests (`friends.rs`, `links.rs`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use carrier_friend::dht::id::CarrierId;
+use carrier_friend::dht::{BootstrapNode, Dht, DhtConfig};
+use carrier_friend::{FriendEvent, FriendEvents, Friends, FriendsConfig, UserInfo};
+
+/// DHT servers besides the friends' own nodes.
+const SEEDS: usize = 5;
+/// How long anything may take to arrive.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A small DHT (each seed on its own /24), and a place for the friends' data.
+pub(crate) struct Net {
+    pub(crate) seeds: Vec<Dht>,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+/// A DHT server's settings on `bind`, joining through `seed`.
+pub(crate) fn server(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> DhtConfig {
+    let mut config = DhtConfig {
+        bind,
+        data_dir,
+        query_timeout: Duration::from_secs(10),
+        ..DhtConfig::default()
+    };
+    config.node.server = true;
+    config.bootstrap = seed
+        .map(|s| vec![BootstrapNode::new(s.id(), s.local_addr())])
+        .unwrap_or_default();
+    config
+}
+
+/// A small DHT whose seeds are on 127.`a`.`b + i`.1.
+pub(crate) async fn net(a: u8, b: u8) -> Net {
+    let mut seeds: Vec<Dht> = Vec::new();
+    for i in 0..SEEDS {
+        let bind = SocketAddr::from(([127, a, b + i as u8, 1], 0));
+        let dht = Dht::bind(server(bind, None, seeds.first())).await.unwrap();
+        if i > 0 {
+            dht.bootstrap().await.unwrap();
+        }
+        seeds.push(dht);
+    }
+    Net {
+        seeds,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// A friend node: its friend layer, its events, where its data is and where it listens.
+pub(crate) struct Node {
+    pub(crate) friends: Friends,
+    pub(crate) events: FriendEvents,
+    pub(crate) dir: PathBuf,
+    pub(crate) bind: SocketAddr,
+}
+
+impl Node {
+    pub(crate) fn id(&self) -> CarrierId {
+        self.friends.id()
+    }
+
+    pub(crate) fn address(&self) -> String {
+        self.friends.address().to_string()
+    }
+
+    /// Skips events until one `want` picks, within [`PATIENCE`]; returns what it picked.
+    pub(crate) async fn until<T>(&mut self, mut want: impl FnMut(&FriendEvent) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .expect("no such event in time")
+                .expect("events closed");
+            if let Some(value) = want(&event) {
+                return value;
+            }
+        }
+    }
+
+    /// Waits until the node reports its link to `peer` up.
+    pub(crate) async fn connected(&mut self, peer: CarrierId) {
+        self.until(|e| (*e == FriendEvent::Connected(peer)).then_some(()))
+            .await;
+    }
+
+    /// Stops the node and waits until its database is closed; where to start it again.
+    pub(crate) async fn stop(self) -> (PathBuf, SocketAddr) {
+        self.friends.shutdown().await;
+        let dht = self.friends.dht().clone();
+        drop(self.friends);
+        dht.shutdown().await.unwrap();
+        (self.dir, self.bind)
+    }
+}
+
+impl Net {
+    /// A friend node named `name` on `ip`, its data in the net's directory.
+    pub(crate) async fn node(&self, ip: [u8; 4], name: &str) -> Node {
+        self.start(self.dir.path().join(name), SocketAddr::from((ip, 0)))
+            .await
+    }
+
+    /// Starts (or starts again) the node whose data is in `dir`, on `bind`, with short
+    /// intervals; a new node is named after its directory.
+    pub(crate) async fn start(&self, dir: PathBuf, bind: SocketAddr) -> Node {
+        // A stopped node's database closes once its last task has let go: wait for it.
+        let dht = wait_for(|| {
+            let config = server(bind, Some(dir.clone()), self.seeds.first());
+            async move { Dht::bind(config).await.ok() }
+        })
+        .await;
+        dht.bootstrap().await.unwrap();
+        let (friends, events) = Friends::start(dht, FriendsConfig::for_tests())
+            .await
+            .unwrap();
+        if friends.user_info().name().is_empty() {
+            let name = dir.file_name().unwrap().to_string_lossy().to_string();
+            friends
+                .set_user_info(UserInfo::new(&name, "a test node").unwrap())
+                .await
+                .unwrap();
+        }
+        // Started again, the node keeps its port, as a node usually does.
+        let bind = friends.dht().local_addr();
+        Node {
+            friends,
+            events,
+            dir,
+            bind,
+        }
+    }
+}
+
+/// Polls `f` every 50 ms until it gives something, within [`PATIENCE`].
+pub(crate) async fn wait_for<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
