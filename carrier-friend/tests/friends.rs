@@ -11,7 +11,7 @@ use carrier_friend::dht::Dht;
 use carrier_friend::{
     FriendError, FriendEvent, Friends, FriendsConfig, MAX_HELLO_BYTES, MAX_LABEL_BYTES,
 };
-use common::net::{net, server, wait_for, Node, PATIENCE};
+use common::net::{net, server, wait_for, Net, Node, PATIENCE};
 
 impl Node {
     /// The next event about requests and friendships (links and profiles are
@@ -27,6 +27,13 @@ impl Node {
             }
         }
     }
+}
+
+/// Alice on 127.21.1.1 and Bob on 127.21.2.1, in `net`.
+async fn alice_and_bob(net: &Net) -> (Node, Node) {
+    let alice = net.node([127, 21, 1, 1], "alice").await;
+    let bob = net.node([127, 21, 2, 1], "bob").await;
+    (alice, bob)
 }
 
 /// Waits until `node` has no item waiting for an acknowledgement: every request and control
@@ -71,8 +78,7 @@ fn no_more_events(node: &mut Node) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_arrives_once_and_accepting_makes_both_friends() {
     let net = net(20, 1).await;
-    let mut alice = net.node([127, 21, 1, 1], "alice").await;
-    let mut bob = net.node([127, 21, 2, 1], "bob").await;
+    let (mut alice, mut bob) = alice_and_bob(&net).await;
 
     alice
         .friends
@@ -126,8 +132,7 @@ async fn a_request_arrives_once_and_accepting_makes_both_friends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_both_ask_one_accept_makes_them_friends_with_nothing_left_pending() {
     let net = net(20, 1).await;
-    let mut alice = net.node([127, 21, 1, 1], "alice").await;
-    let mut bob = net.node([127, 21, 2, 1], "bob").await;
+    let (mut alice, mut bob) = alice_and_bob(&net).await;
     alice
         .friends
         .add_friend(&bob.address(), b"hi")
@@ -157,8 +162,7 @@ async fn when_both_ask_one_accept_makes_them_friends_with_nothing_left_pending()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_request_is_gone_and_nobody_is_a_friend() {
     let net = net(20, 1).await;
-    let mut alice = net.node([127, 21, 1, 1], "alice").await;
-    let mut bob = net.node([127, 21, 2, 1], "bob").await;
+    let (mut alice, mut bob) = alice_and_bob(&net).await;
     alice
         .friends
         .add_friend(&bob.address(), b"hello")
@@ -179,8 +183,7 @@ async fn a_refused_request_is_gone_and_nobody_is_a_friend() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline() {
     let net = net(20, 1).await;
-    let mut alice = net.node([127, 21, 1, 1], "alice").await;
-    let mut bob = net.node([127, 21, 2, 1], "bob").await;
+    let (mut alice, mut bob) = alice_and_bob(&net).await;
     let mut carol = net.node([127, 21, 3, 1], "carol").await;
     befriend(&mut alice, &mut bob).await;
     befriend(&mut alice, &mut carol).await;
@@ -226,8 +229,7 @@ async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asking_a_friend_again_then_removing_it_ends_the_friendship_whatever_arrives_last() {
     let net = net(20, 1).await;
-    let mut alice = net.node([127, 21, 1, 1], "alice").await;
-    let mut bob = net.node([127, 21, 2, 1], "bob").await;
+    let (mut alice, mut bob) = alice_and_bob(&net).await;
     befriend(&mut alice, &mut bob).await;
     drained(&bob).await;
 
@@ -253,8 +255,7 @@ async fn asking_a_friend_again_then_removing_it_ends_the_friendship_whatever_arr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_requester_is_dropped_silently() {
     let net = net(20, 1).await;
-    let alice = net.node([127, 21, 1, 1], "alice").await;
-    let mut bob = net.node([127, 21, 2, 1], "bob").await;
+    let (alice, mut bob) = alice_and_bob(&net).await;
     bob.friends.block(&alice.id()).await.unwrap();
     assert_eq!(bob.friends.blocked(), vec![alice.id()]);
 
@@ -289,8 +290,7 @@ async fn a_blocked_requester_is_dropped_silently() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_nospam_rotation_requests_to_the_old_address_are_dropped() {
     let net = net(20, 1).await;
-    let alice = net.node([127, 21, 1, 1], "alice").await;
-    let mut bob = net.node([127, 21, 2, 1], "bob").await;
+    let (alice, mut bob) = alice_and_bob(&net).await;
     let old = bob.friends.address();
     let new = Nospam(old.nospam().0.wrapping_add(1));
     bob.friends.set_nospam(new).await.unwrap();
@@ -321,8 +321,7 @@ async fn after_a_nospam_rotation_requests_to_the_old_address_are_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_to_an_offline_node_arrives_when_it_starts_and_so_does_the_accept() {
     let net = net(20, 1).await;
-    let alice = net.node([127, 21, 1, 1], "alice").await;
-    let bob = net.node([127, 21, 2, 1], "bob").await;
+    let (alice, bob) = alice_and_bob(&net).await;
     let (bob_address, bob_dir) = (bob.address(), bob.dir.clone());
     bob.stop().await;
 
@@ -381,8 +380,7 @@ async fn a_request_to_an_offline_node_arrives_when_it_starts_and_so_does_the_acc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_misuse_is_its_own_error() {
     let net = net(20, 1).await;
-    let alice = net.node([127, 21, 1, 1], "alice").await;
-    let bob = net.node([127, 21, 2, 1], "bob").await;
+    let (alice, bob) = alice_and_bob(&net).await;
     let f = &alice.friends;
 
     assert!(matches!(
