@@ -1148,6 +1148,11 @@ impl Core {
     /// Publishes the node's signed peer record (its observed and local addresses).
     async fn announce(&self) -> Result<usize, FriendError> {
         let addrs = self.addresses();
+        if addrs.is_empty() {
+            // Nowhere to be found yet (behind a NAT, before peers reported the public
+            // address): a record without addresses would only hide the last useful one.
+            return Ok(0);
+        }
         let now_ms = unix_ms();
         let expires = (now_ms / 1000).saturating_add(self.config.record_ttl.as_secs());
         // Two addresses and no relays always fit the record's caps.

@@ -163,6 +163,31 @@ impl NetworkLab {
             .map_err(|e| LabError::patchbay(format!("adding the home router {name}"), e))
     }
 
+    /// Adds another network with public addresses (a router without NAT on the internet): a
+    /// place a device can move to and come back from with a different public address.
+    pub async fn isp(&self, name: &str) -> Result<Router, LabError> {
+        self.lab
+            .add_router(name)
+            .nat(Nat::None)
+            .build()
+            .await
+            .map_err(|e| LabError::patchbay(format!("adding the network {name}"), e))
+    }
+
+    /// Moves `device` (its `eth0`) onto `router`'s network, as a laptop carried to another
+    /// place: it gets an address there and a default route through `router`. Its sockets stay
+    /// open; packets they send leave from the new address.
+    pub async fn move_device(&self, device: &Device, router: &Router) -> Result<(), LabError> {
+        let name = device.name().to_string();
+        let iface = device
+            .iface("eth0")
+            .ok_or_else(|| LabError::NoAddress(name.clone()))?;
+        iface
+            .replug(router.id())
+            .await
+            .map_err(|e| LabError::patchbay(format!("moving {name} to {}", router.name()), e))
+    }
+
     /// Adds a device behind `router`.
     pub async fn device_in(&self, router: &Router, name: &str) -> Result<Device, LabError> {
         self.lab

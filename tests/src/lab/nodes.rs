@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use carrier::dht::{BootstrapNode, Dht, DhtConfig};
+use carrier::friend::{FriendEvents, Friends, FriendsConfig};
 
 use super::{ipv4, Device, LabError};
 
@@ -53,6 +54,25 @@ pub async fn node_in(device: &Device, config: DhtConfig) -> Result<Dht, LabError
         |e: &dyn std::fmt::Display| LabError::patchbay(format!("starting a DHT node in {name}"), e);
     device
         .spawn(async move |_| Dht::bind(config).await)
+        .map_err(|e| failed(&e))?
+        .await
+        .map_err(|e| failed(&e))?
+        .map_err(|e| failed(&e))
+}
+
+/// Starts the friend layer of `dht` (a node started with a data directory) in `device`'s
+/// namespace, where its tasks then run.
+pub async fn friends_in(
+    device: &Device,
+    dht: Dht,
+    config: FriendsConfig,
+) -> Result<(Friends, FriendEvents), LabError> {
+    let name = device.name().to_string();
+    let failed = |e: &dyn std::fmt::Display| {
+        LabError::patchbay(format!("starting the friend layer in {name}"), e)
+    };
+    device
+        .spawn(async move |_| Friends::start(dht, config).await)
         .map_err(|e| failed(&e))?
         .await
         .map_err(|e| failed(&e))?
