@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::alpn::Alpn;
 use crate::gate::FriendGate;
-use crate::link::{Accepted, IncomingRequest, Link};
+use crate::link::{Accepted, Hold, IncomingRequest, Link};
 use crate::path_table::PathTable;
 use crate::stranger_limit::StrangerLimiter;
 use crate::{close, request, tls};
@@ -65,10 +65,10 @@ pub(crate) async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<AcceptSha
     }
 }
 
-/// Peers this node dialled or whose path the layer above set (pinned in the path table) pass;
+/// Peers this node dialled or accepted a friend link from (known to the path table) pass;
 /// anyone else is a stranger and spends a token of its source's bucket.
 fn admits_before_handshake(shared: &AcceptShared, mapped: SocketAddr) -> bool {
-    if shared.paths.is_pinned(mapped) {
+    if shared.paths.is_known(mapped) {
         return true;
     }
     shared
@@ -117,11 +117,15 @@ async fn handle(incoming: quinn::Incoming, shared: Arc<AcceptShared>) {
             }
             count(&shared.counters.friends_accepted);
             // A friend's mapped address must outlive any flood of strangers' first sights.
-            shared.paths.pin(connection.remote_address());
+            let mapped = connection.remote_address();
+            let hold = shared
+                .paths
+                .pin(mapped)
+                .then(|| Hold::taken(&shared.paths, mapped));
             // If nobody accepts any more, the link is dropped, which closes it.
             let _ = shared
                 .accepted
-                .send(Accepted::Link(Link::new(connection, peer)))
+                .send(Accepted::Link(Link::new(connection, peer, hold)))
                 .await;
         }
         Alpn::Request => match request::receive(&connection).await {

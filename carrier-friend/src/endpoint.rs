@@ -17,7 +17,7 @@ use crate::accept::{accept_loop, AcceptCounters, AcceptShared};
 use crate::alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
 use crate::error::{DialError, EndpointError, RequestError, TlsError};
 use crate::gate::FriendGate;
-use crate::link::{Accepted, Link};
+use crate::link::{Accepted, Hold, Link};
 use crate::path_table::PathTable;
 use crate::quic_socket::{QuicSocket, QuicSocketCounters};
 use crate::stranger_limit::{StrangerLimit, StrangerLimiter};
@@ -228,8 +228,8 @@ impl LinkEndpoint {
     /// cannot prove `peer`. The peer may still close the link with [`close::NOT_A_FRIEND`] right
     /// after the handshake if its gate refuses us.
     pub async fn dial(&self, peer: CarrierId, path: Path) -> Result<Link, DialError> {
-        let connection = self.connect(peer, path, Alpn::Friend).await?;
-        Ok(Link::new(connection, peer))
+        let (connection, hold) = self.open(peer, path, Alpn::Friend).await?;
+        Ok(Link::new(connection, peer, hold))
     }
 
     /// Sends one friend request `frame` to `peer` at `path` over `carrier-request/1`, and
@@ -246,17 +246,32 @@ impl LinkEndpoint {
     }
 
     /// A raw QUIC connection to `peer` at `path` on `alpn`, after the handshake: what
-    /// [`dial`](Self::dial) and [`send_request`](Self::send_request) build on. A friend's
-    /// path is pinned in the [`PathTable`]; a request's is not.
+    /// [`send_request`](Self::send_request) builds on, for a short exchange. Its path is held
+    /// in the [`PathTable`] only during the handshake; a [`Link`] from [`dial`](Self::dial)
+    /// holds it as long as the link lives.
     pub async fn connect(
         &self,
         peer: CarrierId,
         path: Path,
         alpn: Alpn,
     ) -> Result<quinn::Connection, DialError> {
-        let mapped = match alpn {
-            Alpn::Friend => self.inner.paths.mapped_for(path)?,
-            Alpn::Request => self.inner.paths.mapped_for_a_moment(path)?,
+        Ok(self.open(peer, path, alpn).await?.0)
+    }
+
+    /// [`connect`](Self::connect), with the hold on a friend's path that a link keeps.
+    async fn open(
+        &self,
+        peer: CarrierId,
+        path: Path,
+        alpn: Alpn,
+    ) -> Result<(quinn::Connection, Option<Hold>), DialError> {
+        // If the dial fails or is dropped half-way, the hold goes with it.
+        let (mapped, hold) = match alpn {
+            Alpn::Friend => {
+                let mapped = self.inner.paths.mapped_for(path)?;
+                (mapped, Some(Hold::taken(&self.inner.paths, mapped)))
+            }
+            Alpn::Request => (self.inner.paths.mapped_for_a_moment(path)?, None),
         };
         let tls = self.inner.tls.client_config(peer, alpn.as_bytes())?;
         let crypto = QuicClientConfig::try_from(Arc::new(tls))
@@ -267,7 +282,7 @@ impl LinkEndpoint {
             .inner
             .endpoint
             .connect_with(config, mapped, SERVER_NAME)?;
-        Ok(connecting.await?)
+        Ok((connecting.await?, hold))
     }
 
     /// The next friend link or friend request; `None` once the endpoint is closed.

@@ -91,7 +91,15 @@ pub struct FriendsConfig {
     /// How often the node compares its addresses with those it announced, and announces
     /// again when they changed.
     pub address_check_interval: Duration,
+    /// Requests waiting for an answer at most. Beyond it a new requester's request is not
+    /// taken (its sender tries again later; a letter stays in the mailbox), so strangers who
+    /// know the address cannot fill the disk; rotating the nospam stops them for good.
+    pub max_incoming_requests: u64,
 }
+
+/// Requests waiting for an answer at most, by default ([`FriendsConfig::max_incoming_requests`]):
+/// about 0.5 MiB of user info and hellos at the largest.
+pub const MAX_INCOMING_REQUESTS: u64 = 256;
 
 impl Default for FriendsConfig {
     fn default() -> Self {
@@ -107,6 +115,7 @@ impl Default for FriendsConfig {
             link_retry_initial: Duration::from_secs(1),
             link_retry_max: Duration::from_secs(60),
             address_check_interval: Duration::from_secs(5),
+            max_incoming_requests: MAX_INCOMING_REQUESTS,
         }
     }
 }
@@ -378,6 +387,9 @@ enum Taken {
     New(Box<FriendRequest>),
     /// Taken before.
     Duplicate,
+    /// Not taken: [`FriendsConfig::max_incoming_requests`] wait for an answer already. The
+    /// requester tries again later (its outbox retries; a letter stays in the mailbox).
+    Full,
     /// Dropped on purpose (blocked sender, old nospam, ourselves, malformed).
     Dropped,
     /// From a friend: answered with a fresh accept.
@@ -905,8 +917,18 @@ impl Core {
             return Ok(Taken::Dropped);
         }
         let now_ms = unix_ms();
+        let max_incoming = self.config.max_incoming_requests;
         let taken = self
             .change(move |t| {
+                // Refusals come before anything is written: a stranger who knows only the
+                // node's ID (the nospam is in its address alone) makes it store nothing.
+                if t.is_blocked(&from)? || body.nospam != t.nospam()? {
+                    return Ok(Taken::Dropped);
+                }
+                let friend = t.friend(&from)?.is_some();
+                if !friend && t.incoming(&from)?.is_none() && t.incoming_count()? >= max_incoming {
+                    return Ok(Taken::Full);
+                }
                 if t.seen(&from, &body.id, now_ms / 1000)? {
                     return Ok(Taken::Duplicate);
                 }
@@ -915,10 +937,7 @@ impl Core {
                 if !t.advance_peer_seq(&from, body.seq)? {
                     return Ok(Taken::Dropped);
                 }
-                if t.is_blocked(&from)? || body.nospam != t.nospam()? {
-                    return Ok(Taken::Dropped);
-                }
-                if t.friend(&from)?.is_some() {
+                if friend {
                     queue_control(t, from, Change::Accept(t.info()?), now_ms)?;
                     return Ok(Taken::ReAccepted);
                 }
@@ -940,7 +959,7 @@ impl Core {
         match &taken {
             Taken::New(request) => self.emit(FriendEvent::Request((**request).clone())),
             Taken::ReAccepted => self.wake.notify_one(),
-            Taken::Duplicate | Taken::Dropped => {}
+            Taken::Duplicate | Taken::Dropped | Taken::Full => {}
         }
         Ok(taken)
     }
@@ -1075,7 +1094,8 @@ impl Core {
                     Ok(Body::Request(request)) => Some(request.id),
                     _ => None,
                 };
-                if self.take_request(letter.sender, frame).await.is_ok() {
+                let taken = self.take_request(letter.sender, frame).await;
+                if matches!(taken, Ok(ref t) if !matches!(t, Taken::Full)) {
                     if let Some(id) = id {
                         acks.entry(letter.sender).or_default().push(id);
                     }
@@ -1470,8 +1490,8 @@ async fn accept_loop(core: Arc<Core>) {
                     let core = taker;
                     let frame = std::mem::take(&mut request.frame);
                     let code = match core.take_request(request.from, &frame).await {
+                        Ok(Taken::Full) | Err(_) => close::REQUEST_NOT_TAKEN,
                         Ok(_) => close::REQUEST_RECEIVED,
-                        Err(_) => close::REQUEST_NOT_TAKEN,
                     };
                     request.answer(code);
                 });

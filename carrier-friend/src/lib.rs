@@ -114,6 +114,7 @@ pub use endpoint::{LinkConfig, LinkEndpoint, LinkStats, MAX_PENDING_HANDSHAKES};
 pub use error::{DialError, EndpointError, FriendError, PathError, RequestError, TlsError};
 pub use friends::{
     Friend, FriendEvent, FriendEvents, FriendRequest, Friends, FriendsConfig, OutgoingRequest,
+    MAX_INCOMING_REQUESTS,
 };
 pub use gate::{AllowList, FriendGate};
 pub use layer::{AlreadyRegistered, Inbound, Layer, LayerInbox, LayerRouter};

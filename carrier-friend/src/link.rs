@@ -1,20 +1,57 @@
 //! What the endpoint hands the layer above: authenticated links and received requests.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use carrier_dht::id::CarrierId;
 use quinn::VarInt;
+
+use crate::PathTable;
 use tokio::sync::oneshot;
 
 /// A QUIC connection on `carrier/1` with a peer that proved `peer()`: the friend link the
 /// layers above open streams and send datagrams on. Cheap to clone.
+///
+/// A link holds its peer's mapped address in the [`PathTable`]; the hold is given back when
+/// the last handle of the link is dropped.
 #[derive(Clone, Debug)]
 pub struct Link {
     connection: quinn::Connection,
     peer: CarrierId,
+    /// Kept for its `Drop`: the last handle gives the hold back.
+    _hold: Option<Arc<Hold>>,
+}
+
+/// One hold on a mapped address of the [`PathTable`], given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Hold {
+    paths: PathTable,
+    mapped: SocketAddr,
+}
+
+impl Hold {
+    /// Takes over a hold already added on `mapped` (by `mapped_for` or `pin`).
+    pub(crate) fn taken(paths: &PathTable, mapped: SocketAddr) -> Self {
+        Self {
+            paths: paths.clone(),
+            mapped,
+        }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.paths.release(self.mapped);
+    }
 }
 
 impl Link {
-    pub(crate) fn new(connection: quinn::Connection, peer: CarrierId) -> Self {
-        Self { connection, peer }
+    pub(crate) fn new(connection: quinn::Connection, peer: CarrierId, hold: Option<Hold>) -> Self {
+        Self {
+            connection,
+            peer,
+            _hold: hold.map(Arc::new),
+        }
     }
 
     /// The Carrier ID the peer proved in the handshake.

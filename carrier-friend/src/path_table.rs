@@ -10,11 +10,13 @@
 //!
 //! A datagram from a real address never seen before gets a fresh mapped address on first sight
 //! (that is how a stranger's first packet reaches quinn). Such entries are not pinned: when the
-//! table is full the oldest of them is evicted. Entries of friends are pinned: made by
-//! [`PathTable::mapped_for`] (a dial), [`PathTable::set_path`] (the layer above re-pointing a
-//! peer) or [`PathTable::pin`] (a friend link accepted), they stay until [`PathTable::remove`],
-//! which the friend layer calls when a friend is removed; so pins grow with friends, not with
-//! strangers. A datagram quinn sends to a mapped address with no entry is dropped, never sent.
+//! table is full the oldest of them is evicted. Entries of friend links are pinned, counted per
+//! holder: [`PathTable::mapped_for`] (a dial) and [`PathTable::pin`] (a friend link accepted)
+//! each add a hold, [`PathTable::release`] takes one back (a [`Link`](crate::Link) does it when
+//! its last handle is dropped, that is when the link is gone). An entry no link holds is
+//! evictable again, oldest first, so pins grow with live links, not with every address a
+//! friend was ever dialled at. A datagram quinn sends to a mapped address with no entry is
+//! dropped, never sent.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
@@ -68,7 +70,8 @@ struct Table {
     entries: HashMap<SocketAddrV6, Entry>,
     /// Real address (current or alias) → mapped address.
     by_real: HashMap<SocketAddr, SocketAddrV6>,
-    /// First-sight entries, oldest first; may name entries since pinned or removed.
+    /// Entries that became evictable (first sight, or the last hold released), oldest first;
+    /// may name entries since pinned again or removed.
     unpinned: VecDeque<SocketAddrV6>,
     /// The low 64 bits of the last mapped address handed out.
     last: u64,
@@ -77,7 +80,10 @@ struct Table {
 #[derive(Debug)]
 struct Entry {
     path: Path,
-    pinned: bool,
+    /// How many holders (live links, dials in progress) keep the entry from eviction.
+    holds: u32,
+    /// Dialled by this node or a friend link accepted from it: no stranger, even unheld.
+    known: bool,
     /// Real addresses that map here: the current path's first, then older ones.
     aliases: VecDeque<SocketAddr>,
 }
@@ -91,8 +97,9 @@ impl PathTable {
         }
     }
 
-    /// The mapped address for `path`, pinned: the one it already has (from an earlier dial or
-    /// from first sight), or a new one.
+    /// The mapped address for `path`, with one more hold on it (give it back with
+    /// [`PathTable::release`]): the one it already has (from an earlier dial or from first
+    /// sight), or a new one.
     pub fn mapped_for(&self, path: Path) -> Result<SocketAddr, PathError> {
         self.mapped(path, true)
     }
@@ -110,7 +117,10 @@ impl PathTable {
             // Reused only if `path` is where that peer is now, not an old alias of it.
             if let Some(entry) = table.entries.get_mut(&mapped) {
                 if canonical(entry.path.socket_addr()) == real {
-                    entry.pinned |= pin;
+                    if pin {
+                        entry.holds = entry.holds.saturating_add(1);
+                        entry.known = true;
+                    }
                     return Ok(SocketAddr::V6(mapped));
                 }
             }
@@ -118,24 +128,48 @@ impl PathTable {
         table.insert(path, real, pin).map(SocketAddr::V6)
     }
 
-    /// Pins `mapped`, so that strangers' first-sight entries never evict it; returns whether it
-    /// exists. The endpoint pins the peers of the friend links it accepts.
+    /// Adds a hold on `mapped`, so that strangers' first-sight entries never evict it while
+    /// held; returns whether it exists. The endpoint pins the peers of the friend links it
+    /// accepts.
     pub fn pin(&self, mapped: SocketAddr) -> bool {
         let SocketAddr::V6(key) = mapped else {
             return false;
         };
         match self.write().entries.get_mut(&key) {
             Some(entry) => {
-                entry.pinned = true;
+                entry.holds = entry.holds.saturating_add(1);
+                entry.known = true;
                 true
             }
             None => false,
         }
     }
 
-    /// Re-points `mapped` to `path`, pinning it: datagrams quinn sends to `mapped` go to
-    /// `path` from now on, and datagrams arriving from `path` are shown to quinn as from
-    /// `mapped`. The previous real address stays an alias, for packets still in flight.
+    /// Gives back one hold on `mapped` (from [`PathTable::mapped_for`] or [`PathTable::pin`]);
+    /// once none is left the entry is evictable again, oldest first, but still maps both ways
+    /// until evicted. Returns whether it was held.
+    pub fn release(&self, mapped: SocketAddr) -> bool {
+        let SocketAddr::V6(key) = mapped else {
+            return false;
+        };
+        let mut table = self.write();
+        let Some(entry) = table.entries.get_mut(&key) else {
+            return false;
+        };
+        if entry.holds == 0 {
+            return false;
+        }
+        entry.holds -= 1;
+        if entry.holds == 0 {
+            table.evictable(key);
+        }
+        true
+    }
+
+    /// Re-points `mapped` to `path`: datagrams quinn sends to `mapped` go to `path` from now
+    /// on, and datagrams arriving from `path` are shown to quinn as from `mapped`. The previous
+    /// real address stays an alias, for packets still in flight. Holds are unchanged: the
+    /// links holding `mapped` keep it.
     pub fn set_path(&self, mapped: SocketAddr, path: Path) -> Result<(), PathError> {
         let SocketAddr::V6(key) = mapped else {
             return Err(PathError::NotMapped(mapped));
@@ -146,7 +180,6 @@ impl PathTable {
             return Err(PathError::NotMapped(mapped));
         };
         entry.path = path;
-        entry.pinned = true;
         entry.aliases.retain(|alias| *alias != real);
         entry.aliases.push_front(real);
         let dropped = if entry.aliases.len() > MAX_ALIASES_PER_PEER {
@@ -180,8 +213,20 @@ impl PathTable {
         self.read().entries.get(&key).map(|entry| entry.path)
     }
 
-    /// Whether `mapped` is pinned (dialled or set by the layer above) rather than a stranger's
-    /// first-sight entry.
+    /// Whether `mapped` was dialled by this node or had a friend link accepted from it (held
+    /// now or not): a peer the endpoint does not treat as a stranger, as long as the entry is
+    /// not evicted.
+    pub fn is_known(&self, mapped: SocketAddr) -> bool {
+        let SocketAddr::V6(key) = mapped else {
+            return false;
+        };
+        self.read()
+            .entries
+            .get(&key)
+            .is_some_and(|entry| entry.known || entry.holds > 0)
+    }
+
+    /// Whether `mapped` is pinned: held by a link (or a dial in progress), so never evicted.
     pub fn is_pinned(&self, mapped: SocketAddr) -> bool {
         let SocketAddr::V6(key) = mapped else {
             return false;
@@ -189,7 +234,7 @@ impl PathTable {
         self.read()
             .entries
             .get(&key)
-            .is_some_and(|entry| entry.pinned)
+            .is_some_and(|entry| entry.holds > 0)
     }
 
     /// How many mapped addresses the table holds.
@@ -265,20 +310,37 @@ impl Table {
             mapped,
             Entry {
                 path,
-                pinned,
+                holds: u32::from(pinned),
+                known: pinned,
                 aliases: VecDeque::from([real]),
             },
         );
         self.by_real.insert(real, mapped);
         if !pinned {
-            self.unpinned.push_back(mapped);
+            self.evictable(mapped);
         }
         Ok(mapped)
     }
 
+    /// Queues `mapped` for eviction once the table is full. Stale queue items (entries held
+    /// again or gone) are skipped at eviction and dropped here when they pile up.
+    fn evictable(&mut self, mapped: SocketAddrV6) {
+        self.unpinned.push_back(mapped);
+        if self.unpinned.len() > 2 * MAX_MAPPED_ADDRESSES {
+            let entries = &self.entries;
+            let mut queued = std::collections::HashSet::new();
+            self.unpinned
+                .retain(|m| entries.get(m).is_some_and(|e| e.holds == 0) && queued.insert(*m));
+        }
+    }
+
     fn evict_one(&mut self) -> Result<(), PathError> {
         while let Some(oldest) = self.unpinned.pop_front() {
-            if self.entries.get(&oldest).is_some_and(|entry| !entry.pinned) {
+            if self
+                .entries
+                .get(&oldest)
+                .is_some_and(|entry| entry.holds == 0)
+            {
                 self.remove(&oldest);
                 return Ok(());
             }
@@ -383,6 +445,53 @@ mod tests {
         assert!(table.pin(seen));
         assert!(table.is_pinned(seen));
         assert!(!table.pin("[fd63:6172:7269:6572::ffff]:1".parse().unwrap()));
+    }
+
+    #[test]
+    fn holds_are_counted_and_a_released_entry_is_evicted_first() {
+        let table = PathTable::default();
+        let friend = table.mapped_for(direct("10.9.9.9:9")).unwrap();
+        assert_eq!(table.mapped_for(direct("10.9.9.9:9")).unwrap(), friend);
+        assert!(table.pin(friend));
+        // Three holds: two dials and an accepted link.
+        assert!(table.release(friend) && table.release(friend));
+        assert!(table.is_pinned(friend), "one hold is left");
+        assert!(table.release(friend));
+        assert!(!table.is_pinned(friend));
+        assert!(!table.release(friend), "nothing left to release");
+        assert_eq!(
+            table.path(friend),
+            Some(direct("10.9.9.9:9")),
+            "still mapped"
+        );
+        assert!(table.is_known(friend), "and no stranger");
+        let stranger = table.inbound("10.6.6.6:6".parse().unwrap()).unwrap();
+        assert!(!table.is_known(stranger));
+
+        // Released, it is the oldest evictable entry: the first stranger past the cap evicts
+        // it, and another friend, still held, stays.
+        let held = table.mapped_for(direct("10.8.8.8:8")).unwrap();
+        for i in 0..MAX_MAPPED_ADDRESSES - 3 {
+            let real = SocketAddr::new(IpAddr::V4((i as u32 + 1).into()), 7);
+            assert!(table.inbound(real).is_some());
+        }
+        assert_eq!(table.len(), MAX_MAPPED_ADDRESSES);
+        assert_eq!(table.path(friend), Some(direct("10.9.9.9:9")));
+        assert!(table.inbound("10.7.7.7:7".parse().unwrap()).is_some());
+        assert_eq!(table.path(friend), None, "the released entry went first");
+        assert_eq!(table.path(held), Some(direct("10.8.8.8:8")));
+    }
+
+    #[test]
+    fn the_eviction_queue_stays_bounded_however_often_holds_come_and_go() {
+        let table = PathTable::default();
+        let friend = table.mapped_for(direct("10.9.9.9:9")).unwrap();
+        for _ in 0..3 * MAX_MAPPED_ADDRESSES {
+            assert!(table.release(friend));
+            assert!(table.pin(friend));
+        }
+        assert!(table.read().unpinned.len() <= 2 * MAX_MAPPED_ADDRESSES);
+        assert!(table.is_pinned(friend));
     }
 
     #[test]

@@ -264,6 +264,12 @@ impl<'a> Tables<'a> {
         self.put(INCOMING, "friend/incoming", id, row)
     }
 
+    /// How many requests wait for an answer.
+    pub(crate) fn incoming_count(&self) -> Result<u64, DatabaseError> {
+        use redb::ReadableTableMetadata;
+        Ok(self.txn.open_table(INCOMING)?.len()?)
+    }
+
     pub(crate) fn remove_incoming(&self, id: &CarrierId) -> Result<bool, DatabaseError> {
         self.remove(INCOMING, id)
     }

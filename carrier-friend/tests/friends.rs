@@ -190,12 +190,31 @@ async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline()
     drained(&bob).await;
     drained(&carol).await;
 
-    // Bob is online.
+    // Bob is online, linked to Alice: each side holds the other's mapped address.
+    let (a, b) = (alice.id(), bob.id());
+    let at_alice = wait_for(|| async { alice.friends.link(&b) }).await;
+    let at_bob = wait_for(|| async { bob.friends.link(&a) }).await;
+    let held = [
+        (
+            alice.friends.clone(),
+            at_alice.connection().remote_address(),
+        ),
+        (bob.friends.clone(), at_bob.connection().remote_address()),
+    ];
+    drop((at_alice, at_bob));
+    for (node, mapped) in &held {
+        assert!(node.links().paths().is_pinned(*mapped));
+    }
     alice.friends.remove_friend(&bob.id()).await.unwrap();
     assert!(!alice.friends.is_friend(&bob.id()));
     assert_eq!(bob.event().await, FriendEvent::Removed(alice.id()));
     assert!(!bob.friends.is_friend(&alice.id()));
     drained(&alice).await;
+    // The link is gone, and with it the holds: strangers may evict those entries now.
+    for (node, mapped) in &held {
+        wait_for(|| async { (!node.links().paths().is_pinned(*mapped)).then_some(()) }).await;
+    }
+    drop(held);
 
     // Carol is offline when Alice removes her: the remove waits in Carol's mailbox.
     let carol_id = carol.id();
@@ -316,6 +335,66 @@ async fn after_a_nospam_rotation_requests_to_the_old_address_are_dropped() {
         FriendEvent::Request(request) => assert_eq!(request.hello, b"new address"),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_beyond_the_cap_waits_until_a_pending_one_is_answered() {
+    let net = net(20, 1).await;
+    let config = FriendsConfig {
+        max_incoming_requests: 2,
+        ..FriendsConfig::for_tests()
+    };
+    let bind = SocketAddr::from(([127, 21, 1, 1], 0));
+    let mut alice = net
+        .start_with(net.dir.path().join("alice"), bind, config)
+        .await;
+    let bob = net.node([127, 21, 2, 1], "bob").await;
+    let carol = net.node([127, 21, 3, 1], "carol").await;
+    let dave = net.node([127, 21, 4, 1], "dave").await;
+    for asker in [&bob, &carol] {
+        asker
+            .friends
+            .add_friend(&alice.address(), b"hello")
+            .await
+            .unwrap();
+        match alice.event().await {
+            FriendEvent::Request(request) => assert_eq!(request.from, asker.id()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // Two requests wait: Dave's is not taken, however often he tries, directly or by letter.
+    dave.friends
+        .add_friend(&alice.address(), b"hello")
+        .await
+        .unwrap();
+    wait_for(|| async {
+        let outbox = dave.friends.outbox().unwrap();
+        (outbox.len() == 1 && outbox[0].attempts >= 4 && outbox[0].deposited_unix_ms.is_some())
+            .then_some(())
+    })
+    .await;
+    alice.friends.check_mailboxes().await;
+    let waiting: Vec<_> = alice
+        .friends
+        .incoming_requests()
+        .iter()
+        .map(|r| r.from)
+        .collect();
+    assert_eq!(waiting.len(), 2);
+    assert!(!waiting.contains(&dave.id()));
+    no_more_events(&mut alice);
+
+    // Alice answers one: Dave's next attempt (or his letter) is taken, once.
+    alice.friends.refuse_friend(&bob.id()).await.unwrap();
+    match alice.event().await {
+        FriendEvent::Request(request) => assert_eq!(request.from, dave.id()),
+        other => panic!("{other:?}"),
+    }
+    drained(&dave).await;
+    alice.friends.check_mailboxes().await;
+    assert_eq!(alice.friends.incoming_requests().len(), 2);
+    no_more_events(&mut alice);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

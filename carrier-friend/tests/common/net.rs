@@ -109,6 +109,16 @@ impl Net {
     /// Starts (or starts again) the node whose data is in `dir`, on `bind`, with short
     /// intervals; a new node is named after its directory.
     pub(crate) async fn start(&self, dir: PathBuf, bind: SocketAddr) -> Node {
+        self.start_with(dir, bind, FriendsConfig::for_tests()).await
+    }
+
+    /// [`Net::start`] with the friend layer's settings `config`.
+    pub(crate) async fn start_with(
+        &self,
+        dir: PathBuf,
+        bind: SocketAddr,
+        config: FriendsConfig,
+    ) -> Node {
         // A stopped node's database closes once its last task has let go: wait for it.
         let dht = wait_for(|| {
             let config = server(bind, Some(dir.clone()), self.seeds.first());
@@ -116,9 +126,7 @@ impl Net {
         })
         .await;
         dht.bootstrap().await.unwrap();
-        let (friends, events) = Friends::start(dht, FriendsConfig::for_tests())
-            .await
-            .unwrap();
+        let (friends, events) = Friends::start(dht, config).await.unwrap();
         if friends.user_info().name().is_empty() {
             let name = dir.file_name().unwrap().to_string_lossy().to_string();
             friends
