@@ -217,13 +217,17 @@ impl Dht {
         let mut node = Node::with_storage(config.node.clone(), keypair, seed, storage);
         if let Some(store) = &store {
             let restored = persist::load_mailboxes(store, now.unix_ms)?;
+            let tombstones = persist::load_tombstones(store, now.unix_ms)?;
             let journal = Box::new(persist::PersistentMailboxes::new(store));
-            node = node.with_mailboxes(crate::mailbox_store::MailboxStorage::with_journal(
-                config.node.mailbox,
-                restored,
-                journal,
-                now.unix_ms,
-            ));
+            node = node.with_mailboxes(
+                crate::mailbox_store::MailboxStorage::with_journal(
+                    config.node.mailbox,
+                    restored,
+                    journal,
+                    now.unix_ms,
+                )
+                .with_tombstones(tombstones, now.unix_ms),
+            );
         }
         let (events, _) = broadcast::channel(64);
         let shared = Arc::new(Shared {

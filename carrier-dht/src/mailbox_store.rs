@@ -51,6 +51,14 @@ pub trait MailboxJournal: Send + std::fmt::Debug {
     fn stored(&mut self, key: &Key, item: &MailboxItem, source: Subnet);
     /// Item `id` of mailbox `key` was removed (deleted or expired).
     fn removed(&mut self, key: &Key, id: &ItemId);
+    /// Item `id` was deleted: refuse it until `expires_unix_ms`, when it would have expired.
+    fn tombstoned(&mut self, id: &ItemId, expires_unix_ms: u64) {
+        let _ = (id, expires_unix_ms);
+    }
+    /// The tombstones of `ids` expired.
+    fn tombstones_expired(&mut self, ids: &[ItemId]) {
+        let _ = ids;
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -111,6 +119,22 @@ impl MailboxStorage {
         }
         storage.journal = Some(journal);
         storage
+    }
+
+    /// Restores `tombstones` (deleted item IDs and when they would have expired, as the
+    /// journal kept them): those items stay refused after a restart. Expired ones are skipped.
+    pub fn with_tombstones(mut self, tombstones: Vec<(ItemId, u64)>, now_unix_ms: u64) -> Self {
+        self.tombstones.extend(
+            tombstones
+                .into_iter()
+                .filter(|(_, expires)| *expires > now_unix_ms),
+        );
+        self
+    }
+
+    /// Whether item `id` was deleted here and would not have expired yet.
+    pub fn is_tombstoned(&self, id: &ItemId) -> bool {
+        self.tombstones.contains_key(id)
     }
 
     /// Items stored, in all mailboxes.
@@ -250,6 +274,9 @@ impl MailboxStorage {
         self.remove(key, id);
         if expires_ms > now_unix_ms {
             self.tombstones.insert(*id, expires_ms);
+            if let Some(journal) = self.journal.as_mut() {
+                journal.tombstoned(id, expires_ms);
+            }
         }
         Ok(())
     }
@@ -291,7 +318,20 @@ impl MailboxStorage {
         for (key, id) in dead {
             self.remove(&key, &id);
         }
-        self.tombstones.retain(|_, expires| *expires > now_unix_ms);
+        let gone: Vec<ItemId> = self
+            .tombstones
+            .iter()
+            .filter(|(_, expires)| **expires <= now_unix_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        if !gone.is_empty() {
+            for id in &gone {
+                self.tombstones.remove(id);
+            }
+            if let Some(journal) = self.journal.as_mut() {
+                journal.tombstones_expired(&gone);
+            }
+        }
     }
 
     /// Mailboxes not handed on for `interval_ms`, at most `max` of them, with their live

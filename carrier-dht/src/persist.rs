@@ -24,12 +24,14 @@ use crate::store::{DatabaseError, Store};
 
 /// The layer name under which carrier-dht records its schema version.
 pub const SCHEMA_LAYER: &str = "carrier-dht";
-/// The schema version of carrier-dht's tables (2 added the mailbox items).
-pub const SCHEMA_VERSION: u32 = 2;
+/// The schema version of carrier-dht's tables (2 added the mailbox items, 3 their
+/// tombstones).
+pub const SCHEMA_VERSION: u32 = 3;
 
 const ITEMS_TABLE: &str = "dht/items";
 const CONTACTS_TABLE: &str = "dht/contacts";
 const MAILBOX_TABLE: &str = "dht/mailbox-items";
+const TOMBSTONE_TABLE: &str = "dht/mailbox-tombstones";
 /// Items stored for others, by key: a postcard-encoded [`Row`].
 const ITEMS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new(ITEMS_TABLE);
 /// The routing table's contacts when last saved, by key: a postcard-encoded address.
@@ -38,6 +40,10 @@ const CONTACTS: TableDefinition<'_, &[u8; 32], &[u8]> = TableDefinition::new(CON
 /// Mailbox items stored for others, by mailbox key ‖ item ID: a postcard-encoded
 /// [`MailboxRow`].
 const MAILBOX_ITEMS: TableDefinition<'_, &[u8; 64], &[u8]> = TableDefinition::new(MAILBOX_TABLE);
+
+/// Deleted mailbox items, by item ID: when the item would have expired (Unix ms). Kept so a
+/// storer that restarts still refuses a replay of an item deleted before.
+const TOMBSTONES: TableDefinition<'_, &[u8; 32], u64> = TableDefinition::new(TOMBSTONE_TABLE);
 
 /// A mailbox item as stored on disk.
 #[derive(Serialize, Deserialize)]
@@ -101,13 +107,15 @@ impl Row {
     }
 }
 
-/// Creates carrier-dht's tables if they are missing (from version 1, the mailbox table).
+/// Creates carrier-dht's tables if they are missing (from version 1 the mailbox table, from
+/// version 2 the tombstones).
 pub async fn ensure_schema(store: &Store) -> Result<(), DatabaseError> {
     store
         .ensure_schema(SCHEMA_LAYER, SCHEMA_VERSION, |txn, _from| {
             txn.open_table(ITEMS)?;
             txn.open_table(CONTACTS)?;
             txn.open_table(MAILBOX_ITEMS)?;
+            txn.open_table(TOMBSTONES)?;
             Ok(())
         })
         .await
@@ -303,6 +311,39 @@ pub fn load_mailboxes(
     Ok(items)
 }
 
+/// The tombstones saved by [`PersistentMailboxes`] that have not expired by `now_unix_ms`:
+/// deleted item IDs with the time they would have expired. Expired rows are removed.
+pub fn load_tombstones(
+    store: &Store,
+    now_unix_ms: u64,
+) -> Result<Vec<(ItemId, u64)>, DatabaseError> {
+    let mut live = Vec::new();
+    let mut dead = Vec::new();
+    store.read(|txn| {
+        let table = txn.open_table(TOMBSTONES)?;
+        for row in table.iter()? {
+            let (id, expires) = row?;
+            let (id, expires) = (*id.value(), expires.value());
+            if expires > now_unix_ms {
+                live.push((ItemId(id), expires));
+            } else {
+                dead.push(id);
+            }
+        }
+        Ok(())
+    })?;
+    if !dead.is_empty() {
+        store.write_detached(move |txn| {
+            let mut table = txn.open_table(TOMBSTONES)?;
+            for id in &dead {
+                table.remove(id)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(live)
+}
+
 /// Mailbox changes written through to the database with detached writes, as
 /// [`PersistentItems`] does for values.
 pub struct PersistentMailboxes {
@@ -345,6 +386,27 @@ impl MailboxJournal for PersistentMailboxes {
         let row_key = mailbox_row_key(key, id);
         let _ = self.store.write_detached(move |txn| {
             txn.open_table(MAILBOX_ITEMS)?.remove(&row_key)?;
+            Ok(())
+        });
+    }
+
+    fn tombstoned(&mut self, id: &ItemId, expires_unix_ms: u64) {
+        let id = id.0;
+        // Lost only if the writer is gone or the disk is full: then a replay after a restart
+        // is stored again until it expires, as before tombstones were kept.
+        let _ = self.store.write_detached(move |txn| {
+            txn.open_table(TOMBSTONES)?.insert(&id, expires_unix_ms)?;
+            Ok(())
+        });
+    }
+
+    fn tombstones_expired(&mut self, ids: &[ItemId]) {
+        let ids: Vec<[u8; 32]> = ids.iter().map(|id| id.0).collect();
+        let _ = self.store.write_detached(move |txn| {
+            let mut table = txn.open_table(TOMBSTONES)?;
+            for id in &ids {
+                table.remove(id)?;
+            }
             Ok(())
         });
     }

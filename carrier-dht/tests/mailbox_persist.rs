@@ -1,12 +1,14 @@
 //! A storer's mailbox items are written through to its database and restored on restart;
-//! deleted and expired items are not.
+//! deleted and expired items are not, and a deleted item stays refused after a restart until
+//! it would have expired.
 
 use std::net::IpAddr;
 
 use carrier_dht::id::Keypair;
 use carrier_dht::mailbox::{mailbox_key, seal_letter, DeleteSecret, MailboxKind};
 use carrier_dht::mailbox_store::MailboxStorage;
-use carrier_dht::persist::{ensure_schema, load_mailboxes, PersistentMailboxes};
+use carrier_dht::message::Refusal;
+use carrier_dht::persist::{ensure_schema, load_mailboxes, load_tombstones, PersistentMailboxes};
 use carrier_dht::store::Store;
 use carrier_dht::{Entropy, MailboxLimits, Subnet};
 
@@ -60,6 +62,31 @@ async fn mailbox_items_survive_a_storer_restart_until_deleted() {
         load_mailboxes(&store, NOW_MS).expect("load").len(),
         items.len() - 1
     );
+    // Restarted, the storer still refuses a replay of the deleted item, not the others.
+    drop(storage);
+    let journal = Box::new(PersistentMailboxes::new(&store));
+    let tombstones = load_tombstones(&store, NOW_MS).expect("load");
+    assert_eq!(tombstones.len(), 1);
+    let mut storage = MailboxStorage::with_journal(
+        MailboxLimits::default(),
+        load_mailboxes(&store, NOW_MS).expect("load"),
+        journal,
+        NOW_MS,
+    )
+    .with_tombstones(tombstones, NOW_MS);
+    assert!(storage.is_tombstoned(&id));
+    assert_eq!(
+        storage.store(key, items[0].clone(), source, NOW_MS),
+        Err(Refusal::Deleted)
+    );
+    assert!(!storage.holds(&key, &id));
+    assert_eq!(storage.store(key, items[1].clone(), source, NOW_MS), Ok(()));
+    // Once the item would have expired, its tombstone goes too, in memory and on disk.
+    storage.expire(NOW_MS + 3_600_001);
+    assert!(!storage.is_tombstoned(&id));
+    store.write(|_| Ok(())).await.expect("barrier");
+    assert!(load_tombstones(&store, NOW_MS).expect("load").is_empty());
+
     // Expired by the next start: nothing is restored.
     assert!(load_mailboxes(&store, NOW_MS + 3_600_001)
         .expect("load")
