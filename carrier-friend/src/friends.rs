@@ -95,6 +95,10 @@ pub struct FriendsConfig {
     /// taken (its sender tries again later; a letter stays in the mailbox), so strangers who
     /// know the address cannot fill the disk; rotating the nospam stops them for good.
     pub max_incoming_requests: u64,
+    /// Friends looked up and dialled at once, at most. A node with many friends starting up
+    /// dials them a batch at a time, longest-waiting first, instead of starting a lookup for
+    /// every friend in the same instant.
+    pub max_concurrent_dials: usize,
 }
 
 /// Requests waiting for an answer at most, by default ([`FriendsConfig::max_incoming_requests`]):
@@ -116,6 +120,7 @@ impl Default for FriendsConfig {
             link_retry_max: Duration::from_secs(60),
             address_check_interval: Duration::from_secs(5),
             max_incoming_requests: MAX_INCOMING_REQUESTS,
+            max_concurrent_dials: 16,
         }
     }
 }
@@ -530,6 +535,12 @@ impl Friends {
         let mut online: Vec<CarrierId> = lock(&self.core.online).iter().copied().collect();
         online.sort_by_key(CarrierId::to_bytes);
         online
+    }
+
+    /// How many friends are being looked up and dialled now (at most
+    /// [`FriendsConfig::max_concurrent_dials`]).
+    pub fn dials_in_flight(&self) -> usize {
+        lock(&self.core.dialling).len()
     }
 
     /// How many links the node holds now: one per connected friend, plus any short-lived
@@ -1434,6 +1445,8 @@ impl Core {
             backoff.insert(peer, (attempts, Instant::now() + wait));
         }
         lock(&self.dialling).remove(&peer);
+        // A slot is free: the next friend waiting may be dialled now.
+        self.connect_wake.notify_one();
     }
 
     async fn serve_stream(
@@ -1581,21 +1594,38 @@ async fn friend_inbox_loop(core: Arc<Core>, mut inbox: LayerInbox) {
     }
 }
 
-/// Dials every friend without a link whose backoff is over, one attempt per friend at once.
+/// Dials the friends without a link whose backoff is over, one attempt per friend and at
+/// most `max_concurrent_dials` at once, those waiting longest first.
 async fn connect_loop(core: Arc<Core>) {
     loop {
-        let friends: Vec<CarrierId> = read(&core.state).friends.keys().copied().collect();
         let now = Instant::now();
-        for peer in friends {
-            if lock(&core.live).get(&peer).is_some() {
+        let mut due: Vec<(Option<Instant>, CarrierId)> = {
+            let friends: Vec<CarrierId> = read(&core.state).friends.keys().copied().collect();
+            let unlinked: Vec<CarrierId> = {
+                let live = lock(&core.live);
+                friends
+                    .into_iter()
+                    .filter(|peer| live.get(peer).is_none())
+                    .collect()
+            };
+            let backoff = lock(&core.backoff);
+            unlinked
+                .into_iter()
+                .map(|peer| (backoff.get(&peer).map(|b| b.1), peer))
+                .filter(|(until, _)| until.is_none_or(|t| t <= now))
+                .collect()
+        };
+        // Never tried first, then by the end of their backoff.
+        due.sort_unstable_by_key(|(until, peer)| (*until, *peer.as_bytes()));
+        for (_, peer) in due {
+            let mut dialling = lock(&core.dialling);
+            if dialling.len() >= core.config.max_concurrent_dials.max(1) {
+                break;
+            }
+            if !dialling.insert(peer) {
                 continue;
             }
-            if lock(&core.backoff).get(&peer).is_some_and(|b| b.1 > now) {
-                continue;
-            }
-            if !lock(&core.dialling).insert(peer) {
-                continue;
-            }
+            drop(dialling);
             core.spawn(core.clone().dial_friend(peer));
         }
         tokio::select! {

@@ -1,7 +1,8 @@
 //! One live link per online friend, over 127.x.y.1 with a small DHT: friends connect after
 //! both start, both dialling at once leaves one link, presence and user info reach friends
 //! online and after a reconnect, labels stay local, a stranger is refused at the handshake,
-//! and each upper layer receives only its own streams.
+//! each upper layer receives only its own streams, and a node dials its friends a few at a
+//! time.
 #![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
 mod common;
@@ -14,6 +15,7 @@ use carrier_friend::dht::socket::NodeSocket;
 use carrier_friend::dht::Path;
 use carrier_friend::layer::codes;
 use carrier_friend::quinn::ConnectionError;
+use carrier_friend::FriendsConfig;
 use carrier_friend::{
     close, AllowList, FriendEvent, Inbound, InfoError, Layer, LinkConfig, LinkEndpoint, Presence,
     UserInfo,
@@ -366,4 +368,48 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
     assert_eq!(&payload[..], b"dgram");
     alice.stop().await;
     bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_dials_no_more_friends_at_once_than_its_limit_and_reaches_them_all() {
+    let net = net(24, 31).await;
+    let config = FriendsConfig {
+        max_concurrent_dials: 1,
+        ..FriendsConfig::for_tests()
+    };
+    let bind = SocketAddr::from(([127, 25, 31, 1], 0));
+    let mut hub = net
+        .start_with(net.dir.path().join("hub"), bind, config)
+        .await;
+    let mut friends = Vec::new();
+    for i in 0..3u8 {
+        let mut friend = net.node([127, 25, 32 + i, 1], &format!("friend{i}")).await;
+        befriend(&mut friend, &mut hub).await;
+        friends.push(friend);
+    }
+
+    // All three go offline: the hub keeps looking for them, one at a time.
+    let mut stopped = Vec::new();
+    for friend in friends {
+        stopped.push((friend.id(), friend.stop().await));
+    }
+    wait_for(|| async { (hub.friends.online().is_empty()).then_some(()) }).await;
+    let mut most = 0;
+    for _ in 0..300 {
+        most = most.max(hub.friends.dials_in_flight());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(most, 1, "one dial at a time, and the hub does dial");
+
+    // Back online, each is reached.
+    let mut back = Vec::new();
+    for (id, (dir, bind)) in stopped {
+        back.push(net.start(dir, bind).await);
+        hub.connected(id).await;
+    }
+    assert_eq!(hub.friends.online().len(), 3);
+    for node in back {
+        node.stop().await;
+    }
+    hub.stop().await;
 }
