@@ -1,8 +1,9 @@
 //! Carrier: a decentralized, end-to-end encrypted peer-to-peer platform. The facade crate.
 //!
 //! **Status: early.** Every layer is re-exported here under a short name; the `Carrier` node
-//! (builder, data directory, event stream) and the `carrier` program arrive with their own
-//! issues. Today the identity layer is complete:
+//! (builder, data directory, event stream) arrives with its own issue. The `carrier` program
+//! (this package's binary) runs `carrier demo`, a whole network on this machine, and
+//! `carrier node`, a public DHT node. The identity layer, for instance:
 //!
 //! ```
 //! let keypair = carrier::id::Keypair::generate();

@@ -1,0 +1,284 @@
+//! `carrier demo`: a whole Carrier network on this machine, and two friends using it.
+//!
+//! Every node binds its own UDP socket on 127.0.0.1, so everything runs through the real
+//! stack: DHT packets, QUIC links with TLS 1.3, the durable outbox, the data directories.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use carrier::dht::id::CarrierId;
+use carrier::dht::{BootstrapNode, Dht, DhtConfig};
+use carrier::friend::{FriendEvent, FriendEvents, Friends, FriendsConfig, Presence, UserInfo};
+
+/// What can stop the demo (or the node): any layer's error, or a step that did not happen in
+/// time.
+pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long any one step may take before the demo gives up.
+const STEP_LIMIT: Duration = Duration::from_secs(30);
+
+/// Where every node binds: loopback, a port of its own.
+const LOOPBACK: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+/// A DHT node's settings for the demo: a server from the start, joining through `seed`. All
+/// nodes share one IP address here, so the per-subnet limits (against one operator
+/// crowding the network) are lifted.
+fn config(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> DhtConfig {
+    let mut config = DhtConfig {
+        bind,
+        data_dir,
+        query_timeout: Duration::from_secs(10),
+        ..DhtConfig::default()
+    };
+    config.node.server = true;
+    config.node.max_per_subnet = None;
+    config.bootstrap = seed
+        .map(|s| vec![BootstrapNode::new(s.id(), s.local_addr())])
+        .unwrap_or_default();
+    config
+}
+
+/// One of the two friends: a DHT node with a data directory, and its friend layer.
+struct Person {
+    name: &'static str,
+    friends: Friends,
+    events: FriendEvents,
+    dir: PathBuf,
+    bind: SocketAddr,
+}
+
+impl Person {
+    /// Starts (or starts again, from its directory and on its port) `name`'s node.
+    async fn start(
+        name: &'static str,
+        dir: PathBuf,
+        bind: SocketAddr,
+        seed: &Dht,
+    ) -> Result<Person, Error> {
+        // A node just stopped lets go of its database once its last task has ended.
+        let deadline = Instant::now() + STEP_LIMIT;
+        let dht = loop {
+            match Dht::bind(config(bind, Some(dir.clone()), Some(seed))).await {
+                Ok(dht) => break dht,
+                Err(e) if Instant::now() >= deadline => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        dht.bootstrap().await?;
+        let (friends, events) = Friends::start(dht, FriendsConfig::for_tests()).await?;
+        let bind = friends.dht().local_addr();
+        Ok(Person {
+            name,
+            friends,
+            events,
+            dir,
+            bind,
+        })
+    }
+
+    fn id(&self) -> CarrierId {
+        self.friends.id()
+    }
+
+    /// Waits for the event `want` picks, within [`STEP_LIMIT`].
+    async fn until<T>(
+        &mut self,
+        what: &str,
+        mut want: impl FnMut(&FriendEvent) -> Option<T>,
+    ) -> Result<T, Error> {
+        let deadline = tokio::time::Instant::now() + STEP_LIMIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .map_err(|_| format!("{}: {what} did not happen within {STEP_LIMIT:?}", self.name))?
+                .ok_or_else(|| format!("{}: the friend layer stopped", self.name))?;
+            if let Some(value) = want(&event) {
+                return Ok(value);
+            }
+        }
+    }
+
+    /// Stops the node; where to start it again.
+    async fn stop(self) -> Result<(PathBuf, SocketAddr), Error> {
+        self.friends.shutdown().await;
+        let dht = self.friends.dht().clone();
+        drop(self.friends);
+        dht.shutdown().await?;
+        Ok((self.dir, self.bind))
+    }
+}
+
+/// Prints one step, with the time since `since`.
+fn step(since: Instant, text: &str) {
+    println!(
+        "[{:>7.1} ms] {text}",
+        since.elapsed().as_secs_f64() * 1000.0
+    );
+}
+
+/// Runs the demo with `servers` DHT nodes besides the friends'.
+pub(crate) async fn run(servers: u8) -> Result<(), Error> {
+    let started = Instant::now();
+    let dir = tempfile::tempdir()?;
+    println!("Carrier demo: a network on this machine (127.0.0.1), real UDP and QUIC.\n");
+
+    let mut seeds: Vec<Dht> = Vec::new();
+    for _ in 0..servers {
+        let dht = Dht::bind(config(LOOPBACK, None, seeds.first())).await?;
+        if !seeds.is_empty() {
+            dht.bootstrap().await?;
+        }
+        seeds.push(dht);
+    }
+    let first = seeds
+        .first()
+        .ok_or("the demo needs at least one DHT node")?
+        .clone();
+    step(
+        started,
+        &format!(
+            "{servers} DHT nodes form a Kademlia network; the first is {}",
+            seed_line(&first)
+        ),
+    );
+
+    let mut alice = Person::start("alice", dir.path().join("alice"), LOOPBACK, &first).await?;
+    let mut bob = Person::start("bob", dir.path().join("bob"), LOOPBACK, &first).await?;
+    alice
+        .friends
+        .set_user_info(UserInfo::new("Alice", "at home").ok_or("a bad name")?)
+        .await?;
+    bob.friends
+        .set_user_info(UserInfo::new("Bob", "at work").ok_or("a bad name")?)
+        .await?;
+    step(started, "Alice and Bob start, each with a data directory:");
+    println!("             Alice's Carrier ID is {}", alice.id());
+    println!(
+        "             her address (ID, nospam, checksum) is {}",
+        alice.friends.address()
+    );
+    println!("             Bob's Carrier ID is {}", bob.id());
+
+    let asked = Instant::now();
+    bob.friends
+        .add_friend(&alice.friends.address().to_string(), b"Hi Alice, it's Bob!")
+        .await?;
+    let request = alice
+        .until("Bob's friend request", |e| match e {
+            FriendEvent::Request(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await?;
+    step(
+        started,
+        &format!(
+            "Alice gets a friend request from {} ({}): \"{}\" ({:.1} ms after Bob sent it; \
+             Bob found her through her peer record in the DHT)",
+            request.info.name(),
+            request.from,
+            String::from_utf8_lossy(&request.hello),
+            ms(asked)
+        ),
+    );
+
+    let accepted = Instant::now();
+    alice.friends.accept_friend(&bob.id()).await?;
+    let (a, b) = (alice.id(), bob.id());
+    bob.until("Alice's accept", |e| {
+        (*e == FriendEvent::Added(a)).then_some(())
+    })
+    .await?;
+    alice
+        .until("the link to Bob", |e| {
+            (*e == FriendEvent::Connected(b)).then_some(())
+        })
+        .await?;
+    bob.until("the link to Alice", |e| {
+        (*e == FriendEvent::Connected(a)).then_some(())
+    })
+    .await?;
+    step(
+        started,
+        &format!(
+            "Alice accepts: they are friends, linked by QUIC with TLS 1.3 keyed by their \
+             Carrier IDs ({:.1} ms after the accept)",
+            ms(accepted)
+        ),
+    );
+
+    let changed = Instant::now();
+    alice.friends.set_presence(Presence::Away).await?;
+    bob.until("Alice's presence", |e| {
+        (*e == FriendEvent::PresenceChanged(a, Presence::Away)).then_some(())
+    })
+    .await?;
+    step(
+        started,
+        &format!(
+            "Alice sets her presence to away; Bob sees it {:.1} ms later",
+            ms(changed)
+        ),
+    );
+
+    let (alice_dir, alice_bind) = alice.stop().await?;
+    bob.until("Alice going offline", |e| {
+        (*e == FriendEvent::Disconnected(a)).then_some(())
+    })
+    .await?;
+    step(started, "Alice goes offline; Bob sees her disconnected");
+    let info = UserInfo::new("Bob", "back from lunch").ok_or("a bad description")?;
+    bob.friends.set_user_info(info.clone()).await?;
+    step(
+        started,
+        "Bob changes his description while she is offline: it waits in his outbox (and in \
+         her mailbox on the DHT, were she away longer)",
+    );
+
+    let restarted = Instant::now();
+    let mut alice = Person::start("alice", alice_dir, alice_bind, &first).await?;
+    alice
+        .until("the link to Bob again", |e| {
+            (*e == FriendEvent::Connected(b)).then_some(())
+        })
+        .await?;
+    let linked = ms(restarted);
+    let seen = alice
+        .until("Bob's new description", |e| match e {
+            FriendEvent::InfoChanged(id, info) if *id == b => Some(info.clone()),
+            _ => None,
+        })
+        .await?;
+    step(
+        started,
+        &format!(
+            "Alice starts again from her directory: linked to Bob {linked:.1} ms later, and \
+             his description is \"{}\"",
+            seen.description()
+        ),
+    );
+    if seen != info {
+        return Err("Alice got another description than Bob set".into());
+    }
+
+    println!(
+        "\nDone in {:.1} s. Messages, streams, channels and port forwarding come next; see \
+         README.md. Stopping every node cleanly…",
+        started.elapsed().as_secs_f64()
+    );
+    alice.stop().await?;
+    bob.stop().await?;
+    for seed in seeds {
+        seed.shutdown().await?;
+    }
+    Ok(())
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
+}
+
+fn seed_line(node: &Dht) -> String {
+    format!("{}@{}", node.id(), node.local_addr())
+}
