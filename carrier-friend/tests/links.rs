@@ -15,10 +15,10 @@ use carrier_friend::dht::Path;
 use carrier_friend::layer::codes;
 use carrier_friend::quinn::ConnectionError;
 use carrier_friend::{
-    close, AllowList, FriendEvent, Inbound, InfoError, Layer, LinkConfig, LinkEndpoint, Presence,
-    UserInfo,
+    close, AllowList, FriendEvent, Inbound, InfoError, Layer, Link, LinkConfig, LinkEndpoint,
+    Presence, UserInfo,
 };
-use common::net::{net, wait_for, Node};
+use common::net::{net, wait_for, Node, PATIENCE};
 
 /// `a` asks `b`, `b` accepts; both see the other connected.
 async fn befriend(a: &mut Node, b: &mut Node) {
@@ -41,6 +41,36 @@ async fn befriend(a: &mut Node, b: &mut Node) {
     b.connected(a_id).await;
 }
 
+/// Waits until `a` and `b` have each held the same link to the other for longer than the
+/// tie-break's race window (5 s), so that a new link replaces it instead of racing it.
+///
+/// `Connected` alone does not tell: the held link may change after it without an event. When
+/// both start, the first to start dials the other before the other listens; quinn sends its
+/// first packet again a second later (its first timeout, before any round trip was measured),
+/// and if that first node has the lower ID, its link wins the race against the link the other
+/// dialled meanwhile, on both sides, a second after both reported `Connected`.
+async fn hold_steady(a: &Node, b: &Node) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        // The links are kept (not just their IDs) while waiting, so no new connection can
+        // take an ID of theirs.
+        let before = (a.friends.link(&b.id()), b.friends.link(&a.id()));
+        tokio::time::sleep(Duration::from_millis(5200)).await;
+        let after = (a.friends.link(&b.id()), b.friends.link(&a.id()));
+        let same = |x: &Option<Link>, y: &Option<Link>| match (x, y) {
+            (Some(x), Some(y)) => x.connection().stable_id() == y.connection().stable_id(),
+            _ => false,
+        };
+        if same(&before.0, &after.0) && same(&before.1, &after.1) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the links kept changing"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_link() {
     let net = net(24, 1).await;
@@ -60,10 +90,11 @@ async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_lin
     bob.connected(alice_id).await;
 
     // Both dial at once, twice: each time exactly one of the two new links survives, the
-    // same on both sides, and neither side ever reports the other gone. (The link held so far
-    // is older than the race window by then, so the new ones replace it.)
+    // same on both sides, and neither side ever reports the other gone. The link held so far
+    // must be older than the race window by then, so the new ones replace it rather than race
+    // it (and both lose to it).
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(5200)).await;
+        hold_steady(&alice, &bob).await;
         let (at_alice, at_bob) = tokio::join!(
             alice.friends.connect(&bob_id),
             bob.friends.connect(&alice_id)
