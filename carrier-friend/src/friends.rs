@@ -1305,14 +1305,23 @@ impl Core {
     async fn watch(self: Arc<Self>, link: Link) {
         let peer = link.peer();
         let reason = link.connection().closed().await;
-        let was_held = lock(&self.live).remove(&link);
-        if !was_held {
-            return;
-        }
         let code = match &reason {
             quinn::ConnectionError::ApplicationClosed(close) => Some(close.error_code),
             _ => None,
         };
+        let grace_until = Instant::now() + DUPLICATE_GRACE;
+        let was_held = {
+            // One lock for both: no refresh in between may see the friend without a link.
+            let mut live = lock(&self.live);
+            let was_held = live.remove(&link);
+            if was_held && code == Some(close::DUPLICATE) {
+                live.await_successor(peer, grace_until);
+            }
+            was_held
+        };
+        if !was_held {
+            return;
+        }
         {
             let mut backoff = lock(&self.backoff);
             if code == Some(close::NOT_A_FRIEND) {
@@ -1329,19 +1338,24 @@ impl Core {
             }
         }
         if code == Some(close::DUPLICATE) {
-            // The peer keeps the other link of a race: it is usually a handshake away.
-            tokio::time::sleep(DUPLICATE_GRACE).await;
+            // The peer keeps the other link of a race: it is usually a handshake away. Until
+            // then the friend counts as connected, for every refresh.
+            tokio::time::sleep_until(grace_until.into()).await;
         }
         self.refresh_online(peer);
         self.connect_wake.notify_one();
     }
 
     /// Reports `peer` connected or disconnected if that changed: connected means a friend
-    /// with a link. A friend that comes online gets its waiting outbox items at once.
+    /// with a link (or, for a moment, one its peer closed as a duplicate; see
+    /// [`LiveLinks::await_successor`]). A friend that comes online gets its waiting outbox
+    /// items at once.
     fn refresh_online(&self, peer: CarrierId) {
-        let now_online =
-            read(&self.state).friends.contains_key(&peer) && lock(&self.live).get(&peer).is_some();
+        // Decided under the lock of `online`, so two refreshes cannot report what they saw
+        // in the opposite order.
         let mut online = lock(&self.online);
+        let now_online = read(&self.state).friends.contains_key(&peer)
+            && lock(&self.live).linked(&peer, Instant::now());
         if now_online && online.insert(peer) {
             self.emit(FriendEvent::Connected(peer));
             let now = unix_ms();

@@ -80,6 +80,9 @@ fn beats(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instant, u64)) ->
 pub(crate) struct LiveLinks {
     me: CarrierId,
     by_peer: HashMap<CarrierId, Held>,
+    /// Peers whose held link they closed as a duplicate, until when they still count as
+    /// linked: the link they keep is usually a handshake away.
+    awaited: HashMap<CarrierId, Instant>,
 }
 
 impl LiveLinks {
@@ -87,6 +90,7 @@ impl LiveLinks {
         Self {
             me,
             by_peer: HashMap::new(),
+            awaited: HashMap::new(),
         }
     }
 
@@ -105,6 +109,7 @@ impl LiveLinks {
     /// [`close::DUPLICATE`](crate::close::DUPLICATE). The loser may be `link` itself.
     pub(crate) fn add(&mut self, link: Link, dialled: bool, now: Instant) -> Option<Link> {
         let peer = link.peer();
+        self.awaited.remove(&peer);
         let new = Held {
             draw: draw(&link),
             link,
@@ -139,6 +144,28 @@ impl LiveLinks {
             self.by_peer.remove(&peer);
         }
         held
+    }
+
+    /// Lets `peer` count as linked until `until` although no link is held: the peer closed
+    /// the held one as a duplicate, so it keeps another, which should arrive soon.
+    pub(crate) fn await_successor(&mut self, peer: CarrierId, until: Instant) {
+        let awaited = self.awaited.entry(peer).or_insert(until);
+        *awaited = (*awaited).max(until);
+    }
+
+    /// Whether `peer` counts as linked at `now`: a link is held, or one is awaited.
+    pub(crate) fn linked(&mut self, peer: &CarrierId, now: Instant) -> bool {
+        if self.by_peer.contains_key(peer) {
+            return true;
+        }
+        match self.awaited.get(peer) {
+            Some(until) if now < *until => true,
+            Some(_) => {
+                self.awaited.remove(peer);
+                false
+            }
+            None => false,
+        }
     }
 
     /// The link held for `peer`.
