@@ -41,6 +41,7 @@ use crate::outbox::{OutboxEntry, OutboxId, RetryPolicy, Route};
 use crate::request::{self, REQUEST_TIMEOUT};
 use crate::state::{self, FriendRow, IncomingRow, OutgoingRow, State, Tables, OUTBOX};
 use crate::stranger_limit::StrangerLimit;
+use crate::transport::{SILENCE_CHECK_INTERVAL, SILENCE_LIMIT};
 use crate::wire::{
     self, Body, Change, ControlBody, Presence, ProfileBody, RequestBody, UserInfo, ANSWER_TAKEN,
     MAX_ACKS, MAX_CONTROL_FRAME_BYTES, MAX_HELLO_BYTES, MAX_LABEL_BYTES,
@@ -191,7 +192,9 @@ pub enum FriendEvent {
     /// count.
     Connected(CarrierId),
     /// A friend that was connected has no link any more: it shut down, vanished (seen within
-    /// 20 s, the links' idle timeout), or stopped being a friend (then after `Removed`).
+    /// 22 s: a link that hears nothing for
+    /// [`SILENCE_LIMIT`](crate::transport::SILENCE_LIMIT) is closed), or stopped being a
+    /// friend (then after `Removed`).
     Disconnected(CarrierId),
     /// A friend's user info changed (the new info).
     InfoChanged(CarrierId, UserInfo),
@@ -445,6 +448,7 @@ impl Friends {
             tokio::spawn(announce_loop(core.clone())),
             tokio::spawn(friend_inbox_loop(core.clone(), inbox)),
             tokio::spawn(connect_loop(core.clone())),
+            tokio::spawn(silence_loop(core.clone())),
         ];
         let friends = Friends {
             tasks: Arc::new(Tasks {
@@ -1590,6 +1594,20 @@ async fn connect_loop(core: Arc<Core>) {
         tokio::select! {
             () = core.connect_wake.notified() => {}
             () = tokio::time::sleep(CONNECT_TICK) => {}
+        }
+    }
+}
+
+/// Closes every held link that heard nothing for [`SILENCE_LIMIT`] with [`close::SILENT`]:
+/// the keep-alives cross every link well within it, so its friend vanished. QUIC's idle
+/// timeout alone would see that up to 40 s late on the side that sends the keep-alives
+/// ([`crate::transport`] has why).
+async fn silence_loop(core: Arc<Core>) {
+    loop {
+        tokio::time::sleep(SILENCE_CHECK_INTERVAL).await;
+        let silent = lock(&core.live).silent(Instant::now(), SILENCE_LIMIT);
+        for link in silent {
+            link.close(close::SILENT, b"nothing heard");
         }
     }
 }

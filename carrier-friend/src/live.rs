@@ -12,7 +12,7 @@
 //!   and then each side would keep the link the other closes.
 //! - A link that comes up more than [`RACE_WINDOW`] after the one already held replaces it: a
 //!   node dials a friend only when it holds no link to it, so the peer lost the old one (it
-//!   restarted, or its idle timeout fired first) and the old one is dead or dying.
+//!   restarted, or found the link silent first) and the old one is dead or dying.
 //!
 //! The loser is closed with [`close::DUPLICATE`](crate::close::DUPLICATE) by whichever side
 //! sees both first. Arrival times are each side's own, so two links arriving almost exactly
@@ -53,6 +53,15 @@ struct Held {
     dialled: bool,
     since: Instant,
     draw: u64,
+    /// Datagrams the link had received when last looked at ([`LiveLinks::silent`]), and
+    /// since when that count stands.
+    heard: u64,
+    heard_since: Instant,
+}
+
+/// Datagrams `link` has received so far.
+fn heard(link: &Link) -> u64 {
+    link.connection().stats().udp_rx.datagrams
 }
 
 /// Whether link `a` beats link `b`, each `(dialled by this node, since, draw)`, for a node
@@ -112,6 +121,8 @@ impl LiveLinks {
         self.awaited.remove(&peer);
         let new = Held {
             draw: draw(&link),
+            heard: heard(&link),
+            heard_since: now,
             link,
             dialled,
             since: now,
@@ -166,6 +177,24 @@ impl LiveLinks {
             }
             None => false,
         }
+    }
+
+    /// The held links that received nothing for `limit` as of `now`. A link's count of
+    /// received datagrams is compared with the count at the previous call; the time of a
+    /// change is taken as the call's, so silence is never overstated, and understated by at
+    /// most the time between two calls.
+    pub(crate) fn silent(&mut self, now: Instant, limit: Duration) -> Vec<Link> {
+        let mut silent = Vec::new();
+        for held in self.by_peer.values_mut() {
+            let count = heard(&held.link);
+            if count != held.heard {
+                held.heard = count;
+                held.heard_since = now;
+            } else if now.saturating_duration_since(held.heard_since) >= limit {
+                silent.push(held.link.clone());
+            }
+        }
+        silent
     }
 
     /// The link held for `peer`.

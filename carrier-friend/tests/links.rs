@@ -1,16 +1,19 @@
 //! One live link per online friend, over 127.x.y.1 with a small DHT: friends connect after
-//! both start, both dialling at once leaves one link, presence and user info reach friends
-//! online and after a reconnect, labels stay local, a stranger is refused at the handshake,
-//! and each upper layer receives only its own streams.
+//! both start, both dialling at once leaves one link, a friend that falls silent is seen gone
+//! on both sides within 30 s and connects again, presence and user info reach friends online
+//! and after a reconnect, labels stay local, a stranger is refused at the handshake, and each
+//! upper layer receives only its own streams.
 #![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use carrier_friend::dht::id::Keypair;
-use carrier_friend::dht::socket::NodeSocket;
+use carrier_friend::dht::socket::{Conditioner, Fate, NodeSocket, QUIC_CLASS_BIT};
 use carrier_friend::dht::Path;
 use carrier_friend::layer::codes;
 use carrier_friend::quinn::ConnectionError;
@@ -161,6 +164,116 @@ async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_lin
     bob.connected(alice_id).await;
     alice.stop().await;
     bob.stop().await;
+}
+
+/// Loses every QUIC datagram to or from `peer` while `cut` is set; the DHT's pass, so the
+/// friends can still look each other up, but no link packet crosses.
+struct QuicCut {
+    peer: SocketAddr,
+    cut: AtomicBool,
+}
+
+impl QuicCut {
+    fn fate(&self, addr: SocketAddr, data: &[u8]) -> Fate {
+        let quic = data.first().is_some_and(|b| b & QUIC_CLASS_BIT != 0);
+        if quic && addr == self.peer && self.cut.load(Ordering::SeqCst) {
+            Fate::Drop
+        } else {
+            Fate::Pass
+        }
+    }
+}
+
+impl Conditioner for QuicCut {
+    fn outgoing(&self, to: SocketAddr, data: &[u8]) -> Fate {
+        self.fate(to, data)
+    }
+
+    fn incoming(&self, from: SocketAddr, data: &[u8]) -> Fate {
+        self.fate(from, data)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_friend_silent_right_after_a_keep_alive_is_seen_gone_on_both_sides_within_30_s() {
+    let net = net(24, 31).await;
+    let mut alice = net.node([127, 25, 31, 1], "alice").await;
+    let mut bob = net.node([127, 25, 32, 1], "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    let (alice_id, bob_id) = (alice.id(), bob.id());
+    let cuts = [(&alice, &bob), (&bob, &alice)].map(|(node, peer)| {
+        let cut = Arc::new(QuicCut {
+            peer: peer.friends.dht().local_addr(),
+            cut: AtomicBool::new(false),
+        });
+        node.friends
+            .dht()
+            .socket()
+            .set_conditioner(Some(cut.clone()));
+        cut
+    });
+    hold_steady(&alice, &bob).await;
+
+    // The dialling side sends the keep-alives. The worst moment for it to lose its friend is
+    // right after one was answered: QUIC alone would then see the friend gone only after the
+    // next keep-alive interval (15 s) and the idle timeout (25 s) after that.
+    let at_alice = alice.friends.link(&bob_id).unwrap();
+    let at_bob = bob.friends.link(&alice_id).unwrap();
+    let dialled = if at_alice.connection().side().is_client() {
+        &at_alice
+    } else {
+        &at_bob
+    };
+    assert!(dialled.connection().side().is_client());
+    // Wait until the link has been quiet for 5 s (only a keep-alive ends that now), then cut
+    // the moment the dialler hears the answer.
+    let heard = || dialled.connection().stats().udp_rx.datagrams;
+    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+    let (mut count, mut since) = (heard(), tokio::time::Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = tokio::time::Instant::now();
+        assert!(now < deadline, "the link never fell quiet");
+        if heard() != count {
+            if now - since >= Duration::from_secs(5) {
+                break;
+            }
+            (count, since) = (heard(), now);
+        }
+    }
+    for cut in &cuts {
+        cut.cut.store(true, Ordering::SeqCst);
+    }
+    let cut_at = tokio::time::Instant::now();
+
+    // Both report the other gone within 30 s; the dialler's link was closed by the friend
+    // layer's silence check (QUIC's idle timer would have said TimedOut, later).
+    let gone = cut_at + Duration::from_secs(30);
+    let disconnected =
+        |peer| move |e: &FriendEvent| (*e == FriendEvent::Disconnected(peer)).then_some(());
+    tokio::time::timeout_at(gone, alice.until(disconnected(bob_id)))
+        .await
+        .expect("Alice did not see Bob gone within 30 s");
+    tokio::time::timeout_at(gone, bob.until(disconnected(alice_id)))
+        .await
+        .expect("Bob did not see Alice gone within 30 s");
+    eprintln!(
+        "a silent friend was seen gone on both sides {:?} after the cut",
+        cut_at.elapsed()
+    );
+    assert!(matches!(
+        dialled.connection().close_reason(),
+        Some(ConnectionError::LocallyClosed)
+    ));
+    assert!(alice.friends.link(&bob_id).is_none());
+    assert!(bob.friends.link(&alice_id).is_none());
+
+    // The path heals: they connect again.
+    for cut in &cuts {
+        cut.cut.store(false, Ordering::SeqCst);
+    }
+    alice.connected(bob_id).await;
+    bob.connected(alice_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
