@@ -192,8 +192,7 @@ pub enum FriendEvent {
     /// count.
     Connected(CarrierId),
     /// A friend that was connected has no link any more: it shut down, vanished (seen within
-    /// 22 s: a link that hears nothing for
-    /// [`SILENCE_LIMIT`](crate::transport::SILENCE_LIMIT) is closed), or stopped being a
+    /// 22 s: a link that hears nothing for [`SILENCE_LIMIT`] is closed), or stopped being a
     /// friend (then after `Removed`).
     Disconnected(CarrierId),
     /// A friend's user info changed (the new info).
