@@ -18,6 +18,14 @@ pub const NOT_A_FRIEND: VarInt = VarInt::from_u32(0x10);
 /// fail with this code; their layer sends again on [`Friends::link`](crate::Friends::link).
 pub const DUPLICATE: VarInt = VarInt::from_u32(0x11);
 
+/// `carrier/1`: nothing arrived on the link for
+/// [`SILENCE_LIMIT`](crate::transport::SILENCE_LIMIT), though the dialling side's keep-alives
+/// and their acknowledgements cross it every
+/// [`KEEPALIVE_INTERVAL`](crate::transport::KEEPALIVE_INTERVAL): the peer is taken for gone.
+/// Usually nobody hears the close; a peer that does (the path failed one way only) dials
+/// again.
+pub const SILENT: VarInt = VarInt::from_u32(0x12);
+
 /// `carrier-request/1`: the one request frame arrived whole; the connection's work is done.
 pub const REQUEST_RECEIVED: VarInt = VarInt::from_u32(0x20);
 

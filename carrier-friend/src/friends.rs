@@ -41,6 +41,7 @@ use crate::outbox::{OutboxEntry, OutboxId, RetryPolicy, Route};
 use crate::request::{self, REQUEST_TIMEOUT};
 use crate::state::{self, FriendRow, IncomingRow, OutgoingRow, State, Tables, OUTBOX};
 use crate::stranger_limit::StrangerLimit;
+use crate::transport::{SILENCE_CHECK_INTERVAL, SILENCE_LIMIT};
 use crate::wire::{
     self, Body, Change, ControlBody, Presence, ProfileBody, RequestBody, UserInfo, ANSWER_TAKEN,
     MAX_ACKS, MAX_CONTROL_FRAME_BYTES, MAX_HELLO_BYTES, MAX_LABEL_BYTES,
@@ -205,7 +206,8 @@ pub enum FriendEvent {
     /// count.
     Connected(CarrierId),
     /// A friend that was connected has no link any more: it shut down, vanished (seen within
-    /// 20 s, the links' idle timeout), or stopped being a friend (then after `Removed`).
+    /// 22 s: a link that hears nothing for [`SILENCE_LIMIT`] is closed), or stopped being a
+    /// friend (then after `Removed`).
     Disconnected(CarrierId),
     /// A friend's user info changed (the new info).
     InfoChanged(CarrierId, UserInfo),
@@ -462,6 +464,7 @@ impl Friends {
             tokio::spawn(announce_loop(core.clone())),
             tokio::spawn(friend_inbox_loop(core.clone(), inbox)),
             tokio::spawn(connect_loop(core.clone())),
+            tokio::spawn(silence_loop(core.clone())),
         ];
         let friends = Friends {
             tasks: Arc::new(Tasks {
@@ -1341,14 +1344,23 @@ impl Core {
     async fn watch(self: Arc<Self>, link: Link) {
         let peer = link.peer();
         let reason = link.connection().closed().await;
-        let was_held = lock(&self.live).remove(&link);
-        if !was_held {
-            return;
-        }
         let code = match &reason {
             quinn::ConnectionError::ApplicationClosed(close) => Some(close.error_code),
             _ => None,
         };
+        let grace_until = Instant::now() + DUPLICATE_GRACE;
+        let was_held = {
+            // One lock for both: no refresh in between may see the friend without a link.
+            let mut live = lock(&self.live);
+            let was_held = live.remove(&link);
+            if was_held && code == Some(close::DUPLICATE) {
+                live.await_successor(peer, grace_until);
+            }
+            was_held
+        };
+        if !was_held {
+            return;
+        }
         {
             let mut backoff = lock(&self.backoff);
             if code == Some(close::NOT_A_FRIEND) {
@@ -1365,19 +1377,24 @@ impl Core {
             }
         }
         if code == Some(close::DUPLICATE) {
-            // The peer keeps the other link of a race: it is usually a handshake away.
-            tokio::time::sleep(DUPLICATE_GRACE).await;
+            // The peer keeps the other link of a race: it is usually a handshake away. Until
+            // then the friend counts as connected, for every refresh.
+            tokio::time::sleep_until(grace_until.into()).await;
         }
         self.refresh_online(peer);
         self.connect_wake.notify_one();
     }
 
     /// Reports `peer` connected or disconnected if that changed: connected means a friend
-    /// with a link. A friend that comes online gets its waiting outbox items at once.
+    /// with a link (or, for a moment, one its peer closed as a duplicate; see
+    /// [`LiveLinks::await_successor`]). A friend that comes online gets its waiting outbox
+    /// items at once.
     fn refresh_online(&self, peer: CarrierId) {
-        let now_online =
-            read(&self.state).friends.contains_key(&peer) && lock(&self.live).get(&peer).is_some();
+        // Decided under the lock of `online`, so two refreshes cannot report what they saw
+        // in the opposite order.
         let mut online = lock(&self.online);
+        let now_online = read(&self.state).friends.contains_key(&peer)
+            && lock(&self.live).linked(&peer, Instant::now());
         if now_online && online.insert(peer) {
             self.emit(FriendEvent::Connected(peer));
             let now = unix_ms();
@@ -1631,6 +1648,20 @@ async fn connect_loop(core: Arc<Core>) {
         tokio::select! {
             () = core.connect_wake.notified() => {}
             () = tokio::time::sleep(CONNECT_TICK) => {}
+        }
+    }
+}
+
+/// Closes every held link that heard nothing for [`SILENCE_LIMIT`] with [`close::SILENT`]:
+/// the keep-alives cross every link well within it, so its friend vanished. QUIC's idle
+/// timeout alone would see that up to 40 s late on the side that sends the keep-alives
+/// ([`crate::transport`] has why).
+async fn silence_loop(core: Arc<Core>) {
+    loop {
+        tokio::time::sleep(SILENCE_CHECK_INTERVAL).await;
+        let silent = lock(&core.live).silent(Instant::now(), SILENCE_LIMIT);
+        for link in silent {
+            link.close(close::SILENT, b"nothing heard");
         }
     }
 }

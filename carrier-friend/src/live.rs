@@ -1,16 +1,23 @@
 //! The live `carrier/1` links of a node, by peer, and which one survives when two friends
 //! dialled each other at once.
 //!
-//! The rule is the same on both sides, so both keep the same link:
+//! The rule is the same on both sides, and decided only by facts both sides share, so both keep
+//! the same link:
 //!
 //! - Two links that came up within [`RACE_WINDOW`] of each other raced: the one dialled by the
-//!   lower Carrier ID (in byte order) stays; between two dialled the same way, the older.
+//!   lower Carrier ID (in byte order) stays; between two dialled the same way (one node dialled
+//!   twice at once: its connect loop and an outbox delivery), the one with the lower *draw*:
+//!   eight bytes both ends derive from the link's TLS secrets ([`draw`]). Not the older: the
+//!   dialler sees its handshakes complete in one order and the peer may see them in the other,
+//!   and then each side would keep the link the other closes.
 //! - A link that comes up more than [`RACE_WINDOW`] after the one already held replaces it: a
 //!   node dials a friend only when it holds no link to it, so the peer lost the old one (it
-//!   restarted, or its idle timeout fired first) and the old one is dead or dying.
+//!   restarted, or found the link silent first) and the old one is dead or dying.
 //!
 //! The loser is closed with [`close::DUPLICATE`](crate::close::DUPLICATE) by whichever side
-//! sees both first.
+//! sees both first. Arrival times are each side's own, so two links arriving almost exactly
+//! [`RACE_WINDOW`] apart may be judged differently by the two sides; then both links close and
+//! the friends dial again.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -22,19 +29,46 @@ use crate::link::Link;
 /// How far apart two links' arrivals may be and still count as one race.
 pub(crate) const RACE_WINDOW: Duration = Duration::from_secs(5);
 
+/// The label of the TLS exporter behind [`draw`].
+const DRAW_LABEL: &[u8] = b"carrier/1 link tie-break";
+
+/// A link's draw: eight bytes of its TLS exporter (RFC 5705), the same at both ends of the
+/// link and unpredictable before its handshake. `u64::MAX` if the exporter fails (it does not
+/// once the handshake is done).
+fn draw(link: &Link) -> u64 {
+    let mut bytes = [0u8; 8];
+    match link
+        .connection()
+        .export_keying_material(&mut bytes, DRAW_LABEL, b"")
+    {
+        Ok(()) => u64::from_be_bytes(bytes),
+        Err(_) => u64::MAX,
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Held {
     link: Link,
     /// Whether this node dialled it.
     dialled: bool,
     since: Instant,
-    serial: u64,
+    draw: u64,
+    /// Datagrams the link had received when last looked at ([`LiveLinks::silent`]), and
+    /// since when that count stands.
+    heard: u64,
+    heard_since: Instant,
 }
 
-/// Whether link `a` beats link `b`, each `(dialled by this node, since, serial)`, for a node
-/// whose ID is the lower of the pair if `lower_dials`.
+/// Datagrams `link` has received so far.
+fn heard(link: &Link) -> u64 {
+    link.connection().stats().udp_rx.datagrams
+}
+
+/// Whether link `a` beats link `b`, each `(dialled by this node, since, draw)`, for a node
+/// whose ID is the lower of the pair if `lower_dials`. Equal draws (only if both exporters
+/// failed) keep `b`, the link already held.
 fn beats(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instant, u64)) -> bool {
-    let ((a_dialled, a_since, a_serial), (b_dialled, b_since, b_serial)) = (a, b);
+    let ((a_dialled, a_since, a_draw), (b_dialled, b_since, b_draw)) = (a, b);
     if a_since.saturating_duration_since(b_since) > RACE_WINDOW {
         return true;
     }
@@ -45,9 +79,9 @@ fn beats(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instant, u64)) ->
     if a_dialled != b_dialled {
         return a_dialled == lower_dials;
     }
-    // Two dialled the same way within the window: the older, which the other side has most
-    // likely seen first too.
-    a_serial < b_serial
+    // Two dialled the same way within the window: the lower draw, which both sides see alike
+    // whatever order the two handshakes completed in at each.
+    a_draw < b_draw
 }
 
 /// The links held, by peer: after every [`add`](LiveLinks::add), at most one per peer.
@@ -55,7 +89,9 @@ fn beats(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instant, u64)) ->
 pub(crate) struct LiveLinks {
     me: CarrierId,
     by_peer: HashMap<CarrierId, Held>,
-    serial: u64,
+    /// Peers whose held link they closed as a duplicate, until when they still count as
+    /// linked: the link they keep is usually a handshake away.
+    awaited: HashMap<CarrierId, Instant>,
 }
 
 impl LiveLinks {
@@ -63,7 +99,7 @@ impl LiveLinks {
         Self {
             me,
             by_peer: HashMap::new(),
-            serial: 0,
+            awaited: HashMap::new(),
         }
     }
 
@@ -72,8 +108,8 @@ impl LiveLinks {
         let lower_dials = self.me.to_bytes() < peer.to_bytes();
         beats(
             lower_dials,
-            (a.dialled, a.since, a.serial),
-            (b.dialled, b.since, b.serial),
+            (a.dialled, a.since, a.draw),
+            (b.dialled, b.since, b.draw),
         )
     }
 
@@ -81,13 +117,15 @@ impl LiveLinks {
     /// lost the tie-break, if any, for the caller to close with
     /// [`close::DUPLICATE`](crate::close::DUPLICATE). The loser may be `link` itself.
     pub(crate) fn add(&mut self, link: Link, dialled: bool, now: Instant) -> Option<Link> {
-        self.serial = self.serial.wrapping_add(1);
         let peer = link.peer();
+        self.awaited.remove(&peer);
         let new = Held {
+            draw: draw(&link),
+            heard: heard(&link),
+            heard_since: now,
             link,
             dialled,
             since: now,
-            serial: self.serial,
         };
         let Some(old) = self.by_peer.remove(&peer) else {
             self.by_peer.insert(peer, new);
@@ -119,6 +157,46 @@ impl LiveLinks {
         held
     }
 
+    /// Lets `peer` count as linked until `until` although no link is held: the peer closed
+    /// the held one as a duplicate, so it keeps another, which should arrive soon.
+    pub(crate) fn await_successor(&mut self, peer: CarrierId, until: Instant) {
+        let awaited = self.awaited.entry(peer).or_insert(until);
+        *awaited = (*awaited).max(until);
+    }
+
+    /// Whether `peer` counts as linked at `now`: a link is held, or one is awaited.
+    pub(crate) fn linked(&mut self, peer: &CarrierId, now: Instant) -> bool {
+        if self.by_peer.contains_key(peer) {
+            return true;
+        }
+        match self.awaited.get(peer) {
+            Some(until) if now < *until => true,
+            Some(_) => {
+                self.awaited.remove(peer);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The held links that received nothing for `limit` as of `now`. A link's count of
+    /// received datagrams is compared with the count at the previous call; the time of a
+    /// change is taken as the call's, so silence is never overstated, and understated by at
+    /// most the time between two calls.
+    pub(crate) fn silent(&mut self, now: Instant, limit: Duration) -> Vec<Link> {
+        let mut silent = Vec::new();
+        for held in self.by_peer.values_mut() {
+            let count = heard(&held.link);
+            if count != held.heard {
+                held.heard = count;
+                held.heard_since = now;
+            } else if now.saturating_duration_since(held.heard_since) >= limit {
+                silent.push(held.link.clone());
+            }
+        }
+        silent
+    }
+
     /// The link held for `peer`.
     pub(crate) fn get(&self, peer: &CarrierId) -> Option<Link> {
         self.by_peer.get(peer).map(|h| h.link.clone())
@@ -134,6 +212,15 @@ impl LiveLinks {
 mod tests {
     use super::*;
 
+    /// What [`LiveLinks::add`] keeps when `second` arrives while `first` is held: its draw.
+    fn kept(lower_dials: bool, first: (bool, Instant, u64), second: (bool, Instant, u64)) -> u64 {
+        if beats(lower_dials, second, first) {
+            second.2
+        } else {
+            first.2
+        }
+    }
+
     #[test]
     fn both_sides_keep_the_link_the_lower_id_dialled() {
         let now = Instant::now();
@@ -148,16 +235,71 @@ mod tests {
     }
 
     #[test]
-    fn a_link_long_after_the_held_one_replaces_it_and_same_way_dials_keep_the_older() {
+    fn a_link_long_after_the_held_one_replaces_it() {
         let now = Instant::now();
         let later = now + RACE_WINDOW + Duration::from_millis(1);
         for lower_dials in [true, false] {
             for (new, old) in [(true, true), (true, false), (false, true), (false, false)] {
-                assert!(beats(lower_dials, (new, later, 2), (old, now, 1)));
-                assert!(!beats(lower_dials, (old, now, 1), (new, later, 2)));
+                for (new_draw, old_draw) in [(1, 2), (2, 1)] {
+                    assert!(beats(
+                        lower_dials,
+                        (new, later, new_draw),
+                        (old, now, old_draw)
+                    ));
+                    assert!(!beats(
+                        lower_dials,
+                        (old, now, old_draw),
+                        (new, later, new_draw)
+                    ));
+                }
             }
-            assert!(beats(lower_dials, (true, now, 1), (true, now, 2)));
-            assert!(!beats(lower_dials, (false, now, 2), (false, now, 1)));
         }
+    }
+
+    #[test]
+    fn two_links_dialled_the_same_way_leave_the_lower_draw_on_both_sides_in_any_order() {
+        // One node dialled twice at once: link 7 completed first at the dialler, link 3 first
+        // at the peer (a client's and a server's handshakes need not complete in one order).
+        let now = Instant::now();
+        let soon = now + Duration::from_millis(1);
+        for lower_dials in [true, false] {
+            let at_dialler = kept(lower_dials, (true, now, 7), (true, soon, 3));
+            let at_peer = kept(!lower_dials, (false, now, 3), (false, soon, 7));
+            assert_eq!((at_dialler, at_peer), (3, 3));
+            // And the other way round.
+            let at_dialler = kept(lower_dials, (true, now, 3), (true, soon, 7));
+            let at_peer = kept(!lower_dials, (false, now, 7), (false, soon, 3));
+            assert_eq!((at_dialler, at_peer), (3, 3));
+        }
+        // Equal draws keep the link held.
+        assert_eq!(kept(true, (true, now, 5), (true, soon, 5)), 5);
+        assert!(!beats(true, (true, soon, 5), (true, now, 5)));
+    }
+
+    #[tokio::test]
+    async fn both_ends_of_a_link_draw_the_same_value() {
+        use crate::{Accepted, AllowList, LinkConfig, LinkEndpoint};
+        use carrier_dht::id::Keypair;
+        use carrier_dht::socket::NodeSocket;
+        use carrier_dht::Path;
+
+        let (alice, bob) = (Keypair::generate(), Keypair::generate());
+        let friends = AllowList::default();
+        friends.insert(alice.id());
+        let bind = || NodeSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let bob_node = LinkEndpoint::new(bind(), &bob, LinkConfig::new(friends)).unwrap();
+        let alice_node = LinkEndpoint::new(bind(), &alice, LinkConfig::new(|_: &_| false)).unwrap();
+        let to_bob = Path::Direct(bob_node.local_addr().unwrap());
+        let mut draws = Vec::new();
+        for _ in 0..2 {
+            let at_alice = alice_node.dial(bob.id(), to_bob).await.unwrap();
+            let Some(Accepted::Link(at_bob)) = bob_node.accept().await else {
+                panic!("no link")
+            };
+            assert_eq!(draw(&at_alice), draw(&at_bob));
+            assert_ne!(draw(&at_alice), u64::MAX);
+            draws.push(draw(&at_alice));
+        }
+        assert_ne!(draws[0], draws[1], "each link draws its own");
     }
 }

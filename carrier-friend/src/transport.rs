@@ -16,13 +16,19 @@
 //! - **Throughput**: the stream window is quinn's default (100 Mbit/s over 100 ms of round
 //!   trip), so one stream runs as fast as raw quinn; the link window leaves room for several
 //!   such streams at once.
-//! - **Liveness**: the dialling side sends a keep-alive every [`KEEPALIVE_INTERVAL`] when
-//!   nothing else is sent (the accepting side only acknowledges it: one packet each way per
-//!   interval, and NAT mappings stay open both ways), and a link that hears nothing for
-//!   [`IDLE_TIMEOUT`] is dead: three missed keep-alives. A friend that vanishes (killed,
-//!   unplugged) is seen gone at most 20 s later: the accepting side 15 s after the last
-//!   keep-alive it heard, the dialling side 15 s after its first unanswered one, which QUIC
-//!   counts as activity (RFC 9000, 10.1). The friend layer promises 30 s.
+//! - **Liveness**: the dialling side sends a keep-alive (a PING) every
+//!   [`KEEPALIVE_INTERVAL`] when nothing else is sent, and the accepting side only
+//!   acknowledges it: two packets per interval, 8 a minute, and NAT mappings stay open both
+//!   ways (the PING refreshes them one way, its ACK the other). The friend layer closes a link
+//!   that heard nothing for [`SILENCE_LIMIT`] (looked at every [`SILENCE_CHECK_INTERVAL`]),
+//!   so a friend that vanishes (killed, unplugged) is seen gone within 22 s on both sides;
+//!   it promises 30 s. QUIC's own [`IDLE_TIMEOUT`] cannot give that alone at this interval:
+//!   the side that sends the PINGs restarts its idle timer when it sends the first one nobody
+//!   answers (RFC 9000, 10.1), so it would see the peer gone up to an interval plus the idle
+//!   timeout after the last packet it heard (40 s), and the idle timeout must exceed the
+//!   interval or the accepting side would drop healthy idle links. The idle timeout is the
+//!   backstop: for links whose endpoint has no friend layer above it, and for request
+//!   connections.
 //! - **Size of packets**: [`INITIAL_MTU_BYTES`] fits every path, a relay's framing included;
 //!   path MTU discovery may grow it up to [`MAX_MTU_BYTES`] (a 1500-byte Ethernet MTU under
 //!   IPv6 and UDP headers) where the path proves it. See [`crate::PathTable`] for why one MTU
@@ -55,11 +61,24 @@ pub const DATAGRAM_RECEIVE_BUFFER_BYTES: usize = 256 * 1024;
 /// Outgoing datagrams queued per link; beyond it the oldest are dropped.
 pub const DATAGRAM_SEND_BUFFER_BYTES: usize = 256 * 1024;
 
-/// How often an otherwise silent link sends a keep-alive.
-pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the dialling side of an otherwise silent link sends a keep-alive: as ICE keeps
+/// its NAT bindings (RFC 8445, Tr), half the shortest UDP mapping timeout commonly met (30 s).
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 
-/// How long a link may hear nothing before it is dead.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a link may hear nothing before QUIC drops it: above [`KEEPALIVE_INTERVAL`] with
+/// room for the keep-alive's retransmissions.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(25);
+
+/// How long a held friend link may hear nothing before the friend layer closes it with
+/// [`close::SILENT`](crate::close::SILENT): a keep-alive round is due every
+/// [`KEEPALIVE_INTERVAL`], so 5 s are left for a lost PING or ACK to be sent again (QUIC's
+/// probe timeout is about three round trips, doubling at each loss).
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(20);
+
+/// How often the friend layer looks for links silent for [`SILENCE_LIMIT`]: a vanished
+/// friend is seen gone at most `SILENCE_LIMIT + SILENCE_CHECK_INTERVAL` after the last packet
+/// it sent.
+pub const SILENCE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The QUIC packet size every link starts at: QUIC's minimum, which fits every path.
 pub const INITIAL_MTU_BYTES: u16 = 1200;

@@ -1,26 +1,28 @@
 //! One live link per online friend, over 127.x.y.1 with a small DHT: friends connect after
-//! both start, both dialling at once leaves one link, presence and user info reach friends
-//! online and after a reconnect, labels stay local, a stranger is refused at the handshake,
-//! each upper layer receives only its own streams, and a node dials its friends a few at a
-//! time.
+//! both start, both dialling at once leaves one link, a friend that falls silent is seen gone
+//! on both sides within 30 s and connects again, presence and user info reach friends online
+//! and after a reconnect, labels stay local, a stranger is refused at the handshake, each
+//! upper layer receives only its own streams, and a node dials its friends a few at a time.
 #![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use carrier_friend::dht::id::Keypair;
-use carrier_friend::dht::socket::NodeSocket;
+use carrier_friend::dht::socket::{Conditioner, Fate, NodeSocket, QUIC_CLASS_BIT};
 use carrier_friend::dht::Path;
 use carrier_friend::layer::codes;
 use carrier_friend::quinn::ConnectionError;
 use carrier_friend::FriendsConfig;
 use carrier_friend::{
-    close, AllowList, FriendEvent, Inbound, InfoError, Layer, LinkConfig, LinkEndpoint, Presence,
-    UserInfo,
+    close, AllowList, FriendEvent, Inbound, InfoError, Layer, Link, LinkConfig, LinkEndpoint,
+    Presence, UserInfo,
 };
-use common::net::{net, wait_for, Node};
+use common::net::{net, wait_for, Node, PATIENCE};
 
 /// `a` asks `b`, `b` accepts; both see the other connected.
 async fn befriend(a: &mut Node, b: &mut Node) {
@@ -43,6 +45,36 @@ async fn befriend(a: &mut Node, b: &mut Node) {
     b.connected(a_id).await;
 }
 
+/// Waits until `a` and `b` have each held the same link to the other for longer than the
+/// tie-break's race window (5 s), so that a new link replaces it instead of racing it.
+///
+/// `Connected` alone does not tell: the held link may change after it without an event. When
+/// both start, the first to start dials the other before the other listens; quinn sends its
+/// first packet again a second later (its first timeout, before any round trip was measured),
+/// and if that first node has the lower ID, its link wins the race against the link the other
+/// dialled meanwhile, on both sides, a second after both reported `Connected`.
+async fn hold_steady(a: &Node, b: &Node) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        // The links are kept (not just their IDs) while waiting, so no new connection can
+        // take an ID of theirs.
+        let before = (a.friends.link(&b.id()), b.friends.link(&a.id()));
+        tokio::time::sleep(Duration::from_millis(5200)).await;
+        let after = (a.friends.link(&b.id()), b.friends.link(&a.id()));
+        let same = |x: &Option<Link>, y: &Option<Link>| match (x, y) {
+            (Some(x), Some(y)) => x.connection().stable_id() == y.connection().stable_id(),
+            _ => false,
+        };
+        if same(&before.0, &after.0) && same(&before.1, &after.1) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the links kept changing"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_link() {
     let net = net(24, 1).await;
@@ -62,10 +94,11 @@ async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_lin
     bob.connected(alice_id).await;
 
     // Both dial at once, twice: each time exactly one of the two new links survives, the
-    // same on both sides, and neither side ever reports the other gone. (The link held so far
-    // is older than the race window by then, so the new ones replace it.)
+    // same on both sides, and neither side ever reports the other gone. The link held so far
+    // must be older than the race window by then, so the new ones replace it rather than race
+    // it (and both lose to it).
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(5200)).await;
+        hold_steady(&alice, &bob).await;
         let (at_alice, at_bob) = tokio::join!(
             alice.friends.connect(&bob_id),
             bob.friends.connect(&alice_id)
@@ -132,6 +165,116 @@ async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_lin
     bob.connected(alice_id).await;
     alice.stop().await;
     bob.stop().await;
+}
+
+/// Loses every QUIC datagram to or from `peer` while `cut` is set; the DHT's pass, so the
+/// friends can still look each other up, but no link packet crosses.
+struct QuicCut {
+    peer: SocketAddr,
+    cut: AtomicBool,
+}
+
+impl QuicCut {
+    fn fate(&self, addr: SocketAddr, data: &[u8]) -> Fate {
+        let quic = data.first().is_some_and(|b| b & QUIC_CLASS_BIT != 0);
+        if quic && addr == self.peer && self.cut.load(Ordering::SeqCst) {
+            Fate::Drop
+        } else {
+            Fate::Pass
+        }
+    }
+}
+
+impl Conditioner for QuicCut {
+    fn outgoing(&self, to: SocketAddr, data: &[u8]) -> Fate {
+        self.fate(to, data)
+    }
+
+    fn incoming(&self, from: SocketAddr, data: &[u8]) -> Fate {
+        self.fate(from, data)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_friend_silent_right_after_a_keep_alive_is_seen_gone_on_both_sides_within_30_s() {
+    let net = net(24, 31).await;
+    let mut alice = net.node([127, 25, 31, 1], "alice").await;
+    let mut bob = net.node([127, 25, 32, 1], "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    let (alice_id, bob_id) = (alice.id(), bob.id());
+    let cuts = [(&alice, &bob), (&bob, &alice)].map(|(node, peer)| {
+        let cut = Arc::new(QuicCut {
+            peer: peer.friends.dht().local_addr(),
+            cut: AtomicBool::new(false),
+        });
+        node.friends
+            .dht()
+            .socket()
+            .set_conditioner(Some(cut.clone()));
+        cut
+    });
+    hold_steady(&alice, &bob).await;
+
+    // The dialling side sends the keep-alives. The worst moment for it to lose its friend is
+    // right after one was answered: QUIC alone would then see the friend gone only after the
+    // next keep-alive interval (15 s) and the idle timeout (25 s) after that.
+    let at_alice = alice.friends.link(&bob_id).unwrap();
+    let at_bob = bob.friends.link(&alice_id).unwrap();
+    let dialled = if at_alice.connection().side().is_client() {
+        &at_alice
+    } else {
+        &at_bob
+    };
+    assert!(dialled.connection().side().is_client());
+    // Wait until the link has been quiet for 5 s (only a keep-alive ends that now), then cut
+    // the moment the dialler hears the answer.
+    let heard = || dialled.connection().stats().udp_rx.datagrams;
+    let deadline = tokio::time::Instant::now() + PATIENCE * 2;
+    let (mut count, mut since) = (heard(), tokio::time::Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let now = tokio::time::Instant::now();
+        assert!(now < deadline, "the link never fell quiet");
+        if heard() != count {
+            if now - since >= Duration::from_secs(5) {
+                break;
+            }
+            (count, since) = (heard(), now);
+        }
+    }
+    for cut in &cuts {
+        cut.cut.store(true, Ordering::SeqCst);
+    }
+    let cut_at = tokio::time::Instant::now();
+
+    // Both report the other gone within 30 s; the dialler's link was closed by the friend
+    // layer's silence check (QUIC's idle timer would have said TimedOut, later).
+    let gone = cut_at + Duration::from_secs(30);
+    let disconnected =
+        |peer| move |e: &FriendEvent| (*e == FriendEvent::Disconnected(peer)).then_some(());
+    tokio::time::timeout_at(gone, alice.until(disconnected(bob_id)))
+        .await
+        .expect("Alice did not see Bob gone within 30 s");
+    tokio::time::timeout_at(gone, bob.until(disconnected(alice_id)))
+        .await
+        .expect("Bob did not see Alice gone within 30 s");
+    eprintln!(
+        "a silent friend was seen gone on both sides {:?} after the cut",
+        cut_at.elapsed()
+    );
+    assert!(matches!(
+        dialled.connection().close_reason(),
+        Some(ConnectionError::LocallyClosed)
+    ));
+    assert!(alice.friends.link(&bob_id).is_none());
+    assert!(bob.friends.link(&alice_id).is_none());
+
+    // The path heals: they connect again.
+    for cut in &cuts {
+        cut.cut.store(false, Ordering::SeqCst);
+    }
+    alice.connected(bob_id).await;
+    bob.connected(alice_id).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@
 //! | `outbox` | `outbox <items> <deposited items>` |
 //! | `online` | `online`, then the connected friends' IDs |
 //! | `links` | `links <count>` (links held) |
+//! | `dialled <id>` | `dialled yes` or `dialled no`: whether this node dialled the link it holds to a friend (the dialling side sends the keep-alives), `dialled none` without one |
 //! | `presence none\|away\|busy` | `ok` |
 //! | `name <text…>` | `ok`, after setting the user info's name |
 //! | `profile <id>` | `profile <presence> <name…>` of a friend, or `err not-a-friend` |
@@ -262,6 +263,14 @@ async fn command(friends: &Friends, auto_accept: &AtomicBool, line: &str) -> Str
         },
         "online" => list("online", friends.online()),
         "links" => format!("links {}", friends.link_count()),
+        "dialled" => match id() {
+            Some(id) => match friends.link(&id) {
+                Some(link) if link.connection().side().is_client() => "dialled yes".into(),
+                Some(_) => "dialled no".into(),
+                None => "dialled none".into(),
+            },
+            None => "err usage".into(),
+        },
         "presence" => match rest.trim() {
             "none" => done(friends.set_presence(Presence::None).await),
             "away" => done(friends.set_presence(Presence::Away).await),

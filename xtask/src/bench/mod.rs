@@ -301,10 +301,16 @@ fn rerun_in_release(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// The figures whose names start with `only` (all when `None`), plus the baselines they cite,
-/// in registry order: a ratio needs its baseline measured in the same invocation.
+/// The figures whose names start with `only` (all when `None`), or whose joint measurement's
+/// name does (`friend.links` selects both figures of that measurement), plus the baselines they
+/// cite, in registry order: a ratio needs its baseline measured in the same invocation.
 fn select<'a>(registry: &'a [Figure], only: Option<&str>) -> Result<Vec<&'a Figure>, String> {
-    let wanted = |f: &Figure| only.is_none_or(|prefix| f.name.starts_with(prefix));
+    let wanted = |f: &Figure| {
+        only.is_none_or(|prefix| {
+            f.name.starts_with(prefix)
+                || matches!(f.measure, Measure::Joint(joint) if joint.name.starts_with(prefix))
+        })
+    };
     let cited: Vec<&str> = registry
         .iter()
         .filter(|f| wanted(f))
@@ -322,7 +328,7 @@ fn select<'a>(registry: &'a [Figure], only: Option<&str>) -> Result<Vec<&'a Figu
     if selected.is_empty() {
         let names: Vec<_> = registry.iter().map(|f| f.name).collect();
         return Err(format!(
-            "no figure starts with `{}`; figures: {}",
+            "no figure (or joint measurement) starts with `{}`; figures: {}",
             only.unwrap_or_default(),
             names.join(", ")
         ));
@@ -401,6 +407,38 @@ mod tests {
         assert_eq!(
             names(&select(&registry, Some("stream.")).unwrap()),
             ["quinn.raw_MBps", "stream.reliable_MBps"]
+        );
+    }
+
+    #[test]
+    fn only_selects_every_figure_of_a_joint_measurement_by_its_name() {
+        const JOINT: Joint = Joint {
+            name: "friend.links",
+            runs: Runs::Expensive { full: 1 },
+            measure: |_, _| Ok(Vec::new()),
+        };
+        let joint = |name| Figure {
+            name,
+            unit: "KiB",
+            baseline: None,
+            measure: Measure::Joint(&JOINT),
+        };
+        let registry = [
+            figure("friend.connect_ms", None),
+            joint("mem.link_kib"),
+            joint("idle.packets_per_min_per_link"),
+        ];
+        assert_eq!(
+            names(&select(&registry, Some("friend.links")).unwrap()),
+            ["mem.link_kib", "idle.packets_per_min_per_link"]
+        );
+        assert_eq!(
+            names(&select(&registry, Some("friend.")).unwrap()),
+            [
+                "friend.connect_ms",
+                "mem.link_kib",
+                "idle.packets_per_min_per_link"
+            ]
         );
     }
 
