@@ -453,18 +453,18 @@ impl Node {
         Some(key)
     }
 
-    /// Seals `message` to `peer` and queues it.
-    pub(crate) fn send_message(
+    /// Seals an encoded message to `peer` and queues it.
+    pub(crate) fn send_encoded(
         &mut self,
         now: Now,
         peer: &Key,
         path: Path,
-        message: &Message,
+        encoded: &[u8],
     ) -> Option<usize> {
         let key = self.pair_key_for(now, peer)?;
         let mut nonce = [0u8; packet::NONCE_BYTES];
         self.entropy.fill(&mut nonce);
-        let contents = packet::seal(&key, self.own, !self.server, nonce, &message.encode());
+        let contents = packet::seal(&key, self.own, !self.server, nonce, encoded);
         let len = contents.len();
         self.prober.note_sent(path.ip());
         self.counters.sent += 1;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::key::Key;
+use crate::key::{Distance, Key};
 use crate::message::{Contact, K};
 use crate::path::Subnet;
 
@@ -26,6 +26,33 @@ struct Bucket {
     replacements: Vec<Contact>,
     /// Last time a lookup or answer touched this bucket, for refresh.
     touched: Option<Instant>,
+}
+
+impl Bucket {
+    /// Appends every entry with its distance to `target`.
+    fn distances_to(&self, target: &Key, group: &mut Vec<(Distance, Contact)>) {
+        group.extend(
+            self.entries
+                .iter()
+                .map(|e| (e.contact.id.distance(target), e.contact)),
+        );
+    }
+}
+
+/// Moves the closest of `group` into `out`, closest first, until `out` holds `n`; empties
+/// `group`.
+fn take_closest(group: &mut Vec<(Distance, Contact)>, out: &mut Vec<Contact>, n: usize) {
+    let need = n.saturating_sub(out.len());
+    if need == 0 {
+        group.clear();
+        return;
+    }
+    if group.len() > need {
+        group.select_nth_unstable_by(need - 1, |x, y| x.0.cmp(&y.0));
+        group.truncate(need);
+    }
+    group.sort_unstable_by_key(|x| x.0);
+    out.extend(group.drain(..).map(|(_, c)| c));
 }
 
 /// What [`RoutingTable::insert`] did.
@@ -214,19 +241,36 @@ impl RoutingTable {
     }
 
     /// The `n` servers closest to `target`, closest first.
+    ///
+    /// Buckets are visited in the order of their distance to `target`, so only the buckets
+    /// that hold the answer are sorted: bucket `b` (the prefix `target` shares with us) holds
+    /// every entry closer than all others; then come the deeper buckets, which all share
+    /// exactly `b` bits with `target`; then the shallower buckets, deepest first.
     pub fn closest(&self, target: &Key, n: usize) -> Vec<Contact> {
-        let mut all: Vec<(crate::key::Distance, Contact)> = self
-            .buckets
-            .iter()
-            .flat_map(|b| b.entries.iter())
-            .map(|e| (e.contact.id.distance(target), e.contact))
-            .collect();
-        if all.len() > n && n > 0 {
-            all.select_nth_unstable_by(n - 1, |a, b| a.0.cmp(&b.0));
-            all.truncate(n);
+        let mut out = Vec::with_capacity(n.min(self.len()));
+        if n == 0 {
+            return out;
         }
-        all.sort_unstable_by_key(|a| a.0);
-        all.into_iter().map(|(_, c)| c).take(n).collect()
+        let b = self.bucket_index(target);
+        let mut group = Vec::with_capacity(2 * K);
+        if let Some(bucket) = self.buckets.get(b) {
+            bucket.distances_to(target, &mut group);
+            take_closest(&mut group, &mut out, n);
+        }
+        if out.len() < n {
+            for bucket in self.buckets.iter().skip(b.saturating_add(1)) {
+                bucket.distances_to(target, &mut group);
+            }
+            take_closest(&mut group, &mut out, n);
+        }
+        for bucket in self.buckets.iter().take(b).rev() {
+            if out.len() >= n {
+                break;
+            }
+            bucket.distances_to(target, &mut group);
+            take_closest(&mut group, &mut out, n);
+        }
+        out
     }
 
     /// Servers in the table.

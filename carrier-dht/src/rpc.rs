@@ -78,7 +78,7 @@ impl Node {
             txid = self.entropy.next_u64();
         }
         let token = self.peer_tokens.peek(&peer.id).copied();
-        let mut request = Request {
+        let request = Request {
             txid,
             unix_ms: now.unix_ms,
             token,
@@ -93,19 +93,20 @@ impl Node {
                     | RequestBody::FindPeer { .. }
                     | RequestBody::FetchMailbox { .. }
             );
+        let mut message = Message::Request(request);
+        let mut encoded = message.encode();
         if needs_padding {
-            let unpadded = PACKET_OVERHEAD_BYTES + Message::Request(request.clone()).encode().len();
+            let unpadded = PACKET_OVERHEAD_BYTES + encoded.len();
             let need = MIN_UNPROVEN_REQUEST_BYTES.saturating_sub(unpadded);
             // A padding of 128 bytes or more takes a second byte of length prefix.
             let pad = if need > 128 { need - 1 } else { need };
-            request.padding = crate::bounded::BoundedBytes::new(vec![0; pad]).unwrap_or_default();
+            if let Message::Request(request) = &mut message {
+                request.padding =
+                    crate::bounded::BoundedBytes::new(vec![0; pad]).unwrap_or_default();
+            }
+            encoded = message.encode();
         }
-        let sent = self.send_message(
-            now,
-            &peer.id,
-            Path::Direct(peer.addr),
-            &Message::Request(request),
-        );
+        let sent = self.send_encoded(now, &peer.id, Path::Direct(peer.addr), &encoded);
         if sent.is_none() {
             if rto.is_some() || token_retried {
                 self.on_rpc_failure(now, purpose, peer);

@@ -58,15 +58,16 @@ impl Node {
         };
         // Until the address echoes our token, we send it at most 3x what it sent.
         let budget = if proven { usize::MAX } else { 3 * request_len };
-        let mut message = response(body);
-        if !proven && estimated_len(&message) > budget {
-            message = response(ResponseBody::Refused(Refusal::TokenRequired));
-            if estimated_len(&message) > budget {
+        // Encoded once: its size decides what may be sent, and it is what is sent.
+        let mut encoded = response(body).encode();
+        if !proven && sealed_len(&encoded) > budget {
+            encoded = response(ResponseBody::Refused(Refusal::TokenRequired)).encode();
+            if sealed_len(&encoded) > budget {
                 self.counters.dropped_amplification += 1;
                 return;
             }
         }
-        let Some(sent) = self.send_message(now, &header.sender, from, &message) else {
+        let Some(sent) = self.send_encoded(now, &header.sender, from, &encoded) else {
             return;
         };
         self.counters.requests_answered += 1;
@@ -179,7 +180,7 @@ impl Node {
     }
 }
 
-/// The sealed size of `message`.
-fn estimated_len(message: &Message) -> usize {
-    crate::packet::PACKET_OVERHEAD_BYTES + message.encode().len()
+/// The sealed size of an encoded message.
+fn sealed_len(encoded: &[u8]) -> usize {
+    crate::packet::PACKET_OVERHEAD_BYTES + encoded.len()
 }

@@ -1,5 +1,5 @@
 //! Routing-table invariants hold under random operations, and `closest` agrees with a brute
-//! force search.
+//! force search for any target and count.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -39,6 +39,7 @@ proptest! {
     fn invariants_hold_under_random_operations(
         ops in proptest::collection::vec(op(), 1..400),
         limit in prop_oneof![Just(None), (1usize..3).prop_map(Some)],
+        target in any::<[u8; 4]>(),
     ) {
         let own = Key([0; 32]);
         let mut table = RoutingTable::new(own, limit, 4, 2);
@@ -60,13 +61,17 @@ proptest! {
             prop_assert_eq!(table.check_invariants(), Ok(()));
         }
         prop_assert!(!table.contains(&own));
-        // closest() is the brute-force answer.
-        let target = key([0x12, 0x34, 0x56, 0x78]);
-        let mut all: Vec<Key> = table.entries().map(|e| e.contact.id).collect();
-        all.sort_by_key(|k| k.distance(&target));
-        all.truncate(K);
-        let got: Vec<Key> = table.closest(&target, K).into_iter().map(|c| c.id).collect();
-        prop_assert_eq!(got, all);
+        // closest() is the brute-force answer, for any target (our own key included) and
+        // any count.
+        for target in [key([0x12, 0x34, 0x56, 0x78]), key(target), own] {
+            for n in [0, 1, 3, K, 3 * K] {
+                let mut all: Vec<Key> = table.entries().map(|e| e.contact.id).collect();
+                all.sort_by_key(|k| k.distance(&target));
+                all.truncate(n);
+                let got: Vec<Key> = table.closest(&target, n).into_iter().map(|c| c.id).collect();
+                prop_assert_eq!(got, all);
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use carrier_id::Keypair;
 
 use crate::config::Config;
 use crate::event::{Event, QueryFinished, QueryId, QueryOutcome};
-use crate::key::Key;
+use crate::key::{Distance, Key};
 use crate::message::Contact;
 use crate::node::Node;
 use crate::packet::KeyAgreement;
@@ -522,14 +522,18 @@ impl Simulation {
 
     /// The true K closest live servers to `target`, excluding node `asker`, closest first.
     pub fn true_closest(&self, target: &Key, asker: usize, k: usize) -> Vec<Key> {
-        let mut keys: Vec<Key> = self
-            .live_nodes()
-            .into_iter()
-            .filter(|&i| i != asker)
-            .map(|i| self.nodes[i].node.key())
+        let mut keys: Vec<(Distance, Key)> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|&(i, n)| n.alive && n.joined && i != asker)
+            .map(|(_, n)| (n.node.key().distance(target), n.node.key()))
             .collect();
-        keys.sort_unstable_by_key(|key| key.distance(target));
+        if keys.len() > k && k > 0 {
+            keys.select_nth_unstable(k - 1);
+        }
         keys.truncate(k);
-        keys
+        keys.sort_unstable();
+        keys.into_iter().map(|(_, key)| key).collect()
     }
 }
