@@ -258,6 +258,12 @@ impl Dht {
         self.shared.id
     }
 
+    /// This node's key pair: the secret behind its Carrier ID, which the layers above use to
+    /// prove that ID (TLS, signatures).
+    pub fn keypair(&self) -> Keypair {
+        lock(&self.shared.node).keypair().clone()
+    }
+
     /// The address the socket is bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr

@@ -420,7 +420,7 @@ impl Friends {
             .write(move |txn| Tables::new(txn).prune_seen(oldest))
             .await?;
         let state = Arc::new(RwLock::new(State::load(&store)?));
-        let keypair = dht.with_node(|node| node.keypair().clone());
+        let keypair = dht.keypair();
         let mut link_config = LinkConfig::new(Gate(state.clone()));
         link_config.stranger_limit = config.stranger_limit;
         link_config.max_pending_handshakes = config.max_pending_handshakes;
