@@ -75,6 +75,46 @@ impl Default for DhtConfig {
     }
 }
 
+impl DhtConfig {
+    /// Production settings on `bind`: the node starts as a client and takes the server role
+    /// once a probe shows it is reachable.
+    pub fn new(bind: SocketAddr) -> Self {
+        DhtConfig {
+            bind,
+            ..DhtConfig::default()
+        }
+    }
+
+    /// A node of a network that lives on one machine (loopback tests, demos, benchmarks):
+    /// declared a server from the start, since every node there is reachable, and with no
+    /// limit of entries per subnet, since every node shares 127.0.0.0/8. Never inferred from
+    /// the address: a public node says so with [`Config::server`](crate::Config::server).
+    pub fn local(bind: SocketAddr) -> Self {
+        let mut config = DhtConfig::new(bind);
+        config.node.server = true;
+        config.node.max_per_subnet = None;
+        config
+    }
+
+    /// Keeps the key, the database and the routing table in `dir`.
+    pub fn with_data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Joins the network through `nodes`.
+    pub fn with_bootstrap(mut self, nodes: impl IntoIterator<Item = BootstrapNode>) -> Self {
+        self.bootstrap = nodes.into_iter().collect();
+        self
+    }
+
+    /// Runs the node with this identity instead of the data directory's key file.
+    pub fn with_keypair(mut self, keypair: Keypair) -> Self {
+        self.keypair = Some(keypair);
+        self
+    }
+}
+
 /// What can go wrong for a [`Dht`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

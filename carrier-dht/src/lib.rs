@@ -129,7 +129,7 @@ pub use mailbox_store::{MailboxLimits, MailboxStorage};
 pub use message::{Contact, Refusal, K};
 pub use node::{Node, MAX_PING_BYTES, MIN_UNPROVEN_REQUEST_BYTES};
 pub use packet::{KeyAgreement, MAX_DATAGRAM_BYTES};
-pub use path::{Path, Subnet};
+pub use path::{canonical_addr, canonical_ip, Path, Subnet};
 pub use reachability::{NatMapping, PublicAddr, PublicPort, Reachability, Standing};
 pub use record::{ImmutableValue, MutableValue, PeerRecord, RelayHint, Value, MAX_VALUE_BYTES};
 pub use routing::{Entry, InsertOutcome, RoutingTable};

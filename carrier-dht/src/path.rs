@@ -43,6 +43,20 @@ impl fmt::Debug for Path {
     }
 }
 
+/// An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) as the IPv4
+/// address it carries, so a peer has one address whichever way a socket reports it.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// [`canonical_ip`] for a socket address; the port is kept.
+pub fn canonical_addr(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical_ip(addr.ip()), addr.port())
+}
+
 /// An IPv4 /24 or IPv6 /64: the unit a single operator can cheaply fill with addresses, so
 /// the unit that bucket diversity, quotas and rate limits count by.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
@@ -56,14 +70,7 @@ pub enum Subnet {
 impl Subnet {
     /// The subnet `ip` belongs to. IPv4-mapped IPv6 addresses count as IPv4.
     pub fn of(ip: IpAddr) -> Self {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6
-                .to_ipv4_mapped()
-                .map(IpAddr::V4)
-                .unwrap_or(IpAddr::V6(v6)),
-            v4 => v4,
-        };
-        match ip {
+        match canonical_ip(ip) {
             IpAddr::V4(v4) => {
                 let o = v4.octets();
                 Subnet::V4([o[0], o[1], o[2]])

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::lru::BoundedLru;
+use crate::path::canonical_ip;
 
 /// A token bucket: `rate` tokens per second, at most `burst` saved up.
 #[derive(Debug, Clone, Copy)]
@@ -76,15 +77,12 @@ impl IpRateLimit {
 /// The unit one sender controls: an IPv4 address, or an IPv6 /64 (a single host is commonly
 /// given a whole /64, so counting IPv6 addresses one by one would let it multiply its rate).
 fn sender_unit(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::V6(octets.into())
-            }
-        },
+    match canonical_ip(ip) {
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::V6(octets.into())
+        }
         v4 => v4,
     }
 }

@@ -32,7 +32,7 @@ use crate::key::Key;
 use crate::lru::BoundedLru;
 use crate::message::{Contact, ProbeNonce, Refusal, RequestBody, ResponseBody, K};
 use crate::node::Node;
-use crate::path::{Path, Subnet};
+use crate::path::{canonical_ip, Path, Subnet};
 use crate::rpc::Purpose;
 use crate::time::Now;
 
@@ -114,21 +114,6 @@ pub struct Standing {
     pub server: bool,
 }
 
-/// IPv4-mapped IPv6 addresses compare as the IPv4 address they carry.
-pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
-}
-
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    SocketAddr::new(canonical_ip(addr.ip()), addr.port())
-}
-
 /// Whom a report's vote counts for: a subnet, or one IP when subnets are not told apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Voter {
@@ -181,7 +166,7 @@ impl Observations {
             } else {
                 Voter::Ip(reporter_ip)
             },
-            seen: canonical(seen),
+            seen: crate::path::canonical_addr(seen),
         };
         if let Some(old) = self.reports.get_mut(&reporter) {
             if *old == report {

@@ -25,6 +25,8 @@ use std::task::{Context, Poll, Waker};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
 
+use crate::path::canonical_addr;
+
 /// Bit 0x40 of the first byte marks a QUIC packet; Carrier's own classes stay below it.
 pub const QUIC_CLASS_BIT: u8 = 0x40;
 
@@ -302,7 +304,7 @@ impl NodeSocket {
 
     fn route(&self, meta: &RecvMeta, segment: &[u8]) {
         let datagram = Datagram {
-            from: canonical(meta.addr),
+            from: canonical_addr(meta.addr),
             to_ip: meta.dst_ip,
             data: segment.to_vec(),
         };
@@ -388,7 +390,7 @@ impl NodeSocket {
     /// Sends a prepared transmit (possibly a GSO batch) now, or fails with `WouldBlock`.
     pub fn try_send_transmit(&self, transmit: &Transmit<'_>) -> io::Result<()> {
         if self.conditioner().is_some() {
-            let to = canonical(transmit.destination);
+            let to = canonical_addr(transmit.destination);
             let size = transmit
                 .segment_size
                 .unwrap_or(transmit.contents.len())
@@ -576,17 +578,6 @@ impl NodeSocket {
     /// Whether datagrams sent may be fragmented.
     pub fn may_fragment(&self) -> bool {
         self.inner.state.may_fragment()
-    }
-}
-
-/// IPv4-mapped IPv6 addresses (from a dual-stack socket) shown as IPv4.
-fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => SocketAddr::new(IpAddr::V6(*v6.ip()), v6.port()),
-        },
-        v4 => v4,
     }
 }
 

@@ -19,7 +19,7 @@
 //! dropped, never sent.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use carrier_dht::Path;
@@ -361,21 +361,12 @@ impl Table {
     }
 }
 
-/// IPv4-mapped IPv6 addresses (a dual-stack socket's view of IPv4 peers) as IPv4, so a peer has
-/// one real address whichever way the socket reports it.
-pub(crate) fn canonical(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), v6.port()),
-            None => addr,
-        },
-        v4 => v4,
-    }
-}
+pub(crate) use carrier_dht::canonical_addr as canonical;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     fn direct(s: &str) -> Path {
         Path::Direct(s.parse().unwrap())

@@ -45,11 +45,7 @@ enum Source {
 
 impl Source {
     fn of(ip: IpAddr) -> Self {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        match ip {
+        match carrier_dht::canonical_ip(ip) {
             IpAddr::V4(v4) => Source::V4(v4.octets()),
             IpAddr::V6(v6) => {
                 let mut prefix = [0u8; 8];
