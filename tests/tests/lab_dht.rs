@@ -15,6 +15,7 @@ use tests::lab::{NetworkLab, SocketDelay};
 const PUBLIC_NODES: usize = 3;
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn natted_clients_join_store_and_fetch_through_public_servers_and_stay_out_of_tables() {
     let Some(lab) = NetworkLab::open("natted_clients_join_store_and_fetch").await else {
         return;
@@ -91,6 +92,7 @@ async fn natted_clients_join_store_and_fetch_through_public_servers_and_stay_out
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn socket_delay_slows_a_lab_nodes_round_trips_until_removed() {
     const EACH_WAY: Duration = Duration::from_millis(100);
     let Some(lab) = NetworkLab::open("socket_delay_slows_round_trips").await else {

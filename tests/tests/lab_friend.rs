@@ -74,6 +74,7 @@ fn link_ip(node: &Friends, peer: &CarrierId) -> IpAddr {
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn a_friend_that_moves_networks_re_announces_and_its_friend_behind_a_nat_finds_it_there() {
     let Some(lab) = NetworkLab::open("friend_moves_networks").await else {
         return;

@@ -96,6 +96,7 @@ async fn two_public_hosts(test: &str) -> Option<(NetworkLab, Device, Device)> {
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn a_cut_device_is_silent_both_ways_until_healed() {
     let Some((_lab, a, b)) = two_public_hosts("a_cut_device_is_silent_both_ways").await else {
         return;
@@ -120,6 +121,7 @@ async fn a_cut_device_is_silent_both_ways_until_healed() {
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn loss_drops_about_its_share_each_way_and_nothing_once_cleared() {
     const PROBES: u32 = 2000;
     let Some((_lab, a, b)) = two_public_hosts("loss_drops_about_its_share_each_way").await else {

@@ -51,6 +51,7 @@ fn public_ip(router: &Router) -> IpAddr {
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn cone_nat_maps_one_socket_to_one_public_port_for_every_peer() {
     let Some((_lab, net)) = topology("cone_nat_maps_one_socket_to_one_public_port").await else {
         return;
@@ -70,6 +71,7 @@ async fn cone_nat_maps_one_socket_to_one_public_port_for_every_peer() {
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn symmetric_nat_maps_one_socket_to_a_port_per_peer() {
     let Some((_lab, net)) = topology("symmetric_nat_maps_one_socket_to_a_port_per_peer").await
     else {
@@ -123,6 +125,7 @@ async fn unsolicited_through(
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn neither_nat_lets_an_unsolicited_packet_in() {
     let Some((_lab, net)) = topology("neither_nat_lets_an_unsolicited_packet_in").await else {
         return;
@@ -140,6 +143,7 @@ async fn neither_nat_lets_an_unsolicited_packet_in() {
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn two_devices_behind_one_router_reach_each_other_on_private_addresses() {
     let Some((_lab, net)) = topology("two_devices_behind_one_router").await else {
         return;

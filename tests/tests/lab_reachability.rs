@@ -55,6 +55,7 @@ fn standing_events(events: &mut tokio::sync::broadcast::Receiver<DhtEvent>) -> V
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn public_and_natted_nodes_form_one_dht_and_each_knows_where_it_stands() {
     let Some(lab) = NetworkLab::open("where_each_node_stands").await else {
         return;
@@ -278,6 +279,7 @@ fn target(i: u64) -> Key {
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn lookups_and_gets_succeed_despite_five_percent_loss_on_every_link() {
     const SERVERS: usize = 8;
     const VALUES: usize = 10;
@@ -376,6 +378,7 @@ fn count(
 }
 
 #[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn a_cut_public_node_leaves_the_routing_tables_and_returns_once_healed() {
     const SERVERS: usize = 6;
     const WITHIN: Duration = Duration::from_secs(30);

@@ -1,7 +1,7 @@
 //! `cargo xtask ci`: every check CI runs, in order, each timed.
 //!
 //! Every step runs even when an earlier one failed, so one run reports everything that is
-//! wrong; the task fails if any step failed. Budgets are the share of the 30-minute CI run each
+//! wrong; the task fails if any step failed. Budgets are the share of the 40-minute CI run each
 //! step may take on this project's 2-core machine; a step over budget is reported (the budget is
 //! a plan, not a test: machines are noisy), and it is then the step to make faster.
 
@@ -26,6 +26,11 @@ enum Action {
     Layering,
     /// The bench's smoke test, in process: the dev build CI already has, tiny sizes.
     BenchQuick,
+    /// carrier-dht without its `sim` feature must not offer simulated key agreement.
+    NoSim,
+    /// The network-lab tests (`tests/lab_*.rs` of any package), `#[ignore]`d in the plain
+    /// suite so they run once, here.
+    Lab,
 }
 
 const fn minutes(m: u64) -> Duration {
@@ -72,10 +77,22 @@ const STEPS: &[Step] = &[
         ),
     },
     Step {
+        name: "no-sim",
+        what: "a crate using carrier-dht without `sim` cannot name KeyAgreement::Simulated",
+        budget: minutes(3),
+        action: Action::NoSim,
+    },
+    Step {
         name: "test",
-        what: "the whole test suite, doc tests included",
+        what: "the whole test suite, doc tests included (the network lab runs in `lab`)",
         budget: minutes(12),
         action: Action::Cargo(&["test", "--workspace", "--locked"], &[]),
+    },
+    Step {
+        name: "lab",
+        what: "the network-lab tests: NATs, loss, cuts in Linux network namespaces",
+        budget: minutes(5),
+        action: Action::Lab,
     },
     Step {
         name: "sim",
@@ -169,20 +186,74 @@ fn run_step(step: &Step) -> Result<(), String> {
     match step.action {
         Action::Layering => super::layering::check_workspace(),
         Action::BenchQuick => super::bench::run(&["--quick".to_string()]),
-        Action::Cargo(args, envs) => {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(args)
-                .envs(envs.iter().copied())
-                .status()
-                .map_err(|e| format!("cannot run cargo {}: {e}", args.join(" ")))?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("cargo {} failed ({status})", args.join(" ")))
+        Action::NoSim => super::no_sim::check_no_sim(),
+        Action::Lab => {
+            let runs = lab_tests()?;
+            if runs.is_empty() {
+                return Err("no network-lab tests found (tests/lab_*.rs)".into());
             }
+            for (package, tests) in runs {
+                let mut args = vec!["test", "--locked", "-p", package.as_str()];
+                for test in &tests {
+                    args.extend(["--test", test.as_str()]);
+                }
+                args.extend(["--", "--ignored"]);
+                cargo(&args, &[])?;
+            }
+            Ok(())
+        }
+        Action::Cargo(args, envs) => cargo(args, envs),
+    }
+}
+
+/// Runs cargo with `args`, failing with the command line when it fails.
+fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(args)
+        .envs(envs.iter().copied())
+        .status()
+        .map_err(|e| format!("cannot run cargo {}: {e}", args.join(" ")))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
+}
+
+/// The network-lab test files, `tests/lab_*.rs` of each workspace package: (package, test
+/// names). A package's name is its folder's, as everywhere in this workspace.
+fn lab_tests() -> Result<Vec<(String, Vec<String>)>, String> {
+    let root = super::no_sim::workspace_root();
+    let mut runs = Vec::new();
+    let members = std::fs::read_dir(&root).map_err(|e| format!("cannot list {root:?}: {e}"))?;
+    let mut members: Vec<_> = members.flatten().map(|e| e.path()).collect();
+    members.sort();
+    for member in members {
+        let (Some(name), Ok(files)) = (
+            member
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string),
+            std::fs::read_dir(member.join("tests")),
+        ) else {
+            continue;
+        };
+        if !member.join("Cargo.toml").is_file() {
+            continue;
+        }
+        let mut tests: Vec<String> = files
+            .flatten()
+            .filter_map(|f| f.file_name().to_str().map(str::to_string))
+            .filter_map(|f| f.strip_suffix(".rs").map(str::to_string))
+            .filter(|f| f.starts_with("lab_"))
+            .collect();
+        tests.sort();
+        if !tests.is_empty() {
+            runs.push((name, tests));
         }
     }
+    Ok(runs)
 }
 
 fn print_summary(outcomes: &[Outcome], total: Duration) {
@@ -202,5 +273,5 @@ fn print_summary(outcomes: &[Outcome], total: Duration) {
             o.budget.as_secs()
         );
     }
-    println!("| total | | {:.1} | 1800 |", total.as_secs_f64());
+    println!("| total | | {:.1} | 2400 |", total.as_secs_f64());
 }

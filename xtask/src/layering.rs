@@ -1,5 +1,7 @@
 //! The layering check: each `carrier-*` crate's normal dependencies include exactly one
-//! `carrier-*` crate, the layer directly below it (dev-dependencies may use any lower layer).
+//! `carrier-*` crate, the layer directly below it (dev-dependencies may use any lower layer),
+//! and inside every crate of the workspace no import cycle joins its top-level modules (see
+//! [`crate::modules`]).
 
 use serde::Deserialize;
 use std::process::Command;
@@ -26,6 +28,15 @@ pub(crate) struct Metadata {
 struct Package {
     name: String,
     dependencies: Vec<Dependency>,
+    #[serde(default)]
+    targets: Vec<Target>,
+}
+
+/// A crate target: its kinds (`lib`, `bin`, `test`, …) and its root file.
+#[derive(Debug, Deserialize)]
+struct Target {
+    kind: Vec<String>,
+    src_path: std::path::PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -53,7 +64,46 @@ pub(crate) fn check_workspace() -> Result<(), String> {
     }
     let metadata: Metadata = serde_json::from_slice(&output.stdout)
         .map_err(|e| format!("cannot read cargo metadata: {e}"))?;
-    check(&metadata)
+    let layers = check(&metadata);
+    let rooms = check_rooms(&metadata);
+    match (layers, rooms) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(a), Err(b)) => Err(format!("{a}\n{b}")),
+        (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+    }
+}
+
+/// Checks that no library or program of the workspace has an import cycle between its
+/// top-level modules.
+pub(crate) fn check_rooms(metadata: &Metadata) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for package in &metadata.packages {
+        for target in &package.targets {
+            if !target.kind.iter().any(|k| k == "lib" || k == "bin") {
+                continue;
+            }
+            match crate::modules::ModuleGraph::read(&target.src_path) {
+                Ok(graph) => problems.extend(graph.cycles().into_iter().map(|cycle| {
+                    let root = format!("{}/", crate::no_sim::workspace_root().display());
+                    format!(
+                        "{}: import cycle {}",
+                        package.name,
+                        cycle.replace(&root, "")
+                    )
+                })),
+                Err(e) => problems.push(format!("{}: {e}", package.name)),
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "rooms check failed (a crate's top-level modules must not use each other in a \
+             cycle):\n  {}",
+            problems.join("\n  ")
+        ))
+    }
 }
 
 /// Checks parsed metadata: returns every wrong or missing edge, one a line.
@@ -203,6 +253,7 @@ mod tests {
         metadata.packages.push(Package {
             name: "carrier-extra".into(),
             dependencies: vec![],
+            targets: vec![],
         });
         let err = check(&metadata).unwrap_err();
         assert!(err.contains("carrier-extra"), "{err}");

@@ -11,6 +11,8 @@
 mod bench;
 mod ci;
 mod layering;
+mod modules;
+mod no_sim;
 
 use std::process::ExitCode;
 
@@ -19,8 +21,10 @@ usage: cargo xtask <task>
 
 tasks:
   ci         run everything CI checks, timing each step
-             (--only STEP runs one step: fmt, layering, clippy, doc, test, sim, bench-quick)
-  layering   check that each carrier-* crate depends only on the layer directly below it
+             (--only STEP runs one step: fmt, layering, clippy, doc, no-sim, test, lab, sim,
+             bench-quick)
+  layering   check that each carrier-* crate depends only on the layer directly below it,
+             and that no crate's top-level modules use each other in a cycle
   bench      measure every figure on the release build: table + target/bench/results.json
              (--quick: tiny sizes on the current build, a smoke test; --only PREFIX)
 ";
@@ -33,7 +37,10 @@ fn main() -> ExitCode {
         // Hidden: the fresh process some figures are measured in (`mem.node_kib`).
         Some("bench-child") => bench::run_child(&args[1..]),
         Some("layering") => layering::check_workspace().map(|()| {
-            println!("layering: every carrier-* crate depends only on the layer below it");
+            println!(
+                "layering: every carrier-* crate depends only on the layer below it, and no \
+                 crate's top-level modules use each other in a cycle"
+            );
         }),
         Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
