@@ -188,19 +188,18 @@ fn run_step(step: &Step) -> Result<(), String> {
         Action::BenchQuick => super::bench::run(&["--quick".to_string()]),
         Action::NoSim => super::no_sim::check_no_sim(),
         Action::Lab => {
-            let runs = lab_tests()?;
-            if runs.is_empty() {
+            let tests = lab_tests()?;
+            if tests.is_empty() {
                 return Err("no network-lab tests found (tests/lab_*.rs)".into());
             }
-            for (package, tests) in runs {
-                let mut args = vec!["test", "--locked", "-p", package.as_str()];
-                for test in &tests {
-                    args.extend(["--test", test.as_str()]);
-                }
-                args.extend(["--", "--ignored"]);
-                cargo(&args, &[])?;
+            // `--workspace`, as the test step: the same packages selected give the same
+            // features, so the lab reuses that build instead of building dependencies anew.
+            let mut args = vec!["test", "--workspace", "--locked"];
+            for test in &tests {
+                args.extend(["--test", test.as_str()]);
             }
-            Ok(())
+            args.extend(["--", "--ignored"]);
+            cargo(&args, &[])
         }
         Action::Cargo(args, envs) => cargo(args, envs),
     }
@@ -221,39 +220,29 @@ fn cargo(args: &[&str], envs: &[(&str, &str)]) -> Result<(), String> {
     }
 }
 
-/// The network-lab test files, `tests/lab_*.rs` of each workspace package: (package, test
-/// names). A package's name is its folder's, as everywhere in this workspace.
-fn lab_tests() -> Result<Vec<(String, Vec<String>)>, String> {
+/// The network-lab test targets: every `tests/lab_*.rs` of every workspace package.
+fn lab_tests() -> Result<Vec<String>, String> {
     let root = super::no_sim::workspace_root();
-    let mut runs = Vec::new();
     let members = std::fs::read_dir(&root).map_err(|e| format!("cannot list {root:?}: {e}"))?;
-    let mut members: Vec<_> = members.flatten().map(|e| e.path()).collect();
-    members.sort();
-    for member in members {
-        let (Some(name), Ok(files)) = (
-            member
-                .file_name()
-                .and_then(|n| n.to_str())
-                .map(str::to_string),
-            std::fs::read_dir(member.join("tests")),
-        ) else {
+    let mut tests = Vec::new();
+    for member in members.flatten().map(|e| e.path()) {
+        let Ok(files) = std::fs::read_dir(member.join("tests")) else {
             continue;
         };
         if !member.join("Cargo.toml").is_file() {
             continue;
         }
-        let mut tests: Vec<String> = files
-            .flatten()
-            .filter_map(|f| f.file_name().to_str().map(str::to_string))
-            .filter_map(|f| f.strip_suffix(".rs").map(str::to_string))
-            .filter(|f| f.starts_with("lab_"))
-            .collect();
-        tests.sort();
-        if !tests.is_empty() {
-            runs.push((name, tests));
-        }
+        tests.extend(
+            files
+                .flatten()
+                .filter_map(|f| f.file_name().to_str().map(str::to_string))
+                .filter_map(|f| f.strip_suffix(".rs").map(str::to_string))
+                .filter(|f| f.starts_with("lab_")),
+        );
     }
-    Ok(runs)
+    tests.sort();
+    tests.dedup();
+    Ok(tests)
 }
 
 fn print_summary(outcomes: &[Outcome], total: Duration) {
