@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use carrier_dht::id::Keypair;
-use carrier_dht::{Config, Contact, Event, KeyAgreement, Node, Now, Path, QueryOutcome};
+use carrier_dht::{Contact, Event, KeyAgreement, Node, NodeConfig, Now, Path, QueryOutcome};
 
 const UNIX_MS: u64 = 1_767_225_600_000;
 
 fn node(seed: u8) -> Node {
-    let config = Config {
+    let config = NodeConfig {
         server: true,
         key_agreement: KeyAgreement::Real,
-        ..Config::default()
+        ..NodeConfig::default()
     };
     Node::new(config, Keypair::from_seed(&[seed; 32]), [seed; 32])
 }
@@ -67,7 +67,7 @@ fn timeouts_adapt_to_the_measured_round_trip() {
     a.ping(at(start, 0), b_contact);
     assert_eq!(
         a.poll_timeout(),
-        Some(start + Config::default().initial_rto)
+        Some(start + NodeConfig::default().initial_rto)
     );
     // Answered in 20 ms, ten times over.
     let mut t = 0;
@@ -80,7 +80,7 @@ fn timeouts_adapt_to_the_measured_round_trip() {
     let rto = deadline - (start + Duration::from_millis(t));
     assert_eq!(
         rto,
-        Config::default().min_rto,
+        NodeConfig::default().min_rto,
         "a 20 ms peer gets the minimum timeout"
     );
 }
@@ -136,7 +136,7 @@ fn idle_buckets_are_refreshed_by_a_lookup() {
     // The first tick arms maintenance; a tick after the refresh interval refreshes.
     a.handle_timeout(at(start, 20));
     assert!(a.poll_transmit().is_none());
-    let later = Config::default().refresh_interval.as_millis() as u64 + 60_000;
+    let later = NodeConfig::default().refresh_interval.as_millis() as u64 + 60_000;
     a.handle_timeout(at(start, later));
     let refresh = a.poll_transmit().expect("a refresh lookup goes out");
     assert_eq!(refresh.path, Path::Direct(b_contact.addr));

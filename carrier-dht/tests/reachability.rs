@@ -14,7 +14,7 @@ use carrier_dht::id::Keypair;
 use carrier_dht::message::{Message, ProbeNonce, Request, RequestBody, Response, ResponseBody};
 use carrier_dht::packet::{open, seal, Header, KeyAgreement, NONCE_BYTES};
 use carrier_dht::{
-    Config, Contact, Event, NatMapping, Node, Now, Path, PublicAddr, PublicPort, Reachability,
+    Contact, Event, NatMapping, Node, NodeConfig, Now, Path, PublicAddr, PublicPort, Reachability,
     Refusal, Standing, Token,
 };
 
@@ -57,15 +57,15 @@ struct Net {
     txid: u64,
 }
 
-fn config(server: bool) -> Config {
-    Config {
+fn config(server: bool) -> NodeConfig {
+    NodeConfig {
         server,
         key_agreement: KeyAgreement::Simulated,
         max_per_subnet: None,
         probe_retry: Duration::from_secs(1),
         probe_timeout: Duration::from_secs(3),
         probe_interval: Duration::from_secs(60),
-        ..Config::default()
+        ..NodeConfig::default()
     }
 }
 
@@ -114,7 +114,7 @@ impl Net {
         self.add(config(false), local, Some(router))
     }
 
-    fn add(&mut self, config: Config, local: SocketAddr, router: Option<Router>) -> usize {
+    fn add(&mut self, config: NodeConfig, local: SocketAddr, router: Option<Router>) -> usize {
         let i = self.hosts.len();
         let seed = [i as u8 + 1; 32];
         self.hosts.push(Host {
@@ -386,7 +386,7 @@ fn a_client_by_configuration_never_probes() {
     let mut net = network_of_servers(16);
     let a = net.public(false);
     net.hosts[a].node = Node::new(
-        Config {
+        NodeConfig {
             detect_reachability: false,
             ..config(false)
         },

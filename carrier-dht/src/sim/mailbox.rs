@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use carrier_id::CarrierId;
 
-use crate::event::{QueryId, QueryOutcome};
-use crate::key::Key;
 use crate::mailbox::{Letter, MailboxKind};
-use crate::message::K;
+use crate::node::event::{QueryId, QueryOutcome};
 use crate::sim::network::{SimConfig, Simulation};
+use crate::wire::key::Key;
+use crate::wire::message::K;
 
 /// What [`run_mailbox_scenario`] does.
 #[derive(Clone, Debug)]
@@ -108,15 +108,13 @@ fn deposit_all(
         let Some(done) = sim.take_result(sender, id) else {
             continue;
         };
-        if let QueryOutcome::MailboxStored { acks, .. } = done.outcome {
-            if !acks.is_empty() && acks.iter().all(|(_, n)| *n > 0) {
-                stored.push(Sent {
-                    recipient,
-                    bytes,
-                    sender: from,
-                    mailbox,
-                });
-            }
+        if done.outcome.every_item_stored().is_ok() {
+            stored.push(Sent {
+                recipient,
+                bytes,
+                sender: from,
+                mailbox,
+            });
         }
     }
     stored

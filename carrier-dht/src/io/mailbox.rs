@@ -1,0 +1,184 @@
+//! The mailbox API of [`Dht`]: deposit a letter for a recipient who may be offline, fetch
+//! one's own mailbox, delete what was read. The protocol is in the core
+//! ([`crate::Node::deposit`] and its siblings); this is the driver's side.
+
+use std::time::Instant;
+
+use carrier_id::{Address, CarrierId, Nospam};
+
+use crate::io::dht::Dht;
+use crate::io::error::{DhtError, MailboxError};
+use crate::io::{lock, now_from};
+use crate::mailbox::{
+    open_letters, Letter, LetterError, MailboxItem, MailboxKind, MAX_LETTER_BYTES,
+};
+use crate::node::error::CommandError;
+use crate::node::event::{QueryOutcome, Unstored};
+use crate::wire::key::Key;
+use crate::wire::message::Refusal;
+
+/// What a deposit did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Deposit {
+    /// The mailbox the letter went to.
+    pub mailbox: Key,
+    /// Items it took (chunks and manifest).
+    pub items: usize,
+    /// Storers that confirmed the item confirmed by the fewest.
+    pub fewest_acks: usize,
+}
+
+impl Dht {
+    /// Deposits `bytes` (up to [`MAX_LETTER_BYTES`]) in `recipient`'s message mailbox for
+    /// today: signed by this node, sealed to `recipient`, cut into items stored at the K
+    /// closest servers to the mailbox key. Succeeds when every item was stored somewhere.
+    pub async fn deposit(&self, recipient: &CarrierId, bytes: &[u8]) -> Result<Deposit, DhtError> {
+        self.deposit_in(recipient, MailboxKind::Messages, bytes)
+            .await
+    }
+
+    /// Deposits a friend request: as [`Dht::deposit`], in the request mailbox of `address`,
+    /// which its nospam selects.
+    pub async fn deposit_request(
+        &self,
+        address: &Address,
+        bytes: &[u8],
+    ) -> Result<Deposit, DhtError> {
+        let kind = MailboxKind::Requests(address.nospam());
+        self.deposit_in(&address.id(), kind, bytes).await
+    }
+
+    /// Deposits `bytes` in `recipient`'s mailbox of `kind`.
+    pub async fn deposit_in(
+        &self,
+        recipient: &CarrierId,
+        kind: MailboxKind,
+        bytes: &[u8],
+    ) -> Result<Deposit, DhtError> {
+        if bytes.len() > MAX_LETTER_BYTES {
+            return Err(MailboxError::TooLarge {
+                len: bytes.len(),
+                max: MAX_LETTER_BYTES,
+            }
+            .into());
+        }
+        self.require_contacts()?;
+        let mut mailbox = Key([0; 32]);
+        let finished = self
+            .query(|node, now| {
+                let (id, key) = node.deposit(now, recipient, kind, bytes)?;
+                mailbox = key;
+                Ok(id)
+            })
+            .await
+            .map_err(unwrap_recipient)?;
+        let (items, fewest_acks) = every_item_stored(&finished.outcome)?;
+        Ok(Deposit {
+            mailbox,
+            items,
+            fewest_acks,
+        })
+    }
+
+    /// The letters in this node's message mailbox, for the previous, current and next day,
+    /// each verified (signed by its sender, sealed to us, written for that mailbox) and put
+    /// back together. Items that fail any check are left out.
+    pub async fn fetch(&self) -> Result<Vec<Letter>, DhtError> {
+        self.fetch_kind(MailboxKind::Messages).await
+    }
+
+    /// The friend requests in this node's request mailbox for `nospam`.
+    pub async fn fetch_requests(&self, nospam: Nospam) -> Result<Vec<Letter>, DhtError> {
+        self.fetch_kind(MailboxKind::Requests(nospam)).await
+    }
+
+    /// The letters in this node's mailbox of `kind`.
+    pub async fn fetch_kind(&self, kind: MailboxKind) -> Result<Vec<Letter>, DhtError> {
+        self.require_contacts()?;
+        let keys = {
+            let node = lock(&self.shared.node);
+            node.own_mailboxes(now_from(self.shared.epoch, Instant::now()), kind)
+        };
+        let mut letters = Vec::new();
+        for key in keys {
+            let finished = self.query(|node, now| node.fetch_mailbox(now, key)).await?;
+            if let QueryOutcome::Mailbox(items) = finished.outcome {
+                // Opening costs a Diffie-Hellman and a signature check per item: done outside
+                // the core's lock, so the node keeps answering meanwhile.
+                let keypair = lock(&self.shared.node).keypair().clone();
+                letters.extend(open_letters(&keypair, key, &items));
+            }
+        }
+        Ok(letters)
+    }
+
+    /// Every item stored in mailbox `key`, still sealed: what anyone can fetch (and only the
+    /// recipient can open), for diagnostics and tests.
+    pub async fn fetch_items(&self, key: Key) -> Result<Vec<MailboxItem>, DhtError> {
+        self.require_contacts()?;
+        let finished = self.query(|node, now| node.fetch_mailbox(now, key)).await?;
+        match finished.outcome {
+            QueryOutcome::Mailbox(items) => Ok(items),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    /// Deletes `letter` (fetched from this node's mailbox) at the storers, which check each
+    /// item's delete secret. Returns how many storers confirmed the item confirmed by the
+    /// fewest.
+    pub async fn delete(&self, letter: &Letter) -> Result<usize, DhtError> {
+        self.require_contacts()?;
+        let finished = self
+            .query(|node, now| node.delete_letter(now, letter))
+            .await
+            .map_err(unwrap_recipient)?;
+        every_item_stored(&finished.outcome).map(|(_, fewest)| fewest)
+    }
+}
+
+/// Sealing failures of the core, as the mailbox errors they are.
+fn unwrap_recipient(error: DhtError) -> DhtError {
+    match error {
+        DhtError::Command(CommandError::Letter(LetterError::Crypto(e))) => {
+            MailboxError::Recipient(e).into()
+        }
+        DhtError::Command(CommandError::Letter(LetterError::TooLarge(t))) => {
+            MailboxError::TooLarge {
+                len: t.len,
+                max: t.cap,
+            }
+            .into()
+        }
+        other => other,
+    }
+}
+
+/// A mailbox store's outcome by the core's rule ([`QueryOutcome::every_item_stored`]), as
+/// the driver's error.
+fn every_item_stored(outcome: &QueryOutcome) -> Result<(usize, usize), DhtError> {
+    match outcome.every_item_stored() {
+        Ok(fewest) => {
+            let items = match outcome {
+                QueryOutcome::MailboxStored { acks, .. } => acks.len(),
+                _ => 0,
+            };
+            Ok((items, fewest))
+        }
+        Err(Unstored {
+            missing,
+            items,
+            refusals,
+        }) => {
+            if refusals.contains(&Refusal::Quota) {
+                Err(MailboxError::Quota { missing, items }.into())
+            } else {
+                Err(MailboxError::NoStorerAccepted {
+                    missing,
+                    items,
+                    refusals,
+                }
+                .into())
+            }
+        }
+    }
+}
