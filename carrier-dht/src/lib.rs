@@ -112,13 +112,17 @@ pub use io::dht::{Dht, DhtConfig, DhtEvent, BOOTSTRAP_ROUNDS, KEY_FILE};
 pub use io::error::{DhtError, MailboxError};
 pub use io::mailbox::Deposit;
 pub use kad::routing::{Entry, InsertOutcome, RoutingTable};
-pub use kad::storage::{Item, ItemStore, MemoryItemStore, Storage, StorageLimits, StoredItem};
-pub use mailbox::storer::{MailboxLimits, MailboxStorage};
+pub use kad::storage::{
+    Item, ItemStore, ItemWrite, MemoryItemStore, Storage, StorageLimits, StoredItem,
+};
+pub use mailbox::storer::{MailboxLimits, MailboxStorage, MailboxWrite};
 pub use mailbox::{ItemId, Letter, MailboxItem, MailboxKind, MAX_LETTER_BYTES};
 pub use node::config::NodeConfig;
 pub use node::counters::Counters;
 pub use node::error::{CommandError, StoreError};
-pub use node::event::{Event, QueryFinished, QueryId, QueryOutcome, Transmit, Unstored};
+pub use node::event::{
+    Event, QueryFinished, QueryId, QueryOutcome, StorageWrite, Transmit, Unstored,
+};
 pub use node::rtt::RttEstimator;
 pub use node::{Node, MAX_PING_BYTES, MIN_UNPROVEN_REQUEST_BYTES};
 pub use reach::{NatMapping, PublicAddr, PublicPort, Reachability, Standing};

@@ -17,7 +17,7 @@ use tokio::sync::{broadcast, oneshot, Notify};
 
 use crate::io::bootstrap::BootstrapNode;
 use crate::io::error::DhtError;
-use crate::io::persist::{self, PersistentItems};
+use crate::io::persist;
 use crate::io::socket::NodeSocket;
 use crate::io::store::Store;
 use crate::io::{lock, now_from};
@@ -135,7 +135,8 @@ pub enum DhtEvent {
 pub(crate) struct Shared {
     pub(crate) node: Mutex<Node>,
     socket: NodeSocket,
-    store: Option<Store>,
+    /// Taken (and so released) by [`Dht::shutdown`].
+    store: Mutex<Option<Store>>,
     id: CarrierId,
     local_addr: SocketAddr,
     config: DhtConfig,
@@ -190,9 +191,10 @@ impl Dht {
         let now = now_from(epoch, Instant::now());
         let storage = match &store {
             Some(store) => Storage::new(
-                Box::new(PersistentItems::load(store, now.unix_ms)?),
+                Box::new(persist::load_items(store, now.unix_ms)?),
                 config.node.storage,
-            ),
+            )
+            .journaled(),
             None => Storage::in_memory(config.node.storage),
         };
         let mut seed = [0u8; 32];
@@ -202,12 +204,10 @@ impl Dht {
         if let Some(store) = &store {
             let restored = persist::load_mailboxes(store, now.unix_ms)?;
             let tombstones = persist::load_tombstones(store, now.unix_ms)?;
-            let journal = Box::new(persist::PersistentMailboxes::new(store));
             node = node.with_mailboxes(
-                crate::mailbox::storer::MailboxStorage::with_journal(
+                crate::mailbox::storer::MailboxStorage::journaled(
                     config.node.mailbox,
                     restored,
-                    journal,
                     now.unix_ms,
                 )
                 .with_tombstones(tombstones, now.unix_ms),
@@ -217,7 +217,7 @@ impl Dht {
         let shared = Arc::new(Shared {
             node: Mutex::new(node),
             socket,
-            store,
+            store: Mutex::new(store),
             id,
             local_addr,
             config,
@@ -258,9 +258,10 @@ impl Dht {
         &self.shared.socket
     }
 
-    /// The node's database, shared by every layer; `None` when the node keeps nothing on disk.
-    pub fn store(&self) -> Option<&Store> {
-        self.shared.store.as_ref()
+    /// The node's database, shared by every layer; `None` when the node keeps nothing on disk,
+    /// or after [`Dht::shutdown`].
+    pub fn store(&self) -> Option<Store> {
+        lock(&self.shared.store).clone()
     }
 
     /// The public address several peers agree they see us at, once they do.
@@ -327,8 +328,8 @@ impl Dht {
             seeds.extend(node.resolve()?);
         }
         if seeds.is_empty() {
-            if let Some(store) = &self.shared.store {
-                seeds = persist::load_contacts(store)?;
+            if let Some(store) = self.store() {
+                seeds = persist::load_contacts(&store)?;
             }
         }
         if seeds.is_empty() {
@@ -468,20 +469,22 @@ impl Dht {
 
     /// Saves the routing table's contacts so a restart can rejoin without bootstrap nodes.
     pub async fn save_contacts(&self) -> Result<(), DhtError> {
-        if let Some(store) = &self.shared.store {
+        if let Some(store) = self.store() {
             let contacts: Vec<Contact> = lock(&self.shared.node)
                 .routing_table()
                 .entries()
                 .map(|e| e.contact)
                 .collect();
-            persist::save_contacts(store, contacts).await?;
+            persist::save_contacts(&store, contacts).await?;
         }
         Ok(())
     }
 
-    /// Saves the routing table, stops the node's task and waits until it has stopped. Queries
-    /// on other clones fail with [`DhtError::Closed`] from then on; the socket and database
-    /// close when the last clone is dropped.
+    /// Saves the routing table, stops the node's task, waits until it has stopped, and lets go
+    /// of the database: once this returns, the DHT holds no handle to it, so a node started
+    /// on the same data directory opens it at once (if no other layer still holds the
+    /// [`Store`]). Queries on other clones fail with [`DhtError::Closed`] from then on; the
+    /// socket closes when the last clone is dropped.
     pub async fn shutdown(self) -> Result<(), DhtError> {
         let saved = self.save_contacts().await;
         self.shared
@@ -492,6 +495,12 @@ impl Dht {
         let task = lock(&self.shared.task).take();
         if let Some(task) = task {
             let _ = task.await;
+        }
+        let store = lock(&self.shared.store).take();
+        if let Some(store) = store {
+            // The last handle's drop waits for the writer thread to commit what is queued:
+            // off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || drop(store)).await;
         }
         saved
     }
@@ -605,6 +614,10 @@ async fn drive(shared: Arc<Shared>) {
         };
         match wake {
             Wake::Closed => {
+                let writes = lock(&shared.node).take_writes();
+                if let Some(store) = lock(&shared.store).as_ref() {
+                    persist::commit_writes(store, writes);
+                }
                 save_contacts_detached(&shared);
                 return;
             }
@@ -648,6 +661,12 @@ async fn flush(shared: &Shared, last_observed: &mut Option<SocketAddr>) -> Optio
                 Event::Standing(standing) => standings.push(standing),
             }
         }
+        let writes = node.take_writes();
+        if !writes.is_empty() {
+            if let Some(store) = lock(&shared.store).as_ref() {
+                persist::commit_writes(store, writes);
+            }
+        }
         (node.poll_timeout(), node.observed_addr())
     };
     for transmit in transmits {
@@ -682,7 +701,7 @@ async fn flush(shared: &Shared, last_observed: &mut Option<SocketAddr>) -> Optio
 }
 
 fn save_contacts_detached(shared: &Shared) {
-    let Some(store) = &shared.store else {
+    let Some(store) = lock(&shared.store).clone() else {
         return;
     };
     let contacts: Vec<Contact> = lock(&shared.node)

@@ -2,10 +2,11 @@
 //! table's contacts, so a restarted node serves what it stored and rejoins without bootstrap
 //! nodes.
 //!
-//! Items are held in memory for the protocol core (which reads them synchronously) and written
-//! through to the database: each change is queued to the store's writer thread without
-//! waiting, so a burst of stores costs one commit. A node killed between a store and its commit
-//! loses only that item, which other storers hold too (every item lives on K nodes).
+//! Items are held in memory by the protocol core (which reads them synchronously); the core
+//! lists each change as a [`StorageWrite`] and the driver commits them with [`commit_writes`],
+//! queued to the store's writer thread without waiting, so a burst of stores costs one commit.
+//! A node killed between a store and its commit loses only that item, which other storers hold
+//! too (every item lives on K nodes).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,9 +15,10 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use crate::io::store::{DatabaseError, Store};
-use crate::kad::storage::{Item, ItemStore, StoredItem};
-use crate::mailbox::storer::MailboxJournal;
+use crate::kad::storage::{Item, ItemWrite, MemoryItemStore, StoredItem};
+use crate::mailbox::storer::MailboxWrite;
 use crate::mailbox::{ItemId, MailboxItem};
+use crate::node::event::StorageWrite;
 use crate::wire::key::Key;
 use crate::wire::message::Contact;
 use crate::wire::path::Subnet;
@@ -121,103 +123,95 @@ pub async fn ensure_schema(store: &Store) -> Result<(), DatabaseError> {
         .await
 }
 
-/// Items for the protocol core: in memory, written through to the database.
-pub struct PersistentItems {
-    items: HashMap<Key, StoredItem>,
-    store: Store,
-}
-
-impl std::fmt::Debug for PersistentItems {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PersistentItems")
-            .field("items", &self.items.len())
-            .finish()
-    }
-}
-
-impl PersistentItems {
-    /// Loads every item that has not expired by `now_unix_ms`. A row that cannot be decoded
-    /// (damaged, or from another version) is skipped and removed: it is a cache of data that
-    /// other storers hold too, never the only copy of a user's data.
-    pub fn load(store: &Store, now_unix_ms: u64) -> Result<Self, DatabaseError> {
-        let mut items = HashMap::new();
-        let mut dead = Vec::new();
-        store.read(|txn| {
-            let table = txn.open_table(ITEMS)?;
-            for row in table.iter()? {
-                let (key, value) = row?;
-                let key = *key.value();
-                match postcard::from_bytes::<Row>(value.value()) {
-                    Ok(row) if row.expires_unix_ms > now_unix_ms => {
-                        items.insert(Key(key), row.into_stored());
-                    }
-                    _ => dead.push(key),
+/// Loads every stored item that has not expired by `now_unix_ms`, for the core's
+/// [`crate::Storage`]. A row that cannot be decoded (damaged, or from another version) is
+/// skipped and removed: it is a cache of data that other storers hold too, never the only copy
+/// of a user's data.
+pub fn load_items(store: &Store, now_unix_ms: u64) -> Result<MemoryItemStore, DatabaseError> {
+    let mut items = HashMap::new();
+    let mut dead = Vec::new();
+    store.read(|txn| {
+        let table = txn.open_table(ITEMS)?;
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let key = *key.value();
+            match postcard::from_bytes::<Row>(value.value()) {
+                Ok(row) if row.expires_unix_ms > now_unix_ms => {
+                    items.insert(Key(key), row.into_stored());
                 }
+                _ => dead.push(key),
+            }
+        }
+        Ok(())
+    })?;
+    if !dead.is_empty() {
+        // Removing them can wait for the writer's next group.
+        store.write_detached(move |txn| {
+            let mut table = txn.open_table(ITEMS)?;
+            for key in &dead {
+                table.remove(key)?;
             }
             Ok(())
         })?;
-        if !dead.is_empty() {
-            // Removing them can wait for the writer's next group.
-            store.write_detached(move |txn| {
-                let mut table = txn.open_table(ITEMS)?;
-                for key in &dead {
-                    table.remove(key)?;
-                }
-                Ok(())
-            })?;
-        }
-        Ok(PersistentItems {
-            items,
-            store: store.clone(),
-        })
     }
-
-    /// Queues a change for the writer thread without waiting for it: the protocol core is
-    /// synchronous and runs inside the async driver. The change commits in the writer's next
-    /// group. If it cannot be queued or fails (full disk), only the on-disk copy misses it: the
-    /// item is still served from memory, and other storers hold it too.
-    fn queue(
-        &self,
-        change: impl FnMut(&WriteTransaction) -> Result<(), DatabaseError> + Send + 'static,
-    ) {
-        let _ = self.store.write_detached(change);
-    }
+    Ok(items.into_iter().collect())
 }
 
-impl ItemStore for PersistentItems {
-    fn get(&self, key: &Key) -> Option<StoredItem> {
-        self.items.get(key).cloned()
+/// Queues the core's `writes` for the store's writer thread without waiting: they commit, in
+/// order, in its next group. If they cannot be queued or fail (full disk), only the on-disk
+/// copy misses them: the items are still served from memory, and K - 1 other storers hold
+/// them too.
+pub fn commit_writes(store: &Store, writes: Vec<StorageWrite>) {
+    if writes.is_empty() {
+        return;
     }
+    let _ = store.write_detached(move |txn| {
+        for write in &writes {
+            apply(txn, write)?;
+        }
+        Ok(())
+    });
+}
 
-    fn put(&mut self, key: Key, item: StoredItem) {
-        if let Ok(bytes) = postcard::to_stdvec(&Row::from(&item)) {
-            self.queue(move |txn| {
+fn apply(txn: &WriteTransaction, write: &StorageWrite) -> Result<(), DatabaseError> {
+    match write {
+        StorageWrite::Item(ItemWrite::Put(key, item)) => {
+            if let Ok(bytes) = postcard::to_stdvec(&Row::from(item)) {
                 txn.open_table(ITEMS)?.insert(&key.0, bytes.as_slice())?;
-                Ok(())
-            });
+            }
         }
-        self.items.insert(key, item);
-    }
-
-    fn remove(&mut self, key: &Key) -> Option<StoredItem> {
-        let removed = self.items.remove(key);
-        if removed.is_some() {
-            let key = key.0;
-            self.queue(move |txn| {
-                txn.open_table(ITEMS)?.remove(&key)?;
-                Ok(())
-            });
+        StorageWrite::Item(ItemWrite::Removed(key)) => {
+            txn.open_table(ITEMS)?.remove(&key.0)?;
         }
-        removed
+        StorageWrite::Mailbox(MailboxWrite::Stored { key, item, source }) => {
+            let row = MailboxRow {
+                item: item.clone(),
+                source: row_subnet(*source),
+            };
+            if let Ok(bytes) = postcard::to_stdvec(&row) {
+                txn.open_table(MAILBOX_ITEMS)?
+                    .insert(&mailbox_row_key(key, &item.id()), bytes.as_slice())?;
+            }
+        }
+        StorageWrite::Mailbox(MailboxWrite::Removed { key, id }) => {
+            txn.open_table(MAILBOX_ITEMS)?
+                .remove(&mailbox_row_key(key, id))?;
+        }
+        StorageWrite::Mailbox(MailboxWrite::Tombstoned {
+            id,
+            expires_unix_ms,
+        }) => {
+            txn.open_table(TOMBSTONES)?
+                .insert(&id.0, *expires_unix_ms)?;
+        }
+        StorageWrite::Mailbox(MailboxWrite::TombstonesExpired(ids)) => {
+            let mut table = txn.open_table(TOMBSTONES)?;
+            for id in ids {
+                table.remove(&id.0)?;
+            }
+        }
     }
-
-    fn keys(&self) -> Vec<Key> {
-        self.items.keys().copied().collect()
-    }
-
-    fn len(&self) -> usize {
-        self.items.len()
-    }
+    Ok(())
 }
 
 /// Replaces the saved contacts with `contacts` and waits until that is on disk.
@@ -271,7 +265,7 @@ fn mailbox_row_key(key: &Key, id: &ItemId) -> [u8; 64] {
     row
 }
 
-/// The mailbox items saved by [`PersistentMailboxes`] that have not expired by
+/// The mailbox items saved by [`commit_writes`] that have not expired by
 /// `now_unix_ms`; undecodable or expired rows are skipped and removed.
 pub fn load_mailboxes(
     store: &Store,
@@ -311,7 +305,7 @@ pub fn load_mailboxes(
     Ok(items)
 }
 
-/// The tombstones saved by [`PersistentMailboxes`] that have not expired by `now_unix_ms`:
+/// The tombstones saved by [`commit_writes`] that have not expired by `now_unix_ms`:
 /// deleted item IDs with the time they would have expired. Expired rows are removed.
 pub fn load_tombstones(
     store: &Store,
@@ -342,72 +336,4 @@ pub fn load_tombstones(
         })?;
     }
     Ok(live)
-}
-
-/// Mailbox changes written through to the database with detached writes, as
-/// [`PersistentItems`] does for values.
-pub struct PersistentMailboxes {
-    store: Store,
-}
-
-impl std::fmt::Debug for PersistentMailboxes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PersistentMailboxes").finish()
-    }
-}
-
-impl PersistentMailboxes {
-    /// A journal into `store`.
-    pub fn new(store: &Store) -> Self {
-        Self {
-            store: store.clone(),
-        }
-    }
-}
-
-impl MailboxJournal for PersistentMailboxes {
-    fn stored(&mut self, key: &Key, item: &MailboxItem, source: Subnet) {
-        let row = MailboxRow {
-            item: item.clone(),
-            source: row_subnet(source),
-        };
-        if let Ok(bytes) = postcard::to_stdvec(&row) {
-            let row_key = mailbox_row_key(key, &item.id());
-            // Lost only if the writer is gone or the disk is full: K - 1 other storers hold it.
-            let _ = self.store.write_detached(move |txn| {
-                txn.open_table(MAILBOX_ITEMS)?
-                    .insert(&row_key, bytes.as_slice())?;
-                Ok(())
-            });
-        }
-    }
-
-    fn removed(&mut self, key: &Key, id: &ItemId) {
-        let row_key = mailbox_row_key(key, id);
-        let _ = self.store.write_detached(move |txn| {
-            txn.open_table(MAILBOX_ITEMS)?.remove(&row_key)?;
-            Ok(())
-        });
-    }
-
-    fn tombstoned(&mut self, id: &ItemId, expires_unix_ms: u64) {
-        let id = id.0;
-        // Lost only if the writer is gone or the disk is full: then a replay after a restart
-        // is stored again until it expires, as before tombstones were kept.
-        let _ = self.store.write_detached(move |txn| {
-            txn.open_table(TOMBSTONES)?.insert(&id, expires_unix_ms)?;
-            Ok(())
-        });
-    }
-
-    fn tombstones_expired(&mut self, ids: &[ItemId]) {
-        let ids: Vec<[u8; 32]> = ids.iter().map(|id| id.0).collect();
-        let _ = self.store.write_detached(move |txn| {
-            let mut table = txn.open_table(TOMBSTONES)?;
-            for id in &ids {
-                table.remove(id)?;
-            }
-            Ok(())
-        });
-    }
 }

@@ -1,7 +1,8 @@
 //! What a storer keeps: values and peer records with their rules (sequence numbers only grow,
 //! compare-and-swap, owners fixed by key), TTLs, size caps and quotas per source address
-//! prefix. The rules live here; where the items live is behind [`ItemStore`], in memory
-//! today and in the node's database later.
+//! prefix. The rules live here; where the items live is behind [`ItemStore`] (in memory), and
+//! a storage made [`Storage::journaled`] also lists every change as an [`ItemWrite`] for its
+//! driver to commit to the node's database: the rules never call into the database.
 
 use std::collections::HashMap;
 
@@ -85,6 +86,14 @@ pub struct MemoryItemStore {
     items: HashMap<Key, StoredItem>,
 }
 
+impl FromIterator<(Key, StoredItem)> for MemoryItemStore {
+    fn from_iter<I: IntoIterator<Item = (Key, StoredItem)>>(iter: I) -> Self {
+        Self {
+            items: iter.into_iter().collect(),
+        }
+    }
+}
+
 impl ItemStore for MemoryItemStore {
     fn get(&self, key: &Key) -> Option<StoredItem> {
         self.items.get(key).cloned()
@@ -103,11 +112,22 @@ impl ItemStore for MemoryItemStore {
     }
 }
 
+/// A change to the stored items, which a driver that keeps them on disk commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ItemWrite {
+    /// `key` now holds this item.
+    Put(Key, StoredItem),
+    /// `key` holds nothing any more.
+    Removed(Key),
+}
+
 /// The storage rules over an [`ItemStore`].
 pub struct Storage {
     store: Box<dyn ItemStore>,
     limits: StorageLimits,
     per_subnet: HashMap<Subnet, usize>,
+    /// Changes not yet taken by the driver, when journaled.
+    writes: Option<Vec<ItemWrite>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -132,7 +152,26 @@ impl Storage {
             store,
             limits,
             per_subnet,
+            writes: None,
         }
+    }
+
+    /// The same storage, listing every later change for [`Storage::take_writes`].
+    pub fn journaled(mut self) -> Self {
+        self.writes = Some(Vec::new());
+        self
+    }
+
+    /// The changes since the last call (none unless [`Storage::journaled`]), oldest first.
+    pub fn take_writes(&mut self) -> Vec<ItemWrite> {
+        self.writes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn put(&mut self, key: Key, stored: StoredItem) {
+        if let Some(writes) = self.writes.as_mut() {
+            writes.push(ItemWrite::Put(key, stored.clone()));
+        }
+        self.store.put(key, stored);
     }
 
     /// In memory.
@@ -218,7 +257,7 @@ impl Storage {
                 refreshed_unix_ms: now_unix_ms,
                 source: current.source,
             };
-            self.store.put(key, stored);
+            self.put(key, stored);
             return Ok(());
         }
         self.remove(&key);
@@ -233,7 +272,7 @@ impl Storage {
             return Err(Refusal::Quota);
         }
         self.per_subnet.insert(source, used + 1);
-        self.store.put(
+        self.put(
             key,
             StoredItem {
                 item,
@@ -247,6 +286,9 @@ impl Storage {
 
     fn remove(&mut self, key: &Key) {
         if let Some(old) = self.store.remove(key) {
+            if let Some(writes) = self.writes.as_mut() {
+                writes.push(ItemWrite::Removed(*key));
+            }
             if let Some(count) = self.per_subnet.get_mut(&old.source) {
                 *count = count.saturating_sub(1);
                 if *count == 0 {
@@ -295,7 +337,7 @@ impl Storage {
             if now_unix_ms.saturating_sub(stored.refreshed_unix_ms) >= interval_ms {
                 stored.refreshed_unix_ms = now_unix_ms;
                 due.push(stored.item.clone());
-                self.store.put(key, stored);
+                self.put(key, stored);
             }
         }
         due

@@ -39,21 +39,35 @@ impl Default for MailboxLimits {
     }
 }
 
-/// Where a storer's mailbox changes are also written, so what it stores survives a restart
-/// (the node's database implements it, in the driver's `persist` module).
-pub trait MailboxJournal: Send + std::fmt::Debug {
+/// A change to the mailboxes a storer holds, which a driver that keeps them on disk commits
+/// (so what the node stores survives a restart). The rules never call into the database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MailboxWrite {
     /// `item` was stored in mailbox `key`, counted against `source`.
-    fn stored(&mut self, key: &Key, item: &MailboxItem, source: Subnet);
+    Stored {
+        /// The mailbox.
+        key: Key,
+        /// The item.
+        item: MailboxItem,
+        /// Whose quota it counts against.
+        source: Subnet,
+    },
     /// Item `id` of mailbox `key` was removed (deleted or expired).
-    fn removed(&mut self, key: &Key, id: &ItemId);
+    Removed {
+        /// The mailbox.
+        key: Key,
+        /// The item.
+        id: ItemId,
+    },
     /// Item `id` was deleted: refuse it until `expires_unix_ms`, when it would have expired.
-    fn tombstoned(&mut self, id: &ItemId, expires_unix_ms: u64) {
-        let _ = (id, expires_unix_ms);
-    }
-    /// The tombstones of `ids` expired.
-    fn tombstones_expired(&mut self, ids: &[ItemId]) {
-        let _ = ids;
-    }
+    Tombstoned {
+        /// The item.
+        id: ItemId,
+        /// When it would have expired.
+        expires_unix_ms: u64,
+    },
+    /// The tombstones of these items expired.
+    TombstonesExpired(Vec<ItemId>),
 }
 
 #[derive(Clone, Debug)]
@@ -73,7 +87,8 @@ pub struct MailboxStorage {
     /// Deleted items, until they would have expired.
     tombstones: HashMap<ItemId, u64>,
     len: usize,
-    journal: Option<Box<dyn MailboxJournal>>,
+    /// Changes not yet taken by the driver, when journaled.
+    writes: Option<Vec<MailboxWrite>>,
 }
 
 impl MailboxStorage {
@@ -85,13 +100,13 @@ impl MailboxStorage {
         }
     }
 
-    /// Storage that starts with `restored` (what `journal` kept from an earlier run; expired
-    /// items are skipped) and writes every later change to `journal`. Restored items count
-    /// against quotas but are never refused by them: they were admitted once already.
-    pub fn with_journal(
+    /// Storage that starts with `restored` (what an earlier run's writes kept; expired items
+    /// are skipped) and lists every later change for [`MailboxStorage::take_writes`].
+    /// Restored items count against quotas but are never refused by them: they were admitted
+    /// once already.
+    pub fn journaled(
         limits: MailboxLimits,
         restored: Vec<(Key, MailboxItem, Subnet)>,
-        journal: Box<dyn MailboxJournal>,
         now_unix_ms: u64,
     ) -> Self {
         let mut storage = Self::new(limits);
@@ -112,8 +127,19 @@ impl MailboxStorage {
                 .insert(id, Held { item, source });
             storage.len += 1;
         }
-        storage.journal = Some(journal);
+        storage.writes = Some(Vec::new());
         storage
+    }
+
+    /// The changes since the last call (none unless journaled), oldest first.
+    pub fn take_writes(&mut self) -> Vec<MailboxWrite> {
+        self.writes.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn record(&mut self, write: MailboxWrite) {
+        if let Some(writes) = self.writes.as_mut() {
+            writes.push(write);
+        }
     }
 
     /// Restores `tombstones` (deleted item IDs and when they would have expired, as the
@@ -188,8 +214,12 @@ impl MailboxStorage {
         }
         self.per_subnet.insert(source, used + 1);
         self.handed_unix_ms.entry(key).or_insert(now_unix_ms);
-        if let Some(journal) = self.journal.as_mut() {
-            journal.stored(&key, &item, source);
+        if self.writes.is_some() {
+            self.record(MailboxWrite::Stored {
+                key,
+                item: item.clone(),
+                source,
+            });
         }
         self.boxes
             .entry(key)
@@ -269,9 +299,10 @@ impl MailboxStorage {
         self.remove(key, id);
         if expires_ms > now_unix_ms {
             self.tombstones.insert(*id, expires_ms);
-            if let Some(journal) = self.journal.as_mut() {
-                journal.tombstoned(id, expires_ms);
-            }
+            self.record(MailboxWrite::Tombstoned {
+                id: *id,
+                expires_unix_ms: expires_ms,
+            });
         }
         Ok(())
     }
@@ -282,8 +313,8 @@ impl MailboxStorage {
         };
         if let Some(held) = items.remove(id) {
             self.len -= 1;
-            if let Some(journal) = self.journal.as_mut() {
-                journal.removed(key, id);
+            if let Some(writes) = self.writes.as_mut() {
+                writes.push(MailboxWrite::Removed { key: *key, id: *id });
             }
             if let Some(count) = self.per_subnet.get_mut(&held.source) {
                 *count = count.saturating_sub(1);
@@ -323,9 +354,7 @@ impl MailboxStorage {
             for id in &gone {
                 self.tombstones.remove(id);
             }
-            if let Some(journal) = self.journal.as_mut() {
-                journal.tombstones_expired(&gone);
-            }
+            self.record(MailboxWrite::TombstonesExpired(gone));
         }
     }
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::kad::storage::ItemWrite;
+use crate::mailbox::storer::MailboxWrite;
 use crate::mailbox::{ItemId, MailboxItem};
 use crate::wire::key::Key;
 use crate::wire::message::{Contact, Refusal};
@@ -80,6 +82,16 @@ pub enum QueryOutcome {
         /// Refusals received.
         refusals: Vec<Refusal>,
     },
+}
+
+/// A change to what the node stores for others, which a driver that keeps it on disk commits
+/// ([`crate::Node::take_writes`]): the core never calls into a database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageWrite {
+    /// A value or peer record.
+    Item(ItemWrite),
+    /// A mailbox item or tombstone.
+    Mailbox(MailboxWrite),
 }
 
 /// Why a mailbox deposit or delete did not reach every item's storers.

@@ -28,7 +28,7 @@ use crate::kad::storage::Storage;
 use crate::mailbox::storer::MailboxStorage;
 use crate::node::config::NodeConfig;
 use crate::node::counters::Counters;
-use crate::node::event::{Event, QueryId, Transmit};
+use crate::node::event::{Event, QueryId, StorageWrite, Transmit};
 use crate::node::query::Query;
 use crate::node::rpc::Pending;
 use crate::node::rtt::RttEstimator;
@@ -228,6 +228,23 @@ impl Node {
     pub fn with_mailboxes(mut self, mailboxes: MailboxStorage) -> Self {
         self.mailboxes = mailboxes;
         self
+    }
+
+    /// The changes to what the node stores for others since the last call, for a driver that
+    /// keeps them on disk (none unless its storage is journaled, see [`Storage::journaled`]
+    /// and [`MailboxStorage::journaled`]).
+    pub fn take_writes(&mut self) -> Vec<StorageWrite> {
+        let items = self
+            .storage
+            .take_writes()
+            .into_iter()
+            .map(StorageWrite::Item);
+        let mailboxes = self
+            .mailboxes
+            .take_writes()
+            .into_iter()
+            .map(StorageWrite::Mailbox);
+        items.chain(mailboxes).collect()
     }
 
     /// This node's key (its Carrier ID bytes).
