@@ -46,27 +46,31 @@
 //! In the manner of quinn-proto, a [`Node`] takes datagrams, timer ticks and commands with an
 //! explicit time ([`Now`]), and gives back datagrams to send ([`Transmit`]), [`Event`]s and its
 //! next wake-up. It never reads a clock, opens a socket or spawns a task, which is what lets
-//! [`sim`] run 10,000 nodes in one test; [`Dht`] is the thin tokio driver around it.
+//! the simulator (module `sim`, cargo feature `sim`) run 10,000 nodes in one test; [`Dht`] is the thin tokio driver around it.
 //!
-//! What is inside, layer by layer:
+//! What is inside, folder by folder from the bottom (each uses only those before it):
 //!
-//! - the key space and its XOR metric: [`Key`], [`Distance`];
-//! - wire formats: [`message`] (RPCs), [`record`] (values and peer records), [`packet`] (the
-//!   sealed datagram), all postcard with [`bounded`] field types, strictly decoded;
-//! - protection before work: address [`Token`]s, a replay cache, per-IP rate limits and a
-//!   Diffie-Hellman budget, all counted in [`Counters`];
-//! - Kademlia: [`RoutingTable`], iterative lookups (α = 3, K = 8), [`Storage`] with its rules;
-//! - mailboxes for nodes that are offline: [`mailbox`] (sealed, signed items under daily keys,
-//!   letters of up to 64 KiB cut into them) and [`mailbox_store`] (a storer's rules: quotas,
-//!   TTL, deletion only by the recipient);
-//! - where the node stands: its public address and NAT mapping as peers report them, and its
-//!   reachability, confirmed only by a probe from an address it never contacted, which makes
-//!   it a server ([`Standing`], [`PublicAddr`], [`NatMapping`], [`Reachability`]);
-//! - [`Node`], which ties them together, and [`sim`], which runs many of them;
-//! - on the network: [`socket`] (the shared UDP socket), [`Dht`] (the driver), [`store`]
-//!   (the node's database, shared by every layer) and [`persist`] (the DHT's tables in it).
+//! - `wire/`: the key space and its XOR metric ([`Key`], [`Distance`]), wire formats:
+//!   [`message`] (RPCs), [`record`] (values and peer records), [`packet`] (the sealed
+//!   datagram), the mailbox item format, all postcard with [`bounded`] field types, strictly
+//!   decoded;
+//! - `guard/`: protection before work: address [`Token`]s, a replay cache, per-IP rate limits
+//!   and per-second budgets (Diffie-Hellman operations, probe help);
+//! - `kad/`: Kademlia: [`RoutingTable`], iterative lookups (α = 3, K = 8), [`Storage`] with
+//!   its rules;
+//! - [`mailbox`]: for nodes that are offline: sealed, signed items under daily keys, letters of
+//!   up to 64 KiB cut into them, and [`mailbox_store`] (a storer's rules: quotas, TTL,
+//!   deletion only by the recipient);
+//! - `reach/`: where the node stands: its public address and NAT mapping as peers report
+//!   them, and its reachability, confirmed only by a probe from an address it never
+//!   contacted, which makes it a server ([`Standing`], [`PublicAddr`], [`NatMapping`],
+//!   [`Reachability`]);
+//! - `node/`: [`Node`], which ties them together, counted in [`Counters`];
+//! - `io/`: on the network: [`socket`] (the shared UDP socket), [`Dht`] (the driver), [`store`]
+//!   (the node's database, shared by every layer) and [`persist`] (the DHT's tables in it);
+//! - `sim/` (feature `sim`): the simulator, which runs many nodes.
 //!
-//! A simulated network drives the same core:
+//! A simulated network drives the same core (with the cargo feature `sim`):
 //!
 //! ```
 //! use carrier_dht::sim::{SimConfig, Simulation};
@@ -108,7 +112,7 @@ pub use mailbox::storer as mailbox_store;
 pub use wire::{bounded, message, packet, record};
 
 pub use io::bootstrap::{BootstrapNode, BootstrapParseError};
-pub use io::dht::{Dht, DhtConfig, DhtEvent, BOOTSTRAP_ROUNDS, KEY_FILE};
+pub use io::dht::{Dht, DhtConfig, DhtEvent, KEY_FILE};
 pub use io::error::{DhtError, MailboxError};
 pub use io::mailbox::Deposit;
 pub use kad::routing::{Entry, InsertOutcome, RoutingTable};
@@ -123,6 +127,7 @@ pub use node::error::{CommandError, StoreError};
 pub use node::event::{
     Event, QueryFinished, QueryId, QueryOutcome, StorageWrite, Transmit, Unstored,
 };
+pub use node::query::BOOTSTRAP_ROUNDS;
 pub use node::rtt::RttEstimator;
 pub use node::{Node, MAX_PING_BYTES, MIN_UNPROVEN_REQUEST_BYTES};
 pub use reach::{NatMapping, PublicAddr, PublicPort, Reachability, Standing};

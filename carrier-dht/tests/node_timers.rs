@@ -141,3 +141,34 @@ fn idle_buckets_are_refreshed_by_a_lookup() {
     let refresh = a.poll_transmit().expect("a refresh lookup goes out");
     assert_eq!(refresh.path, Path::Direct(b_contact.addr));
 }
+
+#[test]
+fn a_bootstrap_nobody_answers_starts_over_then_fails() {
+    let start = Instant::now();
+    let mut a = node(1);
+    let silent = Contact {
+        id: node(2).key(),
+        addr: "10.0.2.1:4000".parse().expect("addr"),
+    };
+    let id = a.bootstrap(at(start, 0), &[silent]).expect("started");
+    // Every round sends the seed its lookup requests (each up to `lookup_attempts` times);
+    // the rounds are the core's rule, not the driver's.
+    let mut sent = 0;
+    let outcome = loop {
+        sent += std::iter::from_fn(|| a.poll_transmit()).count();
+        if let Some(done) = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
+            Event::QueryFinished(done) if done.id == id => Some(done),
+            _ => None,
+        }) {
+            break done;
+        }
+        let next = a.poll_timeout().expect("a timer while the bootstrap runs");
+        let ms = (next - start).as_millis() as u64;
+        assert!(ms < 600_000, "the bootstrap never finished");
+        a.handle_timeout(at(start, ms));
+    };
+    assert!(outcome.closest.is_empty());
+    assert_eq!(outcome.outcome, QueryOutcome::Nodes);
+    let per_round = usize::from(NodeConfig::default().lookup_attempts);
+    assert_eq!(sent, carrier_dht::BOOTSTRAP_ROUNDS * per_round);
+}

@@ -52,7 +52,18 @@ impl BootstrapNode {
         }
     }
 
-    /// Resolves the host to the contacts to try (every address it resolves to).
+    /// Resolves the host to the contacts to try (every address it resolves to), without
+    /// blocking the runtime: a DNS name is looked up on tokio's blocking pool.
+    pub async fn lookup(&self) -> std::io::Result<Vec<Contact>> {
+        let id = Key::of_node(&self.id);
+        Ok(tokio::net::lookup_host(self.host.as_str())
+            .await?
+            .map(|addr| Contact { id, addr })
+            .collect())
+    }
+
+    /// As [`BootstrapNode::lookup`], blocking the calling thread while a DNS name resolves:
+    /// for code outside an async runtime.
     pub fn resolve(&self) -> std::io::Result<Vec<Contact>> {
         let id = Key::of_node(&self.id);
         Ok(self

@@ -37,9 +37,6 @@ use crate::wire::time::Now;
 /// The key file's name in the data directory.
 pub const KEY_FILE: &str = "node.key";
 
-/// Times [`Dht::bootstrap`] runs the bootstrap lookup before it gives up.
-pub const BOOTSTRAP_ROUNDS: usize = 3;
-
 /// Settings of a [`Dht`].
 #[derive(Clone, Debug)]
 pub struct DhtConfig {
@@ -310,7 +307,9 @@ impl Dht {
         lock(&self.shared.node).table_sizes()
     }
 
-    /// Runs `f` on the protocol core, for tests and diagnostics.
+    /// Runs `f` on the protocol core, for carrier-dht's own tests and diagnostics; not part of
+    /// the API the layers above build on (everything they need has its own method).
+    #[doc(hidden)]
     pub fn with_node<T>(&self, f: impl FnOnce(&Node) -> T) -> T {
         f(&lock(&self.shared.node))
     }
@@ -325,7 +324,7 @@ impl Dht {
     pub async fn bootstrap(&self) -> Result<usize, DhtError> {
         let mut seeds = Vec::new();
         for node in &self.shared.config.bootstrap {
-            seeds.extend(node.resolve()?);
+            seeds.extend(node.lookup().await?);
         }
         if seeds.is_empty() {
             if let Some(store) = self.store() {
@@ -336,17 +335,9 @@ impl Dht {
             return Err(DhtError::NotBootstrapped);
         }
         let tried = seeds.len();
-        // A bootstrap is a lookup, whose requests are sent once (lookups route around silent
-        // nodes). With few seeds one lost datagram would fail it, so it is tried again.
-        let mut joined = false;
-        for _ in 0..BOOTSTRAP_ROUNDS {
-            let finished = self.query(|node, now| node.bootstrap(now, &seeds)).await?;
-            if !finished.closest.is_empty() {
-                joined = true;
-                break;
-            }
-        }
-        if !joined {
+        // The core starts the lookup over (up to BOOTSTRAP_ROUNDS times) while nobody answers.
+        let finished = self.query(|node, now| node.bootstrap(now, &seeds)).await?;
+        if finished.closest.is_empty() {
             return Err(DhtError::BootstrapFailed { tried });
         }
         let routing_entries = self.routing_entries();
@@ -578,13 +569,12 @@ impl Drop for StopOnDrop {
 async fn drive(shared: Arc<Shared>) {
     let save_interval = shared.config.save_interval;
     let mut next_save = Instant::now() + save_interval;
-    let mut last_observed = None;
     // The core arms its maintenance timer on its first timeout. A node whose every request
     // is answered would otherwise never get one (answered requests leave no deadline), and
     // never refresh its buckets, republish, or notice that its contacts went silent.
     lock(&shared.node).handle_timeout(now_from(shared.epoch, Instant::now()));
     loop {
-        let deadline = flush(&shared, &mut last_observed).await;
+        let deadline = flush(&shared).await;
         if Instant::now() >= next_save {
             next_save = Instant::now() + save_interval;
             save_contacts_detached(&shared);
@@ -646,11 +636,12 @@ async fn drive(shared: Arc<Shared>) {
 
 /// Sends what the core wants sent, hands finished queries to their callers, reports events,
 /// and returns when the core next wants [`Node::handle_timeout`].
-async fn flush(shared: &Shared, last_observed: &mut Option<SocketAddr>) -> Option<Instant> {
+async fn flush(shared: &Shared) -> Option<Instant> {
     let mut transmits = Vec::new();
     let mut finished = Vec::new();
     let mut standings = Vec::new();
-    let (deadline, observed) = {
+    let mut observed = Vec::new();
+    let deadline = {
         let mut node = lock(&shared.node);
         while let Some(transmit) = node.poll_transmit() {
             transmits.push(transmit);
@@ -659,6 +650,7 @@ async fn flush(shared: &Shared, last_observed: &mut Option<SocketAddr>) -> Optio
             match event {
                 Event::QueryFinished(done) => finished.push(done),
                 Event::Standing(standing) => standings.push(standing),
+                Event::ObservedAddr(addr) => observed.push(addr),
             }
         }
         let writes = node.take_writes();
@@ -667,7 +659,7 @@ async fn flush(shared: &Shared, last_observed: &mut Option<SocketAddr>) -> Optio
                 persist::commit_writes(store, writes);
             }
         }
-        (node.poll_timeout(), node.observed_addr())
+        node.poll_timeout()
     };
     for transmit in transmits {
         let to = transmit.path.socket_addr();
@@ -691,11 +683,8 @@ async fn flush(shared: &Shared, last_observed: &mut Option<SocketAddr>) -> Optio
     for standing in standings {
         let _ = shared.events.send(DhtEvent::Standing(standing));
     }
-    if observed.is_some() && observed != *last_observed {
-        *last_observed = observed;
-        if let Some(addr) = observed {
-            let _ = shared.events.send(DhtEvent::ObservedAddr(addr));
-        }
+    for addr in observed {
+        let _ = shared.events.send(DhtEvent::ObservedAddr(addr));
     }
     deadline
 }

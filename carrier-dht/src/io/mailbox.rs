@@ -10,10 +10,11 @@ use crate::io::dht::Dht;
 use crate::io::error::{DhtError, MailboxError};
 use crate::io::{lock, now_from};
 use crate::mailbox::{
-    open_letters, Letter, LetterError, MailboxItem, MailboxKind, MAX_LETTER_BYTES,
+    open_letters, seal_letter, Letter, LetterError, MailboxItem, MailboxKind, MAX_LETTER_BYTES,
 };
 use crate::node::error::CommandError;
 use crate::node::event::{QueryOutcome, Unstored};
+use crate::wire::entropy::Entropy;
 use crate::wire::key::Key;
 use crate::wire::message::Refusal;
 
@@ -63,15 +64,31 @@ impl Dht {
             .into());
         }
         self.require_contacts()?;
-        let mut mailbox = Key([0; 32]);
+        let (mailbox, expires, keypair) = {
+            let node = lock(&self.shared.node);
+            let now = now_from(self.shared.epoch, Instant::now());
+            let (key, expires) = node.deposit_target(now, recipient, kind);
+            (key, expires, node.keypair().clone())
+        };
+        // Sealing costs a Diffie-Hellman and a signature per item: done off the core's lock
+        // and off the runtime's threads, so the node keeps answering meanwhile.
+        let sealed = tokio::task::spawn_blocking({
+            let (recipient, bytes) = (*recipient, bytes.to_vec());
+            move || {
+                let mut seed = [0u8; 32];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+                let mut entropy = Entropy::from_seed(seed);
+                seal_letter(&keypair, &recipient, mailbox, &bytes, expires, &mut entropy)
+            }
+        })
+        .await
+        .map_err(|_| DhtError::Closed)?;
+        let items = sealed
+            .map_err(CommandError::from)
+            .map_err(|e| unwrap_recipient(e.into()))?;
         let finished = self
-            .query(|node, now| {
-                let (id, key) = node.deposit(now, recipient, kind, bytes)?;
-                mailbox = key;
-                Ok(id)
-            })
-            .await
-            .map_err(unwrap_recipient)?;
+            .query(|node, now| node.deposit_items(now, mailbox, items))
+            .await?;
         let (items, fewest_acks) = every_item_stored(&finished.outcome)?;
         Ok(Deposit {
             mailbox,

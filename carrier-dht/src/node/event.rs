@@ -35,6 +35,9 @@ pub enum Event {
     /// Where the node stands changed: its public address, NAT mapping, reachability or
     /// role. Carries all of it as it is now.
     Standing(crate::reach::Standing),
+    /// The address several peers agree they see this node at changed (reported once per
+    /// change; the same address as [`crate::Node::observed_addr`]).
+    ObservedAddr(std::net::SocketAddr),
 }
 
 /// The result of a query.

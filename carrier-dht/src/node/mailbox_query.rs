@@ -85,10 +85,7 @@ impl Node {
         kind: MailboxKind,
         bytes: &[u8],
     ) -> Result<(QueryId, Key), CommandError> {
-        let key = mailbox_key(recipient, kind, day_of(now.unix_secs()));
-        let expires = now
-            .unix_secs()
-            .saturating_add(self.config.mailbox_ttl.as_secs());
+        let (key, expires) = self.deposit_target(now, recipient, kind);
         let items = seal_letter(
             &self.keypair,
             recipient,
@@ -97,9 +94,32 @@ impl Node {
             expires,
             &mut self.entropy,
         )?;
-        let op = MailboxOp::Deposit { key, items };
-        let id = self.start(now, Kind::Mailbox(op), key, Vec::new(), false)?;
+        let id = self.deposit_items(now, key, items)?;
         Ok((id, key))
+    }
+
+    /// Where a letter for `recipient`'s mailbox of `kind` goes now, and until when (Unix
+    /// seconds) its items live: what [`seal_letter`] needs to seal it outside the core, as a
+    /// driver does so sealing (a Diffie-Hellman and a signature per item) never holds up the
+    /// node; then [`Node::deposit_items`] stores them.
+    pub fn deposit_target(&self, now: Now, recipient: &CarrierId, kind: MailboxKind) -> (Key, u64) {
+        let key = mailbox_key(recipient, kind, day_of(now.unix_secs()));
+        let expires = now
+            .unix_secs()
+            .saturating_add(self.config.mailbox_ttl.as_secs());
+        (key, expires)
+    }
+
+    /// Stores already sealed `items` in mailbox `key` at its K closest servers; finishes with
+    /// [`QueryOutcome::MailboxStored`].
+    pub fn deposit_items(
+        &mut self,
+        now: Now,
+        key: Key,
+        items: Vec<MailboxItem>,
+    ) -> Result<QueryId, CommandError> {
+        let op = MailboxOp::Deposit { key, items };
+        self.start(now, Kind::Mailbox(op), key, Vec::new(), false)
     }
 
     /// This node's mailboxes of `kind` for the previous, current and next day (the next one

@@ -6,7 +6,7 @@ pub(crate) mod counters;
 pub(crate) mod error;
 pub(crate) mod event;
 mod mailbox_query;
-mod query;
+pub(crate) mod query;
 mod reach;
 pub(crate) mod rpc;
 pub(crate) mod rtt;
@@ -140,6 +140,8 @@ pub struct Node {
     last_standing: Standing,
     /// The contacts of the last bootstrap, to rejoin through if the table empties.
     seeds: Vec<Contact>,
+    /// The observed address as last reported in an event.
+    last_observed: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Node {
@@ -215,6 +217,7 @@ impl Node {
                 ..Standing::default()
             },
             seeds: Vec::new(),
+            last_observed: None,
             server: config.server,
             keypair,
             own,

@@ -15,6 +15,10 @@ use crate::wire::message::{Contact, Refusal, RequestBody, ResponseBody, K};
 use crate::wire::record::{ImmutableValue, PeerRecord, Value};
 use crate::wire::time::Now;
 
+/// How many times a bootstrap lookup runs, at most, before it fails: its requests are sent
+/// once, so with one seed a single lost datagram would otherwise fail it.
+pub const BOOTSTRAP_ROUNDS: usize = 3;
+
 /// Republishes started per maintenance tick, so a large store does not burst.
 const MAX_REPUBLISH_PER_TICK: usize = 64;
 /// Bucket refreshes started per maintenance tick.
@@ -23,9 +27,18 @@ const MAX_REFRESH_PER_TICK: usize = 2;
 #[derive(Clone, Debug)]
 pub(crate) enum Kind {
     FindNode,
+    /// A lookup of our own key through `seeds`, started again from them (up to
+    /// `rounds_left` more times) when nobody answered.
+    Bootstrap {
+        seeds: Vec<Contact>,
+        rounds_left: usize,
+    },
     Get,
     FindPeer,
-    Put { value: Value, cas: Option<u64> },
+    Put {
+        value: Value,
+        cas: Option<u64>,
+    },
     Announce(PeerRecord),
     Ping,
     Mailbox(MailboxOp),
@@ -99,7 +112,11 @@ impl Node {
             .copied()
             .take(crate::node::REJOIN_SEEDS)
             .collect();
-        self.start(now, Kind::FindNode, own, seeds.to_vec(), false)
+        let kind = Kind::Bootstrap {
+            seeds: seeds.to_vec(),
+            rounds_left: BOOTSTRAP_ROUNDS.saturating_sub(1),
+        };
+        self.start(now, kind, own, seeds.to_vec(), false)
     }
 
     /// Looks up the K closest servers to `target`.
@@ -231,7 +248,21 @@ impl Node {
                     let peer = query.peer.clone();
                     return self.finish(now, id, query, QueryOutcome::Peer(peer));
                 }
-                Kind::FindNode | Kind::Ping => {
+                Kind::Bootstrap { seeds, rounds_left }
+                    if *rounds_left > 0 && query.lookup.answered().is_empty() =>
+                {
+                    // Lookup requests are sent once (lookups route around silent nodes);
+                    // with few seeds one lost datagram would fail the join, so it starts over.
+                    let seeds = seeds.clone();
+                    query.kind = Kind::Bootstrap {
+                        seeds: seeds.clone(),
+                        rounds_left: rounds_left - 1,
+                    };
+                    let target = query.lookup.target();
+                    query.lookup = Lookup::new(target, self.own, self.config.alpha, &seeds);
+                    return self.drive(now, id, query);
+                }
+                Kind::FindNode | Kind::Bootstrap { .. } | Kind::Ping => {
                     return self.finish(now, id, query, QueryOutcome::Nodes);
                 }
                 Kind::Mailbox(_) => return self.start_mailbox_phase(now, id, query),

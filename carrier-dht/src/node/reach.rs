@@ -55,6 +55,13 @@ impl Node {
         if self.observations.record(reporter, from.ip(), seen) {
             self.report_standing();
         }
+        let observed = self.observed_addr();
+        if observed.is_some() && observed != self.last_observed {
+            self.last_observed = observed;
+            if let Some(addr) = observed {
+                self.events.push_back(Event::ObservedAddr(addr));
+            }
+        }
         if self.prober.enabled && self.prober.next_at.is_none() {
             // The first peer answered: check reachability now, while we have contacted few.
             self.prober.next_at = Some(now.instant);
