@@ -4,7 +4,7 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum WireError {
-    /// The datagram is larger than [`crate::wire::packet::MAX_DATAGRAM_BYTES`].
+    /// The datagram is larger than [`crate::MAX_DATAGRAM_BYTES`].
     #[error("datagram of {0} bytes is oversized")]
     Oversized(usize),
     /// The datagram is too short to hold a header and a tag.
