@@ -46,7 +46,8 @@
 //! In the manner of quinn-proto, a [`Node`] takes datagrams, timer ticks and commands with an
 //! explicit time ([`Now`]), and gives back datagrams to send ([`Transmit`]), [`Event`]s and its
 //! next wake-up. It never reads a clock, opens a socket or spawns a task, which is what lets
-//! the simulator (module `sim`, cargo feature `sim`) run 10,000 nodes in one test; [`Dht`] is the thin tokio driver around it.
+//! the simulator (module `sim`, cargo feature `sim`) run 10,000 nodes in one test; [`Dht`] is
+//! the thin tokio driver around it.
 //!
 //! What is inside, folder by folder from the bottom (each uses only those before it):
 //!

@@ -46,6 +46,8 @@ struct Host {
     local: SocketAddr,
     router: Option<Router>,
     events: Vec<Standing>,
+    /// Observed addresses as the core reported them.
+    observed: Vec<SocketAddr>,
 }
 
 struct Net {
@@ -122,6 +124,7 @@ impl Net {
             local,
             router,
             events: Vec::new(),
+            observed: Vec::new(),
         });
         i
     }
@@ -194,8 +197,10 @@ impl Net {
                     }
                 }
                 while let Some(event) = self.hosts[i].node.poll_event() {
-                    if let Event::Standing(standing) = event {
-                        self.hosts[i].events.push(standing);
+                    match event {
+                        Event::Standing(standing) => self.hosts[i].events.push(standing),
+                        Event::ObservedAddr(addr) => self.hosts[i].observed.push(addr),
+                        _ => {}
                     }
                 }
             }
@@ -296,6 +301,10 @@ fn a_node_behind_a_cone_nat_sees_one_public_port_and_stays_a_client() {
         .events
         .iter()
         .any(|s| s.reachability == Reachability::Unreachable));
+    // The core reports the observed address once per change.
+    let observed = &net.hosts[a].observed;
+    assert_eq!(observed.last().copied(), public.socket_addr());
+    assert!(observed.windows(2).all(|w| w[0] != w[1]));
 }
 
 #[test]

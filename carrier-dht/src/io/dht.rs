@@ -531,6 +531,45 @@ impl Dht {
             Err(_) => Err(DhtError::Timeout(timeout)),
         }
     }
+
+    /// Starts several queries on the core at once and waits for all of them (within one
+    /// query timeout); each result comes with the tag `start` gave its query.
+    pub(crate) async fn queries<T>(
+        &self,
+        start: impl FnOnce(&mut Node, Now) -> Result<Vec<(T, QueryId)>, CommandError>,
+    ) -> Result<Vec<(T, QueryFinished)>, DhtError> {
+        if self
+            .shared
+            .is_closed
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(DhtError::Closed);
+        }
+        let mut receivers = Vec::new();
+        {
+            let mut node = lock(&self.shared.node);
+            let now = now_from(self.shared.epoch, Instant::now());
+            let started = start(&mut node, now)?;
+            let mut waiting = lock(&self.shared.waiting);
+            for (tag, id) in started {
+                let (sender, receiver) = oneshot::channel();
+                waiting.insert(id, sender);
+                receivers.push((tag, receiver));
+            }
+        }
+        self.shared.wake.notify_one();
+        let timeout = self.shared.config.query_timeout;
+        let all = async {
+            let mut done = Vec::with_capacity(receivers.len());
+            for (tag, receiver) in receivers {
+                done.push((tag, receiver.await.map_err(|_| DhtError::Closed)?));
+            }
+            Ok(done)
+        };
+        tokio::time::timeout(timeout, all)
+            .await
+            .unwrap_or(Err(DhtError::Timeout(timeout)))
+    }
 }
 
 fn stored(outcome: QueryOutcome) -> Result<usize, DhtError> {

@@ -112,17 +112,16 @@ impl Dht {
     /// The letters in this node's mailbox of `kind`.
     pub async fn fetch_kind(&self, kind: MailboxKind) -> Result<Vec<Letter>, DhtError> {
         self.require_contacts()?;
-        let keys = {
-            let node = lock(&self.shared.node);
-            node.own_mailboxes(now_from(self.shared.epoch, Instant::now()), kind)
-        };
+        // Which mailboxes (three days) is the core's rule; their fetches run at once.
+        let fetched = self
+            .queries(|node, now| node.fetch_own_mailboxes(now, kind))
+            .await?;
+        let keypair = lock(&self.shared.node).keypair().clone();
         let mut letters = Vec::new();
-        for key in keys {
-            let finished = self.query(|node, now| node.fetch_mailbox(now, key)).await?;
+        for (key, finished) in fetched {
             if let QueryOutcome::Mailbox(items) = finished.outcome {
                 // Opening costs a Diffie-Hellman and a signature check per item: done outside
                 // the core's lock, so the node keeps answering meanwhile.
-                let keypair = lock(&self.shared.node).keypair().clone();
                 letters.extend(open_letters(&keypair, key, &items));
             }
         }

@@ -32,9 +32,9 @@ use crate::wire::message::{decode_exact, encode};
 
 /// Largest letter [`seal_letter`] accepts.
 pub const MAX_LETTER_BYTES: usize = 64 * 1024;
-/// Letter bytes per chunk: what is left of [`MAX_SEALED_ITEM_BYTES`] after the signed box's
-/// overhead and the chunk's own framing (tag, mailbox key, letter ID, index, length), with a
-/// few bytes to spare.
+/// Letter bytes per chunk: what is left of [`crate::mailbox::MAX_SEALED_ITEM_BYTES`] after
+/// the signed box's overhead and the chunk's own framing (tag, mailbox key, letter ID, index,
+/// length), with a few bytes to spare.
 pub const MAX_CHUNK_BYTES: usize = 680;
 
 /// What is inside an item's seal.

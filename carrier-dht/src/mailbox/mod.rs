@@ -1,7 +1,8 @@
 //! Mailboxes: sealed items left in the DHT for a recipient who may be offline. The item
 //! format lives with the other wire formats and is re-exported here; this folder holds the
-//! letters cut into items ([`seal_letter`], [`open_letters`]) and a storer's rules
-//! ([`storer`]). Uses `wire`.
+//! letters cut into items ([`crate::mailbox::seal_letter`],
+//! [`crate::mailbox::open_letters`]) and a storer's rules ([`crate::mailbox::storer`]).
+//! Uses `wire`.
 
 mod letter;
 pub mod storer;

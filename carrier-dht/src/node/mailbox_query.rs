@@ -130,6 +130,21 @@ impl Node {
         [today.saturating_sub(1), today, today + 1].map(|day| mailbox_key(&id, kind, day))
     }
 
+    /// Fetches this node's mailboxes of `kind` for the previous, current and next day
+    /// ([`Node::own_mailboxes`]), one query each, all at once; each finishes with
+    /// [`QueryOutcome::Mailbox`], and [`Node::open_mailbox`] with its key turns the items into
+    /// letters.
+    pub fn fetch_own_mailboxes(
+        &mut self,
+        now: Now,
+        kind: MailboxKind,
+    ) -> Result<Vec<(Key, QueryId)>, CommandError> {
+        self.own_mailboxes(now, kind)
+            .into_iter()
+            .map(|key| Ok((key, self.fetch_mailbox(now, key)?)))
+            .collect()
+    }
+
     /// Fetches every item of mailbox `key` from the K closest servers; finishes with
     /// [`QueryOutcome::Mailbox`]. [`Node::open_mailbox`] turns the items into letters.
     pub fn fetch_mailbox(&mut self, now: Now, key: Key) -> Result<QueryId, CommandError> {

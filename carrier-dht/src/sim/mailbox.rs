@@ -124,14 +124,12 @@ fn deposit_all(
 fn fetch_all(sim: &mut Simulation, recipients: &[usize]) -> HashMap<usize, Vec<Letter>> {
     let mut started = Vec::new();
     for &recipient in recipients {
-        let keys = {
-            let node = sim.node(recipient);
-            node.own_mailboxes(sim.now(), MailboxKind::Messages)
-        };
-        for key in keys {
-            if let Some(id) = sim.start(recipient, |node, now| node.fetch_mailbox(now, key).ok()) {
-                started.push((recipient, id, key));
-            }
+        let fetches = sim.start_all(recipient, |node, now| {
+            node.fetch_own_mailboxes(now, MailboxKind::Messages)
+                .unwrap_or_default()
+        });
+        for (key, id) in fetches {
+            started.push((recipient, id, key));
         }
         sim.run_for(Duration::from_millis(2));
     }

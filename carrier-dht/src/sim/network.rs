@@ -483,6 +483,21 @@ impl Simulation {
         Some(id)
     }
 
+    /// Starts several queries on node `index` at once, as [`Simulation::start`] does one;
+    /// each comes back with the tag `command` gave it.
+    pub fn start_all<T, F>(&mut self, index: usize, command: F) -> Vec<(T, QueryId)>
+    where
+        F: FnOnce(&mut Node, Now) -> Vec<(T, QueryId)>,
+    {
+        let now = self.now();
+        let started = command(&mut self.nodes[index].node, now);
+        for (_, id) in &started {
+            self.awaiting.insert((index, *id));
+        }
+        self.flush(index);
+        started
+    }
+
     /// The result of a finished query, taken out of the simulation.
     pub fn take_result(&mut self, index: usize, id: QueryId) -> Option<QueryFinished> {
         self.finished.remove(&(index, id))
