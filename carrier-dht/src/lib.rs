@@ -46,27 +46,32 @@
 //! In the manner of quinn-proto, a [`Node`] takes datagrams, timer ticks and commands with an
 //! explicit time ([`Now`]), and gives back datagrams to send ([`Transmit`]), [`Event`]s and its
 //! next wake-up. It never reads a clock, opens a socket or spawns a task, which is what lets
-//! [`sim`] run 10,000 nodes in one test; [`Dht`] is the thin tokio driver around it.
+//! the simulator (module `sim`, cargo feature `sim`) run 10,000 nodes in one test; [`Dht`] is
+//! the thin tokio driver around it.
 //!
-//! What is inside, layer by layer:
+//! What is inside, folder by folder from the bottom (each uses only those before it):
 //!
-//! - the key space and its XOR metric: [`Key`], [`Distance`];
-//! - wire formats: [`message`] (RPCs), [`record`] (values and peer records), [`packet`] (the
-//!   sealed datagram), all postcard with [`bounded`] field types, strictly decoded;
-//! - protection before work: address [`Token`]s, a replay cache, per-IP rate limits and a
-//!   Diffie-Hellman budget, all counted in [`Counters`];
-//! - Kademlia: [`RoutingTable`], iterative lookups (α = 3, K = 8), [`Storage`] with its rules;
-//! - mailboxes for nodes that are offline: [`mailbox`] (sealed, signed items under daily keys,
-//!   letters of up to 64 KiB cut into them) and [`mailbox_store`] (a storer's rules: quotas,
-//!   TTL, deletion only by the recipient);
-//! - where the node stands: its public address and NAT mapping as peers report them, and its
-//!   reachability, confirmed only by a probe from an address it never contacted, which makes
-//!   it a server ([`Standing`], [`PublicAddr`], [`NatMapping`], [`Reachability`]);
-//! - [`Node`], which ties them together, and [`sim`], which runs many of them;
-//! - on the network: [`socket`] (the shared UDP socket), [`Dht`] (the driver), [`store`]
-//!   (the node's database, shared by every layer) and [`persist`] (the DHT's tables in it).
+//! - `wire/`: the key space and its XOR metric ([`Key`], [`Distance`]), wire formats:
+//!   [`message`] (RPCs), [`record`] (values and peer records), [`packet`] (the sealed
+//!   datagram), the mailbox item format, all postcard with [`bounded`] field types, strictly
+//!   decoded;
+//! - `guard/`: protection before work: address [`Token`]s, a replay cache, per-IP rate limits
+//!   and per-second budgets (Diffie-Hellman operations, probe help);
+//! - `kad/`: Kademlia: [`RoutingTable`], iterative lookups (α = 3, K = 8), [`Storage`] with
+//!   its rules;
+//! - [`mailbox`]: for nodes that are offline: sealed, signed items under daily keys, letters of
+//!   up to 64 KiB cut into them, and [`mailbox_store`] (a storer's rules: quotas, TTL,
+//!   deletion only by the recipient);
+//! - `reach/`: where the node stands: its public address and NAT mapping as peers report
+//!   them, and its reachability, confirmed only by a probe from an address it never
+//!   contacted, which makes it a server ([`Standing`], [`PublicAddr`], [`NatMapping`],
+//!   [`Reachability`]);
+//! - `node/`: [`Node`], which ties them together, counted in [`Counters`];
+//! - `io/`: on the network: [`socket`] (the shared UDP socket), [`Dht`] (the driver), [`store`]
+//!   (the node's database, shared by every layer) and [`persist`] (the DHT's tables in it);
+//! - `sim/` (feature `sim`): the simulator, which runs many nodes.
 //!
-//! A simulated network drives the same core:
+//! A simulated network drives the same core (with the cargo feature `sim`):
 //!
 //! ```
 //! use carrier_dht::sim::{SimConfig, Simulation};
@@ -79,61 +84,62 @@
 
 pub use carrier_id as id;
 
-mod bootstrap;
-pub mod bounded;
-mod config;
-mod counters;
-mod dht;
-mod dht_mailbox;
-mod entropy;
-mod error;
-mod event;
-mod key;
-mod lookup;
-mod lru;
-pub mod mailbox;
-mod mailbox_query;
-pub mod mailbox_store;
-pub mod message;
-mod node;
-pub mod packet;
-mod path;
-pub mod persist;
-mod query;
-mod rate_limit;
-mod reachability;
-pub mod record;
-mod replay;
-mod routing;
-mod rpc;
-mod rtt;
-mod serve;
-pub mod sim;
-pub mod socket;
-mod storage;
-pub mod store;
-mod time;
-mod token;
+// The folders, bottom to top: each uses only the folders above it in this list, never one
+// below (docs/ARCHITECTURE.md, "Layout", draws it).
 
-pub use bootstrap::{BootstrapNode, BootstrapParseError};
-pub use config::Config;
-pub use counters::Counters;
-pub use dht::{Dht, DhtConfig, DhtError, DhtEvent, BOOTSTRAP_ROUNDS, KEY_FILE};
-pub use dht_mailbox::{Deposit, MailboxError};
-pub use entropy::Entropy;
-pub use error::{CommandError, RecordError, StoreError, WireError};
-pub use event::{Event, QueryFinished, QueryId, QueryOutcome, Transmit};
-pub use key::{Distance, Key};
+/// Protection before work: address tokens, the replay cache, per-IP rate limits and the
+/// per-second budgets.
+mod guard;
+/// On the network: the shared socket, the database, persistence, bootstrap nodes and the
+/// [`Dht`] driver.
+mod io;
+/// Kademlia: the routing table, iterative lookups and the storage rules.
+mod kad;
+/// Mailboxes: letters cut into sealed items, and the storer's rules.
+pub mod mailbox;
+/// The protocol core: the [`Node`] state machine, without I/O.
+mod node;
+/// Where the node stands: observed addresses, the prober, reachability.
+mod reach;
+/// The deterministic simulator (cargo feature `sim`).
+#[cfg(feature = "sim")]
+pub mod sim;
+/// Wire formats and the small types everything shares: keys, bounded fields, addresses,
+/// time, the sealed packet, RPC messages, records and the mailbox item format.
+mod wire;
+
+pub use io::{persist, socket, store};
+pub use mailbox::storer as mailbox_store;
+pub use wire::{bounded, message, packet, record};
+
+pub use io::bootstrap::{BootstrapNode, BootstrapParseError};
+pub use io::dht::{Dht, DhtConfig, DhtEvent, KEY_FILE};
+pub use io::error::{DhtError, MailboxError};
+pub use io::mailbox::Deposit;
+pub use kad::routing::{Entry, InsertOutcome, RoutingTable};
+pub use kad::storage::{
+    Item, ItemStore, ItemWrite, MemoryItemStore, Storage, StorageLimits, StoredItem,
+};
+pub use mailbox::storer::{MailboxLimits, MailboxStorage, MailboxWrite};
 pub use mailbox::{ItemId, Letter, MailboxItem, MailboxKind, MAX_LETTER_BYTES};
-pub use mailbox_store::{MailboxLimits, MailboxStorage};
-pub use message::{Contact, Refusal, K};
+pub use node::config::NodeConfig;
+pub use node::counters::Counters;
+pub use node::error::{CommandError, StoreError};
+pub use node::event::{
+    Event, QueryFinished, QueryId, QueryOutcome, StorageWrite, Transmit, Unstored,
+};
+pub use node::query::BOOTSTRAP_ROUNDS;
+pub use node::rtt::RttEstimator;
 pub use node::{Node, MAX_PING_BYTES, MIN_UNPROVEN_REQUEST_BYTES};
-pub use packet::{KeyAgreement, MAX_DATAGRAM_BYTES};
-pub use path::{canonical_addr, canonical_ip, Path, Subnet};
-pub use reachability::{NatMapping, PublicAddr, PublicPort, Reachability, Standing};
-pub use record::{ImmutableValue, MutableValue, PeerRecord, RelayHint, Value, MAX_VALUE_BYTES};
-pub use routing::{Entry, InsertOutcome, RoutingTable};
-pub use rtt::RttEstimator;
-pub use storage::{Item, ItemStore, MemoryItemStore, Storage, StorageLimits, StoredItem};
-pub use time::Now;
-pub use token::Token;
+pub use reach::{NatMapping, PublicAddr, PublicPort, Reachability, Standing};
+pub use wire::entropy::Entropy;
+pub use wire::error::{RecordError, WireError};
+pub use wire::key::{Distance, Key};
+pub use wire::message::{Contact, Refusal, K};
+pub use wire::packet::{KeyAgreement, MAX_DATAGRAM_BYTES};
+pub use wire::path::{canonical_addr, canonical_ip, Path, Subnet};
+pub use wire::record::{
+    ImmutableValue, MutableValue, PeerRecord, RelayHint, Value, MAX_VALUE_BYTES,
+};
+pub use wire::time::Now;
+pub use wire::token::Token;

@@ -11,8 +11,8 @@ use carrier_dht::message::{
 use carrier_dht::packet::{seal, Header, KeyAgreement, NONCE_BYTES};
 use carrier_dht::record::RECORD_VERSION;
 use carrier_dht::{
-    Config, Contact, ImmutableValue, Key, MailboxItem, MutableValue, Node, Now, Path, PeerRecord,
-    Token, Value, WireError,
+    Contact, ImmutableValue, Key, MailboxItem, MutableValue, Node, NodeConfig, Now, Path,
+    PeerRecord, Token, Value, WireError,
 };
 use proptest::prelude::*;
 
@@ -41,7 +41,7 @@ proptest! {
         body in proptest::collection::vec(any::<u8>(), 0..1300),
         client in any::<bool>(),
     ) {
-        let mut node = Node::new(Config { server: true, ..Config::default() }, Keypair::from_seed(&[1; 32]), [0; 32]);
+        let mut node = Node::new(NodeConfig { server: true, ..NodeConfig::default() }, Keypair::from_seed(&[1; 32]), [0; 32]);
         let sender = Keypair::from_seed(&[2; 32]);
         let mut datagram = vec![0x01, u8::from(client)];
         datagram.extend_from_slice(sender.id().as_bytes());
@@ -55,7 +55,7 @@ proptest! {
     fn authenticated_garbage_is_dropped_as_malformed(body in proptest::collection::vec(any::<u8>(), 1..1100)) {
         let receiver = Keypair::from_seed(&[1; 32]);
         let sender = Keypair::from_seed(&[2; 32]);
-        let mut node = Node::new(Config { server: true, ..Config::default() }, receiver, [0; 32]);
+        let mut node = Node::new(NodeConfig { server: true, ..NodeConfig::default() }, receiver, [0; 32]);
         let key = KeyAgreement::Real.pair_key(&sender, &node.key()).expect("valid in test");
         let packet = seal(&key, Key::of_node(&sender.id()), false, [1; NONCE_BYTES], &body);
         node.handle_datagram(Now::new(Instant::now(), 0), Path::Direct("10.0.0.1:1".parse().expect("valid in test")), &packet);

@@ -1,4 +1,5 @@
-//! A storer's mailbox items are written through to its database and restored on restart;
+//! A storer's mailbox changes, taken from the rules as writes and committed to its database,
+//! are restored on restart;
 //! deleted and expired items are not, and a deleted item stays refused after a restart until
 //! it would have expired.
 
@@ -8,9 +9,18 @@ use carrier_dht::id::Keypair;
 use carrier_dht::mailbox::{mailbox_key, seal_letter, DeleteSecret, MailboxKind};
 use carrier_dht::mailbox_store::MailboxStorage;
 use carrier_dht::message::Refusal;
-use carrier_dht::persist::{ensure_schema, load_mailboxes, load_tombstones, PersistentMailboxes};
+use carrier_dht::persist::{commit_writes, ensure_schema, load_mailboxes, load_tombstones};
 use carrier_dht::store::Store;
-use carrier_dht::{Entropy, MailboxLimits, Subnet};
+use carrier_dht::{Entropy, MailboxLimits, StorageWrite, Subnet};
+
+/// Commits what `storage` changed, as the driver does.
+fn commit(store: &Store, storage: &mut MailboxStorage) {
+    let writes = storage.take_writes();
+    commit_writes(
+        store,
+        writes.into_iter().map(StorageWrite::Mailbox).collect(),
+    );
+}
 
 const NOW_MS: u64 = 1_767_225_600_000;
 
@@ -32,14 +42,13 @@ async fn mailbox_items_survive_a_storer_restart_until_deleted() {
     {
         let store = Store::open(dir.path()).expect("open");
         ensure_schema(&store).await.expect("schema");
-        let journal = Box::new(PersistentMailboxes::new(&store));
-        let mut storage =
-            MailboxStorage::with_journal(MailboxLimits::default(), Vec::new(), journal, NOW_MS);
+        let mut storage = MailboxStorage::journaled(MailboxLimits::default(), Vec::new(), NOW_MS);
         for item in &items {
             storage
                 .store(key, item.clone(), source, NOW_MS)
                 .expect("stored");
         }
+        commit(&store, &mut storage);
         // Detached writes commit in order: a later awaited write means they are on disk.
         store.write(|_| Ok(())).await.expect("barrier");
     }
@@ -48,15 +57,14 @@ async fn mailbox_items_survive_a_storer_restart_until_deleted() {
     ensure_schema(&store).await.expect("schema");
     let restored = load_mailboxes(&store, NOW_MS).expect("load");
     assert_eq!(restored.len(), items.len());
-    let journal = Box::new(PersistentMailboxes::new(&store));
-    let mut storage =
-        MailboxStorage::with_journal(MailboxLimits::default(), restored, journal, NOW_MS);
+    let mut storage = MailboxStorage::journaled(MailboxLimits::default(), restored, NOW_MS);
     assert!(items.iter().all(|i| storage.holds(&key, &i.id())));
     assert_eq!(storage.used_by(&source), items.len());
 
     let id = items[0].id();
     let secret = DeleteSecret::derive(&bob, &alice.id(), &id).expect("valid");
     storage.delete(&key, &id, &secret, NOW_MS).expect("deleted");
+    commit(&store, &mut storage);
     store.write(|_| Ok(())).await.expect("barrier");
     assert_eq!(
         load_mailboxes(&store, NOW_MS).expect("load").len(),
@@ -64,13 +72,11 @@ async fn mailbox_items_survive_a_storer_restart_until_deleted() {
     );
     // Restarted, the storer still refuses a replay of the deleted item, not the others.
     drop(storage);
-    let journal = Box::new(PersistentMailboxes::new(&store));
     let tombstones = load_tombstones(&store, NOW_MS).expect("load");
     assert_eq!(tombstones.len(), 1);
-    let mut storage = MailboxStorage::with_journal(
+    let mut storage = MailboxStorage::journaled(
         MailboxLimits::default(),
         load_mailboxes(&store, NOW_MS).expect("load"),
-        journal,
         NOW_MS,
     )
     .with_tombstones(tombstones, NOW_MS);
@@ -84,6 +90,7 @@ async fn mailbox_items_survive_a_storer_restart_until_deleted() {
     // Once the item would have expired, its tombstone goes too, in memory and on disk.
     storage.expire(NOW_MS + 3_600_001);
     assert!(!storage.is_tombstoned(&id));
+    commit(&store, &mut storage);
     store.write(|_| Ok(())).await.expect("barrier");
     assert!(load_tombstones(&store, NOW_MS).expect("load").is_empty());
 

@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use carrier_dht::id::Keypair;
-use carrier_dht::{Config, Contact, Event, KeyAgreement, Node, Now, Path, QueryOutcome};
+use carrier_dht::{Contact, Event, KeyAgreement, Node, NodeConfig, Now, Path, QueryOutcome};
 
 const UNIX_MS: u64 = 1_767_225_600_000;
 
 fn node(seed: u8) -> Node {
-    let config = Config {
+    let config = NodeConfig {
         server: true,
         key_agreement: KeyAgreement::Real,
-        ..Config::default()
+        ..NodeConfig::default()
     };
     Node::new(config, Keypair::from_seed(&[seed; 32]), [seed; 32])
 }
@@ -67,7 +67,7 @@ fn timeouts_adapt_to_the_measured_round_trip() {
     a.ping(at(start, 0), b_contact);
     assert_eq!(
         a.poll_timeout(),
-        Some(start + Config::default().initial_rto)
+        Some(start + NodeConfig::default().initial_rto)
     );
     // Answered in 20 ms, ten times over.
     let mut t = 0;
@@ -80,7 +80,7 @@ fn timeouts_adapt_to_the_measured_round_trip() {
     let rto = deadline - (start + Duration::from_millis(t));
     assert_eq!(
         rto,
-        Config::default().min_rto,
+        NodeConfig::default().min_rto,
         "a 20 ms peer gets the minimum timeout"
     );
 }
@@ -136,8 +136,39 @@ fn idle_buckets_are_refreshed_by_a_lookup() {
     // The first tick arms maintenance; a tick after the refresh interval refreshes.
     a.handle_timeout(at(start, 20));
     assert!(a.poll_transmit().is_none());
-    let later = Config::default().refresh_interval.as_millis() as u64 + 60_000;
+    let later = NodeConfig::default().refresh_interval.as_millis() as u64 + 60_000;
     a.handle_timeout(at(start, later));
     let refresh = a.poll_transmit().expect("a refresh lookup goes out");
     assert_eq!(refresh.path, Path::Direct(b_contact.addr));
+}
+
+#[test]
+fn a_bootstrap_nobody_answers_starts_over_then_fails() {
+    let start = Instant::now();
+    let mut a = node(1);
+    let silent = Contact {
+        id: node(2).key(),
+        addr: "10.0.2.1:4000".parse().expect("addr"),
+    };
+    let id = a.bootstrap(at(start, 0), &[silent]).expect("started");
+    // Every round sends the seed its lookup requests (each up to `lookup_attempts` times);
+    // the rounds are the core's rule, not the driver's.
+    let mut sent = 0;
+    let outcome = loop {
+        sent += std::iter::from_fn(|| a.poll_transmit()).count();
+        if let Some(done) = std::iter::from_fn(|| a.poll_event()).find_map(|e| match e {
+            Event::QueryFinished(done) if done.id == id => Some(done),
+            _ => None,
+        }) {
+            break done;
+        }
+        let next = a.poll_timeout().expect("a timer while the bootstrap runs");
+        let ms = (next - start).as_millis() as u64;
+        assert!(ms < 600_000, "the bootstrap never finished");
+        a.handle_timeout(at(start, ms));
+    };
+    assert!(outcome.closest.is_empty());
+    assert_eq!(outcome.outcome, QueryOutcome::Nodes);
+    let per_round = usize::from(NodeConfig::default().lookup_attempts);
+    assert_eq!(sent, carrier_dht::BOOTSTRAP_ROUNDS * per_round);
 }

@@ -9,7 +9,7 @@ use carrier_dht::id::Keypair;
 use carrier_dht::message::{Message, Request, RequestBody};
 use carrier_dht::packet::{seal, KeyAgreement, NONCE_BYTES};
 use carrier_dht::{
-    Config, Contact, Event, Key, Node, Now, Path, QueryOutcome, Transmit, MAX_DATAGRAM_BYTES,
+    Contact, Event, Key, Node, NodeConfig, Now, Path, QueryOutcome, Transmit, MAX_DATAGRAM_BYTES,
 };
 
 const UNIX_MS: u64 = 1_767_225_600_000;
@@ -23,16 +23,16 @@ struct Pair {
     elapsed_ms: u64,
 }
 
-fn server_config() -> Config {
-    Config {
+fn server_config() -> NodeConfig {
+    NodeConfig {
         server: true,
         key_agreement: KeyAgreement::Real,
-        ..Config::default()
+        ..NodeConfig::default()
     }
 }
 
 impl Pair {
-    fn new(a_config: Config, b_config: Config) -> Self {
+    fn new(a_config: NodeConfig, b_config: NodeConfig) -> Self {
         Self {
             a: Node::new(a_config, Keypair::from_seed(&[1; 32]), [11; 32]),
             b: Node::new(b_config, Keypair::from_seed(&[2; 32]), [22; 32]),
@@ -239,7 +239,7 @@ fn store_echoing_no_valid_token_is_refused() {
 
 #[test]
 fn diffie_hellman_budget_caps_work_for_packets_from_fresh_identities() {
-    let config = Config {
+    let config = NodeConfig {
         dh_per_sec: 5,
         ip_packets_per_sec: 10_000,
         ip_burst: 10_000,
@@ -278,7 +278,7 @@ fn diffie_hellman_budget_caps_work_for_packets_from_fresh_identities() {
 
 #[test]
 fn per_ip_rate_limit_drops_a_flood_before_any_work() {
-    let config = Config {
+    let config = NodeConfig {
         ip_packets_per_sec: 10,
         ip_burst: 10,
         ..server_config()
@@ -298,7 +298,7 @@ fn per_ip_rate_limit_drops_a_flood_before_any_work() {
 
 #[test]
 fn every_response_reports_the_address_seen_and_clients_stay_out_of_tables() {
-    let client = Config {
+    let client = NodeConfig {
         server: false,
         ..server_config()
     };

@@ -14,7 +14,7 @@ use carrier_dht::id::Keypair;
 use carrier_dht::message::{Message, ProbeNonce, Request, RequestBody, Response, ResponseBody};
 use carrier_dht::packet::{open, seal, Header, KeyAgreement, NONCE_BYTES};
 use carrier_dht::{
-    Config, Contact, Event, NatMapping, Node, Now, Path, PublicAddr, PublicPort, Reachability,
+    Contact, Event, NatMapping, Node, NodeConfig, Now, Path, PublicAddr, PublicPort, Reachability,
     Refusal, Standing, Token,
 };
 
@@ -46,6 +46,8 @@ struct Host {
     local: SocketAddr,
     router: Option<Router>,
     events: Vec<Standing>,
+    /// Observed addresses as the core reported them.
+    observed: Vec<SocketAddr>,
 }
 
 struct Net {
@@ -57,15 +59,15 @@ struct Net {
     txid: u64,
 }
 
-fn config(server: bool) -> Config {
-    Config {
+fn config(server: bool) -> NodeConfig {
+    NodeConfig {
         server,
         key_agreement: KeyAgreement::Simulated,
         max_per_subnet: None,
         probe_retry: Duration::from_secs(1),
         probe_timeout: Duration::from_secs(3),
         probe_interval: Duration::from_secs(60),
-        ..Config::default()
+        ..NodeConfig::default()
     }
 }
 
@@ -114,7 +116,7 @@ impl Net {
         self.add(config(false), local, Some(router))
     }
 
-    fn add(&mut self, config: Config, local: SocketAddr, router: Option<Router>) -> usize {
+    fn add(&mut self, config: NodeConfig, local: SocketAddr, router: Option<Router>) -> usize {
         let i = self.hosts.len();
         let seed = [i as u8 + 1; 32];
         self.hosts.push(Host {
@@ -122,6 +124,7 @@ impl Net {
             local,
             router,
             events: Vec::new(),
+            observed: Vec::new(),
         });
         i
     }
@@ -194,8 +197,10 @@ impl Net {
                     }
                 }
                 while let Some(event) = self.hosts[i].node.poll_event() {
-                    if let Event::Standing(standing) = event {
-                        self.hosts[i].events.push(standing);
+                    match event {
+                        Event::Standing(standing) => self.hosts[i].events.push(standing),
+                        Event::ObservedAddr(addr) => self.hosts[i].observed.push(addr),
+                        _ => {}
                     }
                 }
             }
@@ -296,6 +301,10 @@ fn a_node_behind_a_cone_nat_sees_one_public_port_and_stays_a_client() {
         .events
         .iter()
         .any(|s| s.reachability == Reachability::Unreachable));
+    // The core reports the observed address once per change.
+    let observed = &net.hosts[a].observed;
+    assert_eq!(observed.last().copied(), public.socket_addr());
+    assert!(observed.windows(2).all(|w| w[0] != w[1]));
 }
 
 #[test]
@@ -386,7 +395,7 @@ fn a_client_by_configuration_never_probes() {
     let mut net = network_of_servers(16);
     let a = net.public(false);
     net.hosts[a].node = Node::new(
-        Config {
+        NodeConfig {
             detect_reachability: false,
             ..config(false)
         },

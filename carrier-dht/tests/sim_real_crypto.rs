@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use carrier_dht::sim::{run_scenario, Scenario, SimConfig, Simulation};
 use carrier_dht::{
-    Config, KeyAgreement, MutableValue, PeerRecord, QueryOutcome, Refusal, Value, K,
+    KeyAgreement, MutableValue, NodeConfig, PeerRecord, QueryOutcome, Refusal, Value, K,
 };
 
 fn outcome(sim: &mut Simulation, node: usize, id: carrier_dht::QueryId) -> QueryOutcome {
@@ -100,7 +100,7 @@ fn gets_succeed_under_five_percent_loss() {
 
 #[test]
 fn storers_republish_so_replicas_recover_after_churn() {
-    let node = Config {
+    let node = NodeConfig {
         republish_interval: Duration::from_secs(60),
         ..SimConfig::default().node
     };

@@ -187,3 +187,58 @@ async fn the_conditioner_drops_and_delays() {
     assert_eq!(b.recv_carrier().await.unwrap().data, vec![0x09]);
     assert!(t0.elapsed() >= Duration::from_millis(200));
 }
+
+/// Lets everything pass, so the QUIC side routes what it reads through the queues.
+struct PassAll;
+impl carrier_dht::socket::Conditioner for PassAll {
+    fn outgoing(&self, _to: std::net::SocketAddr, _d: &[u8]) -> carrier_dht::socket::Fate {
+        carrier_dht::socket::Fate::Pass
+    }
+    fn incoming(&self, _f: std::net::SocketAddr, _d: &[u8]) -> carrier_dht::socket::Fate {
+        carrier_dht::socket::Fate::Pass
+    }
+}
+
+#[tokio::test]
+async fn handed_over_counts_only_what_the_dht_side_queued_for_quic() {
+    use carrier_dht::socket::QUEUE_CAPACITY;
+    let a = NodeSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let b = NodeSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let to = b.local_addr().unwrap();
+    // Only the DHT side reads: the QUIC queue fills, and what does not fit is dropped, not
+    // handed over.
+    // The reader runs beside the sender, so the OS buffer never overflows.
+    let reader = tokio::spawn({
+        let b = b.clone();
+        async move { b.recv_carrier().await.unwrap() }
+    });
+    let extra = 6;
+    for i in 0..QUEUE_CAPACITY + extra {
+        a.send(to, &[0x41, (i % 251) as u8]).await.unwrap();
+        if i % 32 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    a.send(to, &[0x01, 0xff]).await.unwrap();
+    let last = tokio::time::timeout(Duration::from_secs(5), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.data, vec![0x01, 0xff]);
+    let stats = b.stats();
+    assert_eq!(stats.quic_handed_over, QUEUE_CAPACITY as u64);
+    assert_eq!(stats.quic_received, QUEUE_CAPACITY as u64);
+    assert_eq!(stats.dropped, extra as u64);
+
+    // The QUIC side reads a datagram itself (through the queue, as with a conditioner): that
+    // is not a hand-over.
+    let c = NodeSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    c.set_conditioner(Some(std::sync::Arc::new(PassAll)));
+    a.send(c.local_addr().unwrap(), &[0x42, 8]).await.unwrap();
+    let quic = tokio::time::timeout(Duration::from_secs(5), quic_recv(&c))
+        .await
+        .unwrap();
+    assert_eq!(quic, vec![vec![0x42, 8]]);
+    let stats = c.stats();
+    assert_eq!((stats.quic_received, stats.quic_handed_over), (1, 0));
+}

@@ -235,6 +235,23 @@ async fn a_silent_bootstrap_node_fails_the_bootstrap() {
     ));
 }
 
+#[tokio::test]
+async fn shutdown_releases_the_database_for_an_immediate_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("node");
+    let node = Dht::bind(config(63, Some(data.clone()))).await.unwrap();
+    let id = node.id();
+    // A clone still alive elsewhere (as the layers above keep one) must not keep the
+    // database open once shutdown returns.
+    let other = node.clone();
+    node.shutdown().await.unwrap();
+    assert!(other.store().is_none());
+    let again = Dht::bind(config(63, Some(data.clone()))).await.unwrap();
+    assert_eq!(again.id(), id, "the same key file");
+    again.shutdown().await.unwrap();
+    drop(other);
+}
+
 fn unix_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

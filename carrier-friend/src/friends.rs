@@ -413,7 +413,7 @@ impl Friends {
         dht: Dht,
         config: FriendsConfig,
     ) -> Result<(Friends, FriendEvents), FriendError> {
-        let store = dht.store().cloned().ok_or(FriendError::NoStore)?;
+        let store = dht.store().ok_or(FriendError::NoStore)?;
         state::ensure_schema(&store).await?;
         let oldest = unix_ms() / 1000 - config.seen_retention.as_secs().min(unix_ms() / 1000);
         store

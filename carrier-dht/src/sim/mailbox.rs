@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use carrier_id::CarrierId;
 
-use crate::event::{QueryId, QueryOutcome};
-use crate::key::Key;
 use crate::mailbox::{Letter, MailboxKind};
-use crate::message::K;
+use crate::node::event::{QueryId, QueryOutcome};
 use crate::sim::network::{SimConfig, Simulation};
+use crate::wire::key::Key;
+use crate::wire::message::K;
 
 /// What [`run_mailbox_scenario`] does.
 #[derive(Clone, Debug)]
@@ -108,15 +108,13 @@ fn deposit_all(
         let Some(done) = sim.take_result(sender, id) else {
             continue;
         };
-        if let QueryOutcome::MailboxStored { acks, .. } = done.outcome {
-            if !acks.is_empty() && acks.iter().all(|(_, n)| *n > 0) {
-                stored.push(Sent {
-                    recipient,
-                    bytes,
-                    sender: from,
-                    mailbox,
-                });
-            }
+        if done.outcome.every_item_stored().is_ok() {
+            stored.push(Sent {
+                recipient,
+                bytes,
+                sender: from,
+                mailbox,
+            });
         }
     }
     stored
@@ -126,14 +124,12 @@ fn deposit_all(
 fn fetch_all(sim: &mut Simulation, recipients: &[usize]) -> HashMap<usize, Vec<Letter>> {
     let mut started = Vec::new();
     for &recipient in recipients {
-        let keys = {
-            let node = sim.node(recipient);
-            node.own_mailboxes(sim.now(), MailboxKind::Messages)
-        };
-        for key in keys {
-            if let Some(id) = sim.start(recipient, |node, now| node.fetch_mailbox(now, key).ok()) {
-                started.push((recipient, id, key));
-            }
+        let fetches = sim.start_all(recipient, |node, now| {
+            node.fetch_own_mailboxes(now, MailboxKind::Messages)
+                .unwrap_or_default()
+        });
+        for (key, id) in fetches {
+            started.push((recipient, id, key));
         }
         sim.run_for(Duration::from_millis(2));
     }

@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use carrier_id::Keypair;
 
-use crate::config::Config;
-use crate::event::{Event, QueryFinished, QueryId, QueryOutcome};
-use crate::key::{Distance, Key};
-use crate::message::Contact;
+use crate::node::config::NodeConfig;
+use crate::node::event::{Event, QueryFinished, QueryId, QueryOutcome};
 use crate::node::Node;
-use crate::packet::KeyAgreement;
-use crate::path::Path;
-use crate::record::Value;
-use crate::time::Now;
+use crate::wire::key::{Distance, Key};
+use crate::wire::message::Contact;
+use crate::wire::packet::KeyAgreement;
+use crate::wire::path::Path;
+use crate::wire::record::Value;
+use crate::wire::time::Now;
 
 /// Unix time at which every simulation starts (2026-01-01), so runs are reproducible.
 const SIM_EPOCH_UNIX_MS: u64 = 1_767_225_600_000;
@@ -40,19 +40,19 @@ pub struct SimConfig {
     /// Real key agreement (slow: X25519 per pair) or the stand-in.
     pub key_agreement: KeyAgreement,
     /// Settings of every node; `server` and `key_agreement` are overridden.
-    pub node: Config,
+    pub node: NodeConfig,
 }
 
 impl Default for SimConfig {
     fn default() -> Self {
-        let node = Config {
+        let node = NodeConfig {
             // Simulated memory matters at 10,000 nodes; these caps still exceed what a node
             // uses in the simulation.
             pair_key_cache_entries: 512,
             replay_cache_entries: 8_192,
             rate_limit_entries: 1_024,
             rtt_entries: 512,
-            ..Config::default()
+            ..NodeConfig::default()
         };
         Self {
             nodes: 100,
@@ -481,6 +481,21 @@ impl Simulation {
         self.awaiting.insert((index, id));
         self.flush(index);
         Some(id)
+    }
+
+    /// Starts several queries on node `index` at once, as [`Simulation::start`] does one;
+    /// each comes back with the tag `command` gave it.
+    pub fn start_all<T, F>(&mut self, index: usize, command: F) -> Vec<(T, QueryId)>
+    where
+        F: FnOnce(&mut Node, Now) -> Vec<(T, QueryId)>,
+    {
+        let now = self.now();
+        let started = command(&mut self.nodes[index].node, now);
+        for (_, id) in &started {
+            self.awaiting.insert((index, *id));
+        }
+        self.flush(index);
+        started
     }
 
     /// The result of a finished query, taken out of the simulation.

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use crate::event::QueryOutcome;
-use crate::key::Key;
-use crate::message::K;
-use crate::packet::KeyAgreement;
-use crate::record::Value;
+use crate::node::event::QueryOutcome;
 use crate::sim::network::{SimConfig, Simulation};
+use crate::wire::key::Key;
+use crate::wire::message::K;
+use crate::wire::packet::KeyAgreement;
+use crate::wire::record::Value;
 
 /// What [`run_scenario`] does.
 #[derive(Clone, Debug)]
