@@ -142,6 +142,16 @@ async fn two_daemons_become_friends_through_the_cli_and_watch_shows_each_step() 
     bob.stop().await;
 }
 
+/// Runs a command that the node must refuse: the refusal's kind and the stderr.
+async fn refused(daemon: &Daemon, args: &[&str]) -> (String, String) {
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let (code, out, err) = daemon.cli(&with_json).await;
+    assert_eq!(code, 1, "{args:?}: {out}{err}");
+    let reply: Value = serde_json::from_str(out.trim()).unwrap();
+    (reply["error"]["kind"].as_str().unwrap().to_string(), err)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
@@ -194,27 +204,16 @@ async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
     assert_eq!(alice.cli_json(&["id"]).await["id"], alice.id.as_str());
 
     // The node's refusals: exit 1, a kind for scripts, what to do for people.
-    let refused = |args: &'static [&'static str]| {
-        let alice = &alice;
-        async move {
-            let mut with_json = args.to_vec();
-            with_json.push("--json");
-            let (code, out, err) = alice.cli(&with_json).await;
-            assert_eq!(code, 1, "{args:?}: {out}{err}");
-            let reply: Value = serde_json::from_str(out.trim()).unwrap();
-            (reply["error"]["kind"].as_str().unwrap().to_string(), err)
-        }
-    };
-    let (kind, err) = refused(&["friend", "add", "not-an-address", "hi"]).await;
+    let (kind, err) = refused(&alice, &["friend", "add", "not-an-address", "hi"]).await;
     assert_eq!(kind, "invalid_address");
     assert!(err.contains("`carrier address`"), "{err}");
-    let (kind, err) = refused(&["friend", "remove", "nobody"]).await;
+    let (kind, err) = refused(&alice, &["friend", "remove", "nobody"]).await;
     assert_eq!(kind, "unknown_friend");
     assert!(err.contains("see `carrier friend list`"), "{err}");
-    let (kind, _) = refused(&["friend", "accept", "nobody"]).await;
+    let (kind, _) = refused(&alice, &["friend", "accept", "nobody"]).await;
     assert_eq!(kind, "unknown_friend");
     let stranger = "11111111111111111111111111111111";
-    let (kind, _) = refused(&["friend", "label", stranger, "x"]).await;
+    let (kind, _) = refused(&alice, &["friend", "label", stranger, "x"]).await;
     assert_eq!(kind, "unknown_friend", "a valid ID that is no friend");
     let own = alice.address.clone();
     let (code, out, _) = alice.cli(&["friend", "add", &own, "me", "--json"]).await;

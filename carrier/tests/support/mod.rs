@@ -14,20 +14,20 @@ use tokio::net::UnixStream;
 use tokio::process::{Child, ChildStdout, Command};
 
 /// The program under test.
-pub const PROGRAM: &str = env!("CARGO_BIN_EXE_carrier");
+pub(crate) const PROGRAM: &str = env!("CARGO_BIN_EXE_carrier");
 
 /// How long anything may take before the test fails.
-pub const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A child process, SIGKILLed when dropped.
-pub struct Process {
-    pub child: Child,
-    pub stdout: Lines<BufReader<ChildStdout>>,
+pub(crate) struct Process {
+    pub(crate) child: Child,
+    pub(crate) stdout: Lines<BufReader<ChildStdout>>,
 }
 
 impl Process {
     /// The next line on its stdout.
-    pub async fn line(&mut self) -> String {
+    pub(crate) async fn line(&mut self) -> String {
         tokio::time::timeout(PATIENCE, self.stdout.next_line())
             .await
             .expect("the program printed nothing in time")
@@ -36,7 +36,7 @@ impl Process {
     }
 
     /// SIGKILL, no goodbye.
-    pub async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         self.child.kill().await.unwrap();
     }
 }
@@ -63,7 +63,7 @@ fn spawn(args: &[&str], data: &Path, log: Option<PathBuf>) -> Process {
 }
 
 /// A bootstrap node (`carrier node`) on `ip`; it and its contact `ID@address`.
-pub async fn bootstrap_node(data: &Path, ip: [u8; 4]) -> (Process, String) {
+pub(crate) async fn bootstrap_node(data: &Path, ip: [u8; 4]) -> (Process, String) {
     let listen = SocketAddr::from((ip, 0)).to_string();
     let mut node = spawn(&["node", "--listen", &listen], data, None);
     let contact = node.line().await;
@@ -71,19 +71,19 @@ pub async fn bootstrap_node(data: &Path, ip: [u8; 4]) -> (Process, String) {
 }
 
 /// A running `carrier daemon`.
-pub struct Daemon {
-    pub process: Process,
-    pub data: PathBuf,
+pub(crate) struct Daemon {
+    pub(crate) process: Process,
+    pub(crate) data: PathBuf,
     /// Its DHT contact, `ID@address`.
-    pub contact: String,
-    pub id: String,
-    pub address: String,
+    pub(crate) contact: String,
+    pub(crate) id: String,
+    pub(crate) address: String,
 }
 
 impl Daemon {
     /// Starts a daemon on `data`, bound to `ip`, joining through `seed`, with the short test
     /// intervals; returns once it serves. Its log goes to `data` + `.log`.
-    pub async fn start(data: &Path, ip: [u8; 4], seed: &str) -> Daemon {
+    pub(crate) async fn start(data: &Path, ip: [u8; 4], seed: &str) -> Daemon {
         let listen = SocketAddr::from((ip, 0)).to_string();
         let log = data.with_extension("log");
         let mut process = spawn(
@@ -113,12 +113,12 @@ impl Daemon {
     }
 
     /// Runs `carrier ARGS --data DIR`: exit code, stdout, stderr.
-    pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) async fn cli(&self, args: &[&str]) -> (i32, String, String) {
         cli(&self.data, args).await
     }
 
     /// Runs `carrier ARGS --json --data DIR`, which must succeed: the result.
-    pub async fn cli_json(&self, args: &[&str]) -> Value {
+    pub(crate) async fn cli_json(&self, args: &[&str]) -> Value {
         let mut with_json = args.to_vec();
         with_json.push("--json");
         let (code, stdout, stderr) = cli(&self.data, &with_json).await;
@@ -127,14 +127,14 @@ impl Daemon {
     }
 
     /// A control-socket connection that watches events, those since the start first.
-    pub async fn control(&self) -> Control {
+    pub(crate) async fn control(&self) -> Control {
         let mut control = Control::connect(&self.data).await;
         control.ok("watch", json!({ "replay": true })).await;
         control
     }
 
     /// Stops it through the control socket and waits for a clean exit.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let mut control = Control::connect(&self.data).await;
         control.ok("stop", json!({})).await;
         let status = tokio::time::timeout(PATIENCE, self.process.child.wait())
@@ -145,13 +145,13 @@ impl Daemon {
     }
 
     /// SIGKILL, no goodbye.
-    pub async fn kill(self) {
+    pub(crate) async fn kill(self) {
         self.process.kill().await;
     }
 }
 
 /// Runs `carrier ARGS --data DIR` to its end: exit code, stdout, stderr.
-pub async fn cli(data: &Path, args: &[&str]) -> (i32, String, String) {
+pub(crate) async fn cli(data: &Path, args: &[&str]) -> (i32, String, String) {
     let run = Command::new(PROGRAM)
         .args(args)
         .arg("--data")
@@ -171,16 +171,16 @@ pub async fn cli(data: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// One raw connection to a daemon's control socket.
-pub struct Control {
-    pub reader: Lines<BufReader<OwnedReadHalf>>,
-    pub writer: OwnedWriteHalf,
+pub(crate) struct Control {
+    pub(crate) reader: Lines<BufReader<OwnedReadHalf>>,
+    pub(crate) writer: OwnedWriteHalf,
     next_id: u64,
     /// Every event seen so far on this connection.
-    pub events: Vec<Value>,
+    pub(crate) events: Vec<Value>,
 }
 
 impl Control {
-    pub async fn connect(data: &Path) -> Control {
+    pub(crate) async fn connect(data: &Path) -> Control {
         let stream = UnixStream::connect(data.join("control.sock"))
             .await
             .unwrap();
@@ -194,7 +194,7 @@ impl Control {
     }
 
     /// The next line the daemon sends; `None` when it closed the connection.
-    pub async fn next(&mut self) -> Option<Value> {
+    pub(crate) async fn next(&mut self) -> Option<Value> {
         let line = tokio::time::timeout(PATIENCE, self.reader.next_line())
             .await
             .expect("the daemon said nothing in time")
@@ -205,7 +205,7 @@ impl Control {
 
     /// Sends a request (`args` an object of its arguments); its whole reply. Events that come
     /// before it are kept.
-    pub async fn send(&mut self, request: &str, args: Value) -> Value {
+    pub(crate) async fn send(&mut self, request: &str, args: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         let mut line = args;
@@ -227,21 +227,21 @@ impl Control {
     }
 
     /// Sends a request that must succeed; its result.
-    pub async fn ok(&mut self, request: &str, args: Value) -> Value {
+    pub(crate) async fn ok(&mut self, request: &str, args: Value) -> Value {
         let reply = self.send(request, args).await;
         assert_eq!(reply["ok"], json!(true), "{request}: {reply}");
         reply["result"].clone()
     }
 
     /// Sends a request that must be refused; the error's kind.
-    pub async fn refused(&mut self, request: &str, args: Value) -> String {
+    pub(crate) async fn refused(&mut self, request: &str, args: Value) -> String {
         let reply = self.send(request, args).await;
         assert_eq!(reply["ok"], json!(false), "{request}: {reply}");
         reply["error"]["kind"].as_str().unwrap().to_string()
     }
 
     /// Events so far named `event` about `friend` (`from` for requests).
-    pub fn count(&self, event: &str, friend: &str) -> usize {
+    pub(crate) fn count(&self, event: &str, friend: &str) -> usize {
         self.events
             .iter()
             .filter(|e| e["event"] == event && (e["friend"] == friend || e["from"] == friend))
@@ -250,7 +250,7 @@ impl Control {
 
     /// Waits, reading events as they come, until `n` events named `event` about `friend`
     /// arrived on this connection.
-    pub async fn events_at_least(&mut self, event: &str, friend: &str, n: usize) {
+    pub(crate) async fn events_at_least(&mut self, event: &str, friend: &str, n: usize) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while self.count(event, friend) < n {
             let line = tokio::time::timeout_at(deadline, self.reader.next_line())
@@ -265,12 +265,12 @@ impl Control {
     }
 
     /// Waits for one `event` about `friend`.
-    pub async fn event(&mut self, event: &str, friend: &str) {
+    pub(crate) async fn event(&mut self, event: &str, friend: &str) {
         self.events_at_least(event, friend, 1).await;
     }
 
     /// Sends `request` every 100 ms until its result satisfies `done`; the result.
-    pub async fn until(
+    pub(crate) async fn until(
         &mut self,
         request: &str,
         args: Value,
@@ -292,7 +292,7 @@ impl Control {
 }
 
 /// The IDs in a list of friend entries (`friend_list`'s `friends`) or of strings.
-pub fn ids(list: &Value) -> std::collections::BTreeSet<String> {
+pub(crate) fn ids(list: &Value) -> std::collections::BTreeSet<String> {
     list.as_array()
         .unwrap()
         .iter()
