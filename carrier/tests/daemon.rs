@@ -114,7 +114,17 @@ async fn two_daemons_become_friends_through_the_cli_and_watch_shows_each_step() 
     assert_eq!(changed["info"]["description"], "back soon");
     assert_eq!(bob.cli_json(&["info"]).await["info"]["name"], "Bob");
 
-    // Status: online, with contacts and a friend online.
+    // Status: online, with contacts and a friend online; the change to online was an event.
+    let mut control = alice.control().await;
+    control.ok("id", json!({})).await;
+    assert!(
+        control
+            .events
+            .iter()
+            .any(|e| e["event"] == "connection" && e["status"] == "online"),
+        "{:?}",
+        control.events
+    );
     let status = alice.cli_json(&["status"]).await;
     assert_eq!(status["connection"], "online", "{status}");
     assert!(status["dht_contacts"].as_u64().unwrap() > 0, "{status}");
@@ -212,9 +222,25 @@ async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
     assert!(err.contains("see `carrier friend list`"), "{err}");
     let (kind, _) = refused(&alice, &["friend", "accept", "nobody"]).await;
     assert_eq!(kind, "unknown_friend");
-    let stranger = "11111111111111111111111111111111";
+    let stranger = carrier::id::Keypair::from_seed(&[9; 32]).id().to_string();
+    let stranger = stranger.as_str();
     let (kind, _) = refused(&alice, &["friend", "label", stranger, "x"]).await;
     assert_eq!(kind, "unknown_friend", "a valid ID that is no friend");
+    let (kind, _) = refused(&alice, &["friend", "refuse", stranger]).await;
+    assert_eq!(kind, "unknown_friend", "no request from that ID");
+
+    // Blocking and unblocking any ID.
+    let (code, out, err) = alice.cli(&["friend", "block", stranger]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("blocked {stranger}")), "{out}");
+    let requests = alice.cli_json(&["friend", "requests"]).await;
+    assert_eq!(requests["blocked"], json!([stranger]));
+    let (code, out, _) = alice.cli(&["friend", "unblock", stranger]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("unblocked {stranger}")), "{out}");
+    let requests = alice.cli_json(&["friend", "requests"]).await;
+    assert_eq!(requests["blocked"], json!([]));
+
     let own = alice.address.clone();
     let (code, out, _) = alice.cli(&["friend", "add", &own, "me", "--json"]).await;
     assert_eq!(code, 1);
