@@ -62,6 +62,12 @@ enum Command {
         /// machine; never for a real network.
         #[arg(long, hide = true)]
         test_timers: bool,
+        /// For the network lab's tests: a DHT client that never checks its reachability.
+        #[arg(long, hide = true)]
+        test_client: bool,
+        /// For tests: seconds between announcements of the peer record.
+        #[arg(long, hide = true, value_name = "SECS")]
+        test_announce_secs: Option<u64>,
     },
     /// Runs a public DHT node (a bootstrap node) until interrupted; prints its contact,
     /// `ID@address`, which others join through.
@@ -115,6 +121,8 @@ fn main() -> ExitCode {
                 listen,
                 bootstrap,
                 test_timers,
+                test_client,
+                test_announce_secs,
             } => {
                 log::init(cli.verbose);
                 let data = required_data(cli.data, "daemon")?;
@@ -123,6 +131,8 @@ fn main() -> ExitCode {
                     listen,
                     bootstrap,
                     test_timers,
+                    test_client,
+                    announce_interval: test_announce_secs.map(std::time::Duration::from_secs),
                 };
                 daemon::run(settings)
                     .await

@@ -41,6 +41,12 @@ pub(crate) struct Settings {
     pub(crate) bootstrap: Vec<BootstrapNode>,
     /// Short intervals for tests on one machine (hidden `--test-timers`).
     pub(crate) test_timers: bool,
+    /// For tests in the network lab: a DHT client that never checks its reachability, where
+    /// `--test-timers` alone makes a server of a loopback network (hidden `--test-client`).
+    pub(crate) test_client: bool,
+    /// For tests: how often the peer record is announced, in place of the settings' interval
+    /// (hidden `--test-announce-secs`).
+    pub(crate) announce_interval: Option<Duration>,
 }
 
 impl Settings {
@@ -75,19 +81,28 @@ impl Settings {
         } else {
             DhtConfig::new(self.listen)
         };
+        let mut config = config;
+        if self.test_client {
+            config.node.server = false;
+            config.node.detect_reachability = false;
+        }
         config
             .with_data_dir(self.data.clone())
             .with_bootstrap(self.bootstrap.clone())
     }
 
     fn friends_config(&self) -> FriendsConfig {
-        if self.test_timers {
+        let mut config = if self.test_timers {
             // TODO(friend layer): the keep-alive interval and the silence limit (today the
             // constants 15 s and 20 s) join `FriendsConfig`; set them short here then.
             FriendsConfig::for_tests()
         } else {
             FriendsConfig::default()
+        };
+        if let Some(interval) = self.announce_interval {
+            config.announce_interval = interval;
         }
+        config
     }
 }
 
@@ -303,8 +318,19 @@ impl DaemonNode {
                         dialled.push(id.to_string());
                     }
                 }
+                // The real address each link runs to (quinn sees only a mapped one).
+                let mut remote = serde_json::Map::new();
+                for id in friends.online() {
+                    if let Some(link) = friends.link(&id) {
+                        let mapped = link.connection().remote_address();
+                        if let Some(path) = friends.links().paths().path(mapped) {
+                            remote.insert(id.to_string(), json!(path.socket_addr().to_string()));
+                        }
+                    }
+                }
                 json!({
                     "count": friends.link_count(),
+                    "remote": remote,
                     "online": friends.online().iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "dialled": dialled,
                 })
