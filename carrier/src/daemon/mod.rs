@@ -3,9 +3,11 @@
 //!
 //! - [`protocol`]: the requests, replies and events, shared with the client commands;
 //! - [`node`]: the node it runs and the answers to requests;
+//! - `events`: what the layers report, as events for watchers and log lines;
 //! - [`server`]: the socket's connections;
 //! - [`status`]: the rule for the node's own connection to the network.
 
+mod events;
 pub(crate) mod node;
 pub(crate) mod protocol;
 mod server;

@@ -5,21 +5,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use carrier::dht::{
-    BootstrapNode, Dht, DhtConfig, DhtError, DhtEvent, NatMapping, PublicPort, Reachability,
-};
-use carrier::friend::{
-    FriendError, FriendEvent, FriendEvents, Friends, FriendsConfig, Presence, UserInfo,
-};
+use carrier::dht::{BootstrapNode, Dht, DhtConfig, DhtError, NatMapping, PublicPort, Reachability};
+use carrier::friend::{FriendError, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use super::events;
 use super::protocol::{
-    ConnectionStatus, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields,
-    OutgoingEntry, PresenceName, Request, Requests, Standing, Status,
+    ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields, OutgoingEntry, PresenceName,
+    Request, Requests, Standing, Status,
 };
 use super::status::SelfConnection;
 
@@ -73,7 +70,7 @@ impl Settings {
     }
 
     fn dht_config(&self) -> DhtConfig {
-        let config = if self.test_timers {
+        let mut config = if self.test_timers {
             // Tests run a whole network on loopback: every node a server, no subnet limit.
             let mut config = DhtConfig::local(self.listen);
             config.query_timeout = Duration::from_secs(10);
@@ -81,7 +78,6 @@ impl Settings {
         } else {
             DhtConfig::new(self.listen)
         };
-        let mut config = config;
         if self.test_client {
             config.node.server = false;
             config.node.detect_reachability = false;
@@ -111,13 +107,13 @@ pub(crate) type Refusal = (ErrorKind, String);
 
 /// The running node, shared by every control connection.
 pub(crate) struct DaemonNode {
-    dht: Dht,
-    friends: Friends,
+    pub(super) dht: Dht,
+    pub(super) friends: Friends,
     events: broadcast::Sender<Event>,
     /// The latest events, sent under this lock so a watcher replays them without a gap.
     history: Mutex<std::collections::VecDeque<Event>>,
-    connection: Mutex<SelfConnection>,
-    auto_accept: AtomicBool,
+    pub(super) connection: Mutex<SelfConnection>,
+    pub(super) auto_accept: AtomicBool,
 }
 
 impl DaemonNode {
@@ -141,9 +137,12 @@ impl DaemonNode {
             connection: Mutex::new(SelfConnection::new(live_window)),
             auto_accept: AtomicBool::new(false),
         });
-        tokio::spawn(pump_friend_events(Arc::downgrade(&node), friend_events));
-        tokio::spawn(watch_dht(Arc::downgrade(&node), node.dht.events()));
-        tokio::spawn(watch_connection(Arc::downgrade(&node), tick));
+        tokio::spawn(events::pump_friend_events(
+            Arc::downgrade(&node),
+            friend_events,
+        ));
+        tokio::spawn(events::watch_dht(Arc::downgrade(&node), node.dht.events()));
+        tokio::spawn(events::watch_connection(Arc::downgrade(&node), tick));
         Ok(node)
     }
 
@@ -167,7 +166,7 @@ impl DaemonNode {
         }
     }
 
-    fn send(&self, event: Event) {
+    pub(super) fn send(&self, event: Event) {
         let mut history = lock(&self.history);
         if history.len() == EVENT_HISTORY {
             history.pop_front();
@@ -425,7 +424,7 @@ fn parse_id(name: &str) -> Result<CarrierId, Refusal> {
     })
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // The guarded state is a plain value, whole after any panic.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -473,118 +472,6 @@ async fn join(dht: &Dht, settings: &Settings) {
     });
 }
 
-/// Turns the friend layer's events into protocol events (accepting requests first when
-/// auto-accept is on), and logs them.
-async fn pump_friend_events(node: std::sync::Weak<DaemonNode>, mut events: FriendEvents) {
-    while let Some(event) = events.recv().await {
-        let Some(node) = node.upgrade() else {
-            return;
-        };
-        let event = match event {
-            FriendEvent::Request(request) => {
-                tracing::info!(from = %request.from, "friend request");
-                node.send(Event::Request {
-                    from: request.from.to_string(),
-                    hello: String::from_utf8_lossy(&request.hello).into_owned(),
-                    info: info(&request.info),
-                });
-                if node.auto_accept.load(Ordering::SeqCst) {
-                    if let Err(e) = node.friends.accept_friend(&request.from).await {
-                        tracing::warn!(from = %request.from, "auto-accept failed: {e}");
-                    }
-                }
-                continue;
-            }
-            FriendEvent::Added(id) => Event::Added {
-                friend: id.to_string(),
-            },
-            FriendEvent::Removed(id) => Event::Removed {
-                friend: id.to_string(),
-            },
-            FriendEvent::Connected(id) => Event::Connected {
-                friend: id.to_string(),
-            },
-            FriendEvent::Disconnected(id) => Event::Disconnected {
-                friend: id.to_string(),
-            },
-            FriendEvent::PresenceChanged(id, presence) => Event::Presence {
-                friend: id.to_string(),
-                presence: presence_name(presence),
-            },
-            FriendEvent::InfoChanged(id, new) => Event::Info {
-                friend: id.to_string(),
-                info: info(&new),
-            },
-            other => {
-                tracing::debug!("friend event not reported: {other:?}");
-                continue;
-            }
-        };
-        tracing::info!("{}", serde_json::to_string(&event).unwrap_or_default());
-        node.send(event);
-    }
-}
-
-/// Reports and logs where the node stands whenever it changes.
-async fn watch_dht(node: std::sync::Weak<DaemonNode>, mut events: broadcast::Receiver<DhtEvent>) {
-    loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        let Some(node) = node.upgrade() else {
-            return;
-        };
-        match event {
-            DhtEvent::Standing(_) => {
-                let standing = standing(&node.dht);
-                tracing::info!(
-                    public_address = standing.public_address.as_deref().unwrap_or("unknown"),
-                    nat = %standing.nat,
-                    reachability = %standing.reachability,
-                    server = standing.server,
-                    "standing"
-                );
-                node.send(Event::Standing(standing));
-            }
-            DhtEvent::ObservedAddr(addr) => tracing::info!(%addr, "peers see this node at"),
-            DhtEvent::Bootstrapped { routing_entries } => {
-                tracing::debug!(routing_entries, "bootstrapped")
-            }
-            _ => {}
-        }
-    }
-}
-
-/// Feeds the self-connection rule with the DHT's most recently heard contact.
-async fn watch_connection(node: std::sync::Weak<DaemonNode>, tick: Duration) {
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let Some(node) = node.upgrade() else {
-            return;
-        };
-        let last_heard = node.dht.with_node(|core| {
-            core.routing_table()
-                .entries()
-                .map(|entry| entry.last_seen)
-                .max()
-        });
-        let changed = lock(&node.connection).observe(Instant::now(), last_heard);
-        if let Some(status) = changed {
-            match status {
-                ConnectionStatus::Online => tracing::info!("online: DHT contacts answer"),
-                ConnectionStatus::Offline => {
-                    tracing::warn!("offline: no DHT contact answers")
-                }
-            }
-            node.send(Event::Connection { status });
-        }
-    }
-}
-
 /// Where the DHT node stands, in the protocol's words.
 pub(crate) fn standing(dht: &Dht) -> Standing {
     let standing = dht.standing();
@@ -612,7 +499,7 @@ pub(crate) fn standing(dht: &Dht) -> Standing {
     }
 }
 
-fn presence_name(presence: Presence) -> PresenceName {
+pub(super) fn presence_name(presence: Presence) -> PresenceName {
     match presence {
         Presence::None => PresenceName::None,
         Presence::Away => PresenceName::Away,
@@ -620,7 +507,7 @@ fn presence_name(presence: Presence) -> PresenceName {
     }
 }
 
-fn info(info: &UserInfo) -> Info {
+pub(super) fn info(info: &UserInfo) -> Info {
     Info {
         name: info.name().into(),
         description: info.description().into(),
