@@ -1,28 +1,85 @@
 //! The `carrier` program.
 //!
+//! - `carrier daemon` runs a node of one's own on a data directory and serves its control
+//!   socket; the client commands (`carrier id`, `carrier friend add`, `carrier watch`, …) drive
+//!   it (see docs/CONTROL.md);
+//! - `carrier node` runs a public DHT node, the bootstrap node operators give their users;
 //! - `carrier demo` runs a whole Carrier network on this machine (loopback only) and shows two
-//!   friends meeting, linking up, and catching up after one was offline;
-//! - `carrier node` runs a public DHT node, the bootstrap node operators give their users.
+//!   friends meeting, linking up, and catching up after one was offline.
+//!
+//! Exit codes: 0 success, 1 refused by the node (or failed), 2 usage, 3 no daemon.
 
+mod cli;
+mod daemon;
 mod demo;
+mod log;
+mod node;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use carrier::dht::{BootstrapNode, Dht, DhtConfig};
+use carrier::dht::BootstrapNode;
 use clap::{Parser, Subcommand};
+
+use cli::{ClientCommand, Failure};
 
 /// Carrier: a decentralized, end-to-end encrypted peer-to-peer platform.
 #[derive(Parser)]
-#[command(name = "carrier", version)]
+#[command(
+    name = "carrier",
+    version,
+    after_help = "Exit codes: 0 success, 1 refused by the node, 2 usage, 3 no daemon."
+)]
 struct Cli {
+    /// The node's data directory (default: the environment variable CARRIER_DATA).
+    #[arg(long, global = true, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Prints results as JSON (one line), for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output from `daemon` and `node` (`-vv` for all); RUST_LOG overrides it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Runs a node (DHT and friends) on its data directory until stopped, and serves its
+    /// control socket DIR/control.sock for the other commands. Prints its DHT contact,
+    /// `ID@address`, once it serves.
+    Daemon {
+        /// Where to bind its UDP socket.
+        #[arg(long, default_value = "[::]:0")]
+        listen: SocketAddr,
+        /// A node to join through, `ID@host:port`; repeat for several. A node with saved
+        /// contacts rejoins through those when none is given.
+        #[arg(long = "bootstrap", value_name = "ID@HOST:PORT")]
+        bootstrap: Vec<BootstrapNode>,
+        /// Intervals of fractions of a second and loopback-network settings, for tests on one
+        /// machine; never for a real network.
+        #[arg(long, hide = true)]
+        test_timers: bool,
+        /// For the network lab's tests: a DHT client that never checks its reachability.
+        #[arg(long, hide = true)]
+        test_client: bool,
+        /// For tests: seconds between announcements of the peer record.
+        #[arg(long, hide = true, value_name = "SECS")]
+        test_announce_secs: Option<u64>,
+    },
+    /// Runs a public DHT node (a bootstrap node) until interrupted; prints its contact,
+    /// `ID@address`, which others join through.
+    Node {
+        /// Where to bind its UDP socket, e.g. `0.0.0.0:33445` or `[::]:33445`.
+        #[arg(long, alias = "bind")]
+        listen: SocketAddr,
+        /// A node to join through, `ID@host:port`; repeat for several. A node with saved
+        /// contacts rejoins through those when none is given.
+        #[arg(long = "bootstrap", value_name = "ID@HOST:PORT")]
+        bootstrap: Vec<BootstrapNode>,
+    },
     /// Runs a small Carrier network on this machine (127.0.0.1 only) and shows two friends
     /// meeting: a friend request, the accept, their encrypted link, presence, and a profile
     /// change that reaches a friend who was offline.
@@ -31,20 +88,8 @@ enum Command {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..))]
         servers: u8,
     },
-    /// Runs a public DHT node (a bootstrap node) until interrupted; prints its contact,
-    /// `ID@address`, which others join through.
-    Node {
-        /// Where to bind its UDP socket, e.g. `0.0.0.0:33445` or `[::]:33445`.
-        #[arg(long)]
-        bind: SocketAddr,
-        /// Its data directory: key, routing table, stored values and mailboxes.
-        #[arg(long)]
-        data: PathBuf,
-        /// A node to join through, `ID@host:port`; repeat for several. A node with saved
-        /// contacts rejoins through those when none is given.
-        #[arg(long = "bootstrap")]
-        bootstrap: Vec<BootstrapNode>,
-    },
+    #[command(flatten)]
+    Client(ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -59,48 +104,69 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json = cli.json;
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Demo { servers } => demo::run(servers).await,
-            Command::Node {
-                bind,
-                data,
+            Command::Demo { servers } => demo::run(servers)
+                .await
+                .map_err(|e| Failure::Failed(e.to_string())),
+            Command::Node { listen, bootstrap } => {
+                log::init(cli.verbose);
+                let data = required_data(cli.data, "node")?;
+                node::run(listen, data, bootstrap)
+                    .await
+                    .map_err(Failure::Failed)
+            }
+            Command::Daemon {
+                listen,
                 bootstrap,
-            } => node(bind, data, bootstrap).await,
+                test_timers,
+                test_client,
+                test_announce_secs,
+            } => {
+                log::init(cli.verbose);
+                let data = required_data(cli.data, "daemon")?;
+                let settings = daemon::node::Settings {
+                    data,
+                    listen,
+                    bootstrap,
+                    test_timers,
+                    test_client,
+                    announce_interval: test_announce_secs.map(std::time::Duration::from_secs),
+                };
+                daemon::run(settings)
+                    .await
+                    .map_err(|e| Failure::Failed(e.to_string()))
+            }
+            Command::Client(command) => cli::run(command, cli.data, json).await,
         }
     });
+    // Stop what is left (a watch's reader, say) without waiting for it.
+    runtime.shutdown_background();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("carrier: {e}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("carrier: {}", failure.message());
+            if json {
+                if let Failure::Refused(body) = &failure {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "error": { "kind": body.kind, "message": body.message } })
+                    );
+                }
+            }
+            ExitCode::from(failure.exit_code())
         }
     }
 }
 
-/// A public DHT node: a server from the start, persistent in `data`.
-async fn node(
-    bind: SocketAddr,
-    data: PathBuf,
-    bootstrap: Vec<BootstrapNode>,
-) -> Result<(), demo::Error> {
-    let joins = !bootstrap.is_empty();
-    let mut config = DhtConfig {
-        bind,
-        data_dir: Some(data),
-        bootstrap,
-        ..DhtConfig::default()
-    };
-    config.node.server = true;
-    let dht = Dht::bind(config).await?;
-    if joins {
-        let contacts = dht.bootstrap().await?;
-        eprintln!("joined the network: {contacts} contacts");
-    }
-    // The contact line comes first on stdout, so scripts can read it.
-    println!("{}@{}", dht.id(), dht.local_addr());
-    tokio::signal::ctrl_c().await?;
-    eprintln!("stopping");
-    dht.shutdown().await?;
-    Ok(())
+/// The data directory a node needs: `--data`, else `CARRIER_DATA`.
+fn required_data(flag: Option<PathBuf>, command: &str) -> Result<PathBuf, Failure> {
+    flag.or_else(|| std::env::var_os("CARRIER_DATA").map(PathBuf::from))
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "`carrier {command}` needs a data directory: `--data DIR` or CARRIER_DATA"
+            ))
+        })
 }

@@ -5,9 +5,12 @@
 //! - [`lab`] (Linux only): the network lab, topologies of Linux network namespaces with NAT
 //!   routers between them, built on the `patchbay` crate, and the faults tests put on its
 //!   links (loss, a cut, delay). `docs/TESTING.md` tells how to run it and add a case.
-//! - The node program `carrier-test-node` (`src/bin/carrier-test-node.rs`): one node (DHT
-//!   and friend layer) as a child process driven over stdin and stdout, so tests can SIGKILL it
-//!   and start it again on the same data directory. Its documentation lists the commands.
+//! - [`program`]: where the `carrier` program is, for the lab's tests that run
+//!   `carrier daemon` inside a host.
+//!
+//! Tests that SIGKILL nodes run the `carrier daemon` program; they live in the `carrier`
+//! package (`carrier/tests/`), where cargo gives the program's path.
 
 #[cfg(target_os = "linux")]
 pub mod lab;
+pub mod program;

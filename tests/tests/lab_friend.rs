@@ -1,17 +1,25 @@
 //! Friends in the lab: a node that moves to another network re-announces its peer record at
 //! its new address, and a friend behind a NAT, which only the record can lead there, finds
-//! it again and reconnects.
+//! it again and reconnects. Both friends are `carrier daemon` processes started inside their
+//! hosts' namespaces and driven through their control sockets.
 #![allow(clippy::unwrap_used)]
 #![cfg(target_os = "linux")]
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use carrier::dht::id::CarrierId;
-use carrier::dht::{Dht, DhtConfig, Path};
-use carrier::friend::{FriendEvent, FriendEvents, Friends, FriendsConfig};
-use tests::lab::nodes::{friends_in, lab_config, node_in, public_node, seed, ANY};
+use carrier::dht::Dht;
+use serde_json::{json, Value};
+use tests::lab::nodes::{public_node, seed};
 use tests::lab::{ipv4, Device, NatBehaviour, NetworkLab};
+use tests::program::carrier_program;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::process::Child;
 
 /// DHT servers on the internet: the bootstrap nodes and the peer records' keepers.
 const SERVERS: usize = 8;
@@ -20,38 +28,141 @@ const SERVERS: usize = 8;
 /// seconds; this is a bound.
 const PATIENCE: Duration = Duration::from_secs(90);
 
-/// Skips `events` until `want` picks one, within [`PATIENCE`].
-async fn until<T>(
-    events: &mut FriendEvents,
-    who: &str,
-    mut want: impl FnMut(&FriendEvent) -> Option<T>,
-) -> T {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let event = tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .unwrap_or_else(|_| panic!("{who}: the awaited event did not come in time"))
-            .expect("events closed");
-        if let Some(value) = want(&event) {
-            return value;
-        }
-    }
+/// A `carrier daemon` in a lab host (SIGKILLed when dropped), and a control connection that
+/// watches its events from its start.
+struct LabDaemon {
+    child: Child,
+    reader: Lines<BufReader<OwnedReadHalf>>,
+    writer: OwnedWriteHalf,
+    next_id: u64,
+    events: Vec<Value>,
+    id: CarrierId,
 }
 
-/// A friend node in `device`, bound to any address, keeping its data under `dir`.
-async fn friend_node(
-    device: &Device,
-    dir: &std::path::Path,
-    seeds: &[&Dht],
-    config: FriendsConfig,
-) -> (Friends, FriendEvents) {
-    let mut dht_config: DhtConfig = lab_config(ANY, false, seeds.iter().map(|s| seed(s)).collect());
-    // A client wherever it is: this test is about its peer record, not about serving.
-    dht_config.node.detect_reachability = false;
-    dht_config.data_dir = Some(dir.join(device.name()));
-    let dht = node_in(device, dht_config).await.unwrap();
-    assert!(dht.bootstrap().await.unwrap() > 0);
-    friends_in(device, dht, config).await.unwrap()
+impl LabDaemon {
+    /// Starts a daemon in `device` on `dir`, a DHT client joining through `seeds`, with short
+    /// test intervals but records announced only every 10 minutes.
+    async fn start(device: &Device, dir: &Path, seeds: &[&Dht]) -> LabDaemon {
+        let data = dir.join(device.name());
+        let mut command = tokio::process::Command::new(carrier_program());
+        command
+            .args([
+                "daemon",
+                "--listen",
+                "0.0.0.0:0",
+                "--test-timers",
+                "--test-client",
+            ])
+            .args(["--test-announce-secs", "600", "--data"])
+            .arg(&data);
+        for s in seeds {
+            command.args(["--bootstrap", &seed(s).to_string()]);
+        }
+        command
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(data.with_extension("log")).unwrap())
+            .kill_on_drop(true);
+        let mut child = device.spawn_command(command).unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let contact = tokio::time::timeout(PATIENCE, stdout.next_line())
+            .await
+            .expect("the daemon served in time")
+            .unwrap()
+            .expect("the daemon printed its contact");
+        let id = contact.split('@').next().unwrap().parse().unwrap();
+        // A Unix socket is a file: reachable from outside the host's network namespace.
+        let stream = UnixStream::connect(data.join("control.sock"))
+            .await
+            .unwrap();
+        let (read, writer) = stream.into_split();
+        let mut daemon = LabDaemon {
+            child,
+            reader: BufReader::new(read).lines(),
+            writer,
+            next_id: 1,
+            events: Vec::new(),
+            id,
+        };
+        daemon.ok("watch", json!({ "replay": true })).await;
+        daemon
+    }
+
+    /// Sends a request that must succeed; its result. Events before the reply are kept.
+    async fn ok(&mut self, request: &str, mut line: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        line["id"] = json!(id);
+        line["request"] = json!(request);
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        loop {
+            let reply = self.next(Instant::now() + PATIENCE).await;
+            if reply.get("event").is_some() {
+                self.events.push(reply);
+            } else {
+                assert_eq!(reply["ok"], true, "{request}: {reply}");
+                return reply["result"].clone();
+            }
+        }
+    }
+
+    async fn next(&mut self, deadline: Instant) -> Value {
+        let line = tokio::time::timeout_at(deadline.into(), self.reader.next_line())
+            .await
+            .expect("the awaited event did not come in time")
+            .unwrap()
+            .expect("the daemon closed its control connection");
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn count(&self, event: &str, about: &CarrierId) -> usize {
+        let about = about.to_string();
+        self.events
+            .iter()
+            .filter(|e| e["event"] == event && (e["friend"] == about || e["from"] == about))
+            .count()
+    }
+
+    /// Waits until `n` events `event` about `about` came, within [`PATIENCE`].
+    async fn events_at_least(&mut self, event: &str, about: &CarrierId, n: usize) {
+        let deadline = Instant::now() + PATIENCE;
+        while self.count(event, about) < n {
+            let event = self.next(deadline).await;
+            self.events.push(event);
+        }
+    }
+
+    /// The real IP address the link to `peer` runs to.
+    async fn link_ip(&mut self, peer: &CarrierId) -> IpAddr {
+        let links = self.ok("links", json!({})).await;
+        let remote = links["remote"][peer.to_string()].as_str();
+        let remote: SocketAddr = remote
+            .unwrap_or_else(|| panic!("no link to {peer}: {links}"))
+            .parse()
+            .unwrap();
+        remote.ip()
+    }
+
+    async fn is_online(&mut self, peer: &CarrierId) -> bool {
+        let links = self.ok("links", json!({})).await;
+        links["online"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(peer.to_string()))
+    }
+
+    async fn stop(mut self) {
+        self.ok("stop", json!({})).await;
+        let status = tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("the daemon stopped in time")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+    }
 }
 
 /// The addresses in `id`'s newest peer record, as `finder` finds it.
@@ -64,21 +175,13 @@ async fn record_of(finder: &Dht, id: &CarrierId) -> Vec<SocketAddr> {
         .unwrap_or_default()
 }
 
-/// The real IP address `node`'s link to `peer` runs to (quinn sees only a mapped one).
-fn link_ip(node: &Friends, peer: &CarrierId) -> IpAddr {
-    let mapped = node.link(peer).unwrap().connection().remote_address();
-    match node.links().paths().path(mapped) {
-        Some(Path::Direct(real)) => real.ip(),
-        other => panic!("the link to {peer} runs over {other:?}"),
-    }
-}
-
 #[tokio::test]
 #[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
 async fn a_friend_that_moves_networks_re_announces_and_its_friend_behind_a_nat_finds_it_there() {
     let Some(lab) = NetworkLab::open("friend_moves_networks").await else {
         return;
     };
+    let program = carrier_program();
     let dir = tempfile::tempdir().unwrap();
     let mut hosts = Vec::new();
     for i in 0..SERVERS {
@@ -96,8 +199,8 @@ async fn a_friend_that_moves_networks_re_announces_and_its_friend_behind_a_nat_f
     // Alice has a public address (a laptop on one network, soon carried to another); Bob is
     // behind a port-restricted cone NAT, so nobody reaches him unless he sent to them first,
     // and Alice can never dial him: the link comes back only if Bob dials Alice where her
-    // record says she is. Records are re-published only every 10 minutes, so within this
-    // test only the check for a changed address can publish the new one.
+    // record says she is. Records are announced only every 10 minutes, so within this test
+    // only the check for a changed address can publish the new one.
     let alice_host = lab.public_host("alice").await.unwrap();
     let elsewhere = lab.isp("elsewhere").await.unwrap();
     let home = lab
@@ -105,21 +208,18 @@ async fn a_friend_that_moves_networks_re_announces_and_its_friend_behind_a_nat_f
         .await
         .unwrap();
     let bob_host = lab.device_in(&home, "bob").await.unwrap();
-    let config = FriendsConfig {
-        announce_interval: Duration::from_secs(600),
-        ..FriendsConfig::for_tests()
-    };
-    let (alice, mut alice_events) =
-        friend_node(&alice_host, dir.path(), &seeds, config.clone()).await;
-    let (bob, mut bob_events) = friend_node(&bob_host, dir.path(), &seeds, config).await;
+    let mut alice = LabDaemon::start(&alice_host, dir.path(), &seeds).await;
+    let mut bob = LabDaemon::start(&bob_host, dir.path(), &seeds).await;
+    let (a, b) = (alice.id, bob.id);
+    eprintln!("daemons from {}", program.display());
 
     // Alice's record names her first address once her node knows it.
     let before = IpAddr::V4(ipv4(&alice_host).unwrap());
     let deadline = Instant::now() + PATIENCE;
-    while !record_of(&servers[2], &alice.id())
+    while !record_of(&servers[2], &a)
         .await
         .iter()
-        .any(|a| a.ip() == before)
+        .any(|addr| addr.ip() == before)
     {
         assert!(
             Instant::now() < deadline,
@@ -128,34 +228,29 @@ async fn a_friend_that_moves_networks_re_announces_and_its_friend_behind_a_nat_f
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    bob.add_friend(&alice.address().to_string(), b"hello from behind a NAT")
-        .await
-        .unwrap();
-    let request = until(&mut alice_events, "alice", |e| match e {
-        FriendEvent::Request(r) => Some(r.from),
-        _ => None,
-    })
+    let alice_address = alice.ok("address", json!({})).await["address"].clone();
+    bob.ok(
+        "friend_add",
+        json!({ "address": alice_address, "hello": "hello from behind a NAT" }),
+    )
     .await;
-    assert_eq!(request, bob.id());
-    alice.accept_friend(&bob.id()).await.unwrap();
-    let (a, b) = (alice.id(), bob.id());
-    until(&mut alice_events, "alice", |e| {
-        (*e == FriendEvent::Connected(b)).then_some(())
-    })
-    .await;
-    until(&mut bob_events, "bob", |e| {
-        (*e == FriendEvent::Connected(a)).then_some(())
-    })
-    .await;
+    alice.events_at_least("request", &b, 1).await;
+    alice
+        .ok("friend_accept", json!({ "friend": b.to_string() }))
+        .await;
+    alice.events_at_least("connected", &b, 1).await;
+    bob.events_at_least("connected", &a, 1).await;
     assert_eq!(
-        link_ip(&bob, &a),
+        bob.link_ip(&a).await,
         before,
         "Bob's link goes to Alice's first address"
     );
 
     // An idle link: nothing left to deliver, so nothing but the record can lead Bob on.
     let deadline = Instant::now() + PATIENCE;
-    while !(bob.outbox().unwrap().is_empty() && alice.outbox().unwrap().is_empty()) {
+    while !(bob.ok("outbox", json!({})).await["items"] == 0
+        && alice.ok("outbox", json!({})).await["items"] == 0)
+    {
         assert!(Instant::now() < deadline, "the outboxes never emptied");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -167,37 +262,36 @@ async fn a_friend_that_moves_networks_re_announces_and_its_friend_behind_a_nat_f
     let after = IpAddr::V4(ipv4(&alice_host).unwrap());
     assert_ne!(after, before, "the move gave Alice a new address");
     let moved = Instant::now();
-    until(&mut bob_events, "bob", |e| {
-        (*e == FriendEvent::Disconnected(a)).then_some(())
-    })
-    .await;
+    bob.events_at_least("disconnected", &a, 1).await;
     let lost = moved.elapsed();
-    until(&mut bob_events, "bob", |e| {
-        (*e == FriendEvent::Connected(a)).then_some(())
-    })
-    .await;
+    bob.events_at_least("connected", &a, 2).await;
     let back = moved.elapsed();
     assert_eq!(
-        link_ip(&bob, &a),
+        bob.link_ip(&a).await,
         after,
         "Bob's new link goes to Alice's new address"
     );
 
     // What led Bob there is Alice's new record: she sees herself at the new address, and
-    // her record names it, and only it, though records are re-published only every 10 min.
-    assert_eq!(alice.dht().observed_addr().map(|a| a.ip()), Some(after));
+    // her record names it, and only it, though records are announced only every 10 min.
+    let status = alice.ok("status", json!({})).await;
+    let public = status["public_address"].as_str().unwrap_or_default();
+    assert!(
+        public.starts_with(&format!("{after}:")),
+        "Alice sees herself at {public:?}"
+    );
     let record = record_of(&servers[3], &a).await;
     assert!(
         record.iter().any(|addr| addr.ip() == after)
             && !record.iter().any(|addr| addr.ip() == before),
         "Alice's record names only her new address: {record:?}"
     );
-    assert!(bob.is_online(&a) && alice.is_online(&b));
+    assert!(bob.is_online(&a).await && alice.is_online(&b).await);
     eprintln!(
         "Alice moved {before} -> {after}: Bob saw the link lost after {lost:?} and up again \
          to her new address after {back:?}"
     );
 
-    alice.shutdown().await;
-    bob.shutdown().await;
+    alice.stop().await;
+    bob.stop().await;
 }

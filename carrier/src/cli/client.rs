@@ -1,0 +1,146 @@
+//! The client side of the control socket: finds the daemon of a data directory and sends it
+//! requests.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+
+use crate::daemon::protocol::{encode_line, read_line, ErrorBody, Reply, Request, RequestLine};
+use crate::daemon::socket_path;
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The node refused the request, or failed at it (exit 1).
+    Refused(ErrorBody),
+    /// The command line is wrong (exit 2).
+    Usage(String),
+    /// No daemon serves the data directory (exit 3).
+    NoDaemon(String),
+    /// The daemon went away mid-request, or another local failure (exit 1).
+    Failed(String),
+}
+
+impl Failure {
+    /// The documented exit code.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Refused(_) | Failure::Failed(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::NoDaemon(_) => 3,
+        }
+    }
+
+    /// What to tell the user.
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Failure::Refused(body) => &body.message,
+            Failure::Usage(m) | Failure::NoDaemon(m) | Failure::Failed(m) => m,
+        }
+    }
+}
+
+/// A connection to a daemon.
+pub(crate) struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    next_id: u64,
+    line: Vec<u8>,
+}
+
+/// The data directory: `--data`, else `CARRIER_DATA`.
+pub(crate) fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    flag.or_else(|| std::env::var_os("CARRIER_DATA").map(PathBuf::from))
+        .filter(|dir| !dir.as_os_str().is_empty())
+        .ok_or_else(|| {
+            Failure::Usage(
+                "which node? give its data directory with `--data DIR` or the environment \
+                 variable CARRIER_DATA"
+                    .into(),
+            )
+        })
+}
+
+impl Client {
+    /// Connects to the daemon serving `data`.
+    pub(crate) async fn connect(data: &Path) -> Result<Client, Failure> {
+        let socket = socket_path(data).map_err(|e| Failure::Usage(e.to_string()))?;
+        let dir = data.display();
+        let stream = UnixStream::connect(&socket)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => {
+                    Failure::NoDaemon(format!(
+                        "no daemon on {dir}: start one with `carrier daemon --data {dir}`"
+                    ))
+                }
+                _ => Failure::NoDaemon(format!(
+                    "cannot reach the daemon on {dir} ({e}): is it yours? start one with \
+                 `carrier daemon --data {dir}`"
+                )),
+            })?;
+        let (read, writer) = stream.into_split();
+        Ok(Client {
+            reader: BufReader::new(read),
+            writer,
+            next_id: 1,
+            line: Vec::new(),
+        })
+    }
+
+    /// Sends a request without waiting for its reply; its ID.
+    pub(crate) async fn send(&mut self, request: Request) -> Result<u64, Failure> {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.writer
+            .write_all(&encode_line(&RequestLine { id, request }))
+            .await
+            .map_err(gone)?;
+        Ok(id)
+    }
+
+    /// The next line from the daemon, as JSON; `None` when it closed the connection.
+    pub(crate) async fn next_line(&mut self) -> Result<Option<Value>, Failure> {
+        match read_line(&mut self.reader, &mut self.line).await {
+            Ok(true) => serde_json::from_slice(&self.line).map(Some).map_err(|e| {
+                Failure::Failed(format!("the daemon sent a line that is not JSON: {e}"))
+            }),
+            Ok(false) => Ok(None),
+            Err(e) => Err(gone(e)),
+        }
+    }
+
+    /// Sends a request and waits for its reply (events before it are skipped); the result.
+    pub(crate) async fn request(&mut self, request: Request) -> Result<Value, Failure> {
+        let id = self.send(request).await?;
+        loop {
+            let Some(line) = self.next_line().await? else {
+                return Err(Failure::Failed(
+                    "the daemon closed the connection before answering: see its log".into(),
+                ));
+            };
+            if line.get("event").is_some() {
+                continue;
+            }
+            let reply: Reply = serde_json::from_value(line)
+                .map_err(|e| Failure::Failed(format!("the daemon's reply is unreadable: {e}")))?;
+            if reply.id != Some(id) {
+                continue;
+            }
+            return match (reply.ok, reply.error) {
+                (true, _) => Ok(reply.result.unwrap_or(Value::Null)),
+                (false, Some(error)) => Err(Failure::Refused(error)),
+                (false, None) => Err(Failure::Failed(
+                    "the daemon refused without a reason".into(),
+                )),
+            };
+        }
+    }
+}
+
+fn gone(e: impl std::fmt::Display) -> Failure {
+    Failure::Failed(format!("the connection to the daemon failed: {e}"))
+}

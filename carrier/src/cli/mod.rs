@@ -1,0 +1,228 @@
+//! The client commands: each finds the daemon of a data directory (`--data DIR` or
+//! `CARRIER_DATA`), sends it one request over the control socket, and prints the answer, for
+//! people or, with `--json`, as the reply's JSON result.
+//!
+//! Exit codes: 0 success, 1 refused by the node (or failed), 2 usage, 3 no daemon.
+
+mod client;
+mod output;
+
+use std::path::PathBuf;
+
+use clap::{Subcommand, ValueEnum};
+use serde_json::Value;
+
+pub(crate) use client::Failure;
+use client::{data_dir, Client};
+
+use crate::daemon::protocol::{InfoFields, PresenceName, Request};
+
+/// The commands that talk to a running daemon.
+#[derive(Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Prints the node's Carrier ID.
+    Id,
+    /// Prints the node's Carrier address: what a friend gives `carrier friend add`.
+    Address,
+    /// Shows where the node stands: its connection to the network, DHT contacts, public
+    /// address, NAT mapping, reachability and friends online.
+    Status,
+    /// Friends and friend requests.
+    #[command(subcommand)]
+    Friend(FriendCommand),
+    /// Shows the node's presence, or sets it.
+    Presence {
+        /// The new presence.
+        presence: Option<PresenceArg>,
+    },
+    /// Shows the user info friends see, or sets the fields given.
+    Info {
+        /// Name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Description (status message).
+        #[arg(long)]
+        description: Option<String>,
+        /// Phone.
+        #[arg(long)]
+        phone: Option<String>,
+        /// Email.
+        #[arg(long)]
+        email: Option<String>,
+        /// Region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Gender.
+        #[arg(long)]
+        gender: Option<String>,
+    },
+    /// Shows the nospam (the part of the address that can change), or rotates it: the old
+    /// address stops working for new requests, friends stay.
+    Nospam {
+        /// Picks a new random nospam.
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Prints every event of the node as one JSON line, until interrupted.
+    Watch {
+        /// First the events since the daemon started (the latest 1,024).
+        #[arg(long)]
+        replay: bool,
+    },
+    /// Stops the daemon; returns once it has exited.
+    Stop,
+}
+
+/// `carrier friend …`. A friend is named by its Carrier ID or its label.
+#[derive(Subcommand)]
+pub(crate) enum FriendCommand {
+    /// Sends a friend request to an address, with a hello.
+    Add {
+        /// The friend's Carrier address (`carrier address` on their side).
+        address: String,
+        /// A few words saying who you are (several arguments are joined with spaces).
+        #[arg(required = true, num_args = 1..)]
+        hello: Vec<String>,
+    },
+    /// Accepts a friend request (the requester's Carrier ID).
+    Accept {
+        /// The requester's Carrier ID.
+        id: String,
+    },
+    /// Refuses a friend request.
+    Refuse {
+        /// The requester's Carrier ID.
+        id: String,
+    },
+    /// Removes a friend.
+    Remove {
+        /// Carrier ID or label.
+        friend: String,
+    },
+    /// Blocks a Carrier ID: its requests are dropped.
+    Block {
+        /// Carrier ID or a friend's label.
+        friend: String,
+    },
+    /// Unblocks a Carrier ID.
+    Unblock {
+        /// Carrier ID.
+        id: String,
+    },
+    /// Gives a friend a local label (only this node sees it).
+    Label {
+        /// Carrier ID or current label.
+        friend: String,
+        /// The label (several arguments are joined with spaces; empty clears it).
+        #[arg(num_args = 0..)]
+        label: Vec<String>,
+    },
+    /// Lists the friends.
+    List,
+    /// Lists friend requests both ways, and the blocked IDs.
+    Requests,
+}
+
+/// A presence on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum PresenceArg {
+    /// Available.
+    None,
+    /// Away.
+    Away,
+    /// Busy.
+    Busy,
+}
+
+/// Runs a client command against the daemon of `data` (or `CARRIER_DATA`).
+pub(crate) async fn run(
+    command: ClientCommand,
+    data: Option<PathBuf>,
+    json: bool,
+) -> Result<(), Failure> {
+    let data = data_dir(data)?;
+    let mut client = Client::connect(&data).await?;
+    let request = match command {
+        ClientCommand::Watch { replay } => return watch(client, replay).await,
+        ClientCommand::Stop => {
+            client.request(Request::Stop).await?;
+            // The daemon keeps the connection until it has exited.
+            while client.next_line().await.ok().flatten().is_some() {}
+            output::print(json, "stop", &serde_json::json!({}));
+            return Ok(());
+        }
+        ClientCommand::Id => Request::Id,
+        ClientCommand::Address => Request::Address,
+        ClientCommand::Status => Request::Status,
+        ClientCommand::Presence { presence } => Request::Presence {
+            set: presence.map(|p| match p {
+                PresenceArg::None => PresenceName::None,
+                PresenceArg::Away => PresenceName::Away,
+                PresenceArg::Busy => PresenceName::Busy,
+            }),
+        },
+        ClientCommand::Info {
+            name,
+            description,
+            phone,
+            email,
+            region,
+            gender,
+        } => Request::Info {
+            set: InfoFields {
+                name,
+                description,
+                phone,
+                email,
+                region,
+                gender,
+            },
+        },
+        ClientCommand::Nospam { rotate } => Request::Nospam { rotate },
+        ClientCommand::Friend(friend) => match friend {
+            FriendCommand::Add { address, hello } => Request::FriendAdd {
+                address,
+                hello: hello.join(" "),
+            },
+            FriendCommand::Accept { id } => Request::FriendAccept { friend: id },
+            FriendCommand::Refuse { id } => Request::FriendRefuse { friend: id },
+            FriendCommand::Remove { friend } => Request::FriendRemove { friend },
+            FriendCommand::Block { friend } => Request::FriendBlock { friend },
+            FriendCommand::Unblock { id } => Request::FriendUnblock { friend: id },
+            FriendCommand::Label { friend, label } => Request::FriendLabel {
+                friend,
+                label: label.join(" "),
+            },
+            FriendCommand::List => Request::FriendList,
+            FriendCommand::Requests => Request::FriendRequests,
+        },
+    };
+    let name = request_name(&request);
+    let result = client.request(request).await?;
+    output::print(json, &name, &result);
+    Ok(())
+}
+
+/// Prints every event until interrupted or the daemon stops.
+async fn watch(mut client: Client, replay: bool) -> Result<(), Failure> {
+    client.request(Request::Watch { replay }).await?;
+    // On stderr, so stdout holds events only: once it shows, no event is missed.
+    eprintln!("watching: each event is one JSON line; Ctrl-C stops");
+    loop {
+        tokio::select! {
+            line = client.next_line() => match line? {
+                Some(event) => output::line(&event),
+                None => return Err(Failure::Failed("the daemon stopped".into())),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// The protocol name of a request, as its JSON spells it.
+fn request_name(request: &Request) -> String {
+    serde_json::to_value(request)
+        .ok()
+        .and_then(|v| v.get("request").and_then(Value::as_str).map(String::from))
+        .unwrap_or_default()
+}

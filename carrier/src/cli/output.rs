@@ -1,0 +1,171 @@
+//! What the client commands print: the reply's result as one JSON line with `--json`, and
+//! otherwise a few lines for people.
+
+use serde_json::Value;
+
+use crate::daemon::protocol::{FriendEntry, Info, PresenceName, Requests, Status};
+
+/// One JSON value as a line on stdout.
+pub(crate) fn line(value: &Value) {
+    println!("{value}");
+}
+
+/// Prints the result of the request named `request`.
+pub(crate) fn print(json: bool, request: &str, result: &Value) {
+    if json {
+        line(result);
+        return;
+    }
+    let text = |key: &str| result.get(key).and_then(Value::as_str).unwrap_or_default();
+    match request {
+        "id" => println!("{}", text("id")),
+        "address" => println!("{}", text("address")),
+        "status" => match serde_json::from_value::<Status>(result.clone()) {
+            Ok(status) => print_status(&status),
+            Err(_) => line(result),
+        },
+        "friend_add" => println!(
+            "friend request sent to {}; it is delivered when they come online",
+            text("to")
+        ),
+        "friend_accept" => println!("{} is a friend now", text("friend")),
+        "friend_refuse" => println!("refused the request of {}", text("friend")),
+        "friend_remove" => println!("removed {}", text("friend")),
+        "friend_block" => println!("blocked {}", text("blocked")),
+        "friend_unblock" => {
+            if result.get("was_blocked").and_then(Value::as_bool) == Some(true) {
+                println!("unblocked {}", text("unblocked"));
+            } else {
+                println!("{} was not blocked", text("unblocked"));
+            }
+        }
+        "friend_label" => println!("{} is labelled \"{}\"", text("friend"), text("label")),
+        "friend_list" => {
+            let friends: Vec<FriendEntry> = result
+                .get("friends")
+                .and_then(|f| serde_json::from_value(f.clone()).ok())
+                .unwrap_or_default();
+            print_friends(&friends);
+        }
+        "friend_requests" => match serde_json::from_value::<Requests>(result.clone()) {
+            Ok(requests) => print_requests(&requests),
+            Err(_) => line(result),
+        },
+        "presence" => println!("{}", text("presence")),
+        "info" => match result
+            .get("info")
+            .and_then(|i| serde_json::from_value::<Info>(i.clone()).ok())
+        {
+            Some(info) => print_info(&info),
+            None => line(result),
+        },
+        "nospam" => {
+            println!("nospam:  {}", result.get("nospam").unwrap_or(&Value::Null));
+            println!("address: {}", text("address"));
+        }
+        "stop" => println!("the daemon stopped"),
+        _ => line(result),
+    }
+}
+
+fn print_status(status: &Status) {
+    let connection = serde_json::to_value(status.connection).unwrap_or_default();
+    println!("id:             {}", status.id);
+    println!("address:        {}", status.address);
+    println!("listening on:   {}", status.listen);
+    println!(
+        "connection:     {}",
+        connection.as_str().unwrap_or_default()
+    );
+    println!("DHT contacts:   {}", status.dht_contacts);
+    println!(
+        "public address: {}",
+        status
+            .standing
+            .public_address
+            .as_deref()
+            .unwrap_or("not known yet")
+    );
+    println!("NAT mapping:    {}", status.standing.nat.replace('_', " "));
+    println!("reachability:   {}", status.standing.reachability);
+    println!(
+        "DHT role:       {}",
+        if status.standing.server {
+            "server"
+        } else {
+            "client"
+        }
+    );
+    println!(
+        "friends online: {} of {}",
+        status.friends_online, status.friends
+    );
+}
+
+fn presence_word(presence: PresenceName) -> &'static str {
+    match presence {
+        PresenceName::None => "available",
+        PresenceName::Away => "away",
+        PresenceName::Busy => "busy",
+    }
+}
+
+fn print_friends(friends: &[FriendEntry]) {
+    if friends.is_empty() {
+        println!("no friends yet: add one with `carrier friend add ADDRESS HELLO`");
+        return;
+    }
+    for friend in friends {
+        let state = if friend.online {
+            presence_word(friend.presence)
+        } else {
+            "offline"
+        };
+        let mut line = format!("{}  {state}", friend.id);
+        if !friend.label.is_empty() {
+            line.push_str(&format!("  [{}]", friend.label));
+        }
+        if !friend.info.name.is_empty() {
+            line.push_str(&format!("  {}", friend.info.name));
+        }
+        println!("{line}");
+    }
+}
+
+fn print_requests(requests: &Requests) {
+    if requests.incoming.is_empty() && requests.outgoing.is_empty() && requests.blocked.is_empty() {
+        println!("no friend requests, nobody blocked");
+        return;
+    }
+    for incoming in &requests.incoming {
+        println!(
+            "from {}  ({}): {}",
+            incoming.from, incoming.info.name, incoming.hello
+        );
+    }
+    if !requests.incoming.is_empty() {
+        println!(
+            "  accept with `carrier friend accept ID`, refuse with `carrier friend refuse ID`"
+        );
+    }
+    for outgoing in &requests.outgoing {
+        println!("to {}: {}  (waiting)", outgoing.to, outgoing.hello);
+    }
+    for blocked in &requests.blocked {
+        println!("blocked {blocked}");
+    }
+}
+
+fn print_info(info: &Info) {
+    let fields = [
+        ("name", &info.name),
+        ("description", &info.description),
+        ("phone", &info.phone),
+        ("email", &info.email),
+        ("region", &info.region),
+        ("gender", &info.gender),
+    ];
+    for (field, value) in fields {
+        println!("{field:<12} {value}");
+    }
+}

@@ -1,0 +1,590 @@
+//! The node a daemon runs: the DHT and the friend layer on one data directory (each layer
+//! above adds its part here as it lands), the events it reports, and the answers to requests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use carrier::dht::{BootstrapNode, Dht, DhtConfig, DhtError, NatMapping, PublicPort, Reachability};
+use carrier::friend::{FriendError, Friends, FriendsConfig, Presence, UserInfo};
+use carrier::id::{CarrierId, Nospam};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use super::events;
+use super::protocol::{
+    ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields, OutgoingEntry, PresenceName,
+    Request, Requests, Standing, Status,
+};
+use super::status::SelfConnection;
+
+/// Events kept for a watcher that falls behind; beyond it the oldest are lost (and it is
+/// told how many).
+const EVENT_BACKLOG: usize = 1024;
+/// Events kept since the start, for watchers that ask for them (`"replay": true`): the oldest
+/// go first.
+const EVENT_HISTORY: usize = 1024;
+
+/// How the daemon runs its node.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// The data directory.
+    pub(crate) data: PathBuf,
+    /// Where the node's UDP socket is bound.
+    pub(crate) listen: SocketAddr,
+    /// Nodes to join through.
+    pub(crate) bootstrap: Vec<BootstrapNode>,
+    /// Short intervals for tests on one machine (hidden `--test-timers`).
+    pub(crate) test_timers: bool,
+    /// For tests in the network lab: a DHT client that never checks its reachability, where
+    /// `--test-timers` alone makes a server of a loopback network (hidden `--test-client`).
+    pub(crate) test_client: bool,
+    /// For tests: how often the peer record is announced, in place of the settings' interval
+    /// (hidden `--test-announce-secs`).
+    pub(crate) announce_interval: Option<Duration>,
+}
+
+impl Settings {
+    /// Times the first join is tried before the daemon serves anyway, and the wait after a
+    /// failed one.
+    fn join_attempts(&self) -> (u32, Duration) {
+        if self.test_timers {
+            (10, Duration::from_millis(200))
+        } else {
+            (3, Duration::from_secs(1))
+        }
+    }
+
+    /// How often the node's own connection is looked at, and how long a DHT contact heard
+    /// from stays live.
+    fn connection_timers(&self) -> (Duration, Duration) {
+        if self.test_timers {
+            (Duration::from_millis(250), Duration::from_secs(10))
+        } else {
+            // The friend layer looks at its mailboxes every minute, so a node on the network
+            // hears from contacts several times within five minutes.
+            (Duration::from_secs(2), Duration::from_secs(5 * 60))
+        }
+    }
+
+    fn dht_config(&self) -> DhtConfig {
+        let mut config = if self.test_timers {
+            // Tests run a whole network on loopback: every node a server, no subnet limit.
+            let mut config = DhtConfig::local(self.listen);
+            config.query_timeout = Duration::from_secs(10);
+            config
+        } else {
+            DhtConfig::new(self.listen)
+        };
+        if self.test_client {
+            config.node.server = false;
+            config.node.detect_reachability = false;
+        }
+        config
+            .with_data_dir(self.data.clone())
+            .with_bootstrap(self.bootstrap.clone())
+    }
+
+    fn friends_config(&self) -> FriendsConfig {
+        let mut config = if self.test_timers {
+            // TODO(friend layer): the keep-alive interval and the silence limit (today the
+            // constants 15 s and 20 s) join `FriendsConfig`; set them short here then.
+            FriendsConfig::for_tests()
+        } else {
+            FriendsConfig::default()
+        };
+        if let Some(interval) = self.announce_interval {
+            config.announce_interval = interval;
+        }
+        config
+    }
+}
+
+/// A refusal: its kind and what to tell the user.
+pub(crate) type Refusal = (ErrorKind, String);
+
+/// The running node, shared by every control connection.
+pub(crate) struct DaemonNode {
+    pub(super) dht: Dht,
+    pub(super) friends: Friends,
+    events: broadcast::Sender<Event>,
+    /// The latest events, sent under this lock so a watcher replays them without a gap.
+    history: Mutex<std::collections::VecDeque<Event>>,
+    pub(super) connection: Mutex<SelfConnection>,
+    pub(super) auto_accept: AtomicBool,
+}
+
+impl DaemonNode {
+    /// Binds the DHT, joins, and starts the friend layer and the tasks that report events.
+    pub(crate) async fn start(settings: &Settings) -> Result<Arc<DaemonNode>, String> {
+        let dht = Dht::bind(settings.dht_config())
+            .await
+            .map_err(|e| format!("cannot start the DHT node: {e}"))?;
+        tracing::info!(id = %dht.id(), listen = %dht.local_addr(), "DHT node bound");
+        join(&dht, settings).await;
+        let (friends, friend_events) = Friends::start(dht.clone(), settings.friends_config())
+            .await
+            .map_err(|e| format!("cannot start the friend layer: {e}"))?;
+        let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let (tick, live_window) = settings.connection_timers();
+        let node = Arc::new(DaemonNode {
+            dht,
+            friends,
+            events,
+            history: Mutex::new(std::collections::VecDeque::new()),
+            connection: Mutex::new(SelfConnection::new(live_window)),
+            auto_accept: AtomicBool::new(false),
+        });
+        tokio::spawn(events::pump_friend_events(
+            Arc::downgrade(&node),
+            friend_events,
+        ));
+        tokio::spawn(events::watch_dht(Arc::downgrade(&node), node.dht.events()));
+        tokio::spawn(events::watch_connection(Arc::downgrade(&node), tick));
+        Ok(node)
+    }
+
+    /// The DHT node.
+    pub(crate) fn dht(&self) -> &Dht {
+        &self.dht
+    }
+
+    /// Events from now on, and the latest events before (at most [`EVENT_HISTORY`], since
+    /// the daemon started).
+    pub(crate) fn subscribe(&self) -> (broadcast::Receiver<Event>, Vec<Event>) {
+        let history = lock(&self.history);
+        (self.events.subscribe(), history.iter().cloned().collect())
+    }
+
+    /// Stops the friend layer and the DHT, saving what they keep.
+    pub(crate) async fn shutdown(&self) {
+        self.friends.shutdown().await;
+        if let Err(e) = self.dht.clone().shutdown().await {
+            tracing::warn!("the DHT node did not shut down cleanly: {e}");
+        }
+    }
+
+    pub(super) fn send(&self, event: Event) {
+        let mut history = lock(&self.history);
+        if history.len() == EVENT_HISTORY {
+            history.pop_front();
+        }
+        history.push_back(event.clone());
+        // No watcher is no error.
+        let _ = self.events.send(event);
+    }
+
+    /// Answers a request (`watch` and `stop` belong to the connection, not here).
+    pub(crate) async fn handle(&self, request: Request) -> Result<Value, Refusal> {
+        let friends = &self.friends;
+        Ok(match request {
+            Request::Id => json!({ "id": friends.id().to_string() }),
+            Request::Address => json!({ "address": friends.address().to_string() }),
+            Request::Status => to_value(&self.status()),
+            Request::FriendAdd { address, hello } => {
+                friends
+                    .add_friend(address.trim(), hello.as_bytes())
+                    .await
+                    .map_err(refusal)?;
+                let to = address
+                    .trim()
+                    .parse::<carrier::id::Address>()
+                    .map(|a| a.id().to_string())
+                    .unwrap_or_default();
+                json!({ "to": to })
+            }
+            Request::FriendAccept { friend } => {
+                let id = self.requester(&friend)?;
+                friends.accept_friend(&id).await.map_err(refusal)?;
+                json!({ "friend": id.to_string() })
+            }
+            Request::FriendRefuse { friend } => {
+                let id = self.requester(&friend)?;
+                friends.refuse_friend(&id).await.map_err(refusal)?;
+                json!({ "friend": id.to_string() })
+            }
+            Request::FriendRemove { friend } => {
+                let id = self.friend(&friend)?;
+                friends.remove_friend(&id).await.map_err(refusal)?;
+                json!({ "friend": id.to_string() })
+            }
+            Request::FriendBlock { friend } => {
+                let id = self.friend(&friend)?;
+                friends.block(&id).await.map_err(refusal)?;
+                json!({ "blocked": id.to_string() })
+            }
+            Request::FriendUnblock { friend } => {
+                let id = parse_id(&friend)?;
+                let was_blocked = friends.unblock(&id).await.map_err(refusal)?;
+                json!({ "unblocked": id.to_string(), "was_blocked": was_blocked })
+            }
+            Request::FriendLabel { friend, label } => {
+                let id = self.friend(&friend)?;
+                friends.set_label(&id, &label).await.map_err(refusal)?;
+                json!({ "friend": id.to_string(), "label": label })
+            }
+            Request::FriendList => {
+                let list: Vec<FriendEntry> = friends
+                    .friends()
+                    .into_iter()
+                    .map(|f| FriendEntry {
+                        id: f.id.to_string(),
+                        label: f.label,
+                        online: friends.is_online(&f.id),
+                        presence: presence_name(f.presence),
+                        info: info(&f.info),
+                        since_unix_secs: f.since_unix_secs,
+                    })
+                    .collect();
+                json!({ "friends": list })
+            }
+            Request::FriendRequests => to_value(&Requests {
+                incoming: friends
+                    .incoming_requests()
+                    .into_iter()
+                    .map(|r| IncomingEntry {
+                        from: r.from.to_string(),
+                        hello: String::from_utf8_lossy(&r.hello).into_owned(),
+                        info: info(&r.info),
+                        received_unix_secs: r.received_unix_secs,
+                    })
+                    .collect(),
+                outgoing: friends
+                    .outgoing_requests()
+                    .into_iter()
+                    .map(|r| OutgoingEntry {
+                        to: r.to.id().to_string(),
+                        address: r.to.to_string(),
+                        hello: String::from_utf8_lossy(&r.hello).into_owned(),
+                        sent_unix_secs: r.sent_unix_secs,
+                    })
+                    .collect(),
+                blocked: friends.blocked().iter().map(ToString::to_string).collect(),
+            }),
+            Request::Presence { set } => {
+                if let Some(presence) = set {
+                    friends
+                        .set_presence(match presence {
+                            PresenceName::None => Presence::None,
+                            PresenceName::Away => Presence::Away,
+                            PresenceName::Busy => Presence::Busy,
+                        })
+                        .await
+                        .map_err(refusal)?;
+                }
+                json!({ "presence": presence_name(friends.presence()) })
+            }
+            Request::Info { set } => {
+                if set != InfoFields::default() {
+                    let changed = apply(friends.user_info(), set).map_err(|e| {
+                        (ErrorKind::InfoTooLong, format!("{e}: shorten that field"))
+                    })?;
+                    friends.set_user_info(changed).await.map_err(refusal)?;
+                }
+                json!({ "info": info(&friends.user_info()) })
+            }
+            Request::Nospam { rotate } => {
+                if rotate {
+                    friends
+                        .set_nospam(Nospam::random())
+                        .await
+                        .map_err(refusal)?;
+                }
+                let address = friends.address();
+                json!({ "nospam": address.nospam().0, "address": address.to_string() })
+            }
+            Request::Outbox => {
+                let items = friends.outbox().map_err(refusal)?;
+                let deposited = items
+                    .iter()
+                    .filter(|e| e.deposited_unix_ms.is_some())
+                    .count();
+                json!({ "items": items.len(), "deposited": deposited })
+            }
+            Request::CheckMailboxes => {
+                friends.check_mailboxes().await;
+                json!({})
+            }
+            Request::Links => {
+                let mut dialled = Vec::new();
+                for id in friends.online() {
+                    if friends
+                        .link(&id)
+                        .is_some_and(|link| link.connection().side().is_client())
+                    {
+                        dialled.push(id.to_string());
+                    }
+                }
+                // The real address each link runs to (quinn sees only a mapped one).
+                let mut remote = serde_json::Map::new();
+                for id in friends.online() {
+                    if let Some(link) = friends.link(&id) {
+                        let mapped = link.connection().remote_address();
+                        if let Some(path) = friends.links().paths().path(mapped) {
+                            remote.insert(id.to_string(), json!(path.socket_addr().to_string()));
+                        }
+                    }
+                }
+                json!({
+                    "count": friends.link_count(),
+                    "remote": remote,
+                    "online": friends.online().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "dialled": dialled,
+                })
+            }
+            Request::AutoAccept => {
+                self.auto_accept.store(true, Ordering::SeqCst);
+                for request in friends.incoming_requests() {
+                    if let Err(e) = friends.accept_friend(&request.from).await {
+                        tracing::warn!(from = %request.from, "auto-accept failed: {e}");
+                    }
+                }
+                json!({})
+            }
+            Request::Watch { .. } | Request::Stop => {
+                return Err((
+                    ErrorKind::Failed,
+                    "`watch` and `stop` are answered by the connection".into(),
+                ))
+            }
+        })
+    }
+
+    /// Where the node stands.
+    pub(crate) fn status(&self) -> Status {
+        let friends = &self.friends;
+        Status {
+            id: friends.id().to_string(),
+            address: friends.address().to_string(),
+            listen: self.dht.local_addr().to_string(),
+            connection: lock(&self.connection).status(),
+            dht_contacts: self.dht.routing_entries(),
+            standing: standing(&self.dht),
+            friends: friends.friends().len(),
+            friends_online: friends.online().len(),
+        }
+    }
+
+    /// A friend named by its Carrier ID or its label.
+    fn friend(&self, name: &str) -> Result<CarrierId, Refusal> {
+        let name = name.trim();
+        if let Ok(id) = name.parse::<CarrierId>() {
+            return Ok(id);
+        }
+        let matching: Vec<CarrierId> = self
+            .friends
+            .friends()
+            .into_iter()
+            .filter(|f| !f.label.is_empty() && f.label == name)
+            .map(|f| f.id)
+            .collect();
+        match matching.as_slice() {
+            [id] => Ok(*id),
+            [] => Err((
+                ErrorKind::UnknownFriend,
+                format!(
+                    "no friend has the ID or label `{name}`: see `carrier friend list` for \
+                     your friends"
+                ),
+            )),
+            _ => Err((
+                ErrorKind::AmbiguousLabel,
+                format!(
+                    "{} friends have the label `{name}`: name the friend by its Carrier ID \
+                     (see `carrier friend list`)",
+                    matching.len()
+                ),
+            )),
+        }
+    }
+
+    /// A requester named by its Carrier ID.
+    fn requester(&self, name: &str) -> Result<CarrierId, Refusal> {
+        parse_id(name).map_err(|_| {
+            (
+                ErrorKind::UnknownFriend,
+                format!(
+                    "`{}` is not a Carrier ID: name the requester by its ID, as \
+                     `carrier friend requests` lists it",
+                    name.trim()
+                ),
+            )
+        })
+    }
+}
+
+fn parse_id(name: &str) -> Result<CarrierId, Refusal> {
+    name.trim().parse::<CarrierId>().map_err(|e| {
+        (
+            ErrorKind::UnknownFriend,
+            format!("`{}` is not a Carrier ID ({e})", name.trim()),
+        )
+    })
+}
+
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The guarded state is a plain value, whole after any panic.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn to_value<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Joins the network: a few attempts now, so a node started with contacts serves with a
+/// routing table; then, if they failed, in the background until it works.
+async fn join(dht: &Dht, settings: &Settings) {
+    let (attempts, wait) = settings.join_attempts();
+    for attempt in 1..=attempts {
+        match dht.bootstrap().await {
+            Ok(contacts) => {
+                tracing::info!(contacts, "joined the network");
+                return;
+            }
+            Err(DhtError::NotBootstrapped) => {
+                tracing::warn!(
+                    "no node to join through and no saved contacts: this node waits for others \
+                     to join it (give one with `--bootstrap ID@HOST:PORT`)"
+                );
+                return;
+            }
+            Err(e) => tracing::debug!(attempt, "joining failed: {e}"),
+        }
+        tokio::time::sleep(wait).await;
+    }
+    tracing::warn!("could not join the network yet; trying again in the background");
+    let dht = dht.clone();
+    tokio::spawn(async move {
+        let mut wait = wait;
+        loop {
+            tokio::time::sleep(wait).await;
+            match dht.bootstrap().await {
+                Ok(contacts) => {
+                    tracing::info!(contacts, "joined the network");
+                    return;
+                }
+                Err(e) => tracing::debug!("joining failed: {e}"),
+            }
+            wait = (wait * 2).min(Duration::from_secs(60));
+        }
+    });
+}
+
+/// Where the DHT node stands, in the protocol's words.
+pub(crate) fn standing(dht: &Dht) -> Standing {
+    let standing = dht.standing();
+    Standing {
+        public_address: standing.public_addr.map(|public| match public.port {
+            PublicPort::Same(port) => SocketAddr::new(public.ip, port).to_string(),
+            PublicPort::VariesPerPeer => match public.ip {
+                std::net::IpAddr::V4(ip) => format!("{ip}:*"),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]:*"),
+            },
+        }),
+        nat: match standing.nat {
+            NatMapping::Unknown => "unknown",
+            NatMapping::EndpointIndependent => "endpoint_independent",
+            NatMapping::EndpointDependent => "endpoint_dependent",
+        }
+        .into(),
+        reachability: match standing.reachability {
+            Reachability::Unknown => "unknown",
+            Reachability::Reachable => "reachable",
+            Reachability::Unreachable => "unreachable",
+        }
+        .into(),
+        server: standing.server,
+    }
+}
+
+pub(super) fn presence_name(presence: Presence) -> PresenceName {
+    match presence {
+        Presence::None => PresenceName::None,
+        Presence::Away => PresenceName::Away,
+        Presence::Busy => PresenceName::Busy,
+    }
+}
+
+pub(super) fn info(info: &UserInfo) -> Info {
+    Info {
+        name: info.name().into(),
+        description: info.description().into(),
+        phone: info.phone().into(),
+        email: info.email().into(),
+        region: info.region().into(),
+        gender: info.gender().into(),
+        avatar: info.has_avatar(),
+    }
+}
+
+/// The user info with the given fields changed.
+fn apply(mut info: UserInfo, set: InfoFields) -> Result<UserInfo, carrier::friend::InfoError> {
+    if let Some(name) = set.name {
+        info = info.with_name(&name)?;
+    }
+    if let Some(description) = set.description {
+        info = info.with_description(&description)?;
+    }
+    if let Some(phone) = set.phone {
+        info = info.with_phone(&phone)?;
+    }
+    if let Some(email) = set.email {
+        info = info.with_email(&email)?;
+    }
+    if let Some(region) = set.region {
+        info = info.with_region(&region)?;
+    }
+    if let Some(gender) = set.gender {
+        info = info.with_gender(&gender)?;
+    }
+    Ok(info)
+}
+
+/// What the friend layer's refusal tells the user, and what to do about it.
+fn refusal(error: FriendError) -> Refusal {
+    let message = error.to_string();
+    match error {
+        FriendError::Yourself => (
+            ErrorKind::Yourself,
+            format!("{message}: ask your friend for their address"),
+        ),
+        FriendError::InvalidAddress(_) => (
+            ErrorKind::InvalidAddress,
+            format!(
+                "{message}: a Carrier address is the text that `carrier address` prints \
+                 on your friend's machine; check it was copied whole"
+            ),
+        ),
+        FriendError::UnknownRequest(_) => (
+            ErrorKind::UnknownFriend,
+            format!("{message}: see `carrier friend requests`"),
+        ),
+        FriendError::NotAFriend(_) => (
+            ErrorKind::UnknownFriend,
+            format!("{message}: see `carrier friend list`"),
+        ),
+        FriendError::EmptyHello => (
+            ErrorKind::EmptyHello,
+            format!("{message}: say who you are in a few words"),
+        ),
+        FriendError::HelloTooLong { .. } => (
+            ErrorKind::HelloTooLong,
+            format!("{message}: shorten the hello"),
+        ),
+        FriendError::LabelTooLong { .. } => (
+            ErrorKind::LabelTooLong,
+            format!("{message}: shorten the label"),
+        ),
+        FriendError::Info(_) => (
+            ErrorKind::InfoTooLong,
+            format!("{message}: shorten that field"),
+        ),
+        FriendError::Blocked(_) => (
+            ErrorKind::Blocked,
+            format!("{message}: unblock it first with `carrier friend unblock`"),
+        ),
+        _ => (ErrorKind::Failed, message),
+    }
+}

@@ -1,0 +1,595 @@
+//! The control protocol of `carrier daemon`: JSON lines over the Unix socket
+//! `DIR/control.sock`, shared by the daemon (server) and the `carrier` client commands.
+//!
+//! A client sends requests, one JSON object per line, each with a numeric `id` and a
+//! `request` name; the daemon answers each with a reply carrying the same `id`. A client that
+//! sent `watch` also gets events, lines with an `event` field and no `id`. docs/CONTROL.md
+//! lists every request, reply and event.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+
+/// The longest line either side accepts, newline excluded. A longer one is refused and the
+/// connection closed, so a client cannot make the daemon buffer without bound.
+pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The control socket's file name in the data directory.
+pub(crate) const SOCKET_FILE: &str = "control.sock";
+
+/// A request: its name is the JSON field `request`, its arguments the other fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub(crate) enum Request {
+    /// The node's Carrier ID.
+    Id,
+    /// The node's Carrier address (ID, nospam, checksum), which friends need.
+    Address,
+    /// Where the node stands.
+    Status,
+    /// Sends a friend request.
+    FriendAdd { address: String, hello: String },
+    /// Accepts a pending request.
+    FriendAccept { friend: String },
+    /// Refuses a pending request.
+    FriendRefuse { friend: String },
+    /// Removes a friend.
+    FriendRemove { friend: String },
+    /// Blocks an ID.
+    FriendBlock { friend: String },
+    /// Unblocks an ID.
+    FriendUnblock { friend: String },
+    /// Sets a friend's local label.
+    FriendLabel { friend: String, label: String },
+    /// The friend list.
+    FriendList,
+    /// Pending requests both ways, and the block list.
+    FriendRequests,
+    /// Shows the node's presence, or sets it.
+    Presence {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        set: Option<PresenceName>,
+    },
+    /// Shows the node's user info, or changes the fields given.
+    Info {
+        #[serde(default, flatten)]
+        set: InfoFields,
+    },
+    /// Shows the nospam, or rotates it (a new address; the old one stops working).
+    Nospam {
+        #[serde(default)]
+        rotate: bool,
+    },
+    /// Turns this connection into an event stream as well; with `replay`, the events since
+    /// the daemon started (the latest 1,024) come first.
+    Watch {
+        #[serde(default)]
+        replay: bool,
+    },
+    /// Stops the daemon.
+    Stop,
+    /// Diagnostics: the durable outbox's size.
+    Outbox,
+    /// Diagnostics: checks the mailboxes now.
+    CheckMailboxes,
+    /// Diagnostics: the live links and which of them this node dialled.
+    Links,
+    /// Accepts every pending and future request until the daemon stops.
+    AutoAccept,
+}
+
+/// Every request name, for telling an unknown request from bad arguments.
+const REQUEST_NAMES: &[&str] = &[
+    "id",
+    "address",
+    "status",
+    "friend_add",
+    "friend_accept",
+    "friend_refuse",
+    "friend_remove",
+    "friend_block",
+    "friend_unblock",
+    "friend_label",
+    "friend_list",
+    "friend_requests",
+    "presence",
+    "info",
+    "nospam",
+    "watch",
+    "stop",
+    "outbox",
+    "check_mailboxes",
+    "links",
+    "auto_accept",
+];
+
+/// A presence, as the protocol spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum PresenceName {
+    None,
+    Away,
+    Busy,
+}
+
+/// User-info fields; in a request, those present are set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InfoFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) gender: Option<String>,
+}
+
+/// A user's info in replies and events: every field, empty when unset.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Info {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) phone: String,
+    pub(crate) email: String,
+    pub(crate) region: String,
+    pub(crate) gender: String,
+    pub(crate) avatar: bool,
+}
+
+/// One request line: the `id` the reply repeats, and the request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RequestLine {
+    pub(crate) id: u64,
+    #[serde(flatten)]
+    pub(crate) request: Request,
+}
+
+/// What the daemon says to a request: `ok` with a `result` object, or an `error`. `id` is
+/// `null` only when the line it answers had no readable `id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Reply {
+    pub(crate) id: Option<u64>,
+    pub(crate) ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) error: Option<ErrorBody>,
+}
+
+impl Reply {
+    /// A success.
+    pub(crate) fn ok(id: u64, result: Value) -> Self {
+        Reply {
+            id: Some(id),
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    /// A refusal.
+    pub(crate) fn error(id: Option<u64>, kind: ErrorKind, message: impl Into<String>) -> Self {
+        Reply {
+            id,
+            ok: false,
+            result: None,
+            error: Some(ErrorBody {
+                kind,
+                message: message.into(),
+            }),
+        }
+    }
+}
+
+/// Why a request was refused: a kind for programs, a message for people (it says what to do).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ErrorBody {
+    pub(crate) kind: ErrorKind,
+    pub(crate) message: String,
+}
+
+/// The kinds of refusal, stable names for scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ErrorKind {
+    /// The line is not a JSON object with a numeric `id` and a `request`.
+    Malformed,
+    /// The line is longer than [`MAX_LINE_BYTES`]; the connection is closed.
+    TooLong,
+    /// The connection ended in the middle of a line.
+    Truncated,
+    /// No such request.
+    UnknownRequest,
+    /// A known request with missing or wrong arguments.
+    BadArguments,
+    /// Not a valid Carrier address.
+    InvalidAddress,
+    /// The node's own address.
+    Yourself,
+    /// No friend or requester has that ID or label.
+    UnknownFriend,
+    /// Several friends have that label.
+    AmbiguousLabel,
+    /// A friend request with an empty hello.
+    EmptyHello,
+    /// A hello over the cap.
+    HelloTooLong,
+    /// A label over the cap.
+    LabelTooLong,
+    /// A user-info field over its cap.
+    InfoTooLong,
+    /// The ID is blocked.
+    Blocked,
+    /// Anything else the node failed at (its database, its network).
+    Failed,
+}
+
+/// An event, sent to connections that asked with `watch`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum Event {
+    /// A friend request arrived.
+    Request {
+        from: String,
+        hello: String,
+        info: Info,
+    },
+    /// A peer accepted this node's request.
+    Added { friend: String },
+    /// A friend removed this node.
+    Removed { friend: String },
+    /// A friend's link is up.
+    Connected { friend: String },
+    /// A friend's link is gone.
+    Disconnected { friend: String },
+    /// A friend's presence changed.
+    Presence {
+        friend: String,
+        presence: PresenceName,
+    },
+    /// A friend's user info changed.
+    Info { friend: String, info: Info },
+    /// The node's own connection to the network changed.
+    Connection { status: ConnectionStatus },
+    /// Where the node stands changed (public address, NAT mapping, reachability).
+    Standing(Standing),
+}
+
+/// The node's own connection to the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ConnectionStatus {
+    /// It holds DHT contacts heard from recently.
+    Online,
+    /// Every contact went silent, or it has none.
+    Offline,
+}
+
+/// Where the node stands, as peers and probes tell.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Standing {
+    /// `IP:port`, `IP:*` when the port varies per peer, or `null` before peers agree.
+    pub(crate) public_address: Option<String>,
+    /// `unknown`, `endpoint_independent` or `endpoint_dependent`.
+    pub(crate) nat: String,
+    /// `unknown`, `reachable` or `unreachable`.
+    pub(crate) reachability: String,
+    /// Whether the node serves the DHT.
+    pub(crate) server: bool,
+}
+
+/// The result of `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Status {
+    pub(crate) id: String,
+    pub(crate) address: String,
+    pub(crate) listen: String,
+    pub(crate) connection: ConnectionStatus,
+    pub(crate) dht_contacts: usize,
+    #[serde(flatten)]
+    pub(crate) standing: Standing,
+    pub(crate) friends: usize,
+    pub(crate) friends_online: usize,
+}
+
+/// A friend in the result of `friend_list`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FriendEntry {
+    pub(crate) id: String,
+    pub(crate) label: String,
+    pub(crate) online: bool,
+    pub(crate) presence: PresenceName,
+    pub(crate) info: Info,
+    pub(crate) since_unix_secs: u64,
+}
+
+/// A request received, in the result of `friend_requests`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IncomingEntry {
+    pub(crate) from: String,
+    pub(crate) hello: String,
+    pub(crate) info: Info,
+    pub(crate) received_unix_secs: u64,
+}
+
+/// A request sent, in the result of `friend_requests`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct OutgoingEntry {
+    pub(crate) to: String,
+    pub(crate) address: String,
+    pub(crate) hello: String,
+    pub(crate) sent_unix_secs: u64,
+}
+
+/// The result of `friend_requests`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Requests {
+    pub(crate) incoming: Vec<IncomingEntry>,
+    pub(crate) outgoing: Vec<OutgoingEntry>,
+    pub(crate) blocked: Vec<String>,
+}
+
+/// Why a request line was not decoded.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DecodeError {
+    /// Longer than [`MAX_LINE_BYTES`].
+    #[error("a line of {len} bytes exceeds the cap of {MAX_LINE_BYTES}")]
+    TooLong {
+        /// Its length, or as much of it as was read.
+        len: usize,
+    },
+    /// Not JSON, not an object, or without a numeric `id` or a `request` name.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The request name is not one of the protocol's.
+    #[error("unknown request `{name}`: see docs/CONTROL.md for the requests")]
+    UnknownRequest {
+        /// The line's `id`.
+        id: u64,
+        /// The name.
+        name: String,
+    },
+    /// A known request whose arguments are missing or of the wrong type.
+    #[error("bad arguments to `{name}`: {reason}")]
+    BadArguments {
+        /// The line's `id`.
+        id: u64,
+        /// The request's name.
+        name: String,
+        /// What serde said.
+        reason: String,
+    },
+}
+
+impl DecodeError {
+    /// The reply that refuses the line.
+    pub(crate) fn reply(&self) -> Reply {
+        let (id, kind) = match self {
+            DecodeError::TooLong { .. } => (None, ErrorKind::TooLong),
+            DecodeError::Malformed(_) => (None, ErrorKind::Malformed),
+            DecodeError::UnknownRequest { id, .. } => (Some(*id), ErrorKind::UnknownRequest),
+            DecodeError::BadArguments { id, .. } => (Some(*id), ErrorKind::BadArguments),
+        };
+        Reply::error(id, kind, self.to_string())
+    }
+}
+
+/// Decodes one request line (without its newline).
+pub(crate) fn decode_request(line: &[u8]) -> Result<RequestLine, DecodeError> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(DecodeError::TooLong { len: line.len() });
+    }
+    let value: Value =
+        serde_json::from_slice(line).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let Some(object) = value.as_object() else {
+        return Err(DecodeError::Malformed("a request is a JSON object".into()));
+    };
+    let Some(id) = object.get("id").and_then(Value::as_u64) else {
+        return Err(DecodeError::Malformed(
+            "a request needs a numeric `id` (an unsigned integer)".into(),
+        ));
+    };
+    let Some(name) = object.get("request").and_then(Value::as_str) else {
+        return Err(DecodeError::Malformed(
+            "a request needs a `request` name (a string)".into(),
+        ));
+    };
+    if !REQUEST_NAMES.contains(&name) {
+        return Err(DecodeError::UnknownRequest {
+            id,
+            name: name.chars().take(64).collect(),
+        });
+    }
+    let name = name.to_string();
+    serde_json::from_value(value).map_err(|e| DecodeError::BadArguments {
+        id,
+        name,
+        reason: e.to_string(),
+    })
+}
+
+/// Why a line could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LineError {
+    /// Longer than [`MAX_LINE_BYTES`].
+    #[error("a line exceeds the cap of {MAX_LINE_BYTES} bytes")]
+    TooLong,
+    /// The stream ended in the middle of a line.
+    #[error("the connection ended in the middle of a line")]
+    Truncated,
+    /// The socket failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one line into `line` (cleared first, newline dropped), holding at most
+/// [`MAX_LINE_BYTES`]. `Ok(false)` at a clean end of the stream.
+pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> Result<bool, LineError> {
+    line.clear();
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return if line.is_empty() {
+                Ok(false)
+            } else {
+                Err(LineError::Truncated)
+            };
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(newline) => (newline, true),
+            None => (available.len(), false),
+        };
+        if line.len() + take > MAX_LINE_BYTES {
+            return Err(LineError::TooLong);
+        }
+        line.extend_from_slice(&available[..take]);
+        reader.consume(if done { take + 1 } else { take });
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+/// One JSON value as a line, newline included.
+pub(crate) fn encode_line<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these types cannot fail: their maps have string keys only.
+    let mut line = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_with_arguments_round_trips() {
+        let line = RequestLine {
+            id: 7,
+            request: Request::FriendAdd {
+                address: "abc".into(),
+                hello: "hi".into(),
+            },
+        };
+        let encoded = encode_line(&line);
+        assert_eq!(
+            std::str::from_utf8(&encoded).unwrap(),
+            "{\"id\":7,\"request\":\"friend_add\",\"address\":\"abc\",\"hello\":\"hi\"}\n"
+        );
+        assert_eq!(decode_request(&encoded[..encoded.len() - 1]).unwrap(), line);
+    }
+
+    #[test]
+    fn info_fields_are_optional_and_flattened() {
+        let decoded = decode_request(br#"{"id":1,"request":"info","name":"Alice"}"#).unwrap();
+        assert_eq!(
+            decoded.request,
+            Request::Info {
+                set: InfoFields {
+                    name: Some("Alice".into()),
+                    ..InfoFields::default()
+                }
+            }
+        );
+        let decoded = decode_request(br#"{"id":2,"request":"info"}"#).unwrap();
+        assert_eq!(
+            decoded.request,
+            Request::Info {
+                set: InfoFields::default()
+            }
+        );
+    }
+
+    #[test]
+    fn each_bad_line_gets_its_typed_error() {
+        assert!(matches!(
+            decode_request(b"{not json"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_request(b"[1,2]"),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_request(br#"{"request":"id"}"#),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_request(br#"{"id":-1,"request":"id"}"#),
+            Err(DecodeError::Malformed(_))
+        ));
+        assert_eq!(
+            decode_request(br#"{"id":3,"request":"fly"}"#),
+            Err(DecodeError::UnknownRequest {
+                id: 3,
+                name: "fly".into()
+            })
+        );
+        assert!(matches!(
+            decode_request(br#"{"id":4,"request":"friend_add","address":5}"#),
+            Err(DecodeError::BadArguments { id: 4, .. })
+        ));
+        let long = vec![b' '; MAX_LINE_BYTES + 1];
+        assert_eq!(
+            decode_request(&long),
+            Err(DecodeError::TooLong {
+                len: MAX_LINE_BYTES + 1
+            })
+        );
+    }
+
+    #[test]
+    fn the_refusal_of_a_line_names_its_id_when_it_had_one() {
+        let error = decode_request(br#"{"id":3,"request":"fly"}"#).unwrap_err();
+        let reply = error.reply();
+        assert_eq!(reply.id, Some(3));
+        assert_eq!(reply.error.unwrap().kind, ErrorKind::UnknownRequest);
+        let reply = decode_request(b"nonsense").unwrap_err().reply();
+        assert_eq!(reply.id, None);
+        assert!(!reply.ok);
+    }
+
+    #[test]
+    fn every_request_name_decodes_to_a_request() {
+        for name in REQUEST_NAMES {
+            let line = format!(
+                r#"{{"id":1,"request":"{name}","friend":"x","label":"l","address":"a","hello":"h"}}"#
+            );
+            assert!(decode_request(line.as_bytes()).is_ok(), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_are_read_up_to_the_cap_and_a_half_line_is_truncated() {
+        let mut input: &[u8] = b"{\"a\":1}\npartial";
+        let mut line = Vec::new();
+        assert!(read_line(&mut input, &mut line).await.unwrap());
+        assert_eq!(line, b"{\"a\":1}");
+        assert!(matches!(
+            read_line(&mut input, &mut line).await,
+            Err(LineError::Truncated)
+        ));
+        let mut empty: &[u8] = b"";
+        assert!(!read_line(&mut empty, &mut line).await.unwrap());
+        let mut long = vec![b'x'; MAX_LINE_BYTES + 1];
+        long.push(b'\n');
+        let mut input: &[u8] = &long;
+        assert!(matches!(
+            read_line(&mut input, &mut line).await,
+            Err(LineError::TooLong)
+        ));
+        let mut exact = vec![b'x'; MAX_LINE_BYTES];
+        exact.push(b'\n');
+        let mut input: &[u8] = &exact;
+        assert!(read_line(&mut input, &mut line).await.unwrap());
+        assert_eq!(line.len(), MAX_LINE_BYTES);
+    }
+}

@@ -1,0 +1,158 @@
+//! The control socket's server: one task per connection, requests answered in order, events
+//! streamed to connections that asked with `watch`.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::node::DaemonNode;
+use super::protocol::{
+    decode_request, encode_line, read_line, ErrorKind, Event, LineError, Reply, Request,
+    RequestLine,
+};
+
+/// Lines queued for one connection's writer; a client that reads nothing holds up only
+/// itself.
+const OUTGOING_LINES: usize = 256;
+
+/// Accepts connections until `stop` turns true.
+pub(crate) async fn serve(
+    listener: UnixListener,
+    node: Arc<DaemonNode>,
+    stop: watch::Sender<bool>,
+) {
+    let mut stopped = stop.subscribe();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(connection(stream, node.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("control socket: accept failed: {e}");
+                    // Out of file descriptors, say: give the others time to close.
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            },
+            () = until_stopped(&mut stopped) => return,
+        }
+    }
+}
+
+async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here, before any other await.
+    let _ = stopped.wait_for(|stop| *stop).await;
+}
+
+/// One client: reads requests, queues replies (and events once it watches) for its writer.
+async fn connection(stream: UnixStream, node: Arc<DaemonNode>, stop: watch::Sender<bool>) {
+    let (read, mut write) = stream.into_split();
+    let (outgoing, mut queue) = mpsc::channel::<Vec<u8>>(OUTGOING_LINES);
+    let writer = tokio::spawn(async move {
+        while let Some(line) = queue.recv().await {
+            if write.write_all(&line).await.is_err() {
+                return;
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::new();
+    let mut watcher: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let reply = match read_line(&mut reader, &mut line).await {
+            Ok(true) if line.iter().all(u8::is_ascii_whitespace) => continue,
+            Ok(true) => match decode_request(&line) {
+                Err(refused) => refused.reply(),
+                Ok(RequestLine {
+                    id,
+                    request: Request::Watch { replay },
+                }) => {
+                    // Subscribed before the reply is queued, sent after it: the client sees
+                    // its `ok` first and misses nothing from then on.
+                    let (events, history) = node.subscribe();
+                    let _ = outgoing.send(encode_line(&Reply::ok(id, json!({})))).await;
+                    if watcher.is_none() {
+                        if replay {
+                            for event in &history {
+                                let _ = outgoing.send(encode_line(event)).await;
+                            }
+                        }
+                        watcher = Some(tokio::spawn(forward(events, outgoing.clone())));
+                    }
+                    continue;
+                }
+                Ok(RequestLine {
+                    id,
+                    request: Request::Stop,
+                }) => {
+                    tracing::info!("stop requested on the control socket");
+                    let _ = outgoing.send(encode_line(&Reply::ok(id, json!({})))).await;
+                    let _ = stop.send(true);
+                    // The connection stays open until the process exits, so the client knows
+                    // when the daemon is gone (and its lock free).
+                    std::future::pending::<()>().await;
+                    return;
+                }
+                Ok(RequestLine { id, request }) => match node.handle(request).await {
+                    Ok(result) => Reply::ok(id, result),
+                    Err((kind, message)) => Reply::error(Some(id), kind, message),
+                },
+            },
+            Ok(false) => break,
+            Err(LineError::TooLong) => {
+                let _ = outgoing
+                    .send(encode_line(&Reply::error(
+                        None,
+                        ErrorKind::TooLong,
+                        LineError::TooLong.to_string() + "; closing the connection",
+                    )))
+                    .await;
+                break;
+            }
+            Err(LineError::Truncated) => {
+                let _ = outgoing
+                    .send(encode_line(&Reply::error(
+                        None,
+                        ErrorKind::Truncated,
+                        LineError::Truncated.to_string(),
+                    )))
+                    .await;
+                break;
+            }
+            Err(LineError::Io(e)) => {
+                tracing::debug!("control connection failed: {e}");
+                break;
+            }
+        };
+        if outgoing.send(encode_line(&reply)).await.is_err() {
+            break;
+        }
+    }
+    // The end of the client's side ends its watch too: a closed connection shows only when
+    // written to, and an idle watch would otherwise hold its task until the next event.
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
+    drop(outgoing);
+    let _ = writer.await;
+}
+
+/// Forwards events to one connection until it stops reading.
+async fn forward(mut events: broadcast::Receiver<Event>, outgoing: mpsc::Sender<Vec<u8>>) {
+    loop {
+        let line = match events.recv().await {
+            Ok(event) => encode_line(&event),
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                encode_line(&json!({ "event": "lagged", "missed": missed }))
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if outgoing.send(line).await.is_err() {
+            return;
+        }
+    }
+}
