@@ -340,10 +340,8 @@ async fn after_a_nospam_rotation_requests_to_the_old_address_are_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_beyond_the_cap_waits_until_a_pending_one_is_answered() {
     let net = net(20, 1).await;
-    let config = FriendsConfig {
-        max_incoming_requests: 2,
-        ..FriendsConfig::for_tests()
-    };
+    let mut config = FriendsConfig::for_tests();
+    config.max_incoming_requests = 2;
     let bind = SocketAddr::from(([127, 21, 1, 1], 0));
     let mut alice = net
         .start_with(net.dir.path().join("alice"), bind, config)

@@ -104,10 +104,7 @@ async fn a_friend_that_moves_networks_re_announces_and_its_friend_behind_a_nat_f
         .await
         .unwrap();
     let bob_host = lab.device_in(&home, "bob").await.unwrap();
-    let config = FriendsConfig {
-        announce_interval: Duration::from_secs(600),
-        ..FriendsConfig::for_tests()
-    };
+    let config = FriendsConfig::for_tests().with_announce_interval(Duration::from_secs(600));
     let (alice, mut alice_events) =
         friend_node(&alice_host, dir.path(), &seeds, config.clone()).await;
     let (bob, mut bob_events) = friend_node(&bob_host, dir.path(), &seeds, config).await;

@@ -8,15 +8,15 @@
 //! [`close::REQUEST_EXTRA_FRAME`], a stream ending inside the frame
 //! [`close::REQUEST_MALFORMED`], nothing whole in time [`close::REQUEST_TIMEOUT`]. The
 //! receiver closes with `REQUEST_RECEIVED` only once the layer above has taken the request
-//! (see [`IncomingRequest`](crate::IncomingRequest)), or [`close::REQUEST_NOT_TAKEN`]. What the
+//! (see [`IncomingRequest`](super::IncomingRequest)), or [`close::REQUEST_NOT_TAKEN`]. What the
 //! bytes mean (hello, address, nospam) is the friend layer's to define.
 
 use std::time::Duration;
 
 use quinn::{Connection, RecvStream, VarInt};
 
-use crate::close;
-use crate::error::RequestError;
+use super::close;
+use super::error::RequestError;
 
 /// The largest request frame: a 1024-byte hello, a 63-byte name and the signatures and
 /// addresses around them fit with room to spare.
