@@ -529,3 +529,36 @@ async fn every_misuse_is_its_own_error() {
         Err(FriendError::NoStore)
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_nobody_bootstrapped_joins_itself_and_reopens_its_directory_at_once() {
+    let net = net(20, 1).await;
+    let dir = net.dir.path().join("carol");
+    let bind = SocketAddr::from(([127, 21, 9, 1], 0));
+    for round in 0..3 {
+        // A DHT configured with the seed but never bootstrapped: the friend layer joins.
+        let dht = Dht::bind(server(bind, Some(dir.clone()), net.seeds.first()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the directory did not open at once: {e}"));
+        assert_eq!(dht.routing_entries(), 0);
+        let (friends, _events) = Friends::start(dht.clone(), FriendsConfig::for_tests())
+            .await
+            .unwrap();
+        wait_for(|| async { (friends.dht().routing_entries() > 0).then_some(()) }).await;
+        wait_for(|| async { matches!(friends.announce().await, Ok(n) if n > 0).then_some(()) })
+            .await;
+        // Work in flight at the shutdown: a request to someone offline, being looked up and
+        // deposited.
+        let offline = Keypair::generate();
+        let address = carrier_friend::dht::id::Address::new(offline.id(), Nospam(7));
+        friends
+            .add_friend(&address.to_string(), b"anyone?")
+            .await
+            .unwrap();
+        // Shut down, the layer's tasks hold nothing: with the DHT shut down too, the next
+        // round binds the same directory with no retry.
+        friends.shutdown().await;
+        drop(friends);
+        dht.shutdown().await.unwrap();
+    }
+}

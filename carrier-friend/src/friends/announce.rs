@@ -1,4 +1,5 @@
-//! Announcing the node's peer record, again when its addresses change.
+//! Joining the DHT if nobody did, and announcing the node's peer record, again when its
+//! addresses change.
 
 use std::sync::Arc;
 
@@ -40,11 +41,23 @@ impl Core {
 }
 
 pub(super) async fn announce_loop(core: Arc<Core>) {
+    let mut failed_joins = 0u32;
     loop {
+        // A node that never joined (or lost every contact) joins through the DHT's configured
+        // bootstrap nodes (or its saved contacts) first: a friend layer on a node nobody
+        // bootstrapped still finds its friends. Failed joins back off like outbox items.
+        if core.dht.routing_entries() == 0 {
+            if core.dht.bootstrap().await.is_err() {
+                failed_joins = failed_joins.saturating_add(1);
+                tokio::time::sleep(core.config.retry.backoff(failed_joins)).await;
+                continue;
+            }
+            failed_joins = 0;
+        }
         let addrs = core.addresses();
         let wait = match core.announce().await {
             Ok(stored) if stored > 0 => core.config.announce_interval,
-            // Not bootstrapped yet, or nobody stored it: soon again.
+            // Nobody stored it: soon again.
             _ => core.config.retry.initial,
         };
         // Until the next announce is due, watch for a change of address: friends looking the

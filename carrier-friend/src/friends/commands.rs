@@ -416,10 +416,12 @@ impl Friends {
         self.core.announce().await
     }
 
-    /// Stops the background work and closes the QUIC endpoint (telling peers). The DHT is the
-    /// caller's to shut down.
+    /// Stops the background work, waits until every task of the layer has ended, and closes
+    /// the QUIC endpoint (telling peers). The DHT is the caller's to shut down: once it is,
+    /// and the `Friends` handles are dropped, nothing holds the node's database, so a node
+    /// started again on the same data directory opens it at once.
     pub async fn shutdown(&self) {
-        self.tasks.abort();
+        self.tasks.stop().await;
         self.core.links.shutdown().await;
     }
 }

@@ -40,6 +40,7 @@ pub use wire::{
     MAX_HELLO_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_PHONE_BYTES, MAX_REGION_BYTES,
 };
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -85,10 +86,34 @@ struct Tasks {
 
 impl Tasks {
     fn abort(&self) {
+        self.core.closed.store(true, Ordering::SeqCst);
         for task in lock(&self.loops).drain(..) {
             task.abort();
         }
         lock(&self.core.work).abort_all();
+    }
+
+    /// Aborts every task and waits until each has ended, so none holds the layer's state (and
+    /// through it the node's `Dht` and `Store`) any more.
+    async fn stop(&self) {
+        // From here on `spawn` starts nothing.
+        self.core.closed.store(true, Ordering::SeqCst);
+        let loops: Vec<JoinHandle<()>> = lock(&self.loops).drain(..).collect();
+        for task in &loops {
+            task.abort();
+        }
+        for task in loops {
+            // Cancelled, as asked.
+            let _ = task.await;
+        }
+        loop {
+            let mut work = std::mem::take(&mut *lock(&self.core.work));
+            if work.is_empty() {
+                break;
+            }
+            work.abort_all();
+            while work.join_next().await.is_some() {}
+        }
     }
 }
 
@@ -113,6 +138,8 @@ struct Core {
     scheduler: Mutex<Scheduler>,
     /// Work the loops start (deliveries, links, streams, requests), aborted on shutdown.
     work: Mutex<JoinSet<()>>,
+    /// Shut down: no more work starts.
+    closed: AtomicBool,
     /// Routes every friend link's streams and datagrams to the inbox of their layer.
     router: ExtensionRouter,
     /// The links: which is held per friend, who is online, whom to dial when.
@@ -157,10 +184,11 @@ fn millis(duration: Duration) -> u64 {
 
 impl Friends {
     /// Starts the friend layer on `dht`, one per node. The DHT must have a data directory:
-    /// the layer keeps everything in the node's database. Opens the node's QUIC endpoint on the DHT's socket
-    /// with a gate that admits friends, and starts the background work: taking requests and
-    /// control items, delivering the outbox, checking the mailboxes, announcing the node's
-    /// peer record (once the DHT is bootstrapped). Returns the layer and its events.
+    /// the layer keeps everything in the node's database. Opens the node's QUIC endpoint on
+    /// the DHT's socket with a gate that admits friends, and starts the background work:
+    /// joining the DHT through its configured bootstrap nodes if nobody bootstrapped it,
+    /// taking requests and control items, delivering the outbox, checking the mailboxes,
+    /// announcing the node's peer record. Returns the layer and its events.
     pub async fn start(
         dht: Dht,
         config: FriendsConfig,
@@ -208,6 +236,7 @@ impl Friends {
             wake: Arc::new(Notify::new()),
             scheduler: Mutex::new(Scheduler::default()),
             work: Mutex::new(JoinSet::new()),
+            closed: AtomicBool::new(false),
         });
         let tasks = vec![
             tokio::spawn(accept_loop(core.clone())),
@@ -259,6 +288,10 @@ impl Core {
     /// Runs `work` in the background until it ends or the layer shuts down.
     pub(super) fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
         let mut set = lock(&self.work);
+        // Read under the lock: work either starts before `Tasks::stop` takes the set, or not.
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
         // Finished work is reaped here, so the set holds only what still runs.
         while set.try_join_next().is_some() {}
         set.spawn(work);
