@@ -203,7 +203,7 @@ async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline()
     ];
     drop((at_alice, at_bob));
     for (node, mapped) in &held {
-        assert!(node.links().paths().is_pinned(*mapped));
+        assert!(node.endpoint().paths().is_pinned(*mapped));
     }
     alice.friends.remove_friend(&bob.id()).await.unwrap();
     assert!(!alice.friends.is_friend(&bob.id()));
@@ -212,7 +212,7 @@ async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline()
     drained(&alice).await;
     // The link is gone, and with it the holds: strangers may evict those entries now.
     for (node, mapped) in &held {
-        wait_for(|| async { (!node.links().paths().is_pinned(*mapped)).then_some(()) }).await;
+        wait_for(|| async { (!node.endpoint().paths().is_pinned(*mapped)).then_some(()) }).await;
     }
     drop(held);
 

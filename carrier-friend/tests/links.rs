@@ -100,8 +100,8 @@ async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_lin
     for _ in 0..2 {
         hold_steady(&alice, &bob).await;
         let (at_alice, at_bob) = tokio::join!(
-            alice.friends.connect(&bob_id),
-            bob.friends.connect(&alice_id)
+            alice.friends.dial_friend(&bob_id),
+            bob.friends.dial_friend(&alice_id)
         );
         let (at_alice, at_bob) = (at_alice.unwrap(), at_bob.unwrap());
         // Past the grace a duplicate's peer waits before it counts as gone.
@@ -412,7 +412,7 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
         LinkConfig::new(AllowList::default()),
     )
     .unwrap();
-    let refused_before = alice.friends.links().stats().friends_refused;
+    let refused_before = alice.friends.endpoint().stats().friends_refused;
     let to_alice = Path::Direct(alice.friends.dht().local_addr());
     if let Ok(link) = rogue.dial(alice_id, to_alice).await {
         match link.connection().closed().await {
@@ -421,7 +421,7 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
         }
     }
     wait_for(|| async {
-        (alice.friends.links().stats().friends_refused > refused_before).then_some(())
+        (alice.friends.endpoint().stats().friends_refused > refused_before).then_some(())
     })
     .await;
     assert!(alice.friends.link(&rogue_keys.id()).is_none());
@@ -502,7 +502,7 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
     let _alices_msgs = alice.friends.register(Extension::MSG).unwrap();
     let at_alice = carol
         .friends
-        .links()
+        .endpoint()
         .dial(alice_id, Path::Direct(alice.friends.dht().local_addr()))
         .await
         .unwrap();

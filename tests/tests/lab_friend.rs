@@ -67,7 +67,7 @@ async fn record_of(finder: &Dht, id: &CarrierId) -> Vec<SocketAddr> {
 /// The real IP address `node`'s link to `peer` runs to (quinn sees only a mapped one).
 fn link_ip(node: &Friends, peer: &CarrierId) -> IpAddr {
     let mapped = node.link(peer).unwrap().connection().remote_address();
-    match node.links().paths().path(mapped) {
+    match node.endpoint().paths().path(mapped) {
         Some(Path::Direct(real)) => real.ip(),
         other => panic!("the link to {peer} runs over {other:?}"),
     }

@@ -34,9 +34,10 @@ impl Friends {
         &self.core.dht
     }
 
-    /// The node's QUIC endpoint, whose gate admits friends (and peers this node asked).
-    pub fn links(&self) -> &LinkEndpoint {
-        &self.core.links
+    /// The node's QUIC endpoint, whose gate admits friends (and peers this node asked); the
+    /// links themselves are [`link`](Self::link)'s.
+    pub fn endpoint(&self) -> &LinkEndpoint {
+        &self.core.endpoint
     }
 
     /// The live link of friend `id`, if it is online: open streams and send datagrams on it
@@ -56,7 +57,7 @@ impl Friends {
     /// Looks friend `id` up and dials it now, whatever the backoff and even if a link is held
     /// (the tie-break then keeps one of the two, on both sides alike); returns the link
     /// dialled, which may be the one closed as the duplicate.
-    pub async fn connect(&self, id: &CarrierId) -> Result<Link, FriendError> {
+    pub async fn dial_friend(&self, id: &CarrierId) -> Result<Link, FriendError> {
         if !self.is_friend(id) {
             return Err(FriendError::NotAFriend(*id));
         }
@@ -422,7 +423,7 @@ impl Friends {
     /// started again on the same data directory opens it at once.
     pub async fn shutdown(&self) {
         self.tasks.stop().await;
-        self.core.links.shutdown().await;
+        self.core.endpoint.shutdown().await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! Delivering the outbox: directly over a link or `carrier-request/1`, else into the peer's
 //! mailbox; and serving the friend layer's own streams on every link.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use carrier_dht::Path;
 
 use super::rules::KIND_REQUEST;
 use super::state::{self, OUTBOX};
-use super::wire::{self, Body, ANSWER_TAKEN, MAX_CONTROL_FRAME_BYTES};
+use super::wire::{ANSWER_TAKEN, MAX_CONTROL_FRAME_BYTES};
 use super::{lock, millis, read, unix_ms, Core};
 use crate::link::close;
 use crate::link::extension::{Extension, ExtensionInbox, Inbound};
@@ -20,6 +21,25 @@ use crate::outbox::OutboxEntry;
 pub(super) const ADDRESSES_PER_ATTEMPT: usize = 3;
 
 impl Core {
+    /// The first addresses of `peer`'s peer record, found within `dial_timeout`: none if
+    /// there is no record, or it is not `peer`'s, or it expired. Where every direct attempt
+    /// (a dial, a delivery) starts.
+    pub(super) async fn find_addresses(&self, peer: CarrierId) -> Vec<SocketAddr> {
+        let found = tokio::time::timeout(self.config.dial_timeout, self.dht.find_peer(&peer));
+        let Ok(Ok(Some(record))) = found.await else {
+            return Vec::new();
+        };
+        if record.id != peer || record.expires_unix_secs < unix_ms() / 1000 {
+            return Vec::new();
+        }
+        record
+            .addrs
+            .iter()
+            .take(ADDRESSES_PER_ATTEMPT)
+            .copied()
+            .collect()
+    }
+
     /// Tries to hand `entry` to its peer directly; whether the peer took it.
     pub(super) async fn deliver_direct(self: &Arc<Self>, entry: &OutboxEntry) -> bool {
         if entry.kind != KIND_REQUEST {
@@ -34,16 +54,8 @@ impl Core {
                 }
             }
         }
-        let found = tokio::time::timeout(self.config.dial_timeout, self.dht.find_peer(&entry.peer));
-        let Ok(Ok(Some(record))) = found.await else {
-            return false;
-        };
-        let now = unix_ms() / 1000;
-        if record.id != entry.peer || record.expires_unix_secs < now {
-            return false;
-        }
-        for addr in record.addrs.iter().take(ADDRESSES_PER_ATTEMPT) {
-            let path = Path::Direct(*addr);
+        for addr in self.find_addresses(entry.peer).await {
+            let path = Path::Direct(addr);
             let taken = match entry.kind {
                 KIND_REQUEST => self.send_request(entry.peer, path, &entry.payload).await,
                 _ => self.send_control(entry.peer, path, &entry.payload).await,
@@ -61,7 +73,7 @@ impl Core {
         let Some(bytes) = encode_request(frame) else {
             return false;
         };
-        let dialling = self.links.connect(peer, path, Alpn::Request);
+        let dialling = self.endpoint.connect(peer, path, Alpn::Request);
         let Ok(Ok(connection)) = tokio::time::timeout(self.config.dial_timeout, dialling).await
         else {
             return false;
@@ -80,7 +92,7 @@ impl Core {
         path: Path,
         frame: &[u8],
     ) -> bool {
-        let dialling = self.links.dial(peer, path);
+        let dialling = self.endpoint.dial(peer, path);
         let Ok(Ok(link)) = tokio::time::timeout(self.config.dial_timeout, dialling).await else {
             return false;
         };
@@ -164,15 +176,7 @@ impl Core {
             let _ = send.reset(close::REQUEST_MALFORMED);
             return;
         };
-        let taken = match wire::decode(&frame) {
-            Ok(Body::Control(control)) => self.take_control(peer, control).await.is_ok(),
-            Ok(Body::Ack(ids)) => self.take_acks(peer, ids.into_vec()).await.is_ok(),
-            Ok(Body::Profile(profile)) => {
-                matches!(self.take_profile(peer, profile).await, Ok(true))
-            }
-            // Nothing to take in it: taken as it is, so the sender stops sending it.
-            Ok(Body::Request(_)) | Err(_) => true,
-        };
+        let (taken, _) = self.take_frame(peer, &frame).await;
         let answer = if taken { ANSWER_TAKEN } else { 0 };
         if send.write_all(&[answer]).await.is_ok() {
             let _ = send.finish();

@@ -8,7 +8,6 @@ use carrier_dht::id::CarrierId;
 use carrier_dht::Path;
 
 use super::config::FriendsConfig;
-use super::delivery::ADDRESSES_PER_ATTEMPT;
 use super::events::FriendEvent;
 use super::machine::{Action, Closed, LinkMachine, Settings};
 use super::rules::Taken;
@@ -128,18 +127,11 @@ impl Core {
     /// Finds `peer`'s record and dials its first addresses; with `unless_held`, gives up as
     /// soon as a link to `peer` is held (the peer dialled us meanwhile).
     pub(super) async fn find_and_dial(&self, peer: CarrierId, unless_held: bool) -> Option<Link> {
-        let found = tokio::time::timeout(self.config.dial_timeout, self.dht.find_peer(&peer));
-        let Ok(Ok(Some(record))) = found.await else {
-            return None;
-        };
-        if record.id != peer || record.expires_unix_secs < unix_ms() / 1000 {
-            return None;
-        }
-        for addr in record.addrs.iter().take(ADDRESSES_PER_ATTEMPT) {
+        for addr in self.find_addresses(peer).await {
             if unless_held && lock(&self.machine).link(&peer).is_some() {
                 return None;
             }
-            let dialling = self.links.dial(peer, Path::Direct(*addr));
+            let dialling = self.endpoint.dial(peer, Path::Direct(addr));
             if let Ok(Ok(link)) = tokio::time::timeout(self.config.dial_timeout, dialling).await {
                 return Some(link);
             }
@@ -160,7 +152,7 @@ impl Core {
 }
 
 pub(super) async fn accept_loop(core: Arc<Core>) {
-    while let Some(accepted) = core.links.accept().await {
+    while let Some(accepted) = core.endpoint.accept().await {
         match accepted {
             Accepted::Request(mut request) => {
                 let taker = core.clone();

@@ -41,30 +41,10 @@ impl Core {
                 let Some(frame) = wire::letter_frame(&letter.bytes) else {
                     continue;
                 };
-                let taken = match wire::decode(frame) {
-                    Ok(Body::Control(control)) => {
-                        let id = control.id;
-                        let taken = self.take_control(letter.sender, control).await.is_ok();
-                        if taken {
-                            acks.entry(letter.sender).or_default().push(id);
-                        }
-                        taken
-                    }
-                    Ok(Body::Ack(ids)) => {
-                        self.take_acks(letter.sender, ids.into_vec()).await.is_ok()
-                    }
-                    Ok(Body::Profile(profile)) => {
-                        let id = profile.id;
-                        let taken =
-                            matches!(self.take_profile(letter.sender, profile).await, Ok(true));
-                        if taken {
-                            acks.entry(letter.sender).or_default().push(id);
-                        }
-                        taken
-                    }
-                    // Malformed, or a request in the wrong mailbox: nothing to take.
-                    Ok(Body::Request(_)) | Err(_) => true,
-                };
+                let (taken, ack) = self.take_frame(letter.sender, frame).await;
+                if let Some(id) = ack {
+                    acks.entry(letter.sender).or_default().push(id);
+                }
                 if taken {
                     let _ = self.dht.delete(&letter).await;
                 }

@@ -126,7 +126,7 @@ impl Drop for Tasks {
 struct Core {
     dht: Dht,
     store: Store,
-    links: LinkEndpoint,
+    endpoint: LinkEndpoint,
     keypair: Keypair,
     id: CarrierId,
     config: FriendsConfig,
@@ -205,7 +205,7 @@ impl Friends {
         link_config.stranger_limit = config.stranger_limit;
         link_config.max_pending_handshakes = config.max_pending_handshakes;
         link_config.liveness = config.liveness;
-        let links = LinkEndpoint::new(dht.socket().clone(), &keypair, link_config)?;
+        let endpoint = LinkEndpoint::new(dht.socket().clone(), &keypair, link_config)?;
         let (events, receiver) = mpsc::unbounded_channel();
         // The layers above hear only friends; a peer this node asked (admitted by the gate
         // so its accept can arrive) reaches the friend layer alone.
@@ -227,7 +227,7 @@ impl Friends {
             id: keypair.id(),
             dht,
             store,
-            links,
+            endpoint,
             keypair,
             config,
             state,

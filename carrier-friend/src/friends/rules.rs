@@ -94,6 +94,32 @@ pub(super) enum Taken {
 }
 
 impl Core {
+    /// Takes one control-stream or letter `frame` from `from`: a control item, a profile or
+    /// acknowledgements (a request has its own way in, [`take_request`](Self::take_request)).
+    /// Returns whether it was taken (else its sender should send it again), and the ID to
+    /// acknowledge through the sender's mailbox, if the item has one. A frame with nothing to
+    /// take (malformed, or a request on the wrong way) counts as taken, so its sender stops.
+    pub(super) async fn take_frame(
+        &self,
+        from: CarrierId,
+        frame: &[u8],
+    ) -> (bool, Option<OutboxId>) {
+        match wire::decode(frame) {
+            Ok(Body::Control(control)) => {
+                let id = control.id;
+                let taken = self.take_control(from, control).await.is_ok();
+                (taken, taken.then_some(id))
+            }
+            Ok(Body::Profile(profile)) => {
+                let id = profile.id;
+                let taken = matches!(self.take_profile(from, profile).await, Ok(true));
+                (taken, taken.then_some(id))
+            }
+            Ok(Body::Ack(ids)) => (self.take_acks(from, ids.into_vec()).await.is_ok(), None),
+            Ok(Body::Request(_)) | Err(_) => (true, None),
+        }
+    }
+
     /// Takes a request `frame` from `from` (once per request ID).
     pub(super) async fn take_request(
         &self,

@@ -40,8 +40,9 @@ pub const REQUEST_EXTRA_FRAME: VarInt = VarInt::from_u32(0x22);
 pub const REQUEST_MALFORMED: VarInt = VarInt::from_u32(0x23);
 
 /// `carrier-request/1`: no whole frame within
-/// [`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT).
-pub const REQUEST_TIMEOUT: VarInt = VarInt::from_u32(0x24);
+/// [`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT) (the duration; this is the code saying it ran
+/// out).
+pub const REQUEST_TIMED_OUT: VarInt = VarInt::from_u32(0x24);
 
 /// `carrier-request/1`: the frame arrived whole, but the receiver did not take it (it could
 /// not store it, or did not answer within [`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT)): the

@@ -6,7 +6,7 @@
 //! [`close::REQUEST_RECEIVED`]; anything else closes it with its own code: a length over the
 //! cap [`close::REQUEST_TOO_LARGE`], bytes after the frame or another stream
 //! [`close::REQUEST_EXTRA_FRAME`], a stream ending inside the frame
-//! [`close::REQUEST_MALFORMED`], nothing whole in time [`close::REQUEST_TIMEOUT`]. The
+//! [`close::REQUEST_MALFORMED`], nothing whole in time [`close::REQUEST_TIMED_OUT`]. The
 //! receiver closes with `REQUEST_RECEIVED` only once the layer above has taken the request
 //! (see [`IncomingRequest`](super::IncomingRequest)), or [`close::REQUEST_NOT_TAKEN`]. What the
 //! bytes mean (hello, address, nospam) is the friend layer's to define.
@@ -85,7 +85,7 @@ pub(crate) async fn receive(connection: &Connection) -> Result<Vec<u8>, VarInt> 
     };
     tokio::time::timeout(REQUEST_TIMEOUT, reading)
         .await
-        .unwrap_or(Err(close::REQUEST_TIMEOUT))
+        .unwrap_or(Err(close::REQUEST_TIMED_OUT))
 }
 
 /// The frame on `stream`: its length, its bytes, then the end of the stream.
