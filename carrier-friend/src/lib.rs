@@ -1,26 +1,30 @@
 //! Friends in Carrier: QUIC links authenticated by Carrier IDs, on the DHT's own UDP socket,
-//! and the friend layer on top of them.
+//! and the friend layer on top of them. Three rooms, each using only those below it:
 //!
-//! - [`Friends`]: friend requests that survive restarts and offline peers, the friend list,
-//!   labels, the block list and the nospam, kept in the node's database, with events
-//!   ([`FriendEvent`]) and typed errors ([`FriendError`]). Its control items wait in a durable
-//!   [`outbox`] until the peer acknowledges them. It keeps one live link per online friend
-//!   ([`Friends::link`]), tells friends its [`UserInfo`] and [`Presence`], and routes each
-//!   link's streams and datagrams to the inbox of their [`Extension`] ([`Friends::register`]).
-//! - [`LinkEndpoint`]: quinn running on the node's [`NodeSocket`](dht::socket::NodeSocket),
-//!   shared with the DHT (QUIC packets always carry bit 0x40, never greased). It dials
-//!   ([`LinkEndpoint::dial`]), sends friend requests ([`LinkEndpoint::send_request`]) and
-//!   accepts both ([`LinkEndpoint::accept`]).
-//! - [`tls`]: TLS 1.3 with raw public keys (RFC 7250), ring only, no X.509: each side proves its
-//!   Ed25519 Carrier ID, and a dial names the ID it expects.
-//! - Two ALPNs ([`alpn`]): `carrier/1` for friends, admitted by a [`FriendGate`] (an
-//!   [`AllowList`] without the friend layer), and `carrier-request/1` for one bounded
-//!   request frame from anyone ([`MAX_REQUEST_FRAME_BYTES`]), with strangers rate-limited per
-//!   source before the handshake ([`StrangerLimit`]). Why a connection was closed travels as
-//!   one of the [`close`] codes.
-//! - [`transport`]: the QUIC settings and why.
-//! - [`PathTable`]: quinn sees one stable mapped address per peer; the table points it at the
-//!   peer's current real path (direct today, relayed later).
+//! - [`link`]: QUIC links, knowing nothing of friends. [`LinkEndpoint`] runs quinn on the
+//!   node's [`NodeSocket`](dht::socket::NodeSocket), shared with the DHT (QUIC packets always
+//!   carry bit 0x40, never greased); it dials ([`LinkEndpoint::dial`]), sends friend requests
+//!   ([`LinkEndpoint::send_request`]) and accepts both ([`LinkEndpoint::accept`]). [`tls`]:
+//!   TLS 1.3 with raw public keys (RFC 7250), ring only, no X.509: each side proves its
+//!   Ed25519 Carrier ID, and a dial names the ID it expects. Two ALPNs ([`alpn`]):
+//!   `carrier/1` for friends, admitted by a [`FriendGate`] (an [`AllowList`] without the
+//!   friend layer), and `carrier-request/1` for one bounded request frame from anyone
+//!   ([`MAX_REQUEST_FRAME_BYTES`]), with strangers rate-limited per source before the
+//!   handshake ([`StrangerLimit`]); why a connection was closed travels as one of the
+//!   [`close`] codes. [`transport`]: the QUIC settings and why, with the [`Liveness`]
+//!   settings. [`PathTable`]: quinn sees one stable mapped address per peer; the table points
+//!   it at the peer's current real path. [`extension`]: every stream and datagram on a link
+//!   starts with its [`Extension`] number, and an [`ExtensionRouter`] hands each to its
+//!   layer's inbox.
+//! - [`outbox`]: a durable outbox of items waiting for their peer's acknowledgement, and the
+//!   [`Scheduler`](outbox::Scheduler) that picks which to attempt; generic, so carrier-msg
+//!   keeps its messages in one too.
+//! - [`Friends`] (the `friends` room): friend requests that survive restarts and offline
+//!   peers, the friend list, labels, the block list and the nospam, kept in the node's
+//!   database, with events ([`FriendEvent`]) and typed errors ([`FriendError`]). It keeps
+//!   one live link per online friend ([`Friends::link`], decided by a state machine that
+//!   takes `now`), tells friends its [`UserInfo`] and [`Presence`], and routes each link's
+//!   streams and datagrams to the inbox of their extension ([`Friends::register`]).
 //!
 //! # Example
 //!

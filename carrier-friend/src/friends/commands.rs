@@ -45,7 +45,7 @@ impl Friends {
     /// layer header. `None` for a friend without a link, and for anyone not a friend.
     ///
     /// A link can close at any moment (the friend vanished, or it lost a race of dials and
-    /// was closed with [`close::DUPLICATE`]); a stream on it then fails with the close code,
+    /// was closed with [`close::DUPLICATE`](crate::close::DUPLICATE)); a stream on it then fails with the close code,
     /// never silently, and its layer sends again on the next link.
     pub fn link(&self, id: &CarrierId) -> Option<Link> {
         if !self.is_friend(id) {
@@ -70,7 +70,7 @@ impl Friends {
         }
     }
 
-    /// Whether friend `id` is connected (reported [`FriendEvent::Connected`] and not
+    /// Whether friend `id` is connected (reported [`FriendEvent::Connected`](crate::FriendEvent::Connected) and not
     /// disconnected since).
     pub fn is_online(&self, id: &CarrierId) -> bool {
         lock(&self.core.machine).is_online(id)
@@ -82,7 +82,7 @@ impl Friends {
     }
 
     /// How many friends are being looked up and dialled now (at most
-    /// [`FriendsConfig::max_concurrent_dials`]).
+    /// [`FriendsConfig::max_concurrent_dials`](crate::FriendsConfig::max_concurrent_dials)).
     pub fn dials_in_flight(&self) -> usize {
         lock(&self.core.machine).dials_in_flight()
     }
@@ -170,7 +170,7 @@ impl Friends {
 
     /// Accepts the pending request from `id`: `id` is a friend from now on, and the
     /// requester is told (through its mailbox if it is offline) and gets
-    /// [`FriendEvent::Added`].
+    /// [`FriendEvent::Added`](crate::FriendEvent::Added).
     pub async fn accept_friend(&self, id: &CarrierId) -> Result<(), FriendError> {
         let peer = *id;
         let now_ms = unix_ms();
@@ -218,7 +218,7 @@ impl Friends {
     }
 
     /// Removes friend `id`; the friend is told (through its mailbox if it is offline) and
-    /// gets [`FriendEvent::Removed`].
+    /// gets [`FriendEvent::Removed`](crate::FriendEvent::Removed).
     pub async fn remove_friend(&self, id: &CarrierId) -> Result<(), FriendError> {
         let peer = *id;
         let now_ms = unix_ms();
@@ -407,7 +407,7 @@ impl Friends {
     }
 
     /// Checks the node's request and message mailboxes now, instead of at the next
-    /// [`poll_interval`](FriendsConfig::poll_interval).
+    /// [`poll_interval`](crate::FriendsConfig::poll_interval).
     pub async fn check_mailboxes(&self) {
         self.core.poll_mailboxes().await;
     }

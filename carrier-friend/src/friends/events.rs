@@ -48,18 +48,18 @@ pub struct OutgoingRequest {
 /// What the friend layer reports, each once, after the change it reports is committed.
 ///
 /// An event is sent after its commit, so a node killed in between has the change but never
-/// reports it: an application reads [`Friends::friends`] and
-/// [`Friends::incoming_requests`] when it starts, then follows the events.
+/// reports it: an application reads [`Friends::friends`](crate::Friends::friends) and
+/// [`Friends::incoming_requests`](crate::Friends::incoming_requests) when it starts, then follows the events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FriendEvent {
-    /// A new friend request arrived (also listed by [`Friends::incoming_requests`]).
+    /// A new friend request arrived (also listed by [`Friends::incoming_requests`](crate::Friends::incoming_requests)).
     Request(FriendRequest),
     /// A peer accepted this node's request: it is a friend now.
     Added(CarrierId),
     /// A friend removed this node: it is a friend no more.
     Removed(CarrierId),
-    /// A friend's link is up: [`Friends::link`] gives it. Sent once per time the friend comes
+    /// A friend's link is up: [`Friends::link`](crate::Friends::link) gives it. Sent once per time the friend comes
     /// online; a link replaced by another (a race of dials, a restart of the friend) does not
     /// count.
     Connected(CarrierId),
