@@ -136,8 +136,8 @@ impl<L: Clone> LinkMachine<L> {
     }
 
     /// The friend list is now `friends`. Who counts as online changes only at
-    /// [`refresh`](Self::refresh) (so the layer reports `Removed` before `Disconnected`) or
-    /// at the next [`poll`](Self::poll).
+    /// [`refresh`](Self::refresh) of that friend (or an input about its links), so the layer
+    /// reports `Removed` before `Disconnected`.
     pub(super) fn set_friends(&mut self, friends: impl IntoIterator<Item = CarrierId>) {
         self.friends = friends.into_iter().collect();
         self.backoff.retain(|peer, _| self.friends.contains(peer));
@@ -315,10 +315,6 @@ impl<L: Clone> LinkMachine<L> {
             } else {
                 next = next.min(until);
             }
-        }
-        let peers: Vec<CarrierId> = self.online.iter().copied().collect();
-        for peer in peers {
-            self.refresh(peer, now);
         }
         self.dial_due(now, &mut next);
         next
@@ -603,5 +599,27 @@ mod tests {
             actions(&mut m),
             [Action::Disconnected(friend), Action::Dial(friend)]
         );
+    }
+
+    #[test]
+    fn a_removed_friend_is_disconnected_at_its_refresh_not_before() {
+        let (me, friend) = pair();
+        let now = Instant::now();
+        let mut m = machine(me, &[friend]);
+        m.link_up(friend, 1, 1, true, 0, 0, now);
+        assert_eq!(actions(&mut m), [Action::Connected(friend)]);
+        m.set_friends([]);
+        m.poll(now, |_| 1);
+        assert!(
+            actions(&mut m).is_empty(),
+            "nothing before the layer says Removed"
+        );
+        m.refresh(friend, now);
+        assert_eq!(actions(&mut m), [Action::Disconnected(friend)]);
+        // The link stays until it closes (it may be carrying the remove), and is not dialled.
+        assert_eq!(m.link_count(), 1);
+        m.link_closed(friend, 1, Closed::Other, now);
+        m.poll(now, |_| 1);
+        assert!(actions(&mut m).is_empty());
     }
 }
