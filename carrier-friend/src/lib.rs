@@ -1,26 +1,30 @@
 //! Friends in Carrier: QUIC links authenticated by Carrier IDs, on the DHT's own UDP socket,
-//! and the friend layer on top of them.
+//! and the friend layer on top of them. Three rooms, each using only those below it:
 //!
-//! - [`Friends`]: friend requests that survive restarts and offline peers, the friend list,
-//!   labels, the block list and the nospam, kept in the node's database, with events
-//!   ([`FriendEvent`]) and typed errors ([`FriendError`]). Its control items wait in a durable
-//!   [`outbox`] until the peer acknowledges them. It keeps one live link per online friend
-//!   ([`Friends::link`]), tells friends its [`UserInfo`] and [`Presence`], and routes each
-//!   link's streams and datagrams to the inbox of their [`Layer`] ([`Friends::register`]).
-//! - [`LinkEndpoint`]: quinn running on the node's [`NodeSocket`](dht::socket::NodeSocket),
-//!   shared with the DHT (QUIC packets always carry bit 0x40, never greased). It dials
-//!   ([`LinkEndpoint::dial`]), sends friend requests ([`LinkEndpoint::send_request`]) and
-//!   accepts both ([`LinkEndpoint::accept`]).
-//! - [`tls`]: TLS 1.3 with raw public keys (RFC 7250), ring only, no X.509: each side proves its
-//!   Ed25519 Carrier ID, and a dial names the ID it expects.
-//! - Two ALPNs ([`alpn`]): `carrier/1` for friends, admitted by a [`FriendGate`] (an
-//!   [`AllowList`] without the friend layer), and `carrier-request/1` for one bounded
-//!   request frame from anyone ([`MAX_REQUEST_FRAME_BYTES`]), with strangers rate-limited per
-//!   source before the handshake ([`StrangerLimit`]). Why a connection was closed travels as
-//!   one of the [`close`] codes.
-//! - [`transport`]: the QUIC settings and why.
-//! - [`PathTable`]: quinn sees one stable mapped address per peer; the table points it at the
-//!   peer's current real path (direct today, relayed later).
+//! - [`link`]: QUIC links, knowing nothing of friends. [`LinkEndpoint`] runs quinn on the
+//!   node's [`NodeSocket`](dht::socket::NodeSocket), shared with the DHT (QUIC packets always
+//!   carry bit 0x40, never greased); it dials ([`LinkEndpoint::dial`]), sends friend requests
+//!   ([`LinkEndpoint::send_request`]) and accepts both ([`LinkEndpoint::accept`]). [`tls`]:
+//!   TLS 1.3 with raw public keys (RFC 7250), ring only, no X.509: each side proves its
+//!   Ed25519 Carrier ID, and a dial names the ID it expects. Two ALPNs ([`alpn`]):
+//!   `carrier/1` for friends, admitted by a [`FriendGate`] (an [`AllowList`] without the
+//!   friend layer), and `carrier-request/1` for one bounded request frame from anyone
+//!   ([`MAX_REQUEST_FRAME_BYTES`]), with strangers rate-limited per source before the
+//!   handshake ([`StrangerLimit`]); why a connection was closed travels as one of the
+//!   [`close`] codes. [`transport`]: the QUIC settings and why, with the [`Liveness`]
+//!   settings. [`PathTable`]: quinn sees one stable mapped address per peer; the table points
+//!   it at the peer's current real path. [`extension`]: every stream and datagram on a link
+//!   starts with its [`Extension`] number, and an [`ExtensionRouter`] hands each to its
+//!   layer's inbox.
+//! - [`outbox`]: a durable outbox of items waiting for their peer's acknowledgement, and the
+//!   [`Scheduler`](outbox::Scheduler) that picks which to attempt; generic, so carrier-msg
+//!   keeps its messages in one too.
+//! - [`Friends`] (the `friends` room): friend requests that survive restarts and offline
+//!   peers, the friend list, labels, the block list and the nospam, kept in the node's
+//!   database, with events ([`FriendEvent`]) and typed errors ([`FriendError`]). It keeps
+//!   one live link per online friend ([`Friends::link`], decided by a state machine that
+//!   takes `now`), tells friends its [`UserInfo`] and [`Presence`], and routes each link's
+//!   streams and datagrams to the inbox of their extension ([`Friends::register`]).
 //!
 //! # Example
 //!
@@ -88,43 +92,28 @@
 
 pub use carrier_dht as dht;
 
-mod accept;
-pub mod alpn;
-pub mod close;
-mod endpoint;
-mod error;
+// The rooms, lowest first: `link` knows nothing of friends, `outbox` nothing of links, and
+// `friends` builds on both. No module uses one above it.
 mod friends;
-mod gate;
-pub mod layer;
-mod link;
-mod live;
+pub mod link;
 pub mod outbox;
-mod path_table;
-mod quic_socket;
-mod request;
-mod state;
-mod stranger_limit;
-pub mod tls;
-pub mod transport;
-mod wire;
 
-pub use accept::HANDSHAKE_TIMEOUT;
-pub use alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
-pub use endpoint::{LinkConfig, LinkEndpoint, LinkStats, MAX_PENDING_HANDSHAKES};
-pub use error::{DialError, EndpointError, FriendError, PathError, RequestError, TlsError};
 pub use friends::{
-    Friend, FriendEvent, FriendEvents, FriendRequest, Friends, FriendsConfig, OutgoingRequest,
-    MAX_INCOMING_REQUESTS,
+    Friend, FriendError, FriendEvent, FriendEvents, FriendRequest, Friends, FriendsConfig,
+    InfoError, OutgoingRequest, Presence, UserInfo, MAX_DESCRIPTION_BYTES, MAX_EMAIL_BYTES,
+    MAX_GENDER_BYTES, MAX_HELLO_BYTES, MAX_INCOMING_REQUESTS, MAX_LABEL_BYTES, MAX_NAME_BYTES,
+    MAX_PHONE_BYTES, MAX_REGION_BYTES,
 };
-pub use gate::{AllowList, FriendGate};
-pub use layer::{AlreadyRegistered, Inbound, Layer, LayerInbox, LayerRouter};
-pub use link::{Accepted, IncomingRequest, Link};
-pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES};
+pub use link::extension::{
+    AlreadyRegistered, Extension, ExtensionInbox, ExtensionRouter, Inbound, UnknownExtension,
+};
+pub use link::{alpn, close, extension, tls, transport};
+pub use link::{
+    Accepted, AllowList, Alpn, DialError, EndpointError, FriendGate, IncomingRequest, Link,
+    LinkConfig, LinkEndpoint, LinkStats, Liveness, PathError, PathTable, RequestError,
+    StrangerLimit, TlsError, ALPN_FRIEND, ALPN_REQUEST, HANDSHAKE_TIMEOUT, MAPPED_PREFIX,
+    MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES, MAX_PENDING_HANDSHAKES, MAX_REQUEST_FRAME_BYTES,
+    MAX_TRACKED_SOURCES, REQUEST_TIMEOUT,
+};
 /// quinn, as this crate uses it: the layers above reach streams and connections through it.
 pub use quinn;
-pub use request::{MAX_REQUEST_FRAME_BYTES, REQUEST_TIMEOUT};
-pub use stranger_limit::{StrangerLimit, MAX_TRACKED_SOURCES};
-pub use wire::{
-    InfoError, Presence, UserInfo, MAX_DESCRIPTION_BYTES, MAX_EMAIL_BYTES, MAX_GENDER_BYTES,
-    MAX_HELLO_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_PHONE_BYTES, MAX_REGION_BYTES,
-};

@@ -203,7 +203,7 @@ async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline()
     ];
     drop((at_alice, at_bob));
     for (node, mapped) in &held {
-        assert!(node.links().paths().is_pinned(*mapped));
+        assert!(node.endpoint().paths().is_pinned(*mapped));
     }
     alice.friends.remove_friend(&bob.id()).await.unwrap();
     assert!(!alice.friends.is_friend(&bob.id()));
@@ -212,7 +212,7 @@ async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline()
     drained(&alice).await;
     // The link is gone, and with it the holds: strangers may evict those entries now.
     for (node, mapped) in &held {
-        wait_for(|| async { (!node.links().paths().is_pinned(*mapped)).then_some(()) }).await;
+        wait_for(|| async { (!node.endpoint().paths().is_pinned(*mapped)).then_some(()) }).await;
     }
     drop(held);
 
@@ -340,10 +340,8 @@ async fn after_a_nospam_rotation_requests_to_the_old_address_are_dropped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_beyond_the_cap_waits_until_a_pending_one_is_answered() {
     let net = net(20, 1).await;
-    let config = FriendsConfig {
-        max_incoming_requests: 2,
-        ..FriendsConfig::for_tests()
-    };
+    let mut config = FriendsConfig::for_tests();
+    config.max_incoming_requests = 2;
     let bind = SocketAddr::from(([127, 21, 1, 1], 0));
     let mut alice = net
         .start_with(net.dir.path().join("alice"), bind, config)
@@ -530,4 +528,37 @@ async fn every_misuse_is_its_own_error() {
         Friends::start(memory_only, FriendsConfig::for_tests()).await,
         Err(FriendError::NoStore)
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_nobody_bootstrapped_joins_itself_and_reopens_its_directory_at_once() {
+    let net = net(20, 1).await;
+    let dir = net.dir.path().join("carol");
+    let bind = SocketAddr::from(([127, 21, 9, 1], 0));
+    for round in 0..3 {
+        // A DHT configured with the seed but never bootstrapped: the friend layer joins.
+        let dht = Dht::bind(server(bind, Some(dir.clone()), net.seeds.first()))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: the directory did not open at once: {e}"));
+        assert_eq!(dht.routing_entries(), 0);
+        let (friends, _events) = Friends::start(dht.clone(), FriendsConfig::for_tests())
+            .await
+            .unwrap();
+        wait_for(|| async { (friends.dht().routing_entries() > 0).then_some(()) }).await;
+        wait_for(|| async { matches!(friends.announce().await, Ok(n) if n > 0).then_some(()) })
+            .await;
+        // Work in flight at the shutdown: a request to someone offline, being looked up and
+        // deposited.
+        let offline = Keypair::generate();
+        let address = carrier_friend::dht::id::Address::new(offline.id(), Nospam(7));
+        friends
+            .add_friend(&address.to_string(), b"anyone?")
+            .await
+            .unwrap();
+        // Shut down, the layer's tasks hold nothing: with the DHT shut down too, the next
+        // round binds the same directory with no retry.
+        friends.shutdown().await;
+        drop(friends);
+        dht.shutdown().await.unwrap();
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use carrier_friend::layer::{codes, Inbound, Layer, LayerRouter, RouterStats};
+use carrier_friend::extension::{codes, Extension, ExtensionRouter, Inbound, RouterStats};
 use carrier_friend::{Accepted, Link};
 use common::{node, Node};
 use proptest::prelude::*;
@@ -26,7 +26,7 @@ async fn linked() -> (Node, Node, Link, Link) {
     (alice, bob, at_alice, at_bob)
 }
 
-async fn next(inbox: &mut carrier_friend::LayerInbox) -> Inbound {
+async fn next(inbox: &mut carrier_friend::ExtensionInbox) -> Inbound {
     tokio::time::timeout(PATIENCE, inbox.recv())
         .await
         .expect("an inbound stream or datagram in time")
@@ -34,7 +34,7 @@ async fn next(inbox: &mut carrier_friend::LayerInbox) -> Inbound {
 }
 
 /// Waits until the router's counters satisfy `done`.
-async fn stats_until(router: &LayerRouter, done: impl Fn(&RouterStats) -> bool) -> RouterStats {
+async fn stats_until(router: &ExtensionRouter, done: impl Fn(&RouterStats) -> bool) -> RouterStats {
     tokio::time::timeout(PATIENCE, async {
         loop {
             let stats = router.stats();
@@ -51,21 +51,24 @@ async fn stats_until(router: &LayerRouter, done: impl Fn(&RouterStats) -> bool) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_layers_streams_and_datagrams_reach_only_their_own_inbox() {
     let (alice, _bob, at_alice, at_bob) = linked().await;
-    let router = LayerRouter::new();
-    let mut msg = router.register(Layer::Msg).unwrap();
-    let mut forward = router.register(Layer::Forward).unwrap();
-    assert!(router.register(Layer::Msg).is_err(), "one inbox per layer");
+    let router = ExtensionRouter::new();
+    let mut msg = router.register(Extension::MSG).unwrap();
+    let mut forward = router.register(Extension::FORWARD).unwrap();
+    assert!(
+        router.register(Extension::MSG).is_err(),
+        "one inbox per layer"
+    );
     let _serving = router.serve(at_bob);
 
     // A bidirectional stream for each layer, opened in the order that would mix them up if
     // routing went by arrival.
-    let (mut to_forward, mut from_forward) = at_alice.open_bi(Layer::Forward).await.unwrap();
+    let (mut to_forward, mut from_forward) = at_alice.open_bi(Extension::FORWARD).await.unwrap();
     to_forward.write_all(b"for forward").await.unwrap();
     to_forward.finish().unwrap();
-    let (mut to_msg, _from_msg) = at_alice.open_bi(Layer::Msg).await.unwrap();
+    let (mut to_msg, _from_msg) = at_alice.open_bi(Extension::MSG).await.unwrap();
     to_msg.write_all(b"for msg").await.unwrap();
     to_msg.finish().unwrap();
-    let mut uni = at_alice.open_uni(Layer::Msg).await.unwrap();
+    let mut uni = at_alice.open_uni(Extension::MSG).await.unwrap();
     uni.write_all(b"uni for msg").await.unwrap();
     uni.finish().unwrap();
 
@@ -101,9 +104,11 @@ async fn two_layers_streams_and_datagrams_reach_only_their_own_inbox() {
     // Datagrams too, header removed.
     assert!(at_alice.max_datagram_payload().unwrap() >= 1000);
     at_alice
-        .send_datagram(Layer::Forward, b"dgram forward")
+        .send_datagram(Extension::FORWARD, b"dgram forward")
         .unwrap();
-    at_alice.send_datagram(Layer::Msg, b"dgram msg").unwrap();
+    at_alice
+        .send_datagram(Extension::MSG, b"dgram msg")
+        .unwrap();
     let forward_datagram = next(&mut forward).await;
     let msg_datagram = next(&mut msg).await;
     match (forward_datagram, msg_datagram) {
@@ -114,23 +119,23 @@ async fn two_layers_streams_and_datagrams_reach_only_their_own_inbox() {
         }
         other => panic!("datagrams went astray: {other:?}"),
     }
-    assert!(msg.layer() == Layer::Msg && forward.layer() == Layer::Forward);
+    assert!(msg.layer() == Extension::MSG && forward.layer() == Extension::FORWARD);
     assert_eq!(router.stats(), RouterStats::default(), "nothing refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_headers_and_layers_without_an_inbox_are_refused() {
     let (_alice, _bob, at_alice, at_bob) = linked().await;
-    let router = LayerRouter::new();
-    let mut msg = router.register(Layer::Msg).unwrap();
+    let router = ExtensionRouter::new();
+    let mut msg = router.register(Extension::MSG).unwrap();
     let _serving = router.serve(at_bob);
     let connection = at_alice.connection();
 
-    // A stream whose header names no layer is stopped with UNKNOWN_LAYER.
+    // A stream whose header names no layer is stopped with UNKNOWN_EXTENSION.
     let mut raw = connection.open_uni().await.unwrap();
     raw.write_all(&[0x7f, 1, 2, 3]).await.unwrap();
     let stopped = tokio::time::timeout(PATIENCE, raw.stopped()).await.unwrap();
-    assert_eq!(stopped.unwrap(), Some(codes::UNKNOWN_LAYER));
+    assert_eq!(stopped.unwrap(), Some(codes::UNKNOWN_EXTENSION));
 
     // A bidirectional one is also reset towards us.
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
@@ -141,12 +146,12 @@ async fn unknown_headers_and_layers_without_an_inbox_are_refused() {
     match read {
         Err(carrier_friend::quinn::ReadToEndError::Read(
             carrier_friend::quinn::ReadError::Reset(code),
-        )) => assert_eq!(code, codes::UNKNOWN_LAYER),
+        )) => assert_eq!(code, codes::UNKNOWN_EXTENSION),
         other => panic!("an unknown header read back {other:?}"),
     }
 
     // A known layer that nobody registered is refused with NO_RECEIVER.
-    let mut to_mux = at_alice.open_uni(Layer::Mux).await.unwrap();
+    let mut to_mux = at_alice.open_uni(Extension::MUX).await.unwrap();
     // The refusal may already be back before this write: then the write fails with it.
     let _ = to_mux.write_all(b"nobody listens").await;
     let stopped = tokio::time::timeout(PATIENCE, to_mux.stopped())
@@ -158,12 +163,16 @@ async fn unknown_headers_and_layers_without_an_inbox_are_refused() {
     connection
         .send_datagram(bytes::Bytes::from_static(&[0xee, 1]))
         .unwrap();
-    at_alice.send_datagram(Layer::Stream, b"nobody").unwrap();
+    at_alice
+        .send_datagram(Extension::STREAM, b"nobody")
+        .unwrap();
     let stats = stats_until(&router, |s| s.unknown_datagrams >= 1 && s.no_receiver >= 2).await;
     assert_eq!(stats.unknown_streams, 2);
 
     // The link still works for the layer that listens, and Msg saw none of the refused traffic.
-    at_alice.send_datagram(Layer::Msg, b"still here").unwrap();
+    at_alice
+        .send_datagram(Extension::MSG, b"still here")
+        .unwrap();
     match next(&mut msg).await {
         Inbound::Datagram { payload, .. } => assert_eq!(&payload[..], b"still here"),
         other => panic!("msg got {other:?}"),
@@ -171,8 +180,8 @@ async fn unknown_headers_and_layers_without_an_inbox_are_refused() {
 
     // A dropped inbox frees its layer: registering again works, and its traffic flows again.
     drop(msg);
-    let mut msg = router.register(Layer::Msg).unwrap();
-    at_alice.send_datagram(Layer::Msg, b"again").unwrap();
+    let mut msg = router.register(Extension::MSG).unwrap();
+    at_alice.send_datagram(Extension::MSG, b"again").unwrap();
     match next(&mut msg).await {
         Inbound::Datagram { payload, .. } => assert_eq!(&payload[..], b"again"),
         other => panic!("msg got {other:?}"),
@@ -184,7 +193,7 @@ proptest! {
     /// payload, or it is an error; it never panics.
     #[test]
     fn any_datagram_decodes_or_is_refused(datagram in proptest::collection::vec(any::<u8>(), 0..64)) {
-        match Layer::split_datagram(&datagram) {
+        match Extension::split_datagram(&datagram) {
             Ok((layer, payload)) => {
                 prop_assert_eq!(layer.byte(), datagram[0]);
                 prop_assert_eq!(payload, &datagram[1..]);

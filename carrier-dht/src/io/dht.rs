@@ -301,6 +301,16 @@ impl Dht {
         lock(&self.shared.node).routing_table().len()
     }
 
+    /// When a server of the routing table was last heard from, if any is there: whether
+    /// the node is still in touch with the network.
+    pub fn last_heard(&self) -> Option<Instant> {
+        lock(&self.shared.node)
+            .routing_table()
+            .entries()
+            .map(|entry| entry.last_seen)
+            .max()
+    }
+
     /// Sizes of the node's bounded tables against their caps: (replay cache, pair keys,
     /// rate-limited IPs, pending requests).
     pub fn table_sizes(&self) -> [(usize, usize); 4] {

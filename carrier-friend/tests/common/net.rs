@@ -119,13 +119,11 @@ impl Net {
         bind: SocketAddr,
         config: FriendsConfig,
     ) -> Node {
-        // A stopped node's database closes once its last task has let go: wait for it.
-        let dht = wait_for(|| {
-            let config = server(bind, Some(dir.clone()), self.seeds.first());
-            async move { Dht::bind(config).await.ok() }
-        })
-        .await;
-        dht.bootstrap().await.unwrap();
+        // A stopped node's database is closed once `stop` returns: it opens at once. The
+        // friend layer joins the DHT through the seed itself.
+        let dht = Dht::bind(server(bind, Some(dir.clone()), self.seeds.first()))
+            .await
+            .unwrap();
         let (friends, events) = Friends::start(dht, config).await.unwrap();
         if friends.user_info().name().is_empty() {
             let name = dir.file_name().unwrap().to_string_lossy().to_string();

@@ -105,12 +105,7 @@ pub(super) async fn watch_connection(node: Weak<DaemonNode>, tick: Duration) {
         let Some(node) = node.upgrade() else {
             return;
         };
-        let last_heard = node.dht.with_node(|core| {
-            core.routing_table()
-                .entries()
-                .map(|entry| entry.last_seen)
-                .max()
-        });
+        let last_heard = node.dht.last_heard();
         let changed = lock(&node.connection).observe(Instant::now(), last_heard);
         if let Some(status) = changed {
             match status {

@@ -1,5 +1,5 @@
-//! The live `carrier/1` links of a node, by peer, and which one survives when two friends
-//! dialled each other at once.
+//! Which link survives when two friends dialled each other at once (the rule
+//! [`LinkMachine`](super::machine::LinkMachine) applies).
 //!
 //! The rule is the same on both sides, and decided only by facts both sides share, so both keep
 //! the same link:
@@ -14,20 +14,17 @@
 //!   node dials a friend only when it holds no link to it, so the peer lost the old one (it
 //!   restarted, or found the link silent first) and the old one is dead or dying.
 //!
-//! The loser is closed with [`close::DUPLICATE`](crate::close::DUPLICATE) by whichever side
+//! The loser is closed with [`close::DUPLICATE`](crate::link::close::DUPLICATE) by whichever side
 //! sees both first. Arrival times are each side's own, so two links arriving almost exactly
 //! [`RACE_WINDOW`] apart may be judged differently by the two sides; then both links close and
 //! the friends dial again.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-use carrier_dht::id::CarrierId;
 
 use crate::link::Link;
 
 /// How far apart two links' arrivals may be and still count as one race.
-pub(crate) const RACE_WINDOW: Duration = Duration::from_secs(5);
+pub(super) const RACE_WINDOW: Duration = Duration::from_secs(5);
 
 /// The label of the TLS exporter behind [`draw`].
 const DRAW_LABEL: &[u8] = b"carrier/1 link tie-break";
@@ -35,7 +32,7 @@ const DRAW_LABEL: &[u8] = b"carrier/1 link tie-break";
 /// A link's draw: eight bytes of its TLS exporter (RFC 5705), the same at both ends of the
 /// link and unpredictable before its handshake. `u64::MAX` if the exporter fails (it does not
 /// once the handshake is done).
-fn draw(link: &Link) -> u64 {
+pub(super) fn draw(link: &Link) -> u64 {
     let mut bytes = [0u8; 8];
     match link
         .connection()
@@ -46,28 +43,10 @@ fn draw(link: &Link) -> u64 {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Held {
-    link: Link,
-    /// Whether this node dialled it.
-    dialled: bool,
-    since: Instant,
-    draw: u64,
-    /// Datagrams the link had received when last looked at ([`LiveLinks::silent`]), and
-    /// since when that count stands.
-    heard: u64,
-    heard_since: Instant,
-}
-
-/// Datagrams `link` has received so far.
-fn heard(link: &Link) -> u64 {
-    link.connection().stats().udp_rx.datagrams
-}
-
 /// Whether link `a` beats link `b`, each `(dialled by this node, since, draw)`, for a node
 /// whose ID is the lower of the pair if `lower_dials`. Equal draws (only if both exporters
 /// failed) keep `b`, the link already held.
-fn beats(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instant, u64)) -> bool {
+pub(super) fn beats(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instant, u64)) -> bool {
     let ((a_dialled, a_since, a_draw), (b_dialled, b_since, b_draw)) = (a, b);
     if a_since.saturating_duration_since(b_since) > RACE_WINDOW {
         return true;
@@ -84,135 +63,11 @@ fn beats(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instant, u64)) ->
     a_draw < b_draw
 }
 
-/// The links held, by peer: after every [`add`](LiveLinks::add), at most one per peer.
-#[derive(Debug)]
-pub(crate) struct LiveLinks {
-    me: CarrierId,
-    by_peer: HashMap<CarrierId, Held>,
-    /// Peers whose held link they closed as a duplicate, until when they still count as
-    /// linked: the link they keep is usually a handshake away.
-    awaited: HashMap<CarrierId, Instant>,
-}
-
-impl LiveLinks {
-    pub(crate) fn new(me: CarrierId) -> Self {
-        Self {
-            me,
-            by_peer: HashMap::new(),
-            awaited: HashMap::new(),
-        }
-    }
-
-    /// Whether `a` beats `b` (both links to `peer`).
-    fn beats(&self, peer: &CarrierId, a: &Held, b: &Held) -> bool {
-        let lower_dials = self.me.to_bytes() < peer.to_bytes();
-        beats(
-            lower_dials,
-            (a.dialled, a.since, a.draw),
-            (b.dialled, b.since, b.draw),
-        )
-    }
-
-    /// Holds `link` (`dialled` by this node, or accepted) as of `now`; returns the link that
-    /// lost the tie-break, if any, for the caller to close with
-    /// [`close::DUPLICATE`](crate::close::DUPLICATE). The loser may be `link` itself.
-    pub(crate) fn add(&mut self, link: Link, dialled: bool, now: Instant) -> Option<Link> {
-        let peer = link.peer();
-        self.awaited.remove(&peer);
-        let new = Held {
-            draw: draw(&link),
-            heard: heard(&link),
-            heard_since: now,
-            link,
-            dialled,
-            since: now,
-        };
-        let Some(old) = self.by_peer.remove(&peer) else {
-            self.by_peer.insert(peer, new);
-            return None;
-        };
-        if old.link.connection().stable_id() == new.link.connection().stable_id() {
-            self.by_peer.insert(peer, old);
-            return None;
-        }
-        let (winner, loser) = if self.beats(&peer, &new, &old) {
-            (new, old)
-        } else {
-            (old, new)
-        };
-        self.by_peer.insert(peer, winner);
-        Some(loser.link)
-    }
-
-    /// Forgets `link` (it closed); returns whether it was the one held for its peer.
-    pub(crate) fn remove(&mut self, link: &Link) -> bool {
-        let peer = link.peer();
-        let held = self
-            .by_peer
-            .get(&peer)
-            .is_some_and(|h| h.link.connection().stable_id() == link.connection().stable_id());
-        if held {
-            self.by_peer.remove(&peer);
-        }
-        held
-    }
-
-    /// Lets `peer` count as linked until `until` although no link is held: the peer closed
-    /// the held one as a duplicate, so it keeps another, which should arrive soon.
-    pub(crate) fn await_successor(&mut self, peer: CarrierId, until: Instant) {
-        let awaited = self.awaited.entry(peer).or_insert(until);
-        *awaited = (*awaited).max(until);
-    }
-
-    /// Whether `peer` counts as linked at `now`: a link is held, or one is awaited.
-    pub(crate) fn linked(&mut self, peer: &CarrierId, now: Instant) -> bool {
-        if self.by_peer.contains_key(peer) {
-            return true;
-        }
-        match self.awaited.get(peer) {
-            Some(until) if now < *until => true,
-            Some(_) => {
-                self.awaited.remove(peer);
-                false
-            }
-            None => false,
-        }
-    }
-
-    /// The held links that received nothing for `limit` as of `now`. A link's count of
-    /// received datagrams is compared with the count at the previous call; the time of a
-    /// change is taken as the call's, so silence is never overstated, and understated by at
-    /// most the time between two calls.
-    pub(crate) fn silent(&mut self, now: Instant, limit: Duration) -> Vec<Link> {
-        let mut silent = Vec::new();
-        for held in self.by_peer.values_mut() {
-            let count = heard(&held.link);
-            if count != held.heard {
-                held.heard = count;
-                held.heard_since = now;
-            } else if now.saturating_duration_since(held.heard_since) >= limit {
-                silent.push(held.link.clone());
-            }
-        }
-        silent
-    }
-
-    /// The link held for `peer`.
-    pub(crate) fn get(&self, peer: &CarrierId) -> Option<Link> {
-        self.by_peer.get(peer).map(|h| h.link.clone())
-    }
-
-    /// Every peer a link is held for.
-    pub(crate) fn peers(&self) -> Vec<CarrierId> {
-        self.by_peer.keys().copied().collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// What [`LiveLinks::add`] keeps when `second` arrives while `first` is held: its draw.
+    /// What the machine keeps when `second` arrives while `first` is held: its draw.
     fn kept(lower_dials: bool, first: (bool, Instant, u64), second: (bool, Instant, u64)) -> u64 {
         if beats(lower_dials, second, first) {
             second.2
@@ -278,7 +133,7 @@ mod tests {
 
     #[tokio::test]
     async fn both_ends_of_a_link_draw_the_same_value() {
-        use crate::{Accepted, AllowList, LinkConfig, LinkEndpoint};
+        use crate::link::{Accepted, AllowList, LinkConfig, LinkEndpoint};
         use carrier_dht::id::Keypair;
         use carrier_dht::socket::NodeSocket;
         use carrier_dht::Path;

@@ -13,16 +13,17 @@ use quinn::TransportConfig;
 use tokio::sync::{mpsc, Mutex};
 use tokio::task::JoinHandle;
 
-use crate::accept::{accept_loop, AcceptCounters, AcceptShared};
-use crate::alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
-use crate::error::{DialError, EndpointError, RequestError, TlsError};
-use crate::gate::FriendGate;
-use crate::link::{Accepted, Hold, Link};
-use crate::path_table::PathTable;
-use crate::quic_socket::{QuicSocket, QuicSocketCounters};
-use crate::stranger_limit::{StrangerLimit, StrangerLimiter};
-use crate::tls::{Clients, TlsIdentity, SERVER_NAME};
-use crate::{close, request, transport};
+use super::accept::{accept_loop, AcceptCounters, AcceptShared};
+use super::alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
+use super::error::{DialError, EndpointError, RequestError, TlsError};
+use super::gate::FriendGate;
+use super::handle::{Accepted, Hold, Link};
+use super::path_table::PathTable;
+use super::quic_socket::{QuicSocket, QuicSocketCounters};
+use super::stranger_limit::{StrangerLimit, StrangerLimiter};
+use super::tls::{Clients, TlsIdentity, SERVER_NAME};
+use super::transport::{self, Liveness};
+use super::{close, request};
 
 /// Handshakes (and request connections being read) in progress at once, by default; over it,
 /// new connections are refused until some finish.
@@ -40,6 +41,8 @@ pub struct LinkConfig {
     pub stranger_limit: StrangerLimit,
     /// Handshakes in progress at once.
     pub max_pending_handshakes: usize,
+    /// The keep-alive interval of dialled links, and the idle timeout of every connection.
+    pub liveness: Liveness,
 }
 
 impl LinkConfig {
@@ -49,6 +52,7 @@ impl LinkConfig {
             gate: Arc::new(gate),
             stranger_limit: StrangerLimit::default(),
             max_pending_handshakes: MAX_PENDING_HANDSHAKES,
+            liveness: Liveness::default(),
         }
     }
 }
@@ -58,6 +62,7 @@ impl std::fmt::Debug for LinkConfig {
         f.debug_struct("LinkConfig")
             .field("stranger_limit", &self.stranger_limit)
             .field("max_pending_handshakes", &self.max_pending_handshakes)
+            .field("liveness", &self.liveness)
             .finish_non_exhaustive()
     }
 }
@@ -161,14 +166,14 @@ impl LinkEndpoint {
         config: LinkConfig,
     ) -> Result<Self, EndpointError> {
         let tls = TlsIdentity::new(keypair)?;
-        let transport = transport::transport_config();
+        let (transport, server_transport) = transport::transport_configs(config.liveness);
         let mut server_tls = tls.server_config(Clients::Any, &[ALPN_FRIEND, ALPN_REQUEST])?;
         // Every dial uses a fresh client configuration, so a ticket could never be used.
         server_tls.send_tls13_tickets = 0;
         let server_crypto = QuicServerConfig::try_from(Arc::new(server_tls))
             .map_err(|e| TlsError::NotForQuic(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport::server_transport_config());
+        server.transport_config(server_transport);
 
         let paths = PathTable::default();
         let socket_counters = Arc::new(QuicSocketCounters::default());

@@ -1,8 +1,6 @@
-//! The crate's error types, one per operation family.
+//! The link's error types, one per operation family.
 
-use carrier_dht::id::{AddressError, CarrierId, IdError};
-use carrier_dht::store::DatabaseError;
-use carrier_dht::DhtError;
+use carrier_dht::id::IdError;
 use quinn::VarInt;
 
 /// Building a TLS identity or configuration, or reading a presented key, failed.
@@ -69,7 +67,7 @@ pub enum DialError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
-    /// The frame is larger than [`MAX_REQUEST_FRAME_BYTES`](crate::MAX_REQUEST_FRAME_BYTES).
+    /// The frame is larger than [`MAX_REQUEST_FRAME_BYTES`](super::MAX_REQUEST_FRAME_BYTES).
     #[error("a request frame of {0} bytes exceeds the cap")]
     TooLarge(usize),
     /// The connection could not be made.
@@ -82,66 +80,7 @@ pub enum RequestError {
     #[error("writing the frame failed: {0}")]
     Write(#[from] quinn::WriteError),
     /// The peer closed the connection with a code other than
-    /// [`close::REQUEST_RECEIVED`](crate::close::REQUEST_RECEIVED).
+    /// [`close::REQUEST_RECEIVED`](super::close::REQUEST_RECEIVED).
     #[error("the peer refused the request with code {0}")]
     Refused(VarInt),
-}
-
-/// What the friend layer ([`Friends`](crate::Friends)) refuses or fails at.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FriendError {
-    /// A node cannot befriend itself.
-    #[error("that is this node's own address")]
-    Yourself,
-    /// The text is not a valid Carrier address.
-    #[error("invalid address: {0}")]
-    InvalidAddress(#[from] AddressError),
-    /// No pending request from this ID.
-    #[error("no pending friend request from {0}")]
-    UnknownRequest(CarrierId),
-    /// Not a friend.
-    #[error("{0} is not a friend")]
-    NotAFriend(CarrierId),
-    /// A friend request needs a hello of at least one byte.
-    #[error("the hello is empty")]
-    EmptyHello,
-    /// The hello is longer than [`MAX_HELLO_BYTES`](crate::MAX_HELLO_BYTES).
-    #[error("a hello of {len} bytes exceeds the cap of {max}")]
-    HelloTooLong {
-        /// Its length.
-        len: usize,
-        /// The cap.
-        max: usize,
-    },
-    /// The label is longer than [`MAX_LABEL_BYTES`](crate::MAX_LABEL_BYTES).
-    #[error("a label of {len} bytes exceeds the cap of {max}")]
-    LabelTooLong {
-        /// Its length.
-        len: usize,
-        /// The cap.
-        max: usize,
-    },
-    /// The friend's peer record could not be found, or none of its addresses answered.
-    #[error("{0} cannot be reached now")]
-    Unreachable(CarrierId),
-    /// A user-info field is longer than its cap (each field its own variant).
-    #[error(transparent)]
-    Info(#[from] crate::wire::InfoError),
-    /// The ID is on the block list.
-    #[error("{0} is blocked")]
-    Blocked(CarrierId),
-    /// The node keeps nothing on disk (a [`Dht`](crate::dht::Dht) without a data directory):
-    /// the friend layer needs the node's database.
-    #[error("the node has no database: give it a data directory")]
-    NoStore,
-    /// The node's database failed.
-    #[error(transparent)]
-    Database(#[from] DatabaseError),
-    /// The DHT failed.
-    #[error(transparent)]
-    Dht(#[from] DhtError),
-    /// The QUIC endpoint could not be opened.
-    #[error(transparent)]
-    Endpoint(#[from] EndpointError),
 }

@@ -11,8 +11,8 @@
 //! moment; a receiver that takes items by ID once only turns the resulting "at least once"
 //! into "exactly once".
 //!
-//! The friend layer keeps its control items (requests, accepts, removes) in the table
-//! `friend/outbox`; carrier-msg builds its message outbox on the same type, in its own table.
+//! Each layer keeps its outbox in a table of its own ([`Outbox::new`] names it), and defines its
+//! own kinds; [`Scheduler`] picks the due entries to attempt, one per peer at a time.
 
 use std::time::Duration;
 
@@ -21,6 +21,10 @@ use carrier_dht::mailbox::day_of;
 use carrier_dht::store::{DatabaseError, Store};
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
+
+mod schedule;
+
+pub use schedule::{Scheduler, MAX_IN_FLIGHT};
 
 /// The ID of an outbox item: 16 random bytes, unique per sender.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize, Deserialize)]

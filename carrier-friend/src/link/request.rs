@@ -6,17 +6,17 @@
 //! [`close::REQUEST_RECEIVED`]; anything else closes it with its own code: a length over the
 //! cap [`close::REQUEST_TOO_LARGE`], bytes after the frame or another stream
 //! [`close::REQUEST_EXTRA_FRAME`], a stream ending inside the frame
-//! [`close::REQUEST_MALFORMED`], nothing whole in time [`close::REQUEST_TIMEOUT`]. The
+//! [`close::REQUEST_MALFORMED`], nothing whole in time [`close::REQUEST_TIMED_OUT`]. The
 //! receiver closes with `REQUEST_RECEIVED` only once the layer above has taken the request
-//! (see [`IncomingRequest`](crate::IncomingRequest)), or [`close::REQUEST_NOT_TAKEN`]. What the
+//! (see [`IncomingRequest`](super::IncomingRequest)), or [`close::REQUEST_NOT_TAKEN`]. What the
 //! bytes mean (hello, address, nospam) is the friend layer's to define.
 
 use std::time::Duration;
 
 use quinn::{Connection, RecvStream, VarInt};
 
-use crate::close;
-use crate::error::RequestError;
+use super::close;
+use super::error::RequestError;
 
 /// The largest request frame: a 1024-byte hello, a 63-byte name and the signatures and
 /// addresses around them fit with room to spare.
@@ -85,7 +85,7 @@ pub(crate) async fn receive(connection: &Connection) -> Result<Vec<u8>, VarInt> 
     };
     tokio::time::timeout(REQUEST_TIMEOUT, reading)
         .await
-        .unwrap_or(Err(close::REQUEST_TIMEOUT))
+        .unwrap_or(Err(close::REQUEST_TIMED_OUT))
 }
 
 /// The frame on `stream`: its length, its bytes, then the end of the stream.

@@ -21,8 +21,8 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::wire::{Presence, UserInfo};
 use crate::outbox::{Outbox, OutboxId};
-use crate::wire::{Presence, UserInfo};
 
 /// The layer name of carrier-friend's schema.
 pub(crate) const SCHEMA_LAYER: &str = "carrier-friend";

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::alpn::Alpn;
-use crate::gate::FriendGate;
-use crate::link::{Accepted, Hold, IncomingRequest, Link};
-use crate::path_table::PathTable;
-use crate::stranger_limit::StrangerLimiter;
-use crate::{close, request, tls};
+use super::alpn::Alpn;
+use super::gate::FriendGate;
+use super::handle::{Accepted, Hold, IncomingRequest, Link};
+use super::path_table::PathTable;
+use super::stranger_limit::StrangerLimiter;
+use super::{close, request, tls};
 
 /// How long a handshake may take once accepted, before it is abandoned.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

@@ -18,7 +18,7 @@ use carrier_dht::socket::{NodeSocket, QUIC_CLASS_BIT};
 use quinn::udp::{RecvMeta, Transmit};
 use quinn::{AsyncUdpSocket, UdpPoller};
 
-use crate::path_table::PathTable;
+use super::path_table::PathTable;
 
 /// Counters of what the QUIC side of the socket dropped, and why.
 #[derive(Debug, Default)]

@@ -1,12 +1,12 @@
 //! Traffic of the layers above on a friend link: every stream and every datagram starts with
-//! a one-byte [`Layer`] header, so each upper layer receives only its own traffic.
+//! a one-byte [`Extension`] header, so each upper layer receives only its own traffic.
 //!
 //! The sending side opens streams and sends datagrams through [`Link::open_bi`],
 //! [`Link::open_uni`] and [`Link::send_datagram`], which write the header. The receiving side
-//! registers one [`LayerInbox`] per layer with a [`LayerRouter`] and hands each link to
-//! [`LayerRouter::serve`], which reads each header and routes the stream or datagram to its
+//! registers one [`ExtensionInbox`] per layer with a [`ExtensionRouter`] and hands each link to
+//! [`ExtensionRouter::serve`], which reads each header and routes the stream or datagram to its
 //! layer's inbox. A header that names no known layer is refused, never guessed: the stream is
-//! stopped (and, for a bidirectional one, reset) with [`codes::UNKNOWN_LAYER`], and the datagram
+//! stopped (and, for a bidirectional one, reset) with [`codes::UNKNOWN_EXTENSION`], and the datagram
 //! is dropped and counted ([`RouterStats`]). A known layer that nobody registered is refused
 //! the same way with [`codes::NO_RECEIVER`].
 
@@ -22,72 +22,81 @@ use quinn::{RecvStream, SendStream, VarInt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::link::Link;
+use super::handle::Link;
 
-/// The upper layer a stream or datagram on a friend link belongs to: the first byte of every
-/// stream and every datagram.
+/// The extension a stream or datagram on a friend link belongs to: the first byte of every
+/// stream and every datagram, a number from 1 to 255.
 ///
-/// Zero and every value not listed are unknown and refused: a new layer is a new variant, and
-/// an old node refuses its traffic instead of handing it to the wrong layer.
+/// The layers above register on the link by number: the well-known ones are the constants
+/// below; a research fork picks a free number (from [`Extension::FIRST_FREE`] up) and
+/// registers it with [`ExtensionRouter::register`], without any change here. Zero is never an
+/// extension, and a number the router neither knows nor has an inbox for is refused, never
+/// guessed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Layer {
-    /// `carrier-msg`: messages between friends.
-    Msg = 1,
-    /// `carrier-stream`: sessions and their streams.
-    Stream = 2,
-    /// `carrier-mux`: multiplexed channels.
-    Mux = 3,
-    /// `carrier-forward`: forwarded TCP ports.
-    Forward = 4,
-    /// The friend layer's own traffic (presence, user info) on the link.
-    Friend = 5,
-}
+pub struct Extension(u8);
 
-impl Layer {
-    /// Every layer, in header order.
-    pub const ALL: [Layer; 5] = [
-        Layer::Msg,
-        Layer::Stream,
-        Layer::Mux,
-        Layer::Forward,
-        Layer::Friend,
+impl Extension {
+    /// `carrier-msg`: messages between friends.
+    pub const MSG: Extension = Extension(1);
+    /// `carrier-stream`: sessions and their streams.
+    pub const STREAM: Extension = Extension(2);
+    /// `carrier-mux`: multiplexed channels.
+    pub const MUX: Extension = Extension(3);
+    /// `carrier-forward`: forwarded TCP ports.
+    pub const FORWARD: Extension = Extension(4);
+    /// The friend layer's own traffic (control items, presence, user info) on the link.
+    pub const FRIEND: Extension = Extension(5);
+    /// The well-known extensions, in header order.
+    pub const WELL_KNOWN: [Extension; 5] = [
+        Extension::MSG,
+        Extension::STREAM,
+        Extension::MUX,
+        Extension::FORWARD,
+        Extension::FRIEND,
     ];
+    /// The lowest number no well-known extension uses: where new ones start.
+    pub const FIRST_FREE: u8 = 6;
+
+    /// The extension numbered `byte`; zero is none.
+    pub const fn new(byte: u8) -> Result<Self, UnknownExtension> {
+        if byte == 0 {
+            Err(UnknownExtension(0))
+        } else {
+            Ok(Extension(byte))
+        }
+    }
 
     /// The header byte.
     pub fn byte(self) -> u8 {
-        self as u8
+        self.0
     }
 
-    /// The layer a header byte names.
-    pub fn from_byte(byte: u8) -> Result<Self, UnknownLayer> {
-        Self::ALL
-            .into_iter()
-            .find(|layer| layer.byte() == byte)
-            .ok_or(UnknownLayer(byte))
+    /// Whether this is one of the [well-known](Self::WELL_KNOWN) extensions.
+    pub fn is_well_known(self) -> bool {
+        Self::WELL_KNOWN.contains(&self)
     }
 
-    /// Splits a received datagram into its layer and payload.
-    pub fn split_datagram(datagram: &[u8]) -> Result<(Self, &[u8]), UnknownLayer> {
+    /// Splits a received datagram into its extension and payload.
+    pub fn split_datagram(datagram: &[u8]) -> Result<(Self, &[u8]), UnknownExtension> {
         match datagram.split_first() {
-            Some((&byte, payload)) => Ok((Self::from_byte(byte)?, payload)),
-            // An empty datagram names no layer; 0 is never a layer.
-            None => Err(UnknownLayer(0)),
+            Some((&byte, payload)) => Ok((Self::new(byte)?, payload)),
+            // An empty datagram names no extension; 0 is never one.
+            None => Err(UnknownExtension(0)),
         }
     }
 }
 
-/// A header byte that names no known [`Layer`].
+/// A header byte that names no extension (zero, or a number this node does not know).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("unknown layer header {0:#04x}")]
-pub struct UnknownLayer(pub u8);
+#[error("unknown extension header {0:#04x}")]
+pub struct UnknownExtension(pub u8);
 
 /// Application error codes a refused stream is stopped or reset with.
 pub mod codes {
     use quinn::VarInt;
 
     /// The stream's header names no known layer.
-    pub const UNKNOWN_LAYER: VarInt = VarInt::from_u32(0x4c01);
+    pub const UNKNOWN_EXTENSION: VarInt = VarInt::from_u32(0x4c01);
     /// The header names a layer that has no receiver on this node.
     pub const NO_RECEIVER: VarInt = VarInt::from_u32(0x4c02);
     /// The layer's inbox stayed full for [`HEADER_TIMEOUT`](super::HEADER_TIMEOUT).
@@ -109,7 +118,7 @@ pub const INBOX_CAPACITY: usize = 256;
 
 /// Why a stream or datagram could not be sent with a header.
 #[derive(Debug, thiserror::Error)]
-pub enum LayerSendError {
+pub enum ExtensionSendError {
     /// Opening the stream failed: the link is closed.
     #[error("open a stream: {0}")]
     Connection(#[from] quinn::ConnectionError),
@@ -123,14 +132,17 @@ pub enum LayerSendError {
 
 impl Link {
     /// Opens a bidirectional stream for `layer`; its header is already written.
-    pub async fn open_bi(&self, layer: Layer) -> Result<(SendStream, RecvStream), LayerSendError> {
+    pub async fn open_bi(
+        &self,
+        layer: Extension,
+    ) -> Result<(SendStream, RecvStream), ExtensionSendError> {
         let (mut send, recv) = self.connection().open_bi().await?;
         send.write_all(&[layer.byte()]).await?;
         Ok((send, recv))
     }
 
     /// Opens a unidirectional stream for `layer`; its header is already written.
-    pub async fn open_uni(&self, layer: Layer) -> Result<SendStream, LayerSendError> {
+    pub async fn open_uni(&self, layer: Extension) -> Result<SendStream, ExtensionSendError> {
         let mut send = self.connection().open_uni().await?;
         send.write_all(&[layer.byte()]).await?;
         Ok(send)
@@ -138,7 +150,11 @@ impl Link {
 
     /// Sends `payload` as one unreliable datagram for `layer`, behind its header byte. At most
     /// [`max_datagram_payload`](Self::max_datagram_payload) bytes.
-    pub fn send_datagram(&self, layer: Layer, payload: &[u8]) -> Result<(), LayerSendError> {
+    pub fn send_datagram(
+        &self,
+        layer: Extension,
+        payload: &[u8],
+    ) -> Result<(), ExtensionSendError> {
         let mut datagram = BytesMut::with_capacity(1 + payload.len());
         datagram.put_u8(layer.byte());
         datagram.put_slice(payload);
@@ -155,7 +171,7 @@ impl Link {
     }
 }
 
-/// What a [`LayerInbox`] yields: one stream or datagram a friend sent to this layer, header
+/// What a [`ExtensionInbox`] yields: one stream or datagram a friend sent to this layer, header
 /// removed.
 #[derive(Debug)]
 pub enum Inbound {
@@ -197,14 +213,14 @@ impl Inbound {
 
 /// One layer's receiving end: every stream and datagram any served link carried for it.
 #[derive(Debug)]
-pub struct LayerInbox {
-    layer: Layer,
+pub struct ExtensionInbox {
+    layer: Extension,
     receiver: mpsc::Receiver<Inbound>,
 }
 
-impl LayerInbox {
+impl ExtensionInbox {
     /// The layer this inbox receives for.
-    pub fn layer(&self) -> Layer {
+    pub fn layer(&self) -> Extension {
         self.layer
     }
 
@@ -215,10 +231,10 @@ impl LayerInbox {
     }
 }
 
-/// A layer registered twice with one [`LayerRouter`].
+/// A layer registered twice with one [`ExtensionRouter`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("layer {0:?} already has an inbox")]
-pub struct AlreadyRegistered(pub Layer);
+pub struct AlreadyRegistered(pub Extension);
 
 /// What a router refused or dropped, for diagnostics and tests.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -252,11 +268,11 @@ fn bump(counter: &AtomicU64) {
 }
 
 /// Whether a peer's stream or datagram for a layer may reach the layer's inbox.
-type Admission = Arc<dyn Fn(&CarrierId, Layer) -> bool + Send + Sync>;
+type Admission = Arc<dyn Fn(&CarrierId, Extension) -> bool + Send + Sync>;
 
 #[derive(Default)]
 struct Shared {
-    inboxes: Mutex<HashMap<Layer, mpsc::Sender<Inbound>>>,
+    inboxes: Mutex<HashMap<Extension, mpsc::Sender<Inbound>>>,
     counters: Counters,
     admission: Option<Admission>,
 }
@@ -264,19 +280,19 @@ struct Shared {
 /// Routes the streams and datagrams of friend links to the inbox of the layer each header
 /// names. Cheap to clone; every clone shares the inboxes.
 #[derive(Clone, Default)]
-pub struct LayerRouter {
+pub struct ExtensionRouter {
     shared: Arc<Shared>,
 }
 
-impl fmt::Debug for LayerRouter {
+impl fmt::Debug for ExtensionRouter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LayerRouter")
+        f.debug_struct("ExtensionRouter")
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
 }
 
-impl LayerRouter {
+impl ExtensionRouter {
     /// A router with no inboxes yet.
     pub fn new() -> Self {
         Self::default()
@@ -286,7 +302,7 @@ impl LayerRouter {
     /// layer)`; anything else is refused with [`codes::NOT_ADMITTED`] (a datagram dropped and
     /// counted as `not_admitted`).
     pub fn with_admission(
-        admits: impl Fn(&CarrierId, Layer) -> bool + Send + Sync + 'static,
+        admits: impl Fn(&CarrierId, Extension) -> bool + Send + Sync + 'static,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -296,7 +312,7 @@ impl LayerRouter {
         }
     }
 
-    fn admits(&self, peer: &CarrierId, layer: Layer) -> bool {
+    fn admits(&self, peer: &CarrierId, layer: Extension) -> bool {
         self.shared
             .admission
             .as_ref()
@@ -305,7 +321,7 @@ impl LayerRouter {
 
     /// The inbox of `layer`. Each layer has at most one; registering it again is an error
     /// unless the earlier inbox was dropped.
-    pub fn register(&self, layer: Layer) -> Result<LayerInbox, AlreadyRegistered> {
+    pub fn register(&self, layer: Extension) -> Result<ExtensionInbox, AlreadyRegistered> {
         let mut inboxes = self
             .shared
             .inboxes
@@ -316,7 +332,7 @@ impl LayerRouter {
         }
         let (sender, receiver) = mpsc::channel(INBOX_CAPACITY);
         inboxes.insert(layer, sender);
-        Ok(LayerInbox { layer, receiver })
+        Ok(ExtensionInbox { layer, receiver })
     }
 
     /// What the router refused or dropped so far.
@@ -332,7 +348,22 @@ impl LayerRouter {
         }
     }
 
-    fn inbox(&self, layer: Layer) -> Option<mpsc::Sender<Inbound>> {
+    /// The extension `byte` names, if this router knows it: a well-known one, or one that was
+    /// ever registered here.
+    fn known(&self, byte: u8) -> Option<Extension> {
+        let extension = Extension::new(byte).ok()?;
+        if extension.is_well_known() {
+            return Some(extension);
+        }
+        let inboxes = self
+            .shared
+            .inboxes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        inboxes.contains_key(&extension).then_some(extension)
+    }
+
+    fn inbox(&self, layer: Extension) -> Option<mpsc::Sender<Inbound>> {
         let inboxes = self
             .shared
             .inboxes
@@ -377,9 +408,8 @@ impl LayerRouter {
 
     fn route_datagram(&self, peer: CarrierId, mut datagram: Bytes) {
         let counters = &self.shared.counters;
-        let layer = match Layer::split_datagram(&datagram) {
-            Ok((layer, _)) => layer,
-            Err(_) => return bump(&counters.unknown_datagrams),
+        let Some(layer) = datagram.first().and_then(|byte| self.known(*byte)) else {
+            return bump(&counters.unknown_datagrams);
         };
         if !self.admits(&peer, layer) {
             return bump(&counters.not_admitted);
@@ -413,11 +443,11 @@ impl LayerRouter {
                 return refuse(codes::NO_HEADER, send, recv);
             }
         }
-        let layer = match Layer::from_byte(header[0]) {
-            Ok(layer) => layer,
-            Err(_) => {
+        let layer = match self.known(header[0]) {
+            Some(layer) => layer,
+            None => {
                 bump(&counters.unknown_streams);
-                return refuse(codes::UNKNOWN_LAYER, send, recv);
+                return refuse(codes::UNKNOWN_EXTENSION, send, recv);
             }
         };
         if !self.admits(&peer, layer) {
@@ -451,20 +481,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_layer_round_trips_and_nothing_else_is_a_layer() {
-        for layer in Layer::ALL {
-            assert_eq!(Layer::from_byte(layer.byte()), Ok(layer));
+    fn every_number_but_zero_is_an_extension_and_the_well_known_keep_their_bytes() {
+        let bytes: Vec<u8> = Extension::WELL_KNOWN.iter().map(|e| e.byte()).collect();
+        assert_eq!(bytes, [1, 2, 3, 4, 5], "on the wire: never renumbered");
+        assert_eq!(Extension::new(0), Err(UnknownExtension(0)));
+        for byte in 1..=u8::MAX {
+            let extension = Extension::new(byte).unwrap();
+            assert_eq!(extension.byte(), byte);
+            assert_eq!(extension.is_well_known(), byte < Extension::FIRST_FREE);
         }
-        let known: Vec<u8> = Layer::ALL.iter().map(|l| l.byte()).collect();
-        for byte in 0..=u8::MAX {
-            if !known.contains(&byte) {
-                assert_eq!(Layer::from_byte(byte), Err(UnknownLayer(byte)));
-            }
-        }
-        assert_eq!(Layer::split_datagram(&[]), Err(UnknownLayer(0)));
+        assert_eq!(Extension::split_datagram(&[]), Err(UnknownExtension(0)));
         assert_eq!(
-            Layer::split_datagram(&[1, 7, 8]),
-            Ok((Layer::Msg, &[7u8, 8][..]))
+            Extension::split_datagram(&[1, 7, 8]),
+            Ok((Extension::MSG, &[7u8, 8][..]))
         );
+    }
+
+    #[test]
+    fn a_router_knows_the_well_known_and_what_was_registered() {
+        let router = ExtensionRouter::new();
+        assert_eq!(router.known(0), None);
+        assert_eq!(router.known(3), Some(Extension::MUX));
+        assert_eq!(router.known(42), None);
+        let research = Extension::new(42).unwrap();
+        let inbox = router.register(research).unwrap();
+        assert_eq!(router.known(42), Some(research));
+        drop(inbox);
+        // Known still: its traffic is refused as having no receiver, not as unknown.
+        assert_eq!(router.known(42), Some(research));
     }
 }

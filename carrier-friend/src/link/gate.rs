@@ -3,7 +3,7 @@
 //!
 //! rustls's client check runs before ALPN is known to the application, so it admits any valid
 //! Carrier ID; the hook runs right after the handshake, and a peer it refuses is closed with
-//! [`close::NOT_A_FRIEND`](crate::close::NOT_A_FRIEND) before any of its streams is accepted.
+//! [`close::NOT_A_FRIEND`](super::close::NOT_A_FRIEND) before any of its streams is accepted.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};

@@ -13,15 +13,15 @@ pub const DONE: VarInt = VarInt::from_u32(0);
 /// before any stream of the peer is accepted.
 pub const NOT_A_FRIEND: VarInt = VarInt::from_u32(0x10);
 
-/// `carrier/1`: the two friends dialled each other at once and this link lost the tie-break
-/// (see [`Friends`](crate::Friends)): the other link between them stays. Streams opened on it
-/// fail with this code; their layer sends again on [`Friends::link`](crate::Friends::link).
+/// `carrier/1`: the two friends dialled each other at once and this link lost the friend
+/// layer's tie-break: the other link between them stays. Streams opened on it
+/// fail with this code; their layer sends again on the link that stays.
 pub const DUPLICATE: VarInt = VarInt::from_u32(0x11);
 
 /// `carrier/1`: nothing arrived on the link for
-/// [`SILENCE_LIMIT`](crate::transport::SILENCE_LIMIT), though the dialling side's keep-alives
+/// [`SILENCE_LIMIT`](super::transport::SILENCE_LIMIT), though the dialling side's keep-alives
 /// and their acknowledgements cross it every
-/// [`KEEPALIVE_INTERVAL`](crate::transport::KEEPALIVE_INTERVAL): the peer is taken for gone.
+/// [`KEEPALIVE_INTERVAL`](super::transport::KEEPALIVE_INTERVAL): the peer is taken for gone.
 /// Usually nobody hears the close; a peer that does (the path failed one way only) dials
 /// again.
 pub const SILENT: VarInt = VarInt::from_u32(0x12);
@@ -30,7 +30,7 @@ pub const SILENT: VarInt = VarInt::from_u32(0x12);
 pub const REQUEST_RECEIVED: VarInt = VarInt::from_u32(0x20);
 
 /// `carrier-request/1`: the frame announced or carried more than
-/// [`MAX_REQUEST_FRAME_BYTES`](crate::MAX_REQUEST_FRAME_BYTES).
+/// [`MAX_REQUEST_FRAME_BYTES`](super::MAX_REQUEST_FRAME_BYTES).
 pub const REQUEST_TOO_LARGE: VarInt = VarInt::from_u32(0x21);
 
 /// `carrier-request/1`: a second frame, on the same stream or on another one.
@@ -40,11 +40,12 @@ pub const REQUEST_EXTRA_FRAME: VarInt = VarInt::from_u32(0x22);
 pub const REQUEST_MALFORMED: VarInt = VarInt::from_u32(0x23);
 
 /// `carrier-request/1`: no whole frame within
-/// [`REQUEST_TIMEOUT`](crate::REQUEST_TIMEOUT).
-pub const REQUEST_TIMEOUT: VarInt = VarInt::from_u32(0x24);
+/// [`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT) (the duration; this is the code saying it ran
+/// out).
+pub const REQUEST_TIMED_OUT: VarInt = VarInt::from_u32(0x24);
 
 /// `carrier-request/1`: the frame arrived whole, but the receiver did not take it (it could
-/// not store it, or did not answer within [`REQUEST_TIMEOUT`](crate::REQUEST_TIMEOUT)): the
+/// not store it, or did not answer within [`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT)): the
 /// sender should try again later.
 pub const REQUEST_NOT_TAKEN: VarInt = VarInt::from_u32(0x25);
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use carrier_dht::id::CarrierId;
 use quinn::VarInt;
 
-use crate::PathTable;
+use super::PathTable;
 use tokio::sync::oneshot;
 
 /// A QUIC connection on `carrier/1` with a peer that proved `peer()`: the friend link the
@@ -60,12 +60,12 @@ impl Link {
     }
 
     /// The QUIC connection: streams, datagrams, statistics. Its remote address is the peer's
-    /// stable mapped address (see [`PathTable`](crate::PathTable)), not a real one.
+    /// stable mapped address (see [`PathTable`](super::PathTable)), not a real one.
     pub fn connection(&self) -> &quinn::Connection {
         &self.connection
     }
 
-    /// Closes the link with `code` (see [`close`](crate::close)) and a short reason.
+    /// Closes the link with `code` (see [`close`](super::close)) and a short reason.
     pub fn close(&self, code: quinn::VarInt, reason: &[u8]) {
         self.connection.close(code, reason);
     }
@@ -76,15 +76,15 @@ impl Link {
 ///
 /// The connection that carried it stays open until the taker answers
 /// ([`IncomingRequest::answer`]) or drops the request, for at most
-/// [`REQUEST_TIMEOUT`](crate::REQUEST_TIMEOUT): the sender learns that the request was
+/// [`REQUEST_TIMEOUT`](super::REQUEST_TIMEOUT): the sender learns that the request was
 /// *taken* (stored by the friend layer), not merely read. Dropping the request closes the
-/// connection with [`close::REQUEST_RECEIVED`](crate::close::REQUEST_RECEIVED); no answer in time closes it with
-/// [`close::REQUEST_NOT_TAKEN`](crate::close::REQUEST_NOT_TAKEN).
+/// connection with [`close::REQUEST_RECEIVED`](super::close::REQUEST_RECEIVED); no answer in time closes it with
+/// [`close::REQUEST_NOT_TAKEN`](super::close::REQUEST_NOT_TAKEN).
 #[derive(Debug)]
 pub struct IncomingRequest {
     /// The Carrier ID the sender proved.
     pub from: CarrierId,
-    /// The frame, at most [`MAX_REQUEST_FRAME_BYTES`](crate::MAX_REQUEST_FRAME_BYTES).
+    /// The frame, at most [`MAX_REQUEST_FRAME_BYTES`](super::MAX_REQUEST_FRAME_BYTES).
     pub frame: Vec<u8>,
     answer: Option<oneshot::Sender<VarInt>>,
 }
@@ -100,7 +100,7 @@ impl IncomingRequest {
         (request, answered)
     }
 
-    /// Closes the request's connection with `code` (one of the [`close`](crate::close) codes): tells the
+    /// Closes the request's connection with `code` (one of the [`close`](super::close) codes): tells the
     /// sender whether the request was taken.
     pub fn answer(mut self, code: VarInt) {
         if let Some(answer) = self.answer.take() {
@@ -110,10 +110,10 @@ impl IncomingRequest {
     }
 }
 
-/// What [`LinkEndpoint::accept`](crate::LinkEndpoint::accept) yields.
+/// What [`LinkEndpoint::accept`](super::LinkEndpoint::accept) yields.
 #[derive(Debug)]
 pub enum Accepted {
-    /// A friend's link, admitted by the [`FriendGate`](crate::FriendGate).
+    /// A friend's link, admitted by the [`FriendGate`](super::FriendGate).
     Link(Link),
     /// A stranger's (or anyone's) friend request.
     Request(IncomingRequest),

@@ -443,7 +443,7 @@ mod tests {
         for body in bodies {
             let bytes = encode(&body);
             assert!(bytes.len() <= MAX_CONTROL_FRAME_BYTES);
-            assert!(bytes.len() <= crate::MAX_REQUEST_FRAME_BYTES);
+            assert!(bytes.len() <= crate::link::MAX_REQUEST_FRAME_BYTES);
             assert_eq!(decode(&bytes).unwrap(), body);
             let letter = encode_letter(&body);
             assert_eq!(decode(letter_frame(&letter).unwrap()).unwrap(), body);

@@ -12,7 +12,7 @@
 //! (that is how a stranger's first packet reaches quinn). Such entries are not pinned: when the
 //! table is full the oldest of them is evicted. Entries of friend links are pinned, counted per
 //! holder: [`PathTable::mapped_for`] (a dial) and [`PathTable::pin`] (a friend link accepted)
-//! each add a hold, [`PathTable::release`] takes one back (a [`Link`](crate::Link) does it when
+//! each add a hold, [`PathTable::release`] takes one back (a [`Link`](super::Link) does it when
 //! its last handle is dropped, that is when the link is gone). An entry no link holds is
 //! evictable again, oldest first, so pins grow with live links, not with every address a
 //! friend was ever dialled at. A datagram quinn sends to a mapped address with no entry is
@@ -24,7 +24,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use carrier_dht::Path;
 
-use crate::error::PathError;
+use super::error::PathError;
 
 /// The /64 mapped addresses come from: `fd63:6172:7269:6572::/64`, a unique-local (RFC 4193)
 /// prefix spelling "carrier". Nothing is ever sent to it; it only names peers to quinn.

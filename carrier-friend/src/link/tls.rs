@@ -30,7 +30,7 @@ use rustls::{
 };
 use zeroize::Zeroizing;
 
-use crate::error::TlsError;
+use super::error::TlsError;
 
 /// The DER of an Ed25519 private key in PKCS#8 v1 (RFC 8410) up to its 32-byte seed:
 /// `SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }`.

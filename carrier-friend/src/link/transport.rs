@@ -22,7 +22,9 @@
 //!   ways (the PING refreshes them one way, its ACK the other). The friend layer closes a link
 //!   that heard nothing for [`SILENCE_LIMIT`] (looked at every [`SILENCE_CHECK_INTERVAL`]),
 //!   so a friend that vanishes (killed, unplugged) is seen gone within 22 s on both sides;
-//!   it promises 30 s. QUIC's own [`IDLE_TIMEOUT`] cannot give that alone at this interval:
+//!   it promises 30 s. All three are [`Liveness`] settings (the friend layer's
+//!   `FriendsConfig::liveness`); the constants are the defaults, and the idle timeout follows
+//!   the silence limit. QUIC's own [`IDLE_TIMEOUT`] cannot give that alone at this interval:
 //!   the side that sends the PINGs restarts its idle timer when it sends the first one nobody
 //!   answers (RFC 9000, 10.1), so it would see the peer gone up to an interval plus the idle
 //!   timeout after the last packet it heard (40 s), and the idle timeout must exceed the
@@ -31,7 +33,7 @@
 //!   connections.
 //! - **Size of packets**: [`INITIAL_MTU_BYTES`] fits every path, a relay's framing included;
 //!   path MTU discovery may grow it up to [`MAX_MTU_BYTES`] (a 1500-byte Ethernet MTU under
-//!   IPv6 and UDP headers) where the path proves it. See [`crate::PathTable`] for why one MTU
+//!   IPv6 and UDP headers) where the path proves it. See [`super::PathTable`] for why one MTU
 //!   serves a peer whose path changes.
 
 use std::sync::Arc;
@@ -70,7 +72,7 @@ pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// How long a held friend link may hear nothing before the friend layer closes it with
-/// [`close::SILENT`](crate::close::SILENT): a keep-alive round is due every
+/// [`close::SILENT`](super::close::SILENT): a keep-alive round is due every
 /// [`KEEPALIVE_INTERVAL`], so 5 s are left for a lost PING or ACK to be sent again (QUIC's
 /// probe timeout is about three round trips, doubling at each loss).
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(20);
@@ -86,19 +88,67 @@ pub const INITIAL_MTU_BYTES: u16 = 1200;
 /// The largest QUIC packet path MTU discovery may probe for.
 pub const MAX_MTU_BYTES: u16 = 1452;
 
+/// How a link is kept alive and when it counts as gone: settings, so tests on one machine can
+/// see a vanished peer within seconds. The defaults are the constants above.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// How often the dialling side of an otherwise silent link sends a keep-alive
+    /// (default [`KEEPALIVE_INTERVAL`]).
+    pub keep_alive_interval: Duration,
+    /// How long a held friend link may hear nothing before the friend layer closes it
+    /// (default [`SILENCE_LIMIT`]); must exceed the keep-alive interval.
+    pub silence_limit: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            keep_alive_interval: KEEPALIVE_INTERVAL,
+            silence_limit: SILENCE_LIMIT,
+        }
+    }
+}
+
+impl Liveness {
+    /// QUIC's idle timeout for these settings: a quarter above the silence limit (25 s for the
+    /// default 20 s, [`IDLE_TIMEOUT`]), so the friend layer's silence check decides first and
+    /// the idle timeout stays the backstop.
+    pub fn idle_timeout(&self) -> Duration {
+        self.silence_limit.saturating_add(self.silence_limit / 4)
+    }
+
+    /// How often held links are looked at for silence: a tenth of the limit (2 s for the
+    /// default, [`SILENCE_CHECK_INTERVAL`]), so a vanished peer is seen gone at most 10 % late.
+    pub fn silence_check_interval(&self) -> Duration {
+        (self.silence_limit / 10).max(Duration::from_millis(10))
+    }
+}
+
 /// The transport settings of every link and request connection this node dials: with
-/// keep-alives.
+/// keep-alives, at the default [`Liveness`].
 pub fn transport_config() -> Arc<TransportConfig> {
-    Arc::new(settings(true))
+    Arc::new(settings(Some(Liveness::default())))
 }
 
 /// The transport settings of every connection this node accepts: the same, but the dialler
 /// sends the keep-alives.
 pub fn server_transport_config() -> Arc<TransportConfig> {
-    Arc::new(settings(false))
+    Arc::new(settings(None))
 }
 
-fn settings(keep_alive: bool) -> TransportConfig {
+/// The transport settings of a node with `liveness`: for the connections it dials (with
+/// keep-alives) and for those it accepts (without), in that order.
+pub fn transport_configs(liveness: Liveness) -> (Arc<TransportConfig>, Arc<TransportConfig>) {
+    let dialled = settings_with(true, liveness);
+    let accepted = settings_with(false, liveness);
+    (Arc::new(dialled), Arc::new(accepted))
+}
+
+fn settings(dialler: Option<Liveness>) -> TransportConfig {
+    settings_with(dialler.is_some(), dialler.unwrap_or_default())
+}
+
+fn settings_with(keep_alive: bool, liveness: Liveness) -> TransportConfig {
     let mut config = TransportConfig::default();
     config
         .max_concurrent_bidi_streams(VarInt::from_u32(MAX_CONCURRENT_BIDI_STREAMS))
@@ -108,7 +158,7 @@ fn settings(keep_alive: bool) -> TransportConfig {
         .send_window(SEND_WINDOW_BYTES)
         .datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER_BYTES))
         .datagram_send_buffer_size(DATAGRAM_SEND_BUFFER_BYTES)
-        .keep_alive_interval(keep_alive.then_some(KEEPALIVE_INTERVAL))
+        .keep_alive_interval(keep_alive.then_some(liveness.keep_alive_interval))
         .initial_mtu(INITIAL_MTU_BYTES)
         .min_mtu(INITIAL_MTU_BYTES)
         .mtu_discovery_config(Some({
@@ -116,9 +166,9 @@ fn settings(keep_alive: bool) -> TransportConfig {
             mtu.upper_bound(MAX_MTU_BYTES);
             mtu
         }));
-    // The constant is far below the 2^62 limit of an idle timeout, so this cannot fail; were
-    // it to, quinn's default (30 s) applies.
-    if let Ok(idle) = IdleTimeout::try_from(IDLE_TIMEOUT) {
+    // A sane setting is far below the 2^62 limit of an idle timeout, so this cannot fail;
+    // were it to, quinn's default (30 s) applies.
+    if let Ok(idle) = IdleTimeout::try_from(liveness.idle_timeout()) {
         config.max_idle_timeout(Some(idle));
     }
     config

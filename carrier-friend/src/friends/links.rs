@@ -1,0 +1,195 @@
+//! One live link per online friend: adopting dialled and accepted links, the tie-break,
+//! dialling friends without a link (with backoff), and closing silent links.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use carrier_dht::id::CarrierId;
+use carrier_dht::Path;
+
+use super::config::FriendsConfig;
+use super::events::FriendEvent;
+use super::machine::{Action, Closed, LinkMachine, Settings};
+use super::rules::Taken;
+use super::state::OUTBOX;
+use super::tiebreak::draw;
+use super::{lock, unix_ms, Core};
+use crate::link::close;
+use crate::link::{Accepted, Link};
+use crate::outbox::RetryPolicy;
+
+/// The friend layer's links: the state machine, and the handles it holds.
+pub(super) type Machine = LinkMachine<Link>;
+
+/// What the machine needs from the settings.
+pub(super) fn machine_settings(config: &FriendsConfig) -> Settings {
+    Settings {
+        silence_limit: config.liveness.silence_limit,
+        backoff: RetryPolicy {
+            initial: config.link_retry_initial,
+            max: config.link_retry_max,
+            republish: config.retry.republish,
+        },
+        max_concurrent_dials: config.max_concurrent_dials,
+    }
+}
+
+/// Datagrams `link` has received so far: what the machine watches for silence.
+fn heard(link: &Link) -> u64 {
+    link.connection().stats().udp_rx.datagrams
+}
+
+impl Core {
+    /// Feeds the machine one input (given `now`), then carries out what it decided, all under
+    /// its lock, so events go out in the order they were decided; wakes the driver.
+    pub(super) fn with_machine<T>(&self, input: impl FnOnce(&mut Machine, Instant) -> T) -> T {
+        let out = {
+            let mut machine = lock(&self.machine);
+            let out = input(&mut machine, Instant::now());
+            let dials = self.perform(&mut machine);
+            debug_assert!(dials.is_empty(), "only a poll starts dials");
+            out
+        };
+        self.machine_wake.notify_one();
+        out
+    }
+
+    /// Carries out the machine's actions but its dials, which it returns for the driver.
+    fn perform(&self, machine: &mut Machine) -> Vec<CarrierId> {
+        let mut dials = Vec::new();
+        while let Some(action) = machine.pop_action() {
+            match action {
+                Action::Close { link, code } => {
+                    let reason: &[u8] = if code == close::SILENT {
+                        b"nothing heard"
+                    } else {
+                        b"duplicate link"
+                    };
+                    link.close(code, reason);
+                }
+                Action::Dial(peer) => dials.push(peer),
+                Action::Connected(peer) => {
+                    self.emit(FriendEvent::Connected(peer));
+                    // A friend that comes online gets its waiting outbox items at once.
+                    let now = unix_ms();
+                    let store = self.store.clone();
+                    let wake = self.wake.clone();
+                    self.spawn(async move {
+                        // A failed write leaves the items on their schedule.
+                        let _ = store
+                            .write(move |txn| OUTBOX.make_due(txn, &peer, now).map(drop))
+                            .await;
+                        wake.notify_one();
+                    });
+                }
+                Action::Disconnected(peer) => self.emit(FriendEvent::Disconnected(peer)),
+            }
+        }
+        dials
+    }
+
+    /// Holds `link` (dialled by this node, or accepted), routes its streams and datagrams, and
+    /// watches it until it closes. If a link to the same peer is held already, the tie-break
+    /// keeps one and closes the other with [`close::DUPLICATE`].
+    pub(super) fn adopt(self: &Arc<Self>, link: Link, dialled: bool) {
+        let (peer, key) = (link.peer(), link.connection().stable_id());
+        let (draw, count) = (draw(&link), heard(&link));
+        let held = link.clone();
+        self.with_machine(|m, now| m.link_up(peer, held, key, dialled, draw, count, now));
+        let router = self.router.clone();
+        let routed = link.clone();
+        self.spawn(async move { router.route(routed).await });
+        let watcher = self.clone();
+        self.spawn(async move { watcher.watch(link).await });
+    }
+
+    /// Waits until `link` closes and tells the machine why.
+    async fn watch(self: Arc<Self>, link: Link) {
+        let reason = link.connection().closed().await;
+        let why = match &reason {
+            quinn::ConnectionError::ApplicationClosed(c) if c.error_code == close::DUPLICATE => {
+                Closed::Duplicate
+            }
+            quinn::ConnectionError::ApplicationClosed(c) if c.error_code == close::NOT_A_FRIEND => {
+                Closed::NotAFriend
+            }
+            _ => Closed::Other,
+        };
+        let (peer, key) = (link.peer(), link.connection().stable_id());
+        self.with_machine(|m, now| m.link_closed(peer, key, why, now));
+    }
+
+    /// Reports `peer` connected or disconnected if that changed.
+    pub(super) fn refresh_online(&self, peer: CarrierId) {
+        self.with_machine(|m, now| m.refresh(peer, now));
+    }
+
+    /// Finds `peer`'s record and dials its first addresses; with `unless_held`, gives up as
+    /// soon as a link to `peer` is held (the peer dialled us meanwhile).
+    pub(super) async fn find_and_dial(&self, peer: CarrierId, unless_held: bool) -> Option<Link> {
+        for addr in self.find_addresses(peer).await {
+            if unless_held && lock(&self.machine).link(&peer).is_some() {
+                return None;
+            }
+            let dialling = self.endpoint.dial(peer, Path::Direct(addr));
+            if let Ok(Ok(link)) = tokio::time::timeout(self.config.dial_timeout, dialling).await {
+                return Some(link);
+            }
+        }
+        None
+    }
+
+    /// Looks friend `peer` up and dials it (a dial the machine started); on success the link
+    /// is held.
+    async fn dial_friend(self: Arc<Self>, peer: CarrierId) {
+        let link = self.find_and_dial(peer, true).await;
+        let up = link.is_some();
+        if let Some(link) = link {
+            self.adopt(link, true);
+        }
+        self.with_machine(|m, now| m.dial_ended(peer, up, now));
+    }
+}
+
+pub(super) async fn accept_loop(core: Arc<Core>) {
+    while let Some(accepted) = core.endpoint.accept().await {
+        match accepted {
+            Accepted::Request(mut request) => {
+                let taker = core.clone();
+                core.spawn(async move {
+                    let core = taker;
+                    let frame = std::mem::take(&mut request.frame);
+                    let code = match core.take_request(request.from, &frame).await {
+                        Ok(Taken::Full) | Err(_) => close::REQUEST_NOT_TAKEN,
+                        Ok(_) => close::REQUEST_RECEIVED,
+                    };
+                    request.answer(code);
+                });
+            }
+            Accepted::Link(link) => core.adopt(link, false),
+        }
+    }
+}
+
+/// Drives the machine: samples what every held link has heard, polls, closes what it says,
+/// starts the dials it says, and sleeps until it wants to look again (at the latest after the
+/// silence check interval, to sample the links) or an input arrives.
+pub(super) async fn machine_loop(core: Arc<Core>) {
+    loop {
+        let next = {
+            let mut machine = lock(&core.machine);
+            let next = machine.poll(Instant::now(), heard);
+            let dials = core.perform(&mut machine);
+            drop(machine);
+            for peer in dials {
+                core.spawn(core.clone().dial_friend(peer));
+            }
+            next
+        };
+        let sample = Instant::now() + core.config.liveness.silence_check_interval();
+        tokio::select! {
+            () = core.machine_wake.notified() => {}
+            () = tokio::time::sleep_until(next.min(sample).into()) => {}
+        }
+    }
+}
