@@ -14,14 +14,14 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
 //! runtime.block_on(async {
-//!     // A bootstrap node, and a node that joins through it. `server: true` because these
-//!     // nodes are reachable (loopback); otherwise a node starts as a client and becomes a
-//!     // server once a probe shows it is reachable.
-//!     let mut config = DhtConfig { bind: "127.0.0.1:0".parse()?, ..DhtConfig::default() };
-//!     config.node.server = true;
+//!     // A bootstrap node, and a node that joins through it. `DhtConfig::local`: a network on
+//!     // this machine, where every node is reachable and so a server from the start; on the
+//!     // internet (`DhtConfig::new`) a node starts as a client and becomes a server once a
+//!     // probe shows it is reachable.
+//!     let config = DhtConfig::local("127.0.0.1:0".parse()?);
 //!     let bootstrap = Dht::bind(config.clone()).await?;
 //!     let seed: BootstrapNode = format!("{}@{}", bootstrap.id(), bootstrap.local_addr()).parse()?;
-//!     let node = Dht::bind(DhtConfig { bootstrap: vec![seed], ..config }).await?;
+//!     let node = Dht::bind(config.with_bootstrap([seed])).await?;
 //!     node.bootstrap().await?;
 //!
 //!     // Store an immutable value (its key is its blake3 hash) and read it from the other.

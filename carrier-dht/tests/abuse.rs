@@ -19,12 +19,9 @@ const SOURCES: usize = 200;
 const PACKETS_PER_SOURCE: usize = 500;
 
 fn server(ip: [u8; 4], seed: u8) -> DhtConfig {
-    let mut config = DhtConfig {
-        bind: SocketAddr::from((ip, 0)),
-        keypair: Some(Keypair::from_seed(&[seed; 32])),
-        query_timeout: Duration::from_secs(20),
-        ..DhtConfig::default()
-    };
+    let mut config = DhtConfig::new(SocketAddr::from((ip, 0)));
+    config.keypair = Some(Keypair::from_seed(&[seed; 32]));
+    config.query_timeout = Duration::from_secs(20);
     config.node.server = true;
     config.node.dh_per_sec = DH_PER_SEC;
     config

@@ -34,13 +34,10 @@ fn keypair(i: usize) -> Keypair {
 }
 
 fn config(i: usize, data_dir: Option<std::path::PathBuf>) -> DhtConfig {
-    let mut config = DhtConfig {
-        bind: addr(i),
-        keypair: data_dir.is_none().then(|| keypair(i)),
-        data_dir,
-        query_timeout: Duration::from_secs(20),
-        ..DhtConfig::default()
-    };
+    let mut config = DhtConfig::new(addr(i));
+    config.keypair = data_dir.is_none().then(|| keypair(i));
+    config.data_dir = data_dir;
+    config.query_timeout = Duration::from_secs(20);
     config.node.server = true;
     config.node.mailbox.max_items_per_mailbox = ITEMS_PER_MAILBOX;
     config

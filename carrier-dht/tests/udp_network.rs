@@ -22,16 +22,13 @@ fn addr(i: usize) -> SocketAddr {
 }
 
 fn config(i: usize, data_dir: Option<std::path::PathBuf>) -> DhtConfig {
-    let mut config = DhtConfig {
-        bind: addr(i),
-        data_dir: data_dir.clone(),
-        // With a data directory the key comes from (and is created in) its key file.
-        keypair: data_dir
-            .is_none()
-            .then(|| Keypair::from_seed(&[i as u8 + 1; 32])),
-        query_timeout: Duration::from_secs(20),
-        ..DhtConfig::default()
-    };
+    let mut config = DhtConfig::new(addr(i));
+    config.data_dir = data_dir.clone();
+    // With a data directory the key comes from (and is created in) its key file.
+    config.keypair = data_dir
+        .is_none()
+        .then(|| Keypair::from_seed(&[i as u8 + 1; 32]));
+    config.query_timeout = Duration::from_secs(20);
     config.node.server = true;
     config
 }
@@ -172,12 +169,9 @@ async fn fifty_nodes_store_find_and_survive_a_restart() {
     let old_addr = old.local_addr();
     old.shutdown().await.unwrap();
     // Same data directory and port, no bootstrap nodes (the key comes from the key file).
-    let restarted = Dht::bind(DhtConfig {
-        bind: old_addr,
-        ..config(storer, Some(dirs.path().join(format!("node-{storer}"))))
-    })
-    .await
-    .unwrap();
+    let mut restarted_config = config(storer, Some(dirs.path().join(format!("node-{storer}"))));
+    restarted_config.bind = old_addr;
+    let restarted = Dht::bind(restarted_config).await.unwrap();
     assert_eq!(restarted.id(), restarted_id);
     assert!(restarted.with_node(|core| core
         .storage()

@@ -71,11 +71,7 @@
 //! use carrier_friend::{FriendError, Friends, FriendsConfig};
 //!
 //! let dir = tempfile::tempdir()?;
-//! let config = DhtConfig {
-//!     bind: "127.0.0.1:0".parse()?,
-//!     data_dir: Some(dir.path().to_path_buf()),
-//!     ..DhtConfig::default()
-//! };
+//! let config = DhtConfig::new("127.0.0.1:0".parse()?).with_data_dir(dir.path());
 //! let dht = Dht::bind(config).await?;
 //! let (friends, _events) = Friends::start(dht, FriendsConfig::default()).await?;
 //! let address = friends.address().to_string();

@@ -22,21 +22,13 @@ const STEP_LIMIT: Duration = Duration::from_secs(30);
 const LOOPBACK: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 
-/// A DHT node's settings for the demo: a server from the start, joining through `seed`. All
-/// nodes share one IP address here, so the per-subnet limits (against one operator
-/// crowding the network) are lifted.
+/// A DHT node's settings for the demo: a network on one machine (every node a server from
+/// the start, no per-subnet limit, since all share 127.0.0.1), joining through `seed`.
 fn config(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> DhtConfig {
-    let mut config = DhtConfig {
-        bind,
-        data_dir,
-        query_timeout: Duration::from_secs(10),
-        ..DhtConfig::default()
-    };
-    config.node.server = true;
-    config.node.max_per_subnet = None;
-    config.bootstrap = seed
-        .map(|s| vec![BootstrapNode::new(s.id(), s.local_addr())])
-        .unwrap_or_default();
+    let mut config = DhtConfig::local(bind)
+        .with_bootstrap(seed.map(|s| BootstrapNode::new(s.id(), s.local_addr())));
+    config.data_dir = data_dir;
+    config.query_timeout = Duration::from_secs(10);
     config
 }
 
@@ -57,15 +49,8 @@ impl Person {
         bind: SocketAddr,
         seed: &Dht,
     ) -> Result<Person, Error> {
-        // A node just stopped lets go of its database once its last task has ended.
-        let deadline = Instant::now() + STEP_LIMIT;
-        let dht = loop {
-            match Dht::bind(config(bind, Some(dir.clone()), Some(seed))).await {
-                Ok(dht) => break dht,
-                Err(e) if Instant::now() >= deadline => return Err(e.into()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        };
+        // A node that was shut down has let go of its database: it reopens at once.
+        let dht = Dht::bind(config(bind, Some(dir.clone()), Some(seed))).await?;
         dht.bootstrap().await?;
         let (friends, events) = Friends::start(dht, FriendsConfig::for_tests()).await?;
         let bind = friends.dht().local_addr();

@@ -60,11 +60,8 @@ async fn a_node_prints_its_contact_and_others_join_through_it() {
         .expect("a contact line");
     let seed: BootstrapNode = contact.parse().unwrap();
 
-    let mut config = DhtConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        bootstrap: vec![seed],
-        ..DhtConfig::default()
-    };
+    let mut config = DhtConfig::new("127.0.0.1:0".parse().unwrap());
+    config.bootstrap = vec![seed];
     config.node.max_per_subnet = None;
     let joiner = Dht::bind(config).await.unwrap();
     assert!(joiner.bootstrap().await.unwrap() > 0);

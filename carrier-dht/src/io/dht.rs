@@ -37,8 +37,11 @@ use crate::wire::time::Now;
 /// The key file's name in the data directory.
 pub const KEY_FILE: &str = "node.key";
 
-/// Settings of a [`Dht`].
+/// Settings of a [`Dht`]: [`DhtConfig::new`] (the internet) or [`DhtConfig::local`] (a
+/// network on one machine), then `with_*` or the fields. Not built with a struct literal
+/// outside this crate (`#[non_exhaustive]`), so a setting can be added without breaking users.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct DhtConfig {
     /// Where to bind the node's UDP socket. `[::]:port` binds dual-stack where the OS allows.
     pub bind: SocketAddr,

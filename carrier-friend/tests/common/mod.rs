@@ -42,10 +42,7 @@ pub(crate) async fn node(friends: &[CarrierId]) -> Node {
 
 /// A DHT node on 127.0.0.1, a server (reachable on loopback).
 pub(crate) async fn dht_node() -> Dht {
-    let mut config = DhtConfig {
-        bind: "127.0.0.1:0".parse().unwrap(),
-        ..DhtConfig::default()
-    };
+    let mut config = DhtConfig::new("127.0.0.1:0".parse().unwrap());
     config.node.server = true;
     Dht::bind(config).await.unwrap()
 }

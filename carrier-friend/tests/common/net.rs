@@ -22,12 +22,9 @@ pub(crate) struct Net {
 
 /// A DHT server's settings on `bind`, joining through `seed`.
 pub(crate) fn server(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> DhtConfig {
-    let mut config = DhtConfig {
-        bind,
-        data_dir,
-        query_timeout: Duration::from_secs(10),
-        ..DhtConfig::default()
-    };
+    let mut config = DhtConfig::new(bind);
+    config.data_dir = data_dir;
+    config.query_timeout = Duration::from_secs(10);
     config.node.server = true;
     config.bootstrap = seed
         .map(|s| vec![BootstrapNode::new(s.id(), s.local_addr())])

@@ -91,8 +91,7 @@ impl Settings {
         let mut config = if self.test_timers {
             // A vanished friend is seen gone in 3 s instead of 20 s, so the kill tests wait
             // seconds, not half a minute.
-            FriendsConfig::for_tests()
-                .with_liveness(Duration::from_secs(1), Duration::from_secs(3))
+            FriendsConfig::for_tests().with_liveness(Duration::from_secs(1), Duration::from_secs(3))
         } else {
             FriendsConfig::default()
         };

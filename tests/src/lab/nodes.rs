@@ -32,12 +32,9 @@ pub const ANY: SocketAddr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPE
 /// test's lifetime is short: a retry after 200 ms, a probe awaited 2 s, a re-check a minute
 /// after a settled answer.
 pub fn lab_config(bind: SocketAddr, server: bool, bootstrap: Vec<BootstrapNode>) -> DhtConfig {
-    let mut config = DhtConfig {
-        bind,
-        bootstrap,
-        query_timeout: QUERY_TIMEOUT,
-        ..DhtConfig::default()
-    };
+    let mut config = DhtConfig::new(bind);
+    config.bootstrap = bootstrap;
+    config.query_timeout = QUERY_TIMEOUT;
     config.node.server = server;
     config.node.max_per_subnet = None;
     config.node.probe_retry = Duration::from_millis(200);

@@ -62,12 +62,9 @@ fn friends_config() -> FriendsConfig {
 /// A node's DHT settings: a server on `bind` (loopback needs no NAT traversal), its data in
 /// `dir`.
 fn dht_config(bind: SocketAddr, dir: &Path, bootstrap: Option<&BootstrapNode>) -> DhtConfig {
-    let mut config = DhtConfig {
-        bind,
-        data_dir: Some(dir.to_path_buf()),
-        bootstrap: bootstrap.cloned().into_iter().collect(),
-        ..DhtConfig::default()
-    };
+    let mut config = DhtConfig::new(bind);
+    config.data_dir = Some(dir.to_path_buf());
+    config.bootstrap = bootstrap.cloned().into_iter().collect();
     config.node.server = true;
     config
 }

@@ -29,11 +29,8 @@ fn address(i: usize) -> Result<SocketAddr, String> {
 /// Node `i`'s settings: a reachable server (loopback needs no NAT traversal), no data
 /// directory, a fresh identity.
 fn config(i: usize, bootstrap: Option<&BootstrapNode>) -> Result<DhtConfig, String> {
-    let mut config = DhtConfig {
-        bind: address(i)?,
-        bootstrap: bootstrap.cloned().into_iter().collect(),
-        ..DhtConfig::default()
-    };
+    let mut config = DhtConfig::new(address(i)?);
+    config.bootstrap = bootstrap.cloned().into_iter().collect();
     config.node.server = true;
     Ok(config)
 }
