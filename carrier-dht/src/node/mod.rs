@@ -8,6 +8,7 @@ pub(crate) mod event;
 mod mailbox_query;
 pub(crate) mod query;
 mod reach;
+mod requests;
 pub(crate) mod rpc;
 pub(crate) mod rtt;
 mod serve;
