@@ -5,6 +5,7 @@ pub(crate) mod config;
 pub(crate) mod counters;
 pub(crate) mod error;
 pub(crate) mod event;
+mod lookups;
 mod mailbox_query;
 pub(crate) mod query;
 mod reach;
