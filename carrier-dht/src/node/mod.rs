@@ -6,6 +6,7 @@ pub(crate) mod counters;
 pub(crate) mod error;
 pub(crate) mod event;
 mod lookups;
+mod mailbox_commands;
 mod mailbox_query;
 pub(crate) mod query;
 mod reach;
