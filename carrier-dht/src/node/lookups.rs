@@ -1,0 +1,395 @@
+//! Queries a node runs for its commands and its own maintenance, as the node drives them:
+//! lookups, gets, puts, announces, pings, refreshes and republishes (the query records are in
+//! `query.rs`).
+
+use crate::kad::lookup::Lookup;
+use crate::kad::storage::Item;
+use crate::node::error::CommandError;
+use crate::node::event::{Event, QueryFinished, QueryId, QueryOutcome};
+use crate::node::query::{Kind, Query, Storing, BOOTSTRAP_ROUNDS};
+use crate::node::rpc::Purpose;
+use crate::node::Node;
+use crate::wire::key::Key;
+use crate::wire::message::{Contact, RequestBody, ResponseBody, K};
+use crate::wire::record::{ImmutableValue, PeerRecord, Value};
+use crate::wire::time::Now;
+
+/// Republishes started per maintenance tick, so a large store does not burst.
+const MAX_REPUBLISH_PER_TICK: usize = 64;
+/// Bucket refreshes started per maintenance tick.
+const MAX_REFRESH_PER_TICK: usize = 2;
+
+impl Node {
+    pub(crate) fn start(
+        &mut self,
+        now: Now,
+        kind: Kind,
+        target: Key,
+        seeds: Vec<Contact>,
+        internal: bool,
+    ) -> Result<QueryId, CommandError> {
+        let seeds = if seeds.is_empty() {
+            self.table.closest(&target, K)
+        } else {
+            seeds
+        };
+        if seeds.is_empty() {
+            return Err(CommandError::NotBootstrapped);
+        }
+        let id = self.allocate_query();
+        let query = Query {
+            kind,
+            lookup: Lookup::new(target, self.own, self.config.alpha, &seeds),
+            started: now.instant,
+            internal,
+            storing: None,
+            value: None,
+            peer: None,
+            mailbox: None,
+        };
+        self.table.touch(&target, now.instant);
+        self.drive(now, id, query);
+        Ok(id)
+    }
+
+    /// Joins the network through `seeds` (servers whose IDs and addresses are known, e.g.
+    /// bootstrap nodes) by looking up our own key. Finishes with [`QueryOutcome::Nodes`].
+    pub fn bootstrap(&mut self, now: Now, seeds: &[Contact]) -> Result<QueryId, CommandError> {
+        if seeds.is_empty() {
+            return Err(CommandError::NotBootstrapped);
+        }
+        let own = self.own;
+        self.rejoin_pending = true;
+        self.seeds = seeds
+            .iter()
+            .copied()
+            .take(crate::node::REJOIN_SEEDS)
+            .collect();
+        let kind = Kind::Bootstrap {
+            seeds: seeds.to_vec(),
+            rounds_left: BOOTSTRAP_ROUNDS.saturating_sub(1),
+        };
+        self.start(now, kind, own, seeds.to_vec(), false)
+    }
+
+    /// Looks up the K closest servers to `target`.
+    pub fn find_node(&mut self, now: Now, target: Key) -> Result<QueryId, CommandError> {
+        self.start(now, Kind::FindNode, target, Vec::new(), false)
+    }
+
+    /// Gets the value under `key` (the newest version for a mutable value).
+    pub fn get(&mut self, now: Now, key: Key) -> Result<QueryId, CommandError> {
+        if let Some(Item::Value(value @ Value::Immutable(_))) = self.storage.get(&key, now.unix_ms)
+        {
+            let id = self.allocate_query();
+            self.events.push_back(Event::QueryFinished(QueryFinished {
+                id,
+                target: key,
+                closest: Vec::new(),
+                rounds: 0,
+                elapsed: std::time::Duration::ZERO,
+                outcome: QueryOutcome::Value(Some(value)),
+            }));
+            return Ok(id);
+        }
+        self.start(now, Kind::Get, key, Vec::new(), false)
+    }
+
+    /// Stores `value` at the K closest servers to its key; with `cas`, only where the stored
+    /// sequence number is `cas`.
+    pub fn put(
+        &mut self,
+        now: Now,
+        value: Value,
+        cas: Option<u64>,
+    ) -> Result<QueryId, CommandError> {
+        let key = value.key();
+        value.verify_for(&key)?;
+        self.start(now, Kind::Put { value, cas }, key, Vec::new(), false)
+    }
+
+    /// Stores `data` as an immutable value; returns the query and the value's key.
+    pub fn put_immutable(&mut self, now: Now, data: &[u8]) -> Result<(QueryId, Key), CommandError> {
+        let value = ImmutableValue::new(data)?;
+        let key = value.key();
+        let id = self.put(now, Value::Immutable(value), None)?;
+        Ok((id, key))
+    }
+
+    /// Stores a signed peer record at the K closest servers to its node's key.
+    pub fn announce(&mut self, now: Now, record: PeerRecord) -> Result<QueryId, CommandError> {
+        record.verify()?;
+        let key = record.key();
+        self.start(now, Kind::Announce(record), key, Vec::new(), false)
+    }
+
+    /// Finds the newest peer record of the node `id`.
+    pub fn find_peer(&mut self, now: Now, id: Key) -> Result<QueryId, CommandError> {
+        self.start(now, Kind::FindPeer, id, Vec::new(), false)
+    }
+
+    /// Pings `contact`; finishes with [`QueryOutcome::Pong`].
+    pub fn ping(&mut self, now: Now, contact: Contact) -> QueryId {
+        let id = self.allocate_query();
+        let query = Query {
+            kind: Kind::Ping,
+            lookup: Lookup::new(contact.id, self.own, 1, &[]),
+            started: now.instant,
+            internal: false,
+            storing: None,
+            value: None,
+            peer: None,
+            mailbox: None,
+        };
+        let attempts = self.config.rpc_attempts;
+        if self.send_request(
+            now,
+            contact,
+            RequestBody::Ping,
+            Purpose::Query(id),
+            attempts,
+        ) {
+            self.queries.insert(id, query);
+        } else {
+            self.finish(now, id, query, QueryOutcome::Pong(false));
+        }
+        id
+    }
+
+    fn lookup_body(kind: &Kind, target: Key) -> RequestBody {
+        match kind {
+            Kind::Get => RequestBody::FindValue { key: target },
+            Kind::FindPeer => RequestBody::FindPeer { id: target },
+            _ => RequestBody::FindNode { target },
+        }
+    }
+
+    /// Sends what the query needs next, or finishes it.
+    fn drive(&mut self, now: Now, id: QueryId, mut query: Query) {
+        if query.storing.is_none() {
+            loop {
+                let next = query.lookup.next_requests();
+                if next.is_empty() {
+                    break;
+                }
+                let body = Self::lookup_body(&query.kind, query.lookup.target());
+                let attempts = self.config.lookup_attempts;
+                for contact in next {
+                    if !self.send_request(now, contact, body.clone(), Purpose::Query(id), attempts)
+                    {
+                        query.lookup.on_failure(&contact.id);
+                    }
+                }
+            }
+            if !query.lookup.is_done() {
+                self.queries.insert(id, query);
+                return;
+            }
+            let store_body = match &query.kind {
+                Kind::Put { value, cas } => RequestBody::StoreValue {
+                    value: value.clone(),
+                    cas: *cas,
+                },
+                Kind::Announce(record) => RequestBody::AnnouncePeer {
+                    record: record.clone(),
+                },
+                Kind::Get => {
+                    let value = query.value.clone();
+                    return self.finish(now, id, query, QueryOutcome::Value(value));
+                }
+                Kind::FindPeer => {
+                    let peer = query.peer.clone();
+                    return self.finish(now, id, query, QueryOutcome::Peer(peer));
+                }
+                Kind::Bootstrap { seeds, rounds_left }
+                    if *rounds_left > 0 && query.lookup.answered().is_empty() =>
+                {
+                    // Lookup requests are sent once (lookups route around silent nodes);
+                    // with few seeds one lost datagram would fail the join, so it starts over.
+                    let seeds = seeds.clone();
+                    query.kind = Kind::Bootstrap {
+                        seeds: seeds.clone(),
+                        rounds_left: rounds_left - 1,
+                    };
+                    let target = query.lookup.target();
+                    query.lookup = Lookup::new(target, self.own, self.config.alpha, &seeds);
+                    return self.drive(now, id, query);
+                }
+                Kind::FindNode | Kind::Bootstrap { .. } | Kind::Ping => {
+                    return self.finish(now, id, query, QueryOutcome::Nodes);
+                }
+                Kind::Mailbox(_) => return self.start_mailbox_phase(now, id, query),
+            };
+            let mut storing = Storing::default();
+            let attempts = self.config.rpc_attempts;
+            for answered in query.lookup.answered() {
+                if self.send_request(
+                    now,
+                    answered.contact,
+                    store_body.clone(),
+                    Purpose::Query(id),
+                    attempts,
+                ) {
+                    storing.awaiting += 1;
+                }
+            }
+            query.storing = Some(storing);
+        }
+        if query.storing.as_ref().is_some_and(|s| s.awaiting == 0) {
+            let storing = query.storing.take().unwrap_or_default();
+            let outcome = QueryOutcome::Stored {
+                acks: storing.acks,
+                refusals: storing.refusals,
+            };
+            return self.finish(now, id, query, outcome);
+        }
+        self.queries.insert(id, query);
+    }
+
+    pub(crate) fn finish(&mut self, now: Now, id: QueryId, query: Query, outcome: QueryOutcome) {
+        if query.internal {
+            return;
+        }
+        let answered = query.lookup.answered();
+        self.events.push_back(Event::QueryFinished(QueryFinished {
+            id,
+            target: query.lookup.target(),
+            closest: answered.iter().map(|a| a.contact).collect(),
+            rounds: query.lookup.rounds(),
+            elapsed: now.instant.saturating_duration_since(query.started),
+            outcome,
+        }));
+    }
+
+    pub(crate) fn on_query_answer(
+        &mut self,
+        now: Now,
+        id: QueryId,
+        peer: Contact,
+        is_server: bool,
+        request: &RequestBody,
+        body: ResponseBody,
+    ) {
+        let Some(mut query) = self.queries.remove(&id) else {
+            return;
+        };
+        if let Kind::Ping = query.kind {
+            return self.finish(now, id, query, QueryOutcome::Pong(true));
+        }
+        if query.mailbox.is_some() {
+            return self.on_mailbox_answer(now, id, query, peer, request, body);
+        }
+        if let Some(storing) = query.storing.as_mut() {
+            storing.awaiting = storing.awaiting.saturating_sub(1);
+            match body {
+                ResponseBody::Stored => storing.acks += 1,
+                ResponseBody::Refused(refusal) => storing.refusals.push(refusal),
+                _ => {}
+            }
+            return self.drive(now, id, query);
+        }
+        if !is_server {
+            // Clients never count among the closest servers.
+            query.lookup.on_failure(&peer.id);
+            return self.drive(now, id, query);
+        }
+        let target = query.lookup.target();
+        match body {
+            ResponseBody::Nodes(nodes) => query.lookup.on_answer(&peer.id, &nodes),
+            ResponseBody::Value(value) => {
+                query.lookup.on_answer(&peer.id, &[]);
+                if matches!(query.kind, Kind::Get) && value.verify_for(&target).is_ok() {
+                    let immutable = matches!(value, Value::Immutable(_));
+                    if query.value.as_ref().is_none_or(|v| value.seq() > v.seq()) {
+                        query.value = Some(value.clone());
+                    }
+                    if immutable {
+                        return self.finish(now, id, query, QueryOutcome::Value(Some(value)));
+                    }
+                }
+            }
+            ResponseBody::Peer(record) => {
+                query.lookup.on_answer(&peer.id, &[]);
+                let valid = record.key() == target
+                    && record.verify().is_ok()
+                    && record.expires_unix_ms() > now.unix_ms;
+                if matches!(query.kind, Kind::FindPeer)
+                    && valid
+                    && query.peer.as_ref().is_none_or(|p| record.seq > p.seq)
+                {
+                    query.peer = Some(record);
+                }
+            }
+            _ => query.lookup.on_answer(&peer.id, &[]),
+        }
+        self.drive(now, id, query);
+    }
+
+    pub(crate) fn on_query_failure(&mut self, now: Now, id: QueryId, peer: Contact) {
+        let Some(mut query) = self.queries.remove(&id) else {
+            return;
+        };
+        if let Kind::Ping = query.kind {
+            return self.finish(now, id, query, QueryOutcome::Pong(false));
+        }
+        if query.mailbox.is_some() {
+            return self.on_mailbox_failure(now, id, query);
+        }
+        match query.storing.as_mut() {
+            Some(storing) => storing.awaiting = storing.awaiting.saturating_sub(1),
+            None => query.lookup.on_failure(&peer.id),
+        }
+        self.drive(now, id, query);
+    }
+
+    /// Expiry, republish and bucket refresh.
+    pub(crate) fn maintain(&mut self, now: Now) {
+        self.maintenance_at = Some(now.instant + self.maintenance_interval());
+        self.storage.expire(now.unix_ms);
+        self.mailboxes.expire(now.unix_ms);
+        if self.server && !self.table.is_empty() {
+            self.hand_on_mailboxes(now);
+            let interval = self.config.republish_interval.as_millis() as u64;
+            let due = self
+                .storage
+                .due_for_republish(now.unix_ms, interval, MAX_REPUBLISH_PER_TICK);
+            for item in due {
+                let (kind, key) = match item {
+                    Item::Value(value) => {
+                        let key = value.key();
+                        (Kind::Put { value, cas: None }, key)
+                    }
+                    Item::Peer(record) => {
+                        let key = record.key();
+                        (Kind::Announce(record), key)
+                    }
+                };
+                let _ = self.start(now, kind, key, Vec::new(), true);
+            }
+        }
+        if self.table.is_empty() && !self.seeds.is_empty() {
+            // Every contact stopped answering (a cut link, a long sleep): join again through
+            // the bootstrap contacts, as often as maintenance runs, until one answers.
+            let (own, seeds) = (self.own, self.seeds.clone());
+            self.rejoin_pending = true;
+            let _ = self.start(now, Kind::FindNode, own, seeds, true);
+        }
+        if self.rejoin_pending && !self.table.is_empty() {
+            // The network seen at bootstrap may have been tiny (an early node) or seen through
+            // stale seeds: look ourselves up once more, so our neighbours learn of us and we
+            // of them.
+            self.rejoin_pending = false;
+            let own = self.own;
+            let _ = self.start(now, Kind::FindNode, own, Vec::new(), true);
+        }
+        if !self.table.is_empty() {
+            let stale = self
+                .table
+                .stale_buckets(now.instant, self.config.refresh_interval);
+            for index in stale.into_iter().take(MAX_REFRESH_PER_TICK) {
+                let target = self.own.with_common_prefix(index, self.entropy.bytes32());
+                let _ = self.start(now, Kind::FindNode, target, Vec::new(), true);
+            }
+        }
+    }
+}
