@@ -6,8 +6,8 @@
 //! difference from production is the [`crate::KeyAgreement`] seam, which simulations may set
 //! to `Simulated` (hash instead of X25519).
 //!
-//! [`run_scenario`] runs the benchmark scenario (`cargo xtask bench` reports its
-//! [`SimFigures`] as `dht.sim10k.*`).
+//! [`run_scenario`](crate::sim::run_scenario) runs the benchmark scenario (`cargo xtask bench` reports its
+//! [`SimFigures`](crate::sim::SimFigures) as `dht.sim10k.*`).
 
 mod mailbox;
 mod network;
