@@ -85,13 +85,13 @@ const STEPS: &[Step] = &[
     Step {
         name: "test",
         what: "the whole test suite, doc tests included (the network lab runs in `lab`)",
-        budget: minutes(12),
+        budget: minutes(10),
         action: Action::Cargo(&["test", "--workspace", "--locked"], &[]),
     },
     Step {
         name: "lab",
         what: "the network-lab tests: NATs, loss, cuts in Linux network namespaces",
-        budget: minutes(5),
+        budget: minutes(4),
         action: Action::Lab,
     },
     Step {
