@@ -14,6 +14,10 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 /// connection closed, so a client cannot make the daemon buffer without bound.
 pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// The most characters of a client's own text (a name, a serde complaint quoting a value) a
+/// refusal repeats, so a reply stays far below [`MAX_LINE_BYTES`] whatever the request held.
+pub(crate) const MAX_ECHO_CHARS: usize = 256;
+
 /// The control socket's file name in the data directory.
 pub(crate) const SOCKET_FILE: &str = "control.sock";
 
@@ -402,15 +406,26 @@ pub(crate) fn decode_request(line: &[u8]) -> Result<RequestLine, DecodeError> {
     if !REQUEST_NAMES.contains(&name) {
         return Err(DecodeError::UnknownRequest {
             id,
-            name: name.chars().take(64).collect(),
+            name: echo(name),
         });
     }
     let name = name.to_string();
     serde_json::from_value(value).map_err(|e| DecodeError::BadArguments {
         id,
         name,
-        reason: e.to_string(),
+        // serde quotes the offending value whole: a 1 MiB string would make a reply over
+        // the cap, which the client refuses to read.
+        reason: echo(&e.to_string()),
     })
+}
+
+/// A client's text as a reply repeats it: at most [`MAX_ECHO_CHARS`] characters, `…` marking
+/// a cut.
+pub(crate) fn echo(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
 }
 
 /// Why a line could not be read.
@@ -555,6 +570,23 @@ mod tests {
         let reply = decode_request(b"nonsense").unwrap_err().reply();
         assert_eq!(reply.id, None);
         assert!(!reply.ok);
+    }
+
+    #[test]
+    fn a_refusal_repeats_at_most_a_bounded_part_of_the_line() {
+        // serde quotes an unknown variant whole; the refusal must not.
+        let huge = "b".repeat(MAX_LINE_BYTES - 100);
+        let line = format!(r#"{{"id":5,"request":"presence","set":"{huge}"}}"#);
+        let reply = decode_request(line.as_bytes()).unwrap_err().reply();
+        let encoded = encode_line(&reply);
+        assert!(encoded.len() < 1024, "{} bytes", encoded.len());
+        assert_eq!(reply.error.unwrap().kind, ErrorKind::BadArguments);
+        let line = format!(r#"{{"id":6,"request":"{huge}"}}"#);
+        assert!(encode_line(&decode_request(line.as_bytes()).unwrap_err().reply()).len() < 1024);
+        assert_eq!(echo("short"), "short");
+        let cut = echo(&"é".repeat(MAX_ECHO_CHARS + 1));
+        assert_eq!(cut.chars().count(), MAX_ECHO_CHARS + 1);
+        assert!(cut.ends_with('…'));
     }
 
     #[test]
