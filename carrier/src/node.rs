@@ -33,7 +33,11 @@ pub(crate) async fn run(
         tracing::info!(contacts, "joined the network");
     }
     // The contact line comes first on stdout, so scripts can read it.
-    println!("{}@{}", dht.id(), dht.local_addr());
+    // Nobody reading stdout is no reason to stop (`println!` would panic on a closed pipe).
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{}@{}", dht.id(), dht.local_addr());
+    }
     let logger = {
         let dht = dht.clone();
         tokio::spawn(async move {

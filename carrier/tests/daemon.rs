@@ -267,6 +267,14 @@ async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
         raw.refused("friend_add", json!({ "address": 5 })).await,
         "bad_arguments"
     );
+    // A refusal repeats a bounded part of what it refuses: a friend named by 100,000 bytes
+    // gets a reply of a few hundred, never one over the line cap the client would refuse.
+    let long_name = "n".repeat(100_000);
+    for request in ["friend_remove", "friend_accept", "friend_unblock"] {
+        let reply = raw.send(request, json!({ "friend": long_name })).await;
+        assert_eq!(reply["error"]["kind"], "unknown_friend", "{request}");
+        assert!(reply.to_string().len() < 1024, "{request}: {reply}");
+    }
     assert_eq!(raw.ok("id", json!({})).await["id"], alice.id.as_str());
 
     // A line over 1 MiB: an error reply, and the connection is closed.
@@ -286,6 +294,28 @@ async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
     let reply = raw.next().await.unwrap();
     assert_eq!(reply["error"]["kind"], "truncated", "{reply}");
     assert!(raw.next().await.is_none());
+
+    // `carrier watch` whose reader went away (`carrier watch | head -n 1`) ends quietly,
+    // without a panic: its replay holds at least the `connection` event.
+    let mut replay = alice.control().await;
+    let event = replay.next().await.unwrap();
+    assert!(event.get("event").is_some(), "{event}");
+    let mut child = Command::new(PROGRAM)
+        .args(["watch", "--replay", "--data"])
+        .arg(&alice.data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 
     // The daemon still serves the next client.
     let mut next = Control::connect(&alice.data).await;

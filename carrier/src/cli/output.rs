@@ -5,15 +5,19 @@ use serde_json::Value;
 
 use crate::daemon::protocol::{FriendEntry, Info, PresenceName, Requests, Status};
 
-/// One JSON value as a line on stdout.
-pub(crate) fn line(value: &Value) {
-    println!("{value}");
+/// One JSON value as a line on stdout; an error when stdout is gone (a closed pipe), where
+/// `println!` would panic.
+pub(crate) fn line(value: &Value) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{value}")?;
+    stdout.flush()
 }
 
 /// Prints the result of the request named `request`.
 pub(crate) fn print(json: bool, request: &str, result: &Value) {
     if json {
-        line(result);
+        let _ = line(result);
         return;
     }
     let text = |key: &str| result.get(key).and_then(Value::as_str).unwrap_or_default();
@@ -22,7 +26,9 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
         "address" => println!("{}", text("address")),
         "status" => match serde_json::from_value::<Status>(result.clone()) {
             Ok(status) => print_status(&status),
-            Err(_) => line(result),
+            Err(_) => {
+                let _ = line(result);
+            }
         },
         "friend_add" => println!(
             "friend request sent to {}; it is delivered when they come online",
@@ -49,7 +55,9 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
         }
         "friend_requests" => match serde_json::from_value::<Requests>(result.clone()) {
             Ok(requests) => print_requests(&requests),
-            Err(_) => line(result),
+            Err(_) => {
+                let _ = line(result);
+            }
         },
         "presence" => println!("{}", text("presence")),
         "info" => match result
@@ -57,14 +65,18 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
             .and_then(|i| serde_json::from_value::<Info>(i.clone()).ok())
         {
             Some(info) => print_info(&info),
-            None => line(result),
+            None => {
+                let _ = line(result);
+            }
         },
         "nospam" => {
             println!("nospam:  {}", result.get("nospam").unwrap_or(&Value::Null));
             println!("address: {}", text("address"));
         }
         "stop" => println!("the daemon stopped"),
-        _ => line(result),
+        _ => {
+            let _ = line(result);
+        }
     }
 }
 

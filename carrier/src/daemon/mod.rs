@@ -114,7 +114,16 @@ pub(crate) async fn run(settings: Settings) -> Result<(), StartError> {
     tracing::info!(socket = %socket.display(), "serving the control socket");
     // The contact line comes first on stdout, as `carrier node` prints it: scripts (and
     // tests) read it as the sign that the daemon serves.
-    println!("{}@{}", node.dht().id(), node.dht().local_addr());
+    // Nobody reading stdout is no reason to stop (`println!` would panic on a closed pipe).
+    {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}@{}",
+            node.dht().id(),
+            node.dht().local_addr()
+        );
+    }
 
     let (stop, mut stopped) = watch::channel(false);
     let server = tokio::spawn(server::serve(listener, node.clone(), stop));
