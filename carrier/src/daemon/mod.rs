@@ -26,6 +26,9 @@ use protocol::SOCKET_FILE;
 /// The lock file in the data directory: held by the running daemon for as long as it runs.
 const LOCK_FILE: &str = "daemon.lock";
 
+/// How long a stopping daemon waits for the requests it is answering.
+const IN_FLIGHT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The longest path a Unix socket may have (`sun_path` holds 108 bytes with the final NUL on
 /// Linux; 104 on the BSDs and macOS).
 #[cfg(target_os = "linux")]
@@ -126,13 +129,19 @@ pub(crate) async fn run(settings: Settings) -> Result<(), StartError> {
     }
 
     let (stop, mut stopped) = watch::channel(false);
-    let server = tokio::spawn(server::serve(listener, node.clone(), stop));
+    let gate = server::Gate::new();
+    let server = tokio::spawn(server::serve(listener, node.clone(), stop, gate.clone()));
     tokio::select! {
         _ = stopped.wait_for(|stop| *stop) => {}
         _ = signal() => tracing::info!("signal received"),
     }
     server.abort();
     tracing::info!("stopping");
+    // Requests being answered finish first (a `friend_add` half done, say); new ones are
+    // refused with `stopping`.
+    if !gate.close(IN_FLIGHT_GRACE).await {
+        tracing::warn!("requests still unanswered after {IN_FLIGHT_GRACE:?}: stopping anyway");
+    }
     node.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");

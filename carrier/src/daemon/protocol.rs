@@ -229,6 +229,8 @@ pub(crate) enum ErrorKind {
     InfoTooLong,
     /// The ID is blocked.
     Blocked,
+    /// The daemon is stopping: the request was not answered.
+    Stopping,
     /// Anything else the node failed at (its database, its network).
     Failed,
 }
@@ -597,6 +599,85 @@ mod tests {
             );
             assert!(decode_request(line.as_bytes()).is_ok(), "{name}");
         }
+    }
+
+    /// The serde name of a unit-like value.
+    fn name<T: Serialize>(value: &T, field: &str) -> String {
+        let value = serde_json::to_value(value).unwrap();
+        match value.get(field) {
+            Some(name) => name.as_str().unwrap().to_string(),
+            None => value.as_str().unwrap().to_string(),
+        }
+    }
+
+    #[test]
+    fn control_md_lists_every_request_error_kind_and_event() {
+        let doc = include_str!("../../../docs/CONTROL.md");
+        let section = |from: &str, to: &str| {
+            let start = doc.find(from).unwrap();
+            let end = start + doc[start..].find(to).unwrap();
+            &doc[start..end]
+        };
+        let requests = section("## Requests", "## Events");
+        for request in REQUEST_NAMES {
+            assert!(requests.contains(&format!("| `{request}` |")), "{request}");
+        }
+        let kinds = section("### Error kinds", "## Events");
+        for kind in [
+            ErrorKind::Malformed,
+            ErrorKind::TooLong,
+            ErrorKind::Truncated,
+            ErrorKind::UnknownRequest,
+            ErrorKind::BadArguments,
+            ErrorKind::InvalidAddress,
+            ErrorKind::Yourself,
+            ErrorKind::UnknownFriend,
+            ErrorKind::AmbiguousLabel,
+            ErrorKind::EmptyHello,
+            ErrorKind::HelloTooLong,
+            ErrorKind::LabelTooLong,
+            ErrorKind::InfoTooLong,
+            ErrorKind::Blocked,
+            ErrorKind::Stopping,
+            ErrorKind::Failed,
+        ] {
+            let kind = name(&kind, "");
+            assert!(kinds.contains(&format!("`{kind}`")), "{kind}");
+        }
+        let events = section("## Events", "## The client commands");
+        let friend = || "x".to_string();
+        for event in [
+            Event::Request {
+                from: friend(),
+                hello: friend(),
+                info: Info::default(),
+            },
+            Event::Added { friend: friend() },
+            Event::Removed { friend: friend() },
+            Event::Connected { friend: friend() },
+            Event::Disconnected { friend: friend() },
+            Event::Presence {
+                friend: friend(),
+                presence: PresenceName::Away,
+            },
+            Event::Info {
+                friend: friend(),
+                info: Info::default(),
+            },
+            Event::Connection {
+                status: ConnectionStatus::Online,
+            },
+            Event::Standing(Standing {
+                public_address: None,
+                nat: friend(),
+                reachability: friend(),
+                server: true,
+            }),
+        ] {
+            let event = name(&event, "event");
+            assert!(events.contains(&format!("| `{event}` |")), "{event}");
+        }
+        assert!(events.contains(r#"{"event":"lagged","missed":N}"#));
     }
 
     #[tokio::test]

@@ -2,6 +2,7 @@
 //! streamed to connections that asked with `watch`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::{AsyncWriteExt, BufReader};
@@ -18,18 +19,79 @@ use super::protocol::{
 /// itself.
 const OUTGOING_LINES: usize = 256;
 
+/// The requests being answered, so that stopping lets them finish (a while) and refuses new
+/// ones, instead of shutting the node down under them.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    state: Arc<watch::Sender<GateState>>,
+}
+
+#[derive(Default)]
+struct GateState {
+    closed: bool,
+    inside: usize,
+}
+
+/// A request being answered; it leaves the gate when dropped.
+pub(crate) struct Pass {
+    state: Arc<watch::Sender<GateState>>,
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        self.state
+            .send_modify(|s| s.inside = s.inside.saturating_sub(1));
+    }
+}
+
+impl Gate {
+    /// An open gate.
+    pub(crate) fn new() -> Self {
+        Gate {
+            state: Arc::new(watch::Sender::new(GateState::default())),
+        }
+    }
+
+    /// A pass for one request, or `None` once the daemon is stopping.
+    pub(crate) fn enter(&self) -> Option<Pass> {
+        let mut entered = false;
+        self.state.send_modify(|s| {
+            if !s.closed {
+                s.inside += 1;
+                entered = true;
+            }
+        });
+        entered.then(|| Pass {
+            state: self.state.clone(),
+        })
+    }
+
+    /// Lets no request in any more, and waits until those inside are answered, for at most
+    /// `grace`; whether they all were.
+    pub(crate) async fn close(&self, grace: Duration) -> bool {
+        self.state.send_modify(|s| s.closed = true);
+        let mut state = self.state.subscribe();
+        tokio::time::timeout(grace, async move {
+            state.wait_for(|s| s.inside == 0).await.is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+}
+
 /// Accepts connections until `stop` turns true.
 pub(crate) async fn serve(
     listener: UnixListener,
     node: Arc<DaemonNode>,
     stop: watch::Sender<bool>,
+    gate: Gate,
 ) {
     let mut stopped = stop.subscribe();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, node.clone(), stop.clone()));
+                    tokio::spawn(connection(stream, node.clone(), stop.clone(), gate.clone()));
                 }
                 Err(e) => {
                     tracing::warn!("control socket: accept failed: {e}");
@@ -48,7 +110,12 @@ async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
 }
 
 /// One client: reads requests, queues replies (and events once it watches) for its writer.
-async fn connection(stream: UnixStream, node: Arc<DaemonNode>, stop: watch::Sender<bool>) {
+async fn connection(
+    stream: UnixStream,
+    node: Arc<DaemonNode>,
+    stop: watch::Sender<bool>,
+    gate: Gate,
+) {
     let (read, mut write) = stream.into_split();
     let (outgoing, mut queue) = mpsc::channel::<Vec<u8>>(OUTGOING_LINES);
     let writer = tokio::spawn(async move {
@@ -97,9 +164,18 @@ async fn connection(stream: UnixStream, node: Arc<DaemonNode>, stop: watch::Send
                     std::future::pending::<()>().await;
                     return;
                 }
-                Ok(RequestLine { id, request }) => match node.handle(request).await {
-                    Ok(result) => Reply::ok(id, result),
-                    Err((kind, message)) => Reply::error(Some(id), kind, message),
+                Ok(RequestLine { id, request }) => match gate.enter() {
+                    None => Reply::error(
+                        Some(id),
+                        ErrorKind::Stopping,
+                        "the daemon is stopping: send it again once a daemon runs on this \
+                         directory (`carrier daemon --data DIR`)",
+                    ),
+                    // The pass is held until the answer is ready.
+                    Some(_pass) => match node.handle(request).await {
+                        Ok(result) => Reply::ok(id, result),
+                        Err((kind, message)) => Reply::error(Some(id), kind, message),
+                    },
                 },
             },
             Ok(false) => break,
@@ -154,5 +230,42 @@ async fn forward(mut events: broadcast::Receiver<Event>, outgoing: mpsc::Sender<
         if outgoing.send(line).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_waits_for_the_requests_inside_and_lets_no_new_one_in() {
+        let gate = Gate::new();
+        let pass = gate.enter().unwrap();
+        let closing = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.close(Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(gate.enter().is_none(), "no request enters a closing gate");
+        assert!(!closing.is_finished(), "a request is still inside");
+        drop(pass);
+        assert!(closing.await.unwrap(), "every request was answered");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_gives_up_on_a_request_that_never_ends() {
+        let gate = Gate::new();
+        let _stuck = gate.enter().unwrap();
+        let start = tokio::time::Instant::now();
+        assert!(!gate.close(Duration::from_secs(5)).await);
+        assert_eq!(start.elapsed(), Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn an_idle_gate_closes_at_once() {
+        let gate = Gate::new();
+        drop(gate.enter().unwrap());
+        assert!(gate.close(Duration::from_secs(5)).await);
+        assert!(gate.enter().is_none());
     }
 }
