@@ -14,6 +14,12 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 /// connection closed, so a client cannot make the daemon buffer without bound.
 pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// The longest line a client reads from its daemon. Replies are not held to
+/// [`MAX_LINE_BYTES`]: `friend_requests` lists up to 256 requests whose hellos and infos
+/// peers chose, `friend_list` every friend, and escaped, they may run past 1 MiB. The client
+/// trusts its own daemon, but not without bound.
+pub(crate) const MAX_REPLY_BYTES: usize = 64 << 20;
+
 /// The most characters of a client's own text (a name, a serde complaint quoting a value) a
 /// refusal repeats, so a reply stays far below [`MAX_LINE_BYTES`] whatever the request held.
 pub(crate) const MAX_ECHO_CHARS: usize = 256;
@@ -433,9 +439,12 @@ pub(crate) fn echo(text: &str) -> String {
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LineError {
-    /// Longer than [`MAX_LINE_BYTES`].
-    #[error("a line exceeds the cap of {MAX_LINE_BYTES} bytes")]
-    TooLong,
+    /// Longer than the cap.
+    #[error("a line exceeds the cap of {max} bytes")]
+    TooLong {
+        /// The cap.
+        max: usize,
+    },
     /// The stream ended in the middle of a line.
     #[error("the connection ended in the middle of a line")]
     Truncated,
@@ -444,11 +453,21 @@ pub(crate) enum LineError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads one line into `line` (cleared first, newline dropped), holding at most
+/// Reads one request line into `line` (cleared first, newline dropped), holding at most
 /// [`MAX_LINE_BYTES`]. `Ok(false)` at a clean end of the stream.
 pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     line: &mut Vec<u8>,
+) -> Result<bool, LineError> {
+    read_line_within(reader, line, MAX_LINE_BYTES).await
+}
+
+/// Reads one line into `line` (cleared first, newline dropped), holding at most `max` bytes.
+/// `Ok(false)` at a clean end of the stream.
+pub(crate) async fn read_line_within<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
 ) -> Result<bool, LineError> {
     line.clear();
     loop {
@@ -464,8 +483,8 @@ pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
             Some(newline) => (newline, true),
             None => (available.len(), false),
         };
-        if line.len() + take > MAX_LINE_BYTES {
-            return Err(LineError::TooLong);
+        if line.len() + take > max {
+            return Err(LineError::TooLong { max });
         }
         line.extend_from_slice(&available[..take]);
         reader.consume(if done { take + 1 } else { take });
@@ -697,7 +716,9 @@ mod tests {
         let mut input: &[u8] = &long;
         assert!(matches!(
             read_line(&mut input, &mut line).await,
-            Err(LineError::TooLong)
+            Err(LineError::TooLong {
+                max: MAX_LINE_BYTES
+            })
         ));
         let mut exact = vec![b'x'; MAX_LINE_BYTES];
         exact.push(b'\n');

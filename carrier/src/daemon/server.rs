@@ -179,12 +179,12 @@ async fn connection(
                 },
             },
             Ok(false) => break,
-            Err(LineError::TooLong) => {
+            Err(too_long @ LineError::TooLong { .. }) => {
                 let _ = outgoing
                     .send(encode_line(&Reply::error(
                         None,
                         ErrorKind::TooLong,
-                        LineError::TooLong.to_string() + "; closing the connection",
+                        too_long.to_string() + "; closing the connection",
                     )))
                     .await;
                 break;
