@@ -296,7 +296,12 @@ impl DaemonNode {
                 json!({ "nospam": address.nospam().0, "address": address.to_string() })
             }
             Request::Outbox => {
-                let items = friends.outbox().map_err(refusal)?;
+                // A read of the database: off the async runtime's threads.
+                let reader = friends.clone();
+                let items = tokio::task::spawn_blocking(move || reader.outbox())
+                    .await
+                    .map_err(|e| (ErrorKind::Failed, format!("reading the outbox failed: {e}")))?
+                    .map_err(refusal)?;
                 let deposited = items
                     .iter()
                     .filter(|e| e.deposited_unix_ms.is_some())
