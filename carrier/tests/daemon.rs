@@ -317,6 +317,37 @@ async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
+    // Connections are capped (128, server::MAX_CONNECTIONS; some are open already): one
+    // more is told `busy` and closed, and a slot freed serves again.
+    async fn id_or_busy(data: &std::path::Path) -> (Control, Value) {
+        let mut control = Control::connect(data).await;
+        // The daemon may have closed it already: the reply tells.
+        let _ = control
+            .writer
+            .write_all(b"{\"id\":1,\"request\":\"id\"}\n")
+            .await;
+        let reply = control.next().await.unwrap();
+        (control, reply)
+    }
+    let mut held = Vec::new();
+    let mut over = loop {
+        assert!(held.len() <= 128, "no connection was refused");
+        let (control, reply) = id_or_busy(&alice.data).await;
+        if reply["ok"] == true {
+            held.push(control);
+            continue;
+        }
+        assert_eq!(reply["error"]["kind"], "busy", "{reply}");
+        break control;
+    };
+    assert!(over.next().await.is_none(), "closed when over the cap");
+    drop(held);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while id_or_busy(&alice.data).await.1["ok"] != true {
+        assert!(tokio::time::Instant::now() < deadline, "no slot was freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
     // The daemon still serves the next client.
     let mut next = Control::connect(&alice.data).await;
     assert_eq!(

@@ -237,6 +237,8 @@ pub(crate) enum ErrorKind {
     Blocked,
     /// The daemon is stopping: the request was not answered.
     Stopping,
+    /// The daemon serves as many connections as it will; this one is closed.
+    Busy,
     /// Anything else the node failed at (its database, its network).
     Failed,
 }
@@ -658,6 +660,7 @@ mod tests {
             ErrorKind::InfoTooLong,
             ErrorKind::Blocked,
             ErrorKind::Stopping,
+            ErrorKind::Busy,
             ErrorKind::Failed,
         ] {
             let kind = name(&kind, "");

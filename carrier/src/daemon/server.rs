@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch, Semaphore};
 
 use super::node::DaemonNode;
 use super::protocol::{
@@ -18,6 +18,11 @@ use super::protocol::{
 /// Lines queued for one connection's writer; a client that reads nothing holds up only
 /// itself.
 const OUTGOING_LINES: usize = 256;
+
+/// Connections served at once; one more is told `busy` and closed. Each may hold a request
+/// line of up to 1 MiB and [`OUTGOING_LINES`] queued lines: this bounds the daemon's memory
+/// whatever its clients do.
+pub(crate) const MAX_CONNECTIONS: usize = 128;
 
 /// The requests being answered, so that stopping lets them finish (a while) and refuses new
 /// ones, instead of shutting the node down under them.
@@ -87,12 +92,32 @@ pub(crate) async fn serve(
     gate: Gate,
 ) {
     let mut stopped = stop.subscribe();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    tokio::spawn(connection(stream, node.clone(), stop.clone(), gate.clone()));
-                }
+                Ok((stream, _)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let served = connection(stream, node.clone(), stop.clone(), gate.clone());
+                        tokio::spawn(async move {
+                            served.await;
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => {
+                        // One short line into the fresh socket's empty buffer: it never
+                        // waits; if it does not go, the close alone tells.
+                        let refusal = Reply::error(
+                            None,
+                            ErrorKind::Busy,
+                            format!(
+                                "the daemon serves {MAX_CONNECTIONS} connections already: close \
+                                 one (a forgotten `carrier watch`?) and try again"
+                            ),
+                        );
+                        let _ = stream.try_write(&encode_line(&refusal));
+                    }
+                },
                 Err(e) => {
                     tracing::warn!("control socket: accept failed: {e}");
                     // Out of file descriptors, say: give the others time to close.
