@@ -120,9 +120,26 @@ impl Client {
         }
     }
 
+    /// The daemon's refusal of this connection (`busy`, say), when it closed the connection
+    /// with one before reading a request: its line is still there to read.
+    async fn refusal_of_connection(&mut self) -> Option<Failure> {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(1), self.next_line())
+            .await
+            .ok()?
+            .ok()??;
+        let reply: Reply = serde_json::from_value(line).ok()?;
+        match (reply.id, reply.error) {
+            (None, Some(error)) => Some(Failure::Refused(error)),
+            _ => None,
+        }
+    }
+
     /// Sends a request and waits for its reply (events before it are skipped); the result.
     pub(crate) async fn request(&mut self, request: Request) -> Result<Value, Failure> {
-        let id = self.send(request).await?;
+        let id = match self.send(request).await {
+            Ok(id) => id,
+            Err(failure) => return Err(self.refusal_of_connection().await.unwrap_or(failure)),
+        };
         loop {
             let Some(line) = self.next_line().await? else {
                 return Err(Failure::Failed(
@@ -134,7 +151,8 @@ impl Client {
             }
             let reply: Reply = serde_json::from_value(line)
                 .map_err(|e| Failure::Failed(format!("the daemon's reply is unreadable: {e}")))?;
-            if reply.id != Some(id) {
+            // `id: null` refuses the connection itself (`busy`, say): it is the answer too.
+            if reply.id.is_some() && reply.id != Some(id) {
                 continue;
             }
             return match (reply.ok, reply.error) {
@@ -155,7 +173,7 @@ fn gone(e: impl std::fmt::Display) -> Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::daemon::protocol::MAX_LINE_BYTES;
+    use crate::daemon::protocol::{ErrorKind, MAX_LINE_BYTES};
     use serde_json::json;
     use tokio::io::AsyncReadExt;
 
@@ -177,5 +195,32 @@ mod tests {
         let result = client.request(Request::FriendRequests).await.unwrap();
         assert_eq!(result["incoming"].as_array().unwrap().len(), 300);
         drop(answer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_the_connection_is_the_answer_to_the_request() {
+        let (ours, mut daemon) = UnixStream::pair().unwrap();
+        let mut client = Client::over(ours);
+        let busy = encode_line(&Reply::error(None, ErrorKind::Busy, "128 connections"));
+        daemon.write_all(&busy).await.unwrap();
+        // Read after the refusal was written, or (below) after the daemon closed.
+        let answer = tokio::spawn(async move {
+            let mut request = [0u8; 64];
+            let _ = daemon.read(&mut request).await;
+        });
+        match client.request(Request::Id).await {
+            Err(Failure::Refused(body)) => assert_eq!(body.kind, ErrorKind::Busy),
+            other => panic!("{other:?}"),
+        }
+        answer.await.unwrap();
+
+        let (ours, mut daemon) = UnixStream::pair().unwrap();
+        let mut client = Client::over(ours);
+        daemon.write_all(&busy).await.unwrap();
+        drop(daemon);
+        match client.request(Request::Id).await {
+            Err(Failure::Refused(body)) => assert_eq!(body.kind, ErrorKind::Busy),
+            other => panic!("{other:?}"),
+        }
     }
 }
