@@ -175,8 +175,8 @@ fn take_lock(dir: &Path) -> Result<File, StartError> {
     }
 }
 
-/// SIGINT or SIGTERM.
-async fn signal() {
+/// SIGINT or SIGTERM (`carrier node` stops on them too).
+pub(crate) async fn signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let terminate = signal(SignalKind::terminate());
     let interrupt = tokio::signal::ctrl_c();
