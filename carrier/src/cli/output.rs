@@ -20,6 +20,9 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
         let _ = line(result);
         return;
     }
+    // Hellos, names and descriptions are peers' words: on a terminal, an escape sequence in
+    // one could rewrite the screen or the title. They are shown escaped.
+    let result = &printable(result);
     let text = |key: &str| result.get(key).and_then(Value::as_str).unwrap_or_default();
     match request {
         "id" => println!("{}", text("id")),
@@ -179,5 +182,73 @@ fn print_info(info: &Info) {
     ];
     for (field, value) in fields {
         println!("{field:<12} {value}");
+    }
+}
+
+/// `value` with every control and bidirectional-override character in its strings written as
+/// an escape (`\u{1b}`), so that printing it cannot drive the terminal.
+fn printable(value: &Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(printable_text(text)),
+        Value::Array(items) => Value::Array(items.iter().map(printable).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, field)| (printable_text(key), printable(field)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn printable_text(text: &str) -> String {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn peers_words_are_printed_without_terminal_controls() {
+        let result = json!({
+            "incoming": [{
+                "from": "7Wc",
+                "hello": "hi\u{1b}]0;owned\u{7}\u{1b}[2J",
+                "info": { "name": "Eve\u{9b}31m\u{202e}gnp.exe" },
+            }],
+            "count": 3,
+        });
+        let shown = printable(&result);
+        for text in [
+            &shown["incoming"][0]["hello"],
+            &shown["incoming"][0]["info"]["name"],
+        ] {
+            let text = text.as_str().unwrap();
+            assert!(
+                !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            printable(&result)["incoming"][0]["hello"],
+            "hi\\u{1b}]0;owned\\u{7}\\u{1b}[2J"
+        );
+        assert_eq!(printable(&result)["count"], 3);
+        assert_eq!(printable_text("Bob from work"), "Bob from work");
     }
 }
