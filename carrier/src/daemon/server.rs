@@ -134,6 +134,9 @@ async fn until_stopped(stopped: &mut watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
+/// A line for a connection's writer, with the pass of the request it answers.
+type Line = (Vec<u8>, Option<Pass>);
+
 /// One client: reads requests, queues replies (and events once it watches) for its writer.
 async fn connection(
     stream: UnixStream,
@@ -142,10 +145,13 @@ async fn connection(
     gate: Gate,
 ) {
     let (read, mut write) = stream.into_split();
-    let (outgoing, mut queue) = mpsc::channel::<Vec<u8>>(OUTGOING_LINES);
+    let (outgoing, mut queue) = mpsc::channel::<Line>(OUTGOING_LINES);
     let writer = tokio::spawn(async move {
-        while let Some(line) = queue.recv().await {
-            if write.write_all(&line).await.is_err() {
+        while let Some((line, pass)) = queue.recv().await {
+            let written = write.write_all(&line).await;
+            // A reply's request counts as answered once the reply is written.
+            drop(pass);
+            if written.is_err() {
                 return;
             }
         }
@@ -155,6 +161,7 @@ async fn connection(
     let mut line = Vec::new();
     let mut watcher: Option<tokio::task::JoinHandle<()>> = None;
     loop {
+        let mut pass = None;
         let reply = match read_line(&mut reader, &mut line).await {
             Ok(true) if line.iter().all(u8::is_ascii_whitespace) => continue,
             Ok(true) => match decode_request(&line) {
@@ -166,11 +173,13 @@ async fn connection(
                     // Subscribed before the reply is queued, sent after it: the client sees
                     // its `ok` first and misses nothing from then on.
                     let (events, history) = node.subscribe();
-                    let _ = outgoing.send(encode_line(&Reply::ok(id, json!({})))).await;
+                    let _ = outgoing
+                        .send((encode_line(&Reply::ok(id, json!({}))), None))
+                        .await;
                     if watcher.is_none() {
                         if replay {
                             for event in &history {
-                                let _ = outgoing.send(encode_line(event)).await;
+                                let _ = outgoing.send((encode_line(event), None)).await;
                             }
                         }
                         watcher = Some(tokio::spawn(forward(events, outgoing.clone())));
@@ -182,7 +191,9 @@ async fn connection(
                     request: Request::Stop,
                 }) => {
                     tracing::info!("stop requested on the control socket");
-                    let _ = outgoing.send(encode_line(&Reply::ok(id, json!({})))).await;
+                    let _ = outgoing
+                        .send((encode_line(&Reply::ok(id, json!({}))), None))
+                        .await;
                     let _ = stop.send(true);
                     // The connection stays open until the process exits, so the client knows
                     // when the daemon is gone (and its lock free).
@@ -196,31 +207,40 @@ async fn connection(
                         "the daemon is stopping: send it again once a daemon runs on this \
                          directory (`carrier daemon --data DIR`)",
                     ),
-                    // The pass is held until the answer is ready.
-                    Some(_pass) => match node.handle(request).await {
-                        Ok(result) => Reply::ok(id, result),
-                        Err((kind, message)) => Reply::error(Some(id), kind, message),
-                    },
+                    // The pass goes with the reply, until it is written.
+                    Some(entered) => {
+                        pass = Some(entered);
+                        match node.handle(request).await {
+                            Ok(result) => Reply::ok(id, result),
+                            Err((kind, message)) => Reply::error(Some(id), kind, message),
+                        }
+                    }
                 },
             },
             Ok(false) => break,
             Err(too_long @ LineError::TooLong { .. }) => {
                 let _ = outgoing
-                    .send(encode_line(&Reply::error(
+                    .send((
+                        encode_line(&Reply::error(
+                            None,
+                            ErrorKind::TooLong,
+                            too_long.to_string() + "; closing the connection",
+                        )),
                         None,
-                        ErrorKind::TooLong,
-                        too_long.to_string() + "; closing the connection",
-                    )))
+                    ))
                     .await;
                 break;
             }
             Err(LineError::Truncated) => {
                 let _ = outgoing
-                    .send(encode_line(&Reply::error(
+                    .send((
+                        encode_line(&Reply::error(
+                            None,
+                            ErrorKind::Truncated,
+                            LineError::Truncated.to_string(),
+                        )),
                         None,
-                        ErrorKind::Truncated,
-                        LineError::Truncated.to_string(),
-                    )))
+                    ))
                     .await;
                 break;
             }
@@ -229,7 +249,7 @@ async fn connection(
                 break;
             }
         };
-        if outgoing.send(encode_line(&reply)).await.is_err() {
+        if outgoing.send((encode_line(&reply), pass)).await.is_err() {
             break;
         }
     }
@@ -243,7 +263,7 @@ async fn connection(
 }
 
 /// Forwards events to one connection until it stops reading.
-async fn forward(mut events: broadcast::Receiver<Event>, outgoing: mpsc::Sender<Vec<u8>>) {
+async fn forward(mut events: broadcast::Receiver<Event>, outgoing: mpsc::Sender<Line>) {
     loop {
         let line = match events.recv().await {
             Ok(event) => encode_line(&event),
@@ -252,7 +272,7 @@ async fn forward(mut events: broadcast::Receiver<Event>, outgoing: mpsc::Sender<
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        if outgoing.send(line).await.is_err() {
+        if outgoing.send((line, None)).await.is_err() {
             return;
         }
     }
