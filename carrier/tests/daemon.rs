@@ -317,6 +317,25 @@ async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 
+    // A client that floods requests and reads no reply holds up only itself: the daemon
+    // stops reading it once its queue and the socket are full, and serves the others.
+    let mut flood = Control::connect(&alice.data).await;
+    let flooding = tokio::spawn(async move {
+        let requests = "{\"id\":1,\"request\":\"id\"}\n".repeat(300_000);
+        let _ = flood.writer.write_all(requests.as_bytes()).await;
+        flood
+    });
+    for _ in 0..3 {
+        let mut other = Control::connect(&alice.data).await;
+        assert_eq!(other.ok("id", json!({})).await["id"], alice.id.as_str());
+    }
+    assert_eq!(alice.cli_json(&["id"]).await["id"], alice.id.as_str());
+    assert!(
+        !flooding.is_finished(),
+        "the daemon read 7 MB of requests nobody reads replies to"
+    );
+    flooding.abort();
+
     // Connections are capped (128, server::MAX_CONNECTIONS; some are open already): one
     // more is told `busy` and closed, and a slot freed serves again.
     async fn id_or_busy(data: &std::path::Path) -> (Control, Value) {
