@@ -191,10 +191,14 @@ async fn connection(
                     request: Request::Stop,
                 }) => {
                     tracing::info!("stop requested on the control socket");
-                    let _ = outgoing
-                        .send((encode_line(&Reply::ok(id, json!({}))), None))
-                        .await;
+                    // The reply holds a pass, so the daemon stops once it is written; the
+                    // signal goes first, so a client that reads nothing (its queue full)
+                    // still stops it, after the grace.
+                    let pass = gate.enter();
                     let _ = stop.send(true);
+                    let _ = outgoing
+                        .send((encode_line(&Reply::ok(id, json!({}))), pass))
+                        .await;
                     // The connection stays open until the process exits, so the client knows
                     // when the daemon is gone (and its lock free).
                     std::future::pending::<()>().await;
