@@ -316,6 +316,23 @@ async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // So does a one-shot command (`carrier status | true`): the request was carried out.
+    let mut child = Command::new(PROGRAM)
+        .args(["status", "--data"])
+        .arg(&alice.data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 
     // A client that floods requests and reads no reply holds up only itself: the daemon
     // stops reading it once its queue and the socket are full, and serves the others.

@@ -15,6 +15,14 @@ pub(crate) fn line(value: &Value) -> std::io::Result<()> {
 }
 
 /// Prints the result of the request named `request`.
+/// `println!` into the output's buffer (writing to a `String` cannot fail).
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 pub(crate) fn print(json: bool, request: &str, result: &Value) {
     if json {
         let _ = line(result);
@@ -23,77 +31,92 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
     // Hellos, names and descriptions are peers' words: on a terminal, an escape sequence in
     // one could rewrite the screen or the title. They are shown escaped.
     let result = &printable(result);
+    // Written at once, at the end: a closed stdout is an error to ignore, not a panic.
+    let mut buffer = String::new();
+    let out = &mut buffer;
     let text = |key: &str| result.get(key).and_then(Value::as_str).unwrap_or_default();
     match request {
-        "id" => println!("{}", text("id")),
-        "address" => println!("{}", text("address")),
+        "id" => say!(out, "{}", text("id")),
+        "address" => say!(out, "{}", text("address")),
         "status" => match serde_json::from_value::<Status>(result.clone()) {
-            Ok(status) => print_status(&status),
+            Ok(status) => print_status(out, &status),
             Err(_) => {
                 let _ = line(result);
             }
         },
-        "friend_add" => println!(
+        "friend_add" => say!(
+            out,
             "friend request sent to {}; it is delivered when they come online",
             text("to")
         ),
-        "friend_accept" => println!("{} is a friend now", text("friend")),
-        "friend_refuse" => println!("refused the request of {}", text("friend")),
-        "friend_remove" => println!("removed {}", text("friend")),
-        "friend_block" => println!("blocked {}", text("blocked")),
+        "friend_accept" => say!(out, "{} is a friend now", text("friend")),
+        "friend_refuse" => say!(out, "refused the request of {}", text("friend")),
+        "friend_remove" => say!(out, "removed {}", text("friend")),
+        "friend_block" => say!(out, "blocked {}", text("blocked")),
         "friend_unblock" => {
             if result.get("was_blocked").and_then(Value::as_bool) == Some(true) {
-                println!("unblocked {}", text("unblocked"));
+                say!(out, "unblocked {}", text("unblocked"));
             } else {
-                println!("{} was not blocked", text("unblocked"));
+                say!(out, "{} was not blocked", text("unblocked"));
             }
         }
-        "friend_label" => println!("{} is labelled \"{}\"", text("friend"), text("label")),
+        "friend_label" => say!(out, "{} is labelled \"{}\"", text("friend"), text("label")),
         "friend_list" => {
             let friends: Vec<FriendEntry> = result
                 .get("friends")
                 .and_then(|f| serde_json::from_value(f.clone()).ok())
                 .unwrap_or_default();
-            print_friends(&friends);
+            print_friends(out, &friends);
         }
         "friend_requests" => match serde_json::from_value::<Requests>(result.clone()) {
-            Ok(requests) => print_requests(&requests),
+            Ok(requests) => print_requests(out, &requests),
             Err(_) => {
                 let _ = line(result);
             }
         },
-        "presence" => println!("{}", text("presence")),
+        "presence" => say!(out, "{}", text("presence")),
         "info" => match result
             .get("info")
             .and_then(|i| serde_json::from_value::<Info>(i.clone()).ok())
         {
-            Some(info) => print_info(&info),
+            Some(info) => print_info(out, &info),
             None => {
                 let _ = line(result);
             }
         },
         "nospam" => {
-            println!("nospam:  {}", result.get("nospam").unwrap_or(&Value::Null));
-            println!("address: {}", text("address"));
+            say!(
+                out,
+                "nospam:  {}",
+                result.get("nospam").unwrap_or(&Value::Null)
+            );
+            say!(out, "address: {}", text("address"));
         }
-        "stop" => println!("the daemon stopped"),
+        "stop" => say!(out, "the daemon stopped"),
         _ => {
             let _ = line(result);
         }
     }
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(buffer.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
-fn print_status(status: &Status) {
+fn print_status(out: &mut String, status: &Status) {
     let connection = serde_json::to_value(status.connection).unwrap_or_default();
-    println!("id:             {}", status.id);
-    println!("address:        {}", status.address);
-    println!("listening on:   {}", status.listen);
-    println!(
+    say!(out, "id:             {}", status.id);
+    say!(out, "address:        {}", status.address);
+    say!(out, "listening on:   {}", status.listen);
+    say!(
+        out,
         "connection:     {}",
         connection.as_str().unwrap_or_default()
     );
-    println!("DHT contacts:   {}", status.dht_contacts);
-    println!(
+    say!(out, "DHT contacts:   {}", status.dht_contacts);
+    say!(
+        out,
         "public address: {}",
         status
             .standing
@@ -101,9 +124,14 @@ fn print_status(status: &Status) {
             .as_deref()
             .unwrap_or("not known yet")
     );
-    println!("NAT mapping:    {}", status.standing.nat.replace('_', " "));
-    println!("reachability:   {}", status.standing.reachability);
-    println!(
+    say!(
+        out,
+        "NAT mapping:    {}",
+        status.standing.nat.replace('_', " ")
+    );
+    say!(out, "reachability:   {}", status.standing.reachability);
+    say!(
+        out,
         "DHT role:       {}",
         if status.standing.server {
             "server"
@@ -111,9 +139,11 @@ fn print_status(status: &Status) {
             "client"
         }
     );
-    println!(
+    say!(
+        out,
         "friends online: {} of {}",
-        status.friends_online, status.friends
+        status.friends_online,
+        status.friends
     );
 }
 
@@ -125,9 +155,12 @@ fn presence_word(presence: PresenceName) -> &'static str {
     }
 }
 
-fn print_friends(friends: &[FriendEntry]) {
+fn print_friends(out: &mut String, friends: &[FriendEntry]) {
     if friends.is_empty() {
-        println!("no friends yet: add one with `carrier friend add ADDRESS HELLO`");
+        say!(
+            out,
+            "no friends yet: add one with `carrier friend add ADDRESS HELLO`"
+        );
         return;
     }
     for friend in friends {
@@ -143,35 +176,39 @@ fn print_friends(friends: &[FriendEntry]) {
         if !friend.info.name.is_empty() {
             line.push_str(&format!("  {}", friend.info.name));
         }
-        println!("{line}");
+        say!(out, "{line}");
     }
 }
 
-fn print_requests(requests: &Requests) {
+fn print_requests(out: &mut String, requests: &Requests) {
     if requests.incoming.is_empty() && requests.outgoing.is_empty() && requests.blocked.is_empty() {
-        println!("no friend requests, nobody blocked");
+        say!(out, "no friend requests, nobody blocked");
         return;
     }
     for incoming in &requests.incoming {
-        println!(
+        say!(
+            out,
             "from {}  ({}): {}",
-            incoming.from, incoming.info.name, incoming.hello
+            incoming.from,
+            incoming.info.name,
+            incoming.hello
         );
     }
     if !requests.incoming.is_empty() {
-        println!(
+        say!(
+            out,
             "  accept with `carrier friend accept ID`, refuse with `carrier friend refuse ID`"
         );
     }
     for outgoing in &requests.outgoing {
-        println!("to {}: {}  (waiting)", outgoing.to, outgoing.hello);
+        say!(out, "to {}: {}  (waiting)", outgoing.to, outgoing.hello);
     }
     for blocked in &requests.blocked {
-        println!("blocked {blocked}");
+        say!(out, "blocked {blocked}");
     }
 }
 
-fn print_info(info: &Info) {
+fn print_info(out: &mut String, info: &Info) {
     let fields = [
         ("name", &info.name),
         ("description", &info.description),
@@ -181,7 +218,7 @@ fn print_info(info: &Info) {
         ("gender", &info.gender),
     ];
     for (field, value) in fields {
-        println!("{field:<12} {value}");
+        say!(out, "{field:<12} {value}");
     }
 }
 
