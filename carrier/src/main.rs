@@ -149,7 +149,10 @@ fn main() -> ExitCode {
             eprintln!("carrier: {}", failure.message());
             if json {
                 if let Failure::Refused(body) = &failure {
-                    println!(
+                    use std::io::Write;
+                    // A closed stdout is no reason to panic (println! would).
+                    let _ = writeln!(
+                        std::io::stdout(),
                         "{}",
                         serde_json::json!({ "error": { "kind": body.kind, "message": body.message } })
                     );

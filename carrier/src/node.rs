@@ -8,7 +8,7 @@ use carrier::dht::{BootstrapNode, Dht, DhtConfig, DhtEvent};
 
 use crate::daemon::node::standing;
 
-/// Runs the node until interrupted.
+/// Runs the node until SIGINT or SIGTERM.
 pub(crate) async fn run(
     listen: SocketAddr,
     data: PathBuf,
@@ -33,7 +33,11 @@ pub(crate) async fn run(
         tracing::info!(contacts, "joined the network");
     }
     // The contact line comes first on stdout, so scripts can read it.
-    println!("{}@{}", dht.id(), dht.local_addr());
+    // Nobody reading stdout is no reason to stop (`println!` would panic on a closed pipe).
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{}@{}", dht.id(), dht.local_addr());
+    }
     let logger = {
         let dht = dht.clone();
         tokio::spawn(async move {
@@ -63,9 +67,9 @@ pub(crate) async fn run(
             }
         })
     };
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))?;
+    // SIGTERM too (a service manager's stop): its default would end the process before the
+    // node saves its contacts.
+    crate::daemon::signal().await;
     tracing::info!("stopping");
     logger.abort();
     dht.shutdown()

@@ -267,6 +267,14 @@ async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
         raw.refused("friend_add", json!({ "address": 5 })).await,
         "bad_arguments"
     );
+    // A refusal repeats a bounded part of what it refuses: a friend named by 100,000 bytes
+    // gets a reply of a few hundred, never one over the line cap the client would refuse.
+    let long_name = "n".repeat(100_000);
+    for request in ["friend_remove", "friend_accept", "friend_unblock"] {
+        let reply = raw.send(request, json!({ "friend": long_name })).await;
+        assert_eq!(reply["error"]["kind"], "unknown_friend", "{request}");
+        assert!(reply.to_string().len() < 1024, "{request}: {reply}");
+    }
     assert_eq!(raw.ok("id", json!({})).await["id"], alice.id.as_str());
 
     // A line over 1 MiB: an error reply, and the connection is closed.
@@ -286,6 +294,95 @@ async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
     let reply = raw.next().await.unwrap();
     assert_eq!(reply["error"]["kind"], "truncated", "{reply}");
     assert!(raw.next().await.is_none());
+
+    // `carrier watch` whose reader went away (`carrier watch | head -n 1`) ends quietly,
+    // without a panic: its replay holds at least the `connection` event.
+    let mut replay = alice.control().await;
+    let event = replay.next().await.unwrap();
+    assert!(event.get("event").is_some(), "{event}");
+    let mut child = Command::new(PROGRAM)
+        .args(["watch", "--replay", "--data"])
+        .arg(&alice.data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // So does a one-shot command (`carrier status | true`): the request was carried out.
+    let mut child = Command::new(PROGRAM)
+        .args(["status", "--data"])
+        .arg(&alice.data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = tokio::time::timeout(PATIENCE, child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // A client that floods requests and reads no reply holds up only itself: the daemon
+    // stops reading it once its queue and the socket are full, and serves the others.
+    let mut flood = Control::connect(&alice.data).await;
+    let flooding = tokio::spawn(async move {
+        let requests = "{\"id\":1,\"request\":\"id\"}\n".repeat(300_000);
+        let _ = flood.writer.write_all(requests.as_bytes()).await;
+        flood
+    });
+    for _ in 0..3 {
+        let mut other = Control::connect(&alice.data).await;
+        assert_eq!(other.ok("id", json!({})).await["id"], alice.id.as_str());
+    }
+    assert_eq!(alice.cli_json(&["id"]).await["id"], alice.id.as_str());
+    assert!(
+        !flooding.is_finished(),
+        "the daemon read 7 MB of requests nobody reads replies to"
+    );
+    flooding.abort();
+
+    // Connections are capped (128, server::MAX_CONNECTIONS; some are open already): one
+    // more is told `busy` and closed, and a slot freed serves again.
+    async fn id_or_busy(data: &std::path::Path) -> (Control, Value) {
+        let mut control = Control::connect(data).await;
+        // The daemon may have closed it already: the reply tells.
+        let _ = control
+            .writer
+            .write_all(b"{\"id\":1,\"request\":\"id\"}\n")
+            .await;
+        let reply = control.next().await.unwrap();
+        (control, reply)
+    }
+    let mut held = Vec::new();
+    let mut over = loop {
+        assert!(held.len() <= 128, "no connection was refused");
+        let (control, reply) = id_or_busy(&alice.data).await;
+        if reply["ok"] == true {
+            held.push(control);
+            continue;
+        }
+        assert_eq!(reply["error"]["kind"], "busy", "{reply}");
+        break control;
+    };
+    assert!(over.next().await.is_none(), "closed when over the cap");
+    drop(held);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while id_or_busy(&alice.data).await.1["ok"] != true {
+        assert!(tokio::time::Instant::now() < deadline, "no slot was freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 
     // The daemon still serves the next client.
     let mut next = Control::connect(&alice.data).await;

@@ -72,7 +72,15 @@ async fn a_node_prints_its_contact_and_others_join_through_it() {
     assert!(!found.is_empty(), "the node answered a lookup");
     joiner.shutdown().await.unwrap();
 
-    node.kill().await.unwrap();
+    // SIGTERM (a service manager's stop) shuts it down cleanly, as Ctrl-C does.
+    let pid = node.id().unwrap().to_string();
+    let kill = Command::new("kill").args(["-TERM", &pid]).status().await;
+    assert!(kill.unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(30), node.wait())
+        .await
+        .expect("the node stopped in time")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
     // Its identity stays in its data directory.
     assert!(dir.path().join("node.key").exists());
 }

@@ -8,7 +8,9 @@ use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
-use crate::daemon::protocol::{encode_line, read_line, ErrorBody, Reply, Request, RequestLine};
+use crate::daemon::protocol::{
+    encode_line, read_line_within, ErrorBody, Reply, Request, RequestLine, MAX_REPLY_BYTES,
+};
 use crate::daemon::socket_path;
 
 /// Why a command failed, and so its exit code.
@@ -82,13 +84,18 @@ impl Client {
                  `carrier daemon --data {dir}`"
                 )),
             })?;
+        Ok(Client::over(stream))
+    }
+
+    /// A client on a connected stream.
+    fn over(stream: UnixStream) -> Client {
         let (read, writer) = stream.into_split();
-        Ok(Client {
+        Client {
             reader: BufReader::new(read),
             writer,
             next_id: 1,
             line: Vec::new(),
-        })
+        }
     }
 
     /// Sends a request without waiting for its reply; its ID.
@@ -104,7 +111,7 @@ impl Client {
 
     /// The next line from the daemon, as JSON; `None` when it closed the connection.
     pub(crate) async fn next_line(&mut self) -> Result<Option<Value>, Failure> {
-        match read_line(&mut self.reader, &mut self.line).await {
+        match read_line_within(&mut self.reader, &mut self.line, MAX_REPLY_BYTES).await {
             Ok(true) => serde_json::from_slice(&self.line).map(Some).map_err(|e| {
                 Failure::Failed(format!("the daemon sent a line that is not JSON: {e}"))
             }),
@@ -113,9 +120,26 @@ impl Client {
         }
     }
 
+    /// The daemon's refusal of this connection (`busy`, say), when it closed the connection
+    /// with one before reading a request: its line is still there to read.
+    async fn refusal_of_connection(&mut self) -> Option<Failure> {
+        let line = tokio::time::timeout(std::time::Duration::from_secs(1), self.next_line())
+            .await
+            .ok()?
+            .ok()??;
+        let reply: Reply = serde_json::from_value(line).ok()?;
+        match (reply.id, reply.error) {
+            (None, Some(error)) => Some(Failure::Refused(error)),
+            _ => None,
+        }
+    }
+
     /// Sends a request and waits for its reply (events before it are skipped); the result.
     pub(crate) async fn request(&mut self, request: Request) -> Result<Value, Failure> {
-        let id = self.send(request).await?;
+        let id = match self.send(request).await {
+            Ok(id) => id,
+            Err(failure) => return Err(self.refusal_of_connection().await.unwrap_or(failure)),
+        };
         loop {
             let Some(line) = self.next_line().await? else {
                 return Err(Failure::Failed(
@@ -127,7 +151,8 @@ impl Client {
             }
             let reply: Reply = serde_json::from_value(line)
                 .map_err(|e| Failure::Failed(format!("the daemon's reply is unreadable: {e}")))?;
-            if reply.id != Some(id) {
+            // `id: null` refuses the connection itself (`busy`, say): it is the answer too.
+            if reply.id.is_some() && reply.id != Some(id) {
                 continue;
             }
             return match (reply.ok, reply.error) {
@@ -143,4 +168,59 @@ impl Client {
 
 fn gone(e: impl std::fmt::Display) -> Failure {
     Failure::Failed(format!("the connection to the daemon failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::protocol::{ErrorKind, MAX_LINE_BYTES};
+    use serde_json::json;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_reply_longer_than_a_request_line_is_read_whole() {
+        let (ours, mut daemon) = UnixStream::pair().unwrap();
+        let mut client = Client::over(ours);
+        // 300 requests with hellos of escaped control bytes, as peers may send them.
+        let hello = "\u{1}".repeat(1024);
+        let incoming: Vec<_> = (0..300).map(|_| json!({ "hello": hello })).collect();
+        let reply = encode_line(&Reply::ok(1, json!({ "incoming": incoming })));
+        assert!(reply.len() > MAX_LINE_BYTES);
+        let answer = tokio::spawn(async move {
+            let mut request = [0u8; 64];
+            let _ = daemon.read(&mut request).await.unwrap();
+            daemon.write_all(&reply).await.unwrap();
+            daemon
+        });
+        let result = client.request(Request::FriendRequests).await.unwrap();
+        assert_eq!(result["incoming"].as_array().unwrap().len(), 300);
+        drop(answer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_the_connection_is_the_answer_to_the_request() {
+        let (ours, mut daemon) = UnixStream::pair().unwrap();
+        let mut client = Client::over(ours);
+        let busy = encode_line(&Reply::error(None, ErrorKind::Busy, "128 connections"));
+        daemon.write_all(&busy).await.unwrap();
+        // Read after the refusal was written, or (below) after the daemon closed.
+        let answer = tokio::spawn(async move {
+            let mut request = [0u8; 64];
+            let _ = daemon.read(&mut request).await;
+        });
+        match client.request(Request::Id).await {
+            Err(Failure::Refused(body)) => assert_eq!(body.kind, ErrorKind::Busy),
+            other => panic!("{other:?}"),
+        }
+        answer.await.unwrap();
+
+        let (ours, mut daemon) = UnixStream::pair().unwrap();
+        let mut client = Client::over(ours);
+        daemon.write_all(&busy).await.unwrap();
+        drop(daemon);
+        match client.request(Request::Id).await {
+            Err(Failure::Refused(body)) => assert_eq!(body.kind, ErrorKind::Busy),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -208,13 +208,22 @@ async fn watch(mut client: Client, replay: bool) -> Result<(), Failure> {
     client.request(Request::Watch { replay }).await?;
     // On stderr, so stdout holds events only: once it shows, no event is missed.
     eprintln!("watching: each event is one JSON line; Ctrl-C stops");
+    // One listener for the whole watch: one made anew each turn would miss a Ctrl-C that
+    // came between two events.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
         tokio::select! {
             line = client.next_line() => match line? {
-                Some(event) => output::line(&event),
+                Some(event) => {
+                    if output::line(&event).is_err() {
+                        // Whoever read the events went away (`carrier watch | head -n 1`).
+                        return Ok(());
+                    }
+                }
                 None => return Err(Failure::Failed("the daemon stopped".into())),
             },
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut interrupted => return Ok(()),
         }
     }
 }

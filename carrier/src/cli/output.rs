@@ -5,80 +5,118 @@ use serde_json::Value;
 
 use crate::daemon::protocol::{FriendEntry, Info, PresenceName, Requests, Status};
 
-/// One JSON value as a line on stdout.
-pub(crate) fn line(value: &Value) {
-    println!("{value}");
+/// One JSON value as a line on stdout; an error when stdout is gone (a closed pipe), where
+/// `println!` would panic.
+pub(crate) fn line(value: &Value) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{value}")?;
+    stdout.flush()
 }
 
 /// Prints the result of the request named `request`.
+/// `println!` into the output's buffer (writing to a `String` cannot fail).
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 pub(crate) fn print(json: bool, request: &str, result: &Value) {
     if json {
-        line(result);
+        let _ = line(result);
         return;
     }
+    // Hellos, names and descriptions are peers' words: on a terminal, an escape sequence in
+    // one could rewrite the screen or the title. They are shown escaped.
+    let result = &printable(result);
+    // Written at once, at the end: a closed stdout is an error to ignore, not a panic.
+    let mut buffer = String::new();
+    let out = &mut buffer;
     let text = |key: &str| result.get(key).and_then(Value::as_str).unwrap_or_default();
     match request {
-        "id" => println!("{}", text("id")),
-        "address" => println!("{}", text("address")),
+        "id" => say!(out, "{}", text("id")),
+        "address" => say!(out, "{}", text("address")),
         "status" => match serde_json::from_value::<Status>(result.clone()) {
-            Ok(status) => print_status(&status),
-            Err(_) => line(result),
+            Ok(status) => print_status(out, &status),
+            Err(_) => {
+                let _ = line(result);
+            }
         },
-        "friend_add" => println!(
+        "friend_add" => say!(
+            out,
             "friend request sent to {}; it is delivered when they come online",
             text("to")
         ),
-        "friend_accept" => println!("{} is a friend now", text("friend")),
-        "friend_refuse" => println!("refused the request of {}", text("friend")),
-        "friend_remove" => println!("removed {}", text("friend")),
-        "friend_block" => println!("blocked {}", text("blocked")),
+        "friend_accept" => say!(out, "{} is a friend now", text("friend")),
+        "friend_refuse" => say!(out, "refused the request of {}", text("friend")),
+        "friend_remove" => say!(out, "removed {}", text("friend")),
+        "friend_block" => say!(out, "blocked {}", text("blocked")),
         "friend_unblock" => {
             if result.get("was_blocked").and_then(Value::as_bool) == Some(true) {
-                println!("unblocked {}", text("unblocked"));
+                say!(out, "unblocked {}", text("unblocked"));
             } else {
-                println!("{} was not blocked", text("unblocked"));
+                say!(out, "{} was not blocked", text("unblocked"));
             }
         }
-        "friend_label" => println!("{} is labelled \"{}\"", text("friend"), text("label")),
+        "friend_label" => say!(out, "{} is labelled \"{}\"", text("friend"), text("label")),
         "friend_list" => {
             let friends: Vec<FriendEntry> = result
                 .get("friends")
                 .and_then(|f| serde_json::from_value(f.clone()).ok())
                 .unwrap_or_default();
-            print_friends(&friends);
+            print_friends(out, &friends);
         }
         "friend_requests" => match serde_json::from_value::<Requests>(result.clone()) {
-            Ok(requests) => print_requests(&requests),
-            Err(_) => line(result),
+            Ok(requests) => print_requests(out, &requests),
+            Err(_) => {
+                let _ = line(result);
+            }
         },
-        "presence" => println!("{}", text("presence")),
+        "presence" => say!(out, "{}", text("presence")),
         "info" => match result
             .get("info")
             .and_then(|i| serde_json::from_value::<Info>(i.clone()).ok())
         {
-            Some(info) => print_info(&info),
-            None => line(result),
+            Some(info) => print_info(out, &info),
+            None => {
+                let _ = line(result);
+            }
         },
         "nospam" => {
-            println!("nospam:  {}", result.get("nospam").unwrap_or(&Value::Null));
-            println!("address: {}", text("address"));
+            say!(
+                out,
+                "nospam:  {}",
+                result.get("nospam").unwrap_or(&Value::Null)
+            );
+            say!(out, "address: {}", text("address"));
         }
-        "stop" => println!("the daemon stopped"),
-        _ => line(result),
+        "stop" => say!(out, "the daemon stopped"),
+        _ => {
+            let _ = line(result);
+        }
     }
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(buffer.as_bytes())
+        .and_then(|()| stdout.flush());
 }
 
-fn print_status(status: &Status) {
+fn print_status(out: &mut String, status: &Status) {
     let connection = serde_json::to_value(status.connection).unwrap_or_default();
-    println!("id:             {}", status.id);
-    println!("address:        {}", status.address);
-    println!("listening on:   {}", status.listen);
-    println!(
+    say!(out, "id:             {}", status.id);
+    say!(out, "address:        {}", status.address);
+    say!(out, "listening on:   {}", status.listen);
+    say!(
+        out,
         "connection:     {}",
         connection.as_str().unwrap_or_default()
     );
-    println!("DHT contacts:   {}", status.dht_contacts);
-    println!(
+    say!(out, "DHT contacts:   {}", status.dht_contacts);
+    say!(
+        out,
         "public address: {}",
         status
             .standing
@@ -86,9 +124,14 @@ fn print_status(status: &Status) {
             .as_deref()
             .unwrap_or("not known yet")
     );
-    println!("NAT mapping:    {}", status.standing.nat.replace('_', " "));
-    println!("reachability:   {}", status.standing.reachability);
-    println!(
+    say!(
+        out,
+        "NAT mapping:    {}",
+        status.standing.nat.replace('_', " ")
+    );
+    say!(out, "reachability:   {}", status.standing.reachability);
+    say!(
+        out,
         "DHT role:       {}",
         if status.standing.server {
             "server"
@@ -96,9 +139,11 @@ fn print_status(status: &Status) {
             "client"
         }
     );
-    println!(
+    say!(
+        out,
         "friends online: {} of {}",
-        status.friends_online, status.friends
+        status.friends_online,
+        status.friends
     );
 }
 
@@ -110,9 +155,12 @@ fn presence_word(presence: PresenceName) -> &'static str {
     }
 }
 
-fn print_friends(friends: &[FriendEntry]) {
+fn print_friends(out: &mut String, friends: &[FriendEntry]) {
     if friends.is_empty() {
-        println!("no friends yet: add one with `carrier friend add ADDRESS HELLO`");
+        say!(
+            out,
+            "no friends yet: add one with `carrier friend add ADDRESS HELLO`"
+        );
         return;
     }
     for friend in friends {
@@ -128,35 +176,39 @@ fn print_friends(friends: &[FriendEntry]) {
         if !friend.info.name.is_empty() {
             line.push_str(&format!("  {}", friend.info.name));
         }
-        println!("{line}");
+        say!(out, "{line}");
     }
 }
 
-fn print_requests(requests: &Requests) {
+fn print_requests(out: &mut String, requests: &Requests) {
     if requests.incoming.is_empty() && requests.outgoing.is_empty() && requests.blocked.is_empty() {
-        println!("no friend requests, nobody blocked");
+        say!(out, "no friend requests, nobody blocked");
         return;
     }
     for incoming in &requests.incoming {
-        println!(
+        say!(
+            out,
             "from {}  ({}): {}",
-            incoming.from, incoming.info.name, incoming.hello
+            incoming.from,
+            incoming.info.name,
+            incoming.hello
         );
     }
     if !requests.incoming.is_empty() {
-        println!(
+        say!(
+            out,
             "  accept with `carrier friend accept ID`, refuse with `carrier friend refuse ID`"
         );
     }
     for outgoing in &requests.outgoing {
-        println!("to {}: {}  (waiting)", outgoing.to, outgoing.hello);
+        say!(out, "to {}: {}  (waiting)", outgoing.to, outgoing.hello);
     }
     for blocked in &requests.blocked {
-        println!("blocked {blocked}");
+        say!(out, "blocked {blocked}");
     }
 }
 
-fn print_info(info: &Info) {
+fn print_info(out: &mut String, info: &Info) {
     let fields = [
         ("name", &info.name),
         ("description", &info.description),
@@ -166,6 +218,74 @@ fn print_info(info: &Info) {
         ("gender", &info.gender),
     ];
     for (field, value) in fields {
-        println!("{field:<12} {value}");
+        say!(out, "{field:<12} {value}");
+    }
+}
+
+/// `value` with every control and bidirectional-override character in its strings written as
+/// an escape (`\u{1b}`), so that printing it cannot drive the terminal.
+fn printable(value: &Value) -> Value {
+    match value {
+        Value::String(text) => Value::String(printable_text(text)),
+        Value::Array(items) => Value::Array(items.iter().map(printable).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, field)| (printable_text(key), printable(field)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn printable_text(text: &str) -> String {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !text.chars().any(unsafe_char) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn peers_words_are_printed_without_terminal_controls() {
+        let result = json!({
+            "incoming": [{
+                "from": "7Wc",
+                "hello": "hi\u{1b}]0;owned\u{7}\u{1b}[2J",
+                "info": { "name": "Eve\u{9b}31m\u{202e}gnp.exe" },
+            }],
+            "count": 3,
+        });
+        let shown = printable(&result);
+        for text in [
+            &shown["incoming"][0]["hello"],
+            &shown["incoming"][0]["info"]["name"],
+        ] {
+            let text = text.as_str().unwrap();
+            assert!(
+                !text.chars().any(|c| c.is_control() || c == '\u{202e}'),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            printable(&result)["incoming"][0]["hello"],
+            "hi\\u{1b}]0;owned\\u{7}\\u{1b}[2J"
+        );
+        assert_eq!(printable(&result)["count"], 3);
+        assert_eq!(printable_text("Bob from work"), "Bob from work");
     }
 }

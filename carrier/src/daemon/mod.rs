@@ -26,6 +26,9 @@ use protocol::SOCKET_FILE;
 /// The lock file in the data directory: held by the running daemon for as long as it runs.
 const LOCK_FILE: &str = "daemon.lock";
 
+/// How long a stopping daemon waits for the requests it is answering.
+const IN_FLIGHT_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The longest path a Unix socket may have (`sun_path` holds 108 bytes with the final NUL on
 /// Linux; 104 on the BSDs and macOS).
 #[cfg(target_os = "linux")]
@@ -114,16 +117,31 @@ pub(crate) async fn run(settings: Settings) -> Result<(), StartError> {
     tracing::info!(socket = %socket.display(), "serving the control socket");
     // The contact line comes first on stdout, as `carrier node` prints it: scripts (and
     // tests) read it as the sign that the daemon serves.
-    println!("{}@{}", node.dht().id(), node.dht().local_addr());
+    // Nobody reading stdout is no reason to stop (`println!` would panic on a closed pipe).
+    {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}@{}",
+            node.dht().id(),
+            node.dht().local_addr()
+        );
+    }
 
     let (stop, mut stopped) = watch::channel(false);
-    let server = tokio::spawn(server::serve(listener, node.clone(), stop));
+    let gate = server::Gate::new();
+    let server = tokio::spawn(server::serve(listener, node.clone(), stop, gate.clone()));
     tokio::select! {
         _ = stopped.wait_for(|stop| *stop) => {}
         _ = signal() => tracing::info!("signal received"),
     }
     server.abort();
     tracing::info!("stopping");
+    // Requests being answered finish first (a `friend_add` half done, say); new ones are
+    // refused with `stopping`.
+    if !gate.close(IN_FLIGHT_GRACE).await {
+        tracing::warn!("requests still unanswered after {IN_FLIGHT_GRACE:?}: stopping anyway");
+    }
     node.shutdown().await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
@@ -157,8 +175,8 @@ fn take_lock(dir: &Path) -> Result<File, StartError> {
     }
 }
 
-/// SIGINT or SIGTERM.
-async fn signal() {
+/// SIGINT or SIGTERM (`carrier node` stops on them too).
+pub(crate) async fn signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let terminate = signal(SignalKind::terminate());
     let interrupt = tokio::signal::ctrl_c();

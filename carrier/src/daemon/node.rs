@@ -15,8 +15,8 @@ use tokio::sync::broadcast;
 
 use super::events;
 use super::protocol::{
-    ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields, OutgoingEntry, PresenceName,
-    Request, Requests, Standing, Status,
+    echo, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields, OutgoingEntry,
+    PresenceName, Request, Requests, Standing, Status,
 };
 use super::status::SelfConnection;
 
@@ -296,7 +296,12 @@ impl DaemonNode {
                 json!({ "nospam": address.nospam().0, "address": address.to_string() })
             }
             Request::Outbox => {
-                let items = friends.outbox().map_err(refusal)?;
+                // A read of the database: off the async runtime's threads.
+                let reader = friends.clone();
+                let items = tokio::task::spawn_blocking(move || reader.outbox())
+                    .await
+                    .map_err(|e| (ErrorKind::Failed, format!("reading the outbox failed: {e}")))?
+                    .map_err(refusal)?;
                 let deposited = items
                     .iter()
                     .filter(|e| e.deposited_unix_ms.is_some())
@@ -373,6 +378,7 @@ impl DaemonNode {
         if let Ok(id) = name.parse::<CarrierId>() {
             return Ok(id);
         }
+        let shown = echo(name);
         let matching: Vec<CarrierId> = self
             .friends
             .friends()
@@ -385,14 +391,14 @@ impl DaemonNode {
             [] => Err((
                 ErrorKind::UnknownFriend,
                 format!(
-                    "no friend has the ID or label `{name}`: see `carrier friend list` for \
+                    "no friend has the ID or label `{shown}`: see `carrier friend list` for \
                      your friends"
                 ),
             )),
             _ => Err((
                 ErrorKind::AmbiguousLabel,
                 format!(
-                    "{} friends have the label `{name}`: name the friend by its Carrier ID \
+                    "{} friends have the label `{shown}`: name the friend by its Carrier ID \
                      (see `carrier friend list`)",
                     matching.len()
                 ),
@@ -408,7 +414,7 @@ impl DaemonNode {
                 format!(
                     "`{}` is not a Carrier ID: name the requester by its ID, as \
                      `carrier friend requests` lists it",
-                    name.trim()
+                    echo(name.trim())
                 ),
             )
         })
@@ -419,7 +425,7 @@ fn parse_id(name: &str) -> Result<CarrierId, Refusal> {
     name.trim().parse::<CarrierId>().map_err(|e| {
         (
             ErrorKind::UnknownFriend,
-            format!("`{}` is not a Carrier ID ({e})", name.trim()),
+            format!("`{}` is not a Carrier ID ({e})", echo(name.trim())),
         )
     })
 }

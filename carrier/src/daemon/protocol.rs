@@ -14,6 +14,16 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 /// connection closed, so a client cannot make the daemon buffer without bound.
 pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// The longest line a client reads from its daemon. Replies are not held to
+/// [`MAX_LINE_BYTES`]: `friend_requests` lists up to 256 requests whose hellos and infos
+/// peers chose, `friend_list` every friend, and escaped, they may run past 1 MiB. The client
+/// trusts its own daemon, but not without bound.
+pub(crate) const MAX_REPLY_BYTES: usize = 64 << 20;
+
+/// The most characters of a client's own text (a name, a serde complaint quoting a value) a
+/// refusal repeats, so a reply stays far below [`MAX_LINE_BYTES`] whatever the request held.
+pub(crate) const MAX_ECHO_CHARS: usize = 256;
+
 /// The control socket's file name in the data directory.
 pub(crate) const SOCKET_FILE: &str = "control.sock";
 
@@ -225,6 +235,10 @@ pub(crate) enum ErrorKind {
     InfoTooLong,
     /// The ID is blocked.
     Blocked,
+    /// The daemon is stopping: the request was not answered.
+    Stopping,
+    /// The daemon serves as many connections as it will; this one is closed.
+    Busy,
     /// Anything else the node failed at (its database, its network).
     Failed,
 }
@@ -402,23 +416,37 @@ pub(crate) fn decode_request(line: &[u8]) -> Result<RequestLine, DecodeError> {
     if !REQUEST_NAMES.contains(&name) {
         return Err(DecodeError::UnknownRequest {
             id,
-            name: name.chars().take(64).collect(),
+            name: echo(name),
         });
     }
     let name = name.to_string();
     serde_json::from_value(value).map_err(|e| DecodeError::BadArguments {
         id,
         name,
-        reason: e.to_string(),
+        // serde quotes the offending value whole: a 1 MiB string would make a reply over
+        // the cap, which the client refuses to read.
+        reason: echo(&e.to_string()),
     })
+}
+
+/// A client's text as a reply repeats it: at most [`MAX_ECHO_CHARS`] characters, `…` marking
+/// a cut.
+pub(crate) fn echo(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
 }
 
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LineError {
-    /// Longer than [`MAX_LINE_BYTES`].
-    #[error("a line exceeds the cap of {MAX_LINE_BYTES} bytes")]
-    TooLong,
+    /// Longer than the cap.
+    #[error("a line exceeds the cap of {max} bytes")]
+    TooLong {
+        /// The cap.
+        max: usize,
+    },
     /// The stream ended in the middle of a line.
     #[error("the connection ended in the middle of a line")]
     Truncated,
@@ -427,11 +455,21 @@ pub(crate) enum LineError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads one line into `line` (cleared first, newline dropped), holding at most
+/// Reads one request line into `line` (cleared first, newline dropped), holding at most
 /// [`MAX_LINE_BYTES`]. `Ok(false)` at a clean end of the stream.
 pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     line: &mut Vec<u8>,
+) -> Result<bool, LineError> {
+    read_line_within(reader, line, MAX_LINE_BYTES).await
+}
+
+/// Reads one line into `line` (cleared first, newline dropped), holding at most `max` bytes.
+/// `Ok(false)` at a clean end of the stream.
+pub(crate) async fn read_line_within<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
 ) -> Result<bool, LineError> {
     line.clear();
     loop {
@@ -447,8 +485,8 @@ pub(crate) async fn read_line<R: AsyncBufRead + Unpin>(
             Some(newline) => (newline, true),
             None => (available.len(), false),
         };
-        if line.len() + take > MAX_LINE_BYTES {
-            return Err(LineError::TooLong);
+        if line.len() + take > max {
+            return Err(LineError::TooLong { max });
         }
         line.extend_from_slice(&available[..take]);
         reader.consume(if done { take + 1 } else { take });
@@ -558,6 +596,23 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_repeats_at_most_a_bounded_part_of_the_line() {
+        // serde quotes an unknown variant whole; the refusal must not.
+        let huge = "b".repeat(MAX_LINE_BYTES - 100);
+        let line = format!(r#"{{"id":5,"request":"presence","set":"{huge}"}}"#);
+        let reply = decode_request(line.as_bytes()).unwrap_err().reply();
+        let encoded = encode_line(&reply);
+        assert!(encoded.len() < 1024, "{} bytes", encoded.len());
+        assert_eq!(reply.error.unwrap().kind, ErrorKind::BadArguments);
+        let line = format!(r#"{{"id":6,"request":"{huge}"}}"#);
+        assert!(encode_line(&decode_request(line.as_bytes()).unwrap_err().reply()).len() < 1024);
+        assert_eq!(echo("short"), "short");
+        let cut = echo(&"é".repeat(MAX_ECHO_CHARS + 1));
+        assert_eq!(cut.chars().count(), MAX_ECHO_CHARS + 1);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
     fn every_request_name_decodes_to_a_request() {
         for name in REQUEST_NAMES {
             let line = format!(
@@ -565,6 +620,86 @@ mod tests {
             );
             assert!(decode_request(line.as_bytes()).is_ok(), "{name}");
         }
+    }
+
+    /// The serde name of a unit-like value.
+    fn name<T: Serialize>(value: &T, field: &str) -> String {
+        let value = serde_json::to_value(value).unwrap();
+        match value.get(field) {
+            Some(name) => name.as_str().unwrap().to_string(),
+            None => value.as_str().unwrap().to_string(),
+        }
+    }
+
+    #[test]
+    fn control_md_lists_every_request_error_kind_and_event() {
+        let doc = include_str!("../../../docs/CONTROL.md");
+        let section = |from: &str, to: &str| {
+            let start = doc.find(from).unwrap();
+            let end = start + doc[start..].find(to).unwrap();
+            &doc[start..end]
+        };
+        let requests = section("## Requests", "## Events");
+        for request in REQUEST_NAMES {
+            assert!(requests.contains(&format!("| `{request}` |")), "{request}");
+        }
+        let kinds = section("### Error kinds", "## Events");
+        for kind in [
+            ErrorKind::Malformed,
+            ErrorKind::TooLong,
+            ErrorKind::Truncated,
+            ErrorKind::UnknownRequest,
+            ErrorKind::BadArguments,
+            ErrorKind::InvalidAddress,
+            ErrorKind::Yourself,
+            ErrorKind::UnknownFriend,
+            ErrorKind::AmbiguousLabel,
+            ErrorKind::EmptyHello,
+            ErrorKind::HelloTooLong,
+            ErrorKind::LabelTooLong,
+            ErrorKind::InfoTooLong,
+            ErrorKind::Blocked,
+            ErrorKind::Stopping,
+            ErrorKind::Busy,
+            ErrorKind::Failed,
+        ] {
+            let kind = name(&kind, "");
+            assert!(kinds.contains(&format!("`{kind}`")), "{kind}");
+        }
+        let events = section("## Events", "## The client commands");
+        let friend = || "x".to_string();
+        for event in [
+            Event::Request {
+                from: friend(),
+                hello: friend(),
+                info: Info::default(),
+            },
+            Event::Added { friend: friend() },
+            Event::Removed { friend: friend() },
+            Event::Connected { friend: friend() },
+            Event::Disconnected { friend: friend() },
+            Event::Presence {
+                friend: friend(),
+                presence: PresenceName::Away,
+            },
+            Event::Info {
+                friend: friend(),
+                info: Info::default(),
+            },
+            Event::Connection {
+                status: ConnectionStatus::Online,
+            },
+            Event::Standing(Standing {
+                public_address: None,
+                nat: friend(),
+                reachability: friend(),
+                server: true,
+            }),
+        ] {
+            let event = name(&event, "event");
+            assert!(events.contains(&format!("| `{event}` |")), "{event}");
+        }
+        assert!(events.contains(r#"{"event":"lagged","missed":N}"#));
     }
 
     #[tokio::test]
@@ -584,7 +719,9 @@ mod tests {
         let mut input: &[u8] = &long;
         assert!(matches!(
             read_line(&mut input, &mut line).await,
-            Err(LineError::TooLong)
+            Err(LineError::TooLong {
+                max: MAX_LINE_BYTES
+            })
         ));
         let mut exact = vec![b'x'; MAX_LINE_BYTES];
         exact.push(b'\n');
