@@ -79,6 +79,9 @@ fn no_more_events(node: &mut Node) {
 async fn a_request_arrives_once_and_accepting_makes_both_friends() {
     let net = net(20, 1).await;
     let (mut alice, mut bob) = alice_and_bob(&net).await;
+    // A layer above follows the same events beside the application.
+    let mut above_bob = bob.friends.subscribe();
+    let mut above_alice = alice.friends.subscribe();
 
     alice
         .friends
@@ -127,6 +130,23 @@ async fn a_request_arrives_once_and_accepting_makes_both_friends() {
     alice.friends.check_mailboxes().await;
     no_more_events(&mut alice);
     no_more_events(&mut bob);
+
+    // The subscribers saw the same request and friendship, once each.
+    let seen = |events: &mut carrier_friend::FriendEvents| {
+        let mut seen = Vec::new();
+        while let Ok(event) = events.try_recv() {
+            if !about_links(&event) {
+                seen.push(event);
+            }
+        }
+        seen
+    };
+    let at_bob = seen(&mut above_bob);
+    assert!(
+        matches!(&at_bob[..], [FriendEvent::Request(r)] if r.from == alice.id()),
+        "{at_bob:?}"
+    );
+    assert_eq!(seen(&mut above_alice), vec![FriendEvent::Added(bob.id())]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,9 +1,10 @@
 //! Messages between Carrier friends: receipts, invites, offline delivery through DHT mailboxes, a durable outbox.
 //!
-//! **Status: placeholder.** This layer is declared in the workspace so that the chain of
-//! layers is fixed from the start; its API arrives with its own issue. Until then it only
-//! re-exports the layer below, through which the layers above reach everything lower.
+//! **Status: under construction.** The messages and invites arrive with their issue.
 //!
 //! See `docs/ARCHITECTURE.md` at the repository root for where this crate sits.
 
 pub use carrier_friend as friend;
+
+#[allow(dead_code)] // Used as the messages and invites land.
+mod stream_kind;

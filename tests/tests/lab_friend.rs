@@ -136,15 +136,20 @@ impl LabDaemon {
         }
     }
 
-    /// The real IP address the link to `peer` runs to.
+    /// The real IP address the link to `peer` runs to, once a link is held. A friend counts
+    /// as online for a short grace while a duplicate link is being replaced (both sides dialled
+    /// at once), so `online` may name `peer` a moment before a link to it is held again.
     async fn link_ip(&mut self, peer: &CarrierId) -> IpAddr {
-        let links = self.ok("links", json!({})).await;
-        let remote = links["remote"][peer.to_string()].as_str();
-        let remote: SocketAddr = remote
-            .unwrap_or_else(|| panic!("no link to {peer}: {links}"))
-            .parse()
-            .unwrap();
-        remote.ip()
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let links = self.ok("links", json!({})).await;
+            if let Some(remote) = links["remote"][peer.to_string()].as_str() {
+                let remote: SocketAddr = remote.parse().unwrap();
+                return remote.ip();
+            }
+            assert!(Instant::now() < deadline, "no link to {peer}: {links}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn is_online(&mut self, peer: &CarrierId) -> bool {

@@ -6,7 +6,7 @@ use carrier_dht::id::{Address, CarrierId, Nospam};
 use carrier_dht::Dht;
 
 use super::error::FriendError;
-use super::events::{Friend, FriendRequest, OutgoingRequest};
+use super::events::{Friend, FriendEvents, FriendRequest, OutgoingRequest};
 use super::rules::{queue_control, queue_profile, KIND_PROFILE, KIND_REQUEST};
 use super::state::{FriendRow, OutgoingRow, OUTBOX};
 use super::wire::{
@@ -85,6 +85,17 @@ impl Friends {
     /// [`FriendsConfig::max_concurrent_dials`](crate::FriendsConfig::max_concurrent_dials)).
     pub fn dials_in_flight(&self) -> usize {
         lock(&self.core.machine).dials_in_flight()
+    }
+
+    /// Every event from now on, for a layer above (messages, sessions) that must follow
+    /// links and friendships while the application reads the events `start` returned. Each
+    /// subscriber gets each event once, in the same order as the application; dropping the
+    /// receiver ends the subscription. Events before the call are not replayed: read
+    /// [`Friends::online`] and [`Friends::friends`] after subscribing.
+    pub fn subscribe(&self) -> FriendEvents {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        lock(&self.core.subscribers).push(sender);
+        receiver
     }
 
     /// How many links the node holds now: one per connected friend, plus any short-lived

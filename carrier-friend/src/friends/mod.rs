@@ -133,6 +133,8 @@ struct Core {
     state: Arc<RwLock<State>>,
     reload: Mutex<()>,
     events: mpsc::UnboundedSender<FriendEvent>,
+    /// The layers above that follow the events too ([`Friends::subscribe`]).
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<FriendEvent>>>,
     wake: Arc<Notify>,
     /// Which outbox entries are being delivered.
     scheduler: Mutex<Scheduler>,
@@ -233,6 +235,7 @@ impl Friends {
             state,
             reload: Mutex::new(()),
             events,
+            subscribers: Mutex::new(Vec::new()),
             wake: Arc::new(Notify::new()),
             scheduler: Mutex::new(Scheduler::default()),
             work: Mutex::new(JoinSet::new()),
@@ -298,6 +301,8 @@ impl Core {
     }
 
     pub(super) fn emit(&self, event: FriendEvent) {
+        // A subscriber that went away is dropped from the list.
+        lock(&self.subscribers).retain(|subscriber| subscriber.send(event.clone()).is_ok());
         // Nobody listening is the application's choice.
         let _ = self.events.send(event);
     }
