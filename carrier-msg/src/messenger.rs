@@ -852,15 +852,26 @@ async fn follow(core: Arc<Core>, mut events: carrier_friend::FriendEvents) {
         match event {
             FriendEvent::Connected(peer) => core.peer(peer).wake.notify_one(),
             FriendEvent::Removed(peer) => core.removed(peer).await,
+            FriendEvent::Disconnected(peer) if !core.friends.is_friend(&peer) => {
+                core.removed(peer).await;
+            }
             FriendEvent::Added(_) => core.refresh_since(),
             _ => {}
         }
     }
 }
 
-/// Expires messages and wakes the writers whose receipts are late, at the outbox's deadlines.
+/// Fails what waits for friends this node removed, expires messages, and wakes the writers
+/// whose receipts are late, at the outbox's deadlines (at least every tick).
 async fn timer(core: Arc<Core>) {
     loop {
+        // A friend this node removed is reported by no event: its messages fail here.
+        let peers = lock(&core.outbox).peers();
+        for peer in peers {
+            if !core.friends.is_friend(&peer) {
+                core.removed(peer).await;
+            }
+        }
         let next = core.expire().await;
         let peers: Vec<Arc<PeerState>> = lock(&core.peers).values().cloned().collect();
         let now = unix_ms();

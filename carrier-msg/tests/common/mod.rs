@@ -166,3 +166,19 @@ pub(crate) async fn befriend(a: &mut Node, b: &mut Node) {
     let added = b.id();
     a.until_friend(|e| *e == FriendEvent::Added(added)).await;
 }
+
+/// Polls `f` every 50 ms until it gives something, within [`PATIENCE`].
+pub(crate) async fn wait_for<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = f().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
