@@ -69,6 +69,25 @@ pub(crate) enum ClientCommand {
         #[arg(long)]
         replay: bool,
     },
+    /// Sends a friend a message; returns once the node has committed it to its outbox (the
+    /// receipts come as events: `carrier watch`).
+    Send {
+        /// Carrier ID or label.
+        friend: String,
+        /// The text (several arguments are joined with spaces).
+        #[arg(num_args = 1.., required_unless_present = "file", conflicts_with = "file")]
+        text: Vec<String>,
+        /// Sends the bytes of this file instead (up to 5 MiB).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Lists the messages received and not yet acked.
+    Inbox,
+    /// Acks a message you handled: it is not shown again.
+    Ack {
+        /// The message's ID, as `carrier inbox` shows it.
+        id: String,
+    },
     /// Stops the daemon; returns once it has exited.
     Stop,
 }
@@ -179,6 +198,28 @@ pub(crate) async fn run(
             },
         },
         ClientCommand::Nospam { rotate } => Request::Nospam { rotate },
+        ClientCommand::Send { friend, text, file } => match file {
+            // The daemon reads the file: its path must not depend on this shell's directory.
+            Some(file) => Request::Send {
+                friend,
+                text: None,
+                file: Some(
+                    std::path::absolute(&file)
+                        .map_err(|e| {
+                            Failure::Failed(format!("cannot read {}: {e}", file.display()))
+                        })?
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+            },
+            None => Request::Send {
+                friend,
+                text: Some(text.join(" ")),
+                file: None,
+            },
+        },
+        ClientCommand::Inbox => Request::Inbox,
+        ClientCommand::Ack { id } => Request::Ack { id },
         ClientCommand::Friend(friend) => match friend {
             FriendCommand::Add { address, hello } => Request::FriendAdd {
                 address,

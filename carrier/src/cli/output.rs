@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::daemon::protocol::{FriendEntry, Info, PresenceName, Requests, Status};
+use crate::daemon::protocol::{FriendEntry, Info, MessageEntry, PresenceName, Requests, Status};
 
 /// One JSON value as a line on stdout; an error when stdout is gone (a closed pipe), where
 /// `println!` would panic.
@@ -92,6 +92,21 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
             );
             say!(out, "address: {}", text("address"));
         }
+        "send" => say!(
+            out,
+            "message {} ({} bytes) queued for {}",
+            text("id"),
+            result.get("size").unwrap_or(&Value::Null),
+            text("friend")
+        ),
+        "inbox" => {
+            let messages: Vec<MessageEntry> = result
+                .get("messages")
+                .and_then(|m| serde_json::from_value(m.clone()).ok())
+                .unwrap_or_default();
+            print_inbox(out, &messages);
+        }
+        "ack" => say!(out, "acked {}", text("id")),
         "stop" => say!(out, "the daemon stopped"),
         _ => {
             let _ = line(result);
@@ -102,6 +117,31 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
     let _ = stdout
         .write_all(buffer.as_bytes())
         .and_then(|()| stdout.flush());
+}
+
+fn print_inbox(out: &mut String, messages: &[MessageEntry]) {
+    if messages.is_empty() {
+        say!(out, "no messages");
+    }
+    for message in messages {
+        let how = if message.offline {
+            ", sent offline"
+        } else {
+            ""
+        };
+        say!(
+            out,
+            "{} from {} ({} bytes{how}):",
+            message.id,
+            message.from,
+            message.size
+        );
+        match (&message.text, &message.hex) {
+            (Some(text), _) => say!(out, "  {text}"),
+            (None, Some(_)) => say!(out, "  (binary; `carrier --json inbox` shows it in hex)"),
+            (None, None) => {}
+        }
+    }
 }
 
 fn print_status(out: &mut String, status: &Status) {

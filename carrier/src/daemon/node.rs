@@ -10,15 +10,16 @@ use std::time::Duration;
 use carrier::dht::{BootstrapNode, Dht, DhtConfig, DhtError, NatMapping, PublicPort, Reachability};
 use carrier::friend::{FriendError, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
+use carrier::msg::{Messenger, MessengerConfig};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
-use super::events;
 use super::protocol::{
     echo, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields, OutgoingEntry,
     PresenceName, Request, Requests, Standing, Status,
 };
 use super::status::SelfConnection;
+use super::{events, messages};
 
 /// Events kept for a watcher that falls behind; beyond it the oldest are lost (and it is
 /// told how many).
@@ -100,6 +101,14 @@ impl Settings {
         }
         config
     }
+
+    fn messenger_config(&self) -> MessengerConfig {
+        if self.test_timers {
+            MessengerConfig::for_tests()
+        } else {
+            MessengerConfig::default()
+        }
+    }
 }
 
 /// A refusal: its kind and what to tell the user.
@@ -109,6 +118,7 @@ pub(crate) type Refusal = (ErrorKind, String);
 pub(crate) struct DaemonNode {
     pub(super) dht: Dht,
     pub(super) friends: Friends,
+    pub(super) messenger: Messenger,
     events: broadcast::Sender<Event>,
     /// The latest events, sent under this lock so a watcher replays them without a gap.
     history: Mutex<std::collections::VecDeque<Event>>,
@@ -127,11 +137,16 @@ impl DaemonNode {
         let (friends, friend_events) = Friends::start(dht.clone(), settings.friends_config())
             .await
             .map_err(|e| format!("cannot start the friend layer: {e}"))?;
+        let (messenger, message_events) =
+            Messenger::start(friends.clone(), settings.messenger_config())
+                .await
+                .map_err(|e| format!("cannot start the messenger: {e}"))?;
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let (tick, live_window) = settings.connection_timers();
         let node = Arc::new(DaemonNode {
             dht,
             friends,
+            messenger,
             events,
             history: Mutex::new(std::collections::VecDeque::new()),
             connection: Mutex::new(SelfConnection::new(live_window)),
@@ -140,6 +155,10 @@ impl DaemonNode {
         tokio::spawn(events::pump_friend_events(
             Arc::downgrade(&node),
             friend_events,
+        ));
+        tokio::spawn(messages::pump_message_events(
+            Arc::downgrade(&node),
+            message_events,
         ));
         tokio::spawn(events::watch_dht(Arc::downgrade(&node), node.dht.events()));
         tokio::spawn(events::watch_connection(Arc::downgrade(&node), tick));
@@ -158,8 +177,9 @@ impl DaemonNode {
         (self.events.subscribe(), history.iter().cloned().collect())
     }
 
-    /// Stops the friend layer and the DHT, saving what they keep.
+    /// Stops the messenger, the friend layer and the DHT, saving what they keep.
     pub(crate) async fn shutdown(&self) {
+        self.messenger.shutdown().await;
         self.friends.shutdown().await;
         if let Err(e) = self.dht.clone().shutdown().await {
             tracing::warn!("the DHT node did not shut down cleanly: {e}");
@@ -339,6 +359,9 @@ impl DaemonNode {
                     "dialled": dialled,
                 })
             }
+            Request::Send { friend, text, file } => self.send_message(&friend, text, file).await?,
+            Request::Inbox => self.inbox().await?,
+            Request::Ack { id } => self.ack(&id).await?,
             Request::AutoAccept => {
                 self.auto_accept.store(true, Ordering::SeqCst);
                 for request in friends.incoming_requests() {
@@ -373,7 +396,7 @@ impl DaemonNode {
     }
 
     /// A friend named by its Carrier ID or its label.
-    fn friend(&self, name: &str) -> Result<CarrierId, Refusal> {
+    pub(super) fn friend(&self, name: &str) -> Result<CarrierId, Refusal> {
         let name = name.trim();
         if let Ok(id) = name.parse::<CarrierId>() {
             return Ok(id);

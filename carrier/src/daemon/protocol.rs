@@ -86,6 +86,19 @@ pub(crate) enum Request {
     Links,
     /// Accepts every pending and future request until the daemon stops.
     AutoAccept,
+    /// Sends a friend a message: `text`, or the bytes of the file at the absolute path `file`
+    /// (read by the daemon). Answered once the outbox has committed it.
+    Send {
+        friend: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
+    /// The messages received and not yet acked, oldest first.
+    Inbox,
+    /// Acks a message the application handled: it is never raised again.
+    Ack { id: String },
 }
 
 /// Every request name, for telling an unknown request from bad arguments.
@@ -111,6 +124,9 @@ const REQUEST_NAMES: &[&str] = &[
     "check_mailboxes",
     "links",
     "auto_accept",
+    "send",
+    "inbox",
+    "ack",
 ];
 
 /// A presence, as the protocol spells it.
@@ -235,6 +251,14 @@ pub(crate) enum ErrorKind {
     InfoTooLong,
     /// The ID is blocked.
     Blocked,
+    /// A message of no bytes.
+    EmptyMessage,
+    /// A message over 5 MiB.
+    MessageTooLarge,
+    /// No message with that ID waits in the inbox (never received, or acked already).
+    UnknownMessage,
+    /// The file to send cannot be read.
+    Unreadable,
     /// The daemon is stopping: the request was not answered.
     Stopping,
     /// The daemon serves as many connections as it will; this one is closed.
@@ -272,6 +296,45 @@ pub(crate) enum Event {
     Connection { status: ConnectionStatus },
     /// Where the node stands changed (public address, NAT mapping, reachability).
     Standing(Standing),
+    /// A friend's message, committed to the inbox; raised again after a restart until acked.
+    Message(MessageEntry),
+    /// The friend's node committed a message this node sent: the end of its journey.
+    Delivered { friend: String, id: String },
+    /// A message waits in the friend's DHT mailbox: progress, not the end.
+    Stored { friend: String, id: String },
+    /// A message waits in the outbox (`offline`, `mailbox_full`, `too_large_for_mailbox`).
+    Waiting {
+        friend: String,
+        id: String,
+        reason: String,
+    },
+    /// A message will never be delivered (`removed`, `expired`).
+    Failed {
+        friend: String,
+        id: String,
+        reason: String,
+    },
+}
+
+/// A message received: in `inbox`, and the `message` event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MessageEntry {
+    /// The sender's Carrier ID.
+    pub(crate) from: String,
+    /// The message's ID (32 hex digits), for `ack`.
+    pub(crate) id: String,
+    /// The bytes, when they are UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) text: Option<String>,
+    /// The bytes in hex, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) hex: Option<String>,
+    /// How many bytes.
+    pub(crate) size: usize,
+    /// When the sender sent it (Unix milliseconds, the sender's clock).
+    pub(crate) sent_at: u64,
+    /// It waited for this node (sent while there was no link, or through the mailbox).
+    pub(crate) offline: bool,
 }
 
 /// The node's own connection to the network.
@@ -659,6 +722,10 @@ mod tests {
             ErrorKind::LabelTooLong,
             ErrorKind::InfoTooLong,
             ErrorKind::Blocked,
+            ErrorKind::EmptyMessage,
+            ErrorKind::MessageTooLarge,
+            ErrorKind::UnknownMessage,
+            ErrorKind::Unreadable,
             ErrorKind::Stopping,
             ErrorKind::Busy,
             ErrorKind::Failed,
@@ -695,6 +762,33 @@ mod tests {
                 reachability: friend(),
                 server: true,
             }),
+            Event::Message(MessageEntry {
+                from: friend(),
+                id: friend(),
+                text: None,
+                hex: None,
+                size: 0,
+                sent_at: 0,
+                offline: false,
+            }),
+            Event::Delivered {
+                friend: friend(),
+                id: friend(),
+            },
+            Event::Stored {
+                friend: friend(),
+                id: friend(),
+            },
+            Event::Waiting {
+                friend: friend(),
+                id: friend(),
+                reason: friend(),
+            },
+            Event::Failed {
+                friend: friend(),
+                id: friend(),
+                reason: friend(),
+            },
         ] {
             let event = name(&event, "event");
             assert!(events.contains(&format!("| `{event}` |")), "{event}");
