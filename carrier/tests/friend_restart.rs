@@ -13,29 +13,7 @@ use std::time::Duration;
 use carrier::dht::{BootstrapNode, Dht, DhtConfig};
 use carrier::friend::{FriendEvent, FriendEvents, Friends, FriendsConfig};
 use serde_json::{json, Value};
-use support::{ids, Control, Daemon, PATIENCE};
-
-/// A small DHT on 127.30.i.1 (each node its own /24).
-async fn seeds() -> Vec<Dht> {
-    let mut seeds: Vec<Dht> = Vec::new();
-    for i in 0..5u8 {
-        let mut config = DhtConfig::new(SocketAddr::from(([127, 30, i + 1, 1], 0)));
-        config.node.server = true;
-        if let Some(first) = seeds.first() {
-            config = config.with_bootstrap([BootstrapNode::new(first.id(), first.local_addr())]);
-        }
-        let dht = Dht::bind(config).await.unwrap();
-        if !seeds.is_empty() {
-            dht.bootstrap().await.unwrap();
-        }
-        seeds.push(dht);
-    }
-    seeds
-}
-
-fn contact(dht: &Dht) -> String {
-    format!("{}@{}", dht.id(), dht.local_addr())
-}
+use support::{contact, ids, seeds, Control, Daemon, PATIENCE};
 
 /// A daemon and a watching control connection to it.
 struct Node {
@@ -97,7 +75,7 @@ impl Node {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_to_an_offline_node_arrives_once_though_the_requester_was_killed_twice() {
-    let seeds = seeds().await;
+    let seeds = seeds(30).await;
     let seed = contact(&seeds[0]);
     let dir = tempfile::tempdir().unwrap();
     let (alice_dir, bob_dir) = (dir.path().join("alice"), dir.path().join("bob"));
@@ -204,7 +182,7 @@ async fn requester(seed: &Dht, dir: PathBuf, i: u8) -> (Friends, FriendEvents) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_during_a_burst_of_requests_restarts_with_a_consistent_friend_list() {
     const REQUESTERS: u8 = 8;
-    let seeds = seeds().await;
+    let seeds = seeds(30).await;
     let seed = contact(&seeds[0]);
     let dir = tempfile::tempdir().unwrap();
     let bob_dir = dir.path().join("bob");
@@ -291,7 +269,7 @@ async fn a_node_killed_during_a_burst_of_requests_restarts_with_a_consistent_fri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_friend_killed_is_seen_disconnected_within_30_s_and_connected_again_after_a_restart() {
-    let seeds = seeds().await;
+    let seeds = seeds(30).await;
     let seed = contact(&seeds[0]);
     let dir = tempfile::tempdir().unwrap();
     let (alice_dir, bob_dir) = (dir.path().join("alice"), dir.path().join("bob"));

@@ -219,7 +219,7 @@ pub(crate) async fn run(
             },
         },
         ClientCommand::Inbox => Request::Inbox,
-        ClientCommand::Ack { id } => Request::Ack { id },
+        ClientCommand::Ack { id } => Request::Ack { message: id },
         ClientCommand::Friend(friend) => match friend {
             FriendCommand::Add { address, hello } => Request::FriendAdd {
                 address,

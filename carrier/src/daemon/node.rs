@@ -361,7 +361,7 @@ impl DaemonNode {
             }
             Request::Send { friend, text, file } => self.send_message(&friend, text, file).await?,
             Request::Inbox => self.inbox().await?,
-            Request::Ack { id } => self.ack(&id).await?,
+            Request::Ack { message } => self.ack(&message).await?,
             Request::AutoAccept => {
                 self.auto_accept.store(true, Ordering::SeqCst);
                 for request in friends.incoming_requests() {

@@ -98,7 +98,7 @@ pub(crate) enum Request {
     /// The messages received and not yet acked, oldest first.
     Inbox,
     /// Acks a message the application handled: it is never raised again.
-    Ack { id: String },
+    Ack { message: String },
 }
 
 /// Every request name, for telling an unknown request from bad arguments.

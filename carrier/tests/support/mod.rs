@@ -226,6 +226,43 @@ impl Control {
         }
     }
 
+    /// Sends a request; its whole reply, or `None` when the daemon went away first (a test
+    /// that kills daemons). Events that come before it are kept.
+    pub(crate) async fn try_send(&mut self, request: &str, args: Value) -> Option<Value> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut line = args;
+        line["id"] = json!(id);
+        line["request"] = json!(request);
+        self.writer
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .ok()?;
+        loop {
+            let reply = self.next().await?;
+            if reply.get("event").is_some() {
+                self.events.push(reply);
+            } else {
+                assert_eq!(reply["id"], json!(id), "{reply}");
+                return Some(reply);
+            }
+        }
+    }
+
+    /// The next event, if one comes within `wait` (kept in `events` too); `None` also when
+    /// the daemon went away.
+    pub(crate) async fn next_event(&mut self, wait: Duration) -> Option<Value> {
+        let line = tokio::time::timeout(wait, self.reader.next_line())
+            .await
+            .ok()?
+            .ok()
+            .flatten()?;
+        let value: Value = serde_json::from_str(&line).unwrap();
+        assert!(value.get("event").is_some(), "{value}");
+        self.events.push(value.clone());
+        Some(value)
+    }
+
     /// Sends a request that must succeed; its result.
     pub(crate) async fn ok(&mut self, request: &str, args: Value) -> Value {
         let reply = self.send(request, args).await;
@@ -289,6 +326,31 @@ impl Control {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A small DHT in the test process on 127.`subnet`.i.1, each node its own /24: the network
+/// the daemons join.
+pub(crate) async fn seeds(subnet: u8) -> Vec<carrier::dht::Dht> {
+    use carrier::dht::{BootstrapNode, Dht, DhtConfig};
+    let mut seeds: Vec<Dht> = Vec::new();
+    for i in 0..5u8 {
+        let mut config = DhtConfig::new(SocketAddr::from(([127, subnet, i + 1, 1], 0)));
+        config.node.server = true;
+        if let Some(first) = seeds.first() {
+            config = config.with_bootstrap([BootstrapNode::new(first.id(), first.local_addr())]);
+        }
+        let dht = Dht::bind(config).await.unwrap();
+        if !seeds.is_empty() {
+            dht.bootstrap().await.unwrap();
+        }
+        seeds.push(dht);
+    }
+    seeds
+}
+
+/// A DHT node's contact, `ID@address`, as `--bootstrap` takes it.
+pub(crate) fn contact(dht: &carrier::dht::Dht) -> String {
+    format!("{}@{}", dht.id(), dht.local_addr())
 }
 
 /// The IDs in a list of friend entries (`friend_list`'s `friends`) or of strings.
