@@ -65,7 +65,6 @@ mod outbox;
 mod store;
 mod stream_kind;
 mod window;
-#[allow(dead_code)] // The letter half is used as offline delivery lands.
 mod wire;
 
 pub use config::MessengerConfig;
