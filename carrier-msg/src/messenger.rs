@@ -1051,6 +1051,9 @@ async fn follow(core: Arc<Core>, mut events: carrier_friend::FriendEvents) {
     while let Some(event) = events.recv().await {
         match event {
             FriendEvent::Connected(peer) => {
+                // A friendship made again (accepted here, which no `Added` reports) shows
+                // its new start date by its first link at the latest.
+                core.refresh_since();
                 core.peer(peer).wake.notify_one();
                 if core.config.mailbox {
                     let drainer = core.clone();
