@@ -1,5 +1,5 @@
-//! Messages between Carrier friends: a durable outbox, receipts, and (soon) invites and
-//! offline delivery through DHT mailboxes.
+//! Messages between Carrier friends: a durable outbox, receipts, offline delivery through
+//! DHT mailboxes (invites come next).
 //!
 //! A [`Messenger`] runs on the friend layer ([`Friends`](carrier_friend::Friends)) of a node
 //! with a data directory; its tables live in the node's database and its traffic on the
@@ -27,6 +27,13 @@
 //!   was not acked, never after its ack is committed. Duplicates (a resend after a lost
 //!   receipt, a restarted sender) are acknowledged again and never raised twice.
 //! - Small messages are batched: many per link write and per database commit.
+//! - For an offline friend, queued small messages are packed into one letter per deposit in
+//!   its DHT mailbox ([`MessageEvent::Stored`]: progress, not the end); a refused deposit is
+//!   retried later (for a full mailbox, [`WaitReason::MailboxFull`]); a message too large
+//!   for a letter waits for the link ([`WaitReason::TooLargeForMailbox`]). The node reads
+//!   its own mailbox at start, periodically, when a friend connects and on
+//!   [`Messenger::check_mailbox`], commits like a link's batch, acknowledges (by link or by
+//!   letter) and deletes what it took. A message that arrives both ways is raised once.
 //!
 //! # Modules
 //!
@@ -65,7 +72,6 @@ mod outbox;
 mod store;
 mod stream_kind;
 mod window;
-#[allow(dead_code)] // The letter half is used as offline delivery lands.
 mod wire;
 
 pub use config::MessengerConfig;

@@ -84,7 +84,8 @@ pub enum FailReason {
     Removed,
     /// The message was not delivered within its time to live
     /// ([`MessengerConfig::with_message_ttl`](crate::MessengerConfig::with_message_ttl)); the
-    /// friend moves past it.
+    /// friend moves past it. The sender gives up: a copy deposited in the friend's mailbox
+    /// before may still arrive.
     Expired,
 }
 

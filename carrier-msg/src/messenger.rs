@@ -15,12 +15,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use carrier_friend::dht::id::CarrierId;
 use carrier_friend::dht::store::Store;
+use carrier_friend::dht::{DhtError, MailboxError, MAX_LETTER_BYTES};
 use carrier_friend::quinn::{RecvStream, SendStream, VarInt};
 use carrier_friend::{Extension, FriendEvent, Friends, Inbound};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::outbox::{NewLarge, Outbox, Planned, Queued, Settled};
+use crate::outbox::{Deposit, MailboxTerms, NewLarge, Outbox, Planned, Queued, Settled};
 use crate::store::{self, Outgoing};
 use crate::wire::{self, Batch, Frame, Item, Large, Receipt, Small, MAX_SMALL_BYTES};
 use crate::{
@@ -115,6 +116,8 @@ struct Core {
     timer: Notify,
     work: Mutex<JoinSet<()>>,
     closed: AtomicBool,
+    /// Held while the own mailbox is read, so one read runs at a time.
+    draining: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -169,6 +172,7 @@ impl Messenger {
             timer: Notify::new(),
             work: Mutex::new(JoinSet::new()),
             closed: AtomicBool::new(false),
+            draining: tokio::sync::Mutex::new(()),
         });
         core.refresh_since();
         core.load().await?;
@@ -179,6 +183,7 @@ impl Messenger {
             tokio::spawn(pump(core.clone(), inbox)),
             tokio::spawn(follow(core.clone(), subscription)),
             tokio::spawn(timer(core.clone())),
+            tokio::spawn(poll_mailbox(core.clone())),
         ];
         let messenger = Messenger {
             tasks: Arc::new(Tasks {
@@ -249,6 +254,7 @@ impl Messenger {
                         expires_at_ms,
                         skip: false,
                         body: Some(bytes.to_vec()),
+                        len: bytes.len(),
                     },
                 ),
                 None => outbox.queue_large(
@@ -265,10 +271,15 @@ impl Messenger {
             }
         }
         if !online {
+            let reason = if large && core.config.mailbox {
+                WaitReason::TooLargeForMailbox
+            } else {
+                WaitReason::Offline
+            };
             core.emit(MessageEvent::Waiting {
                 to: peer,
                 id,
-                reason: WaitReason::Offline,
+                reason,
             });
         }
         core.peer(peer).wake.notify_one();
@@ -300,6 +311,13 @@ impl Messenger {
     pub fn outbox_len(&self) -> usize {
         let outbox = lock(&self.core.outbox);
         outbox.peers().iter().map(|p| outbox.len(p)).sum()
+    }
+
+    /// Reads the node's own mailbox now (it is read at start, every
+    /// [`mailbox_poll`](MessengerConfig::mailbox_poll) and when a friend connects): takes
+    /// friends' messages and receipts, deletes the letters taken.
+    pub async fn check_mailbox(&self) {
+        self.core.drain().await;
     }
 
     /// Stops every task and waits until they ended. The friend layer keeps running.
@@ -395,6 +413,7 @@ impl Core {
                             expires_at_ms: row.expires_at_ms,
                             skip: row.skip,
                             body: None,
+                            len: row.len,
                         },
                     ),
                     None => outbox.queue_large(
@@ -525,9 +544,146 @@ impl Core {
         }
     }
 
+    fn terms(&self) -> MailboxTerms {
+        MailboxTerms {
+            letter_bytes: MAX_LETTER_BYTES,
+            republish_ms: millis(self.config.republish),
+            retry_ms: millis(self.config.deposit_retry),
+            max_retry_ms: millis(self.config.deposit_retry_max),
+        }
+    }
+
+    /// Deposits in offline `peer`'s mailbox the receipts waiting for it, then the messages
+    /// its outbox rules say are due, one letter at a time.
+    async fn deposit(&self, peer: CarrierId, state: &PeerState) {
+        let dht = self.friends.dht();
+        let receipts = std::mem::take(&mut *lock(&state.receipts));
+        for receipt in merge_receipts(receipts) {
+            let letter = wire::encode_letter(&Frame::Receipt(receipt.clone()));
+            if dht.deposit(&peer, &letter).await.is_err() {
+                // Kept for the link or the next deposit; the sender sends again meanwhile.
+                let mut pending = lock(&state.receipts);
+                if pending.len() < MAX_PENDING_RECEIPTS {
+                    pending.push(receipt);
+                }
+            }
+        }
+        let terms = self.terms();
+        loop {
+            let plan = lock(&self.outbox).next_deposit(&peer, unix_ms(), &terms);
+            let (epoch, planned, new_from) = match plan {
+                None => return,
+                Some(Deposit::TooLarge { id, first }) => {
+                    if first {
+                        self.emit(MessageEvent::Waiting {
+                            to: peer,
+                            id,
+                            reason: WaitReason::TooLargeForMailbox,
+                        });
+                    }
+                    return;
+                }
+                Some(Deposit::Letter {
+                    epoch,
+                    planned,
+                    new_from,
+                }) => (epoch, planned, new_from),
+            };
+            let Ok(items) = items(&self.store, planned) else {
+                return;
+            };
+            let Some(through) = items.last().map(|item| item.range().last) else {
+                return;
+            };
+            let messages: Vec<(u64, MessageId)> = items
+                .iter()
+                .filter_map(|item| match item {
+                    Item::Message(m) => Some((m.seq, m.id)),
+                    Item::Skip(_) => None,
+                })
+                .collect();
+            let letter = wire::encode_letter(&Frame::Batch(Batch { epoch, items }));
+            match dht.deposit(&peer, &letter).await {
+                Ok(_) => {
+                    lock(&self.outbox).deposited(&peer, through, unix_ms());
+                    for (_, id) in messages.into_iter().filter(|(seq, _)| *seq >= new_from) {
+                        self.emit(MessageEvent::Stored { to: peer, id });
+                    }
+                }
+                Err(error) => {
+                    let news =
+                        lock(&self.outbox).deposit_refused(&peer, through, unix_ms(), &terms);
+                    if matches!(error, DhtError::Mailbox(MailboxError::Quota { .. })) {
+                        for (_, id) in messages.into_iter().filter(|(seq, _)| *seq >= news) {
+                            self.emit(MessageEvent::Waiting {
+                                to: peer,
+                                id,
+                                reason: WaitReason::MailboxFull,
+                            });
+                        }
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Takes what waits in the node's own message mailbox: friends' messages (committed
+    /// like those of a link, then acknowledged) and receipts; deletes each letter taken.
+    async fn drain(self: &Arc<Self>) {
+        let _one = self.draining.lock().await;
+        let dht = self.friends.dht();
+        let Ok(letters) = dht.fetch().await else {
+            return;
+        };
+        // Batches in sequence order, so letters fetched in any order fill the window.
+        let mut batches = Vec::new();
+        for letter in letters {
+            // Letters of other layers are theirs to take.
+            let Some(frame) = wire::decode_letter(&letter.bytes) else {
+                continue;
+            };
+            match frame {
+                Ok(Frame::Batch(batch)) => batches.push((batch, letter)),
+                Ok(Frame::Receipt(receipt)) => {
+                    self.on_receipt(letter.sender, receipt).await;
+                    // A delete that fails is tried at the next check; it is taken once.
+                    let _ = dht.delete(&letter).await;
+                }
+                // Ours, but nothing to take.
+                Err(_) => {
+                    let _ = dht.delete(&letter).await;
+                }
+            }
+        }
+        batches.sort_by_key(|(batch, letter)| {
+            let first = batch.items.first().map_or(0, |item| item.range().first);
+            (letter.sender, batch.epoch, first)
+        });
+        for (batch, letter) in batches {
+            let sender = letter.sender;
+            if !self.friends.is_friend(&sender) {
+                // Perhaps a friend again soon; the letter expires otherwise.
+                continue;
+            }
+            let batch = Arc::new(batch);
+            let received = self
+                .receive(sender, move |txn| {
+                    store::receive_batch(txn, &sender, &batch, true)
+                })
+                .await;
+            // A letter with messages beyond a gap stays until the gap is filled (the sender
+            // sends again meanwhile, and the window takes each once).
+            if matches!(received, Ok(true)) {
+                let _ = dht.delete(&letter).await;
+            }
+        }
+    }
+
     /// Commits what is new in a batch or large message from `peer`, queues its receipt,
-    /// raises its messages. `Err` if the commit failed (nothing is acknowledged then).
-    async fn receive<F>(self: &Arc<Self>, peer: CarrierId, commit: F) -> Result<(), MsgError>
+    /// raises its messages; whether all of it is taken now. `Err` if the commit failed
+    /// (nothing is acknowledged then).
+    async fn receive<F>(self: &Arc<Self>, peer: CarrierId, commit: F) -> Result<bool, MsgError>
     where
         F: FnMut(
                 &redb::WriteTransaction,
@@ -549,7 +705,7 @@ impl Core {
         for message in received.messages {
             self.emit(MessageEvent::Message(message));
         }
-        Ok(())
+        Ok(received.whole)
     }
 }
 
@@ -683,6 +839,9 @@ async fn write_loop(core: Arc<Core>, peer: CarrierId, state: Arc<PeerState>) {
                 if writing.take().is_some() {
                     lock(&core.outbox).link_down(&peer);
                 }
+                if core.config.mailbox {
+                    core.deposit(peer, &state).await;
+                }
                 break;
             };
             let generation = link.connection().stable_id() as u64;
@@ -750,48 +909,57 @@ fn gather(
         let Some((epoch, planned)) = planned else {
             return Ok((buffer, false));
         };
-        let missing: Vec<MessageId> = planned
-            .iter()
-            .filter_map(|p| match p {
-                Planned::Message { id, body: None, .. } => Some(*id),
-                _ => None,
-            })
-            .collect();
-        let mut loaded = store::bodies(&core.store, &missing)?.into_iter();
-        let mut items = Vec::with_capacity(planned.len());
-        for entry in planned {
-            match entry {
-                Planned::Skip(range) => items.push(Item::Skip(range)),
-                Planned::Message {
+        let items = items(&core.store, planned)?;
+        push_frame(&mut buffer, &Frame::Batch(Batch { epoch, items }));
+    }
+    Ok((buffer, true))
+}
+
+/// The items `planned` stands for, with the bodies the outbox no longer held read from disk.
+/// A message whose body is gone was settled meanwhile (its receipt came) and is left out:
+/// the sequence stays gap-free, as everything before it was delivered.
+fn items(
+    store: &Store,
+    planned: Vec<Planned>,
+) -> Result<carrier_friend::dht::bounded::BoundedVec<Item, { wire::MAX_BATCH_ITEMS }>, MsgError> {
+    let missing: Vec<MessageId> = planned
+        .iter()
+        .filter_map(|p| match p {
+            Planned::Message { id, body: None, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let mut loaded = store::bodies(store, &missing)?.into_iter();
+    let mut items = Vec::with_capacity(planned.len());
+    for entry in planned {
+        match entry {
+            Planned::Skip(range) => items.push(Item::Skip(range)),
+            Planned::Message {
+                seq,
+                id,
+                sent_at_ms,
+                offline,
+                body,
+            } => {
+                let body = match body {
+                    Some(body) => Some(body),
+                    None => loaded.next().flatten(),
+                };
+                let Some(body) = body else { continue };
+                let Ok(body) = carrier_friend::dht::bounded::BoundedBytes::new(body) else {
+                    continue;
+                };
+                items.push(Item::Message(Small {
                     seq,
                     id,
                     sent_at_ms,
                     offline,
                     body,
-                } => {
-                    let body = match body {
-                        Some(body) => Some(body),
-                        None => loaded.next().flatten(),
-                    };
-                    // A body that is gone was settled meanwhile; its receipt came.
-                    let Some(body) = body else { continue };
-                    let Ok(body) = carrier_friend::dht::bounded::BoundedBytes::new(body) else {
-                        continue;
-                    };
-                    items.push(Item::Message(Small {
-                        seq,
-                        id,
-                        sent_at_ms,
-                        offline,
-                        body,
-                    }));
-                }
+                }));
             }
         }
-        let items = carrier_friend::dht::bounded::BoundedVec::truncating(items);
-        push_frame(&mut buffer, &Frame::Batch(Batch { epoch, items }));
     }
-    Ok((buffer, true))
+    Ok(carrier_friend::dht::bounded::BoundedVec::truncating(items))
 }
 
 fn push_frame(buffer: &mut Vec<u8>, frame: &Frame) {
@@ -845,12 +1013,53 @@ async fn send_large(
     }
 }
 
-/// Follows the friend layer: a friend that connects gets what waits for it; a removed one
-/// fails it.
+/// Receipts for one friend merged: per epoch, the widest ranges and every large ID.
+fn merge_receipts(receipts: Vec<Receipt>) -> Vec<Receipt> {
+    let mut by_epoch: Vec<Receipt> = Vec::new();
+    for receipt in receipts {
+        let Some(merged) = by_epoch.iter_mut().find(|r| r.epoch == receipt.epoch) else {
+            by_epoch.push(receipt);
+            continue;
+        };
+        let mut delivered = merged.delivered.to_vec();
+        delivered.extend(receipt.delivered.iter().copied());
+        // Receipts of a window are cumulative ranges from 1: the widest covers the others.
+        delivered.sort_by_key(|r| std::cmp::Reverse(r.last));
+        delivered.dedup_by_key(|r| r.first);
+        let mut large = merged.large.to_vec();
+        large.extend(receipt.large.iter().copied());
+        merged.delivered = carrier_friend::dht::bounded::BoundedVec::truncating(delivered);
+        merged.large = carrier_friend::dht::bounded::BoundedVec::truncating(large);
+    }
+    by_epoch
+}
+
+/// Reads the node's own mailbox at start and every `mailbox_poll`.
+async fn poll_mailbox(core: Arc<Core>) {
+    if !core.config.mailbox {
+        return;
+    }
+    loop {
+        core.drain().await;
+        tokio::time::sleep(core.config.mailbox_poll).await;
+    }
+}
+
+/// Follows the friend layer: a friend that connects gets what waits for it (and its
+/// mailbox letters are read); a removed one fails it.
 async fn follow(core: Arc<Core>, mut events: carrier_friend::FriendEvents) {
     while let Some(event) = events.recv().await {
         match event {
-            FriendEvent::Connected(peer) => core.peer(peer).wake.notify_one(),
+            FriendEvent::Connected(peer) => {
+                // A friendship made again (accepted here, which no `Added` reports) shows
+                // its new start date by its first link at the latest.
+                core.refresh_since();
+                core.peer(peer).wake.notify_one();
+                if core.config.mailbox {
+                    let drainer = core.clone();
+                    core.spawn(async move { drainer.drain().await });
+                }
+            }
             FriendEvent::Removed(peer) => core.removed(peer).await,
             FriendEvent::Disconnected(peer) if !core.friends.is_friend(&peer) => {
                 core.removed(peer).await;

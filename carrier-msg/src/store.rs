@@ -71,6 +71,8 @@ pub(crate) struct OutboxRow {
     pub(crate) expires_at_ms: u64,
     /// Expired: its sequence travels as a skip.
     pub(crate) skip: bool,
+    /// The body's length.
+    pub(crate) len: usize,
 }
 
 /// A received message not yet acked.
@@ -199,6 +201,7 @@ pub(crate) fn commit_send(
         offline: message.offline,
         expires_at_ms: message.expires_at_ms,
         skip: false,
+        len: message.body.len(),
     };
     txn.open_table(OUTBOX)?.insert(
         &peer_id_key(&peer, &message.id),
@@ -312,6 +315,8 @@ pub(crate) struct Received {
     pub(crate) messages: Vec<Message>,
     /// The receipt to send back.
     pub(crate) receipt: Option<Receipt>,
+    /// Everything in the batch is below the window now: nothing of it is left to take.
+    pub(crate) whole: bool,
 }
 
 fn next_order(txn: &WriteTransaction) -> Result<u64, DatabaseError> {
@@ -359,6 +364,10 @@ pub(crate) fn receive_batch(
             .messages
             .extend(release_held(txn, peer, batch.epoch, step.next)?);
     }
+    received.whole = batch
+        .items
+        .last()
+        .is_none_or(|item| item.range().last < step.next);
     received.receipt = step.delivered().map(|range| Receipt {
         epoch: batch.epoch,
         delivered: carrier_friend::dht::bounded::BoundedVec::truncating(vec![range]),
@@ -431,6 +440,7 @@ pub(crate) fn receive_large(
             delivered: carrier_friend::dht::bounded::BoundedVec::empty(),
             large: carrier_friend::dht::bounded::BoundedVec::truncating(vec![large.id]),
         }),
+        whole: true,
     };
     let seen = peer_id_key(peer, &large.id);
     if txn.open_table(SEEN_LARGE)?.get(&seen)?.is_some() {

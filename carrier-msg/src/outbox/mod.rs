@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use carrier_friend::dht::id::CarrierId;
+use carrier_friend::dht::mailbox::day_of;
 
 use crate::wire::SeqRange;
 use crate::MessageId;
@@ -34,6 +35,8 @@ pub(crate) struct Queued {
     pub(crate) skip: bool,
     /// The body, until the first send takes it.
     pub(crate) body: Option<Vec<u8>>,
+    /// The body's length.
+    pub(crate) len: usize,
 }
 
 /// A large message waiting for its receipt.
@@ -79,6 +82,37 @@ enum Slot {
     Large(MessageId),
 }
 
+/// What to deposit in a friend's mailbox now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Deposit {
+    /// A letter of these entries of `epoch` (bodies that are not in memory are `None`);
+    /// those from sequence `new_from` on are deposited for the first time.
+    Letter {
+        epoch: u64,
+        planned: Vec<Planned>,
+        new_from: u64,
+    },
+    /// The next message does not fit a letter: it waits for the friend's link (reported
+    /// once, when `first` is true).
+    TooLarge { id: MessageId, first: bool },
+}
+
+/// The mailbox's terms: how much a letter holds, when a deposit is made again, how long to
+/// wait after a refused one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MailboxTerms {
+    pub(crate) letter_bytes: usize,
+    pub(crate) republish_ms: u64,
+    pub(crate) retry_ms: u64,
+    pub(crate) max_retry_ms: u64,
+}
+
+/// What each message costs in a letter beside its body, at most (sequence, ID, time, flag,
+/// length prefix and tag: varints and a fixed ID).
+pub(crate) const ITEM_OVERHEAD_BYTES: usize = 10 + 16 + 10 + 1 + 5 + 1;
+/// What a letter costs beside its items, at most (tag, version, frame tag, epoch, count).
+pub(crate) const LETTER_OVERHEAD_BYTES: usize = 1 + 1 + 1 + 10 + 5;
+
 /// A message the outbox let go of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Settled {
@@ -99,6 +133,15 @@ struct Peer {
     /// When a send or a receipt last happened (Unix ms): no receipt for `resend_after` after
     /// it sends everything again.
     progress_ms: u64,
+    /// The last sequence deposited in the friend's mailbox, and when.
+    deposited_through: u64,
+    deposited_at_ms: u64,
+    /// No deposit before this (Unix ms), after a refused one; and how many failed in a row.
+    deposit_retry_at_ms: u64,
+    deposit_failures: u32,
+    /// The last sequence a refused deposit was reported for (`Waiting`), so each is reported
+    /// once.
+    refusal_reported_through: u64,
 }
 
 impl Peer {
@@ -278,6 +321,106 @@ impl Outbox {
         if let Some(large) = self.peers.get_mut(peer).and_then(|p| p.large.get_mut(id)) {
             large.sent = None;
         }
+    }
+
+    /// What to deposit in `peer`'s mailbox now, by `terms`: the queued messages from the
+    /// first not deposited yet (from the first queued, when the last deposit is of an earlier
+    /// day or older than `republish`), in sequence order, as many as fit one letter.
+    pub(crate) fn next_deposit(
+        &mut self,
+        peer: &CarrierId,
+        now_ms: u64,
+        terms: &MailboxTerms,
+    ) -> Option<Deposit> {
+        let state = self.peers.get_mut(peer)?;
+        let first = *state.small.keys().next()?;
+        if now_ms < state.deposit_retry_at_ms {
+            return None;
+        }
+        let stale = day_of(state.deposited_at_ms / 1000) < day_of(now_ms / 1000)
+            || now_ms >= state.deposited_at_ms.saturating_add(terms.republish_ms);
+        let from = if stale {
+            first
+        } else {
+            (state.deposited_through + 1).max(first)
+        };
+        let end = state.contiguous_end(from);
+        if from > end || !state.small.contains_key(&from) {
+            return None;
+        }
+        let mut planned: Vec<Planned> = Vec::new();
+        let mut bytes = LETTER_OVERHEAD_BYTES;
+        for (&seq, queued) in state.small.range(from..=end) {
+            let cost = ITEM_OVERHEAD_BYTES + if queued.skip { 0 } else { queued.len };
+            if bytes + cost > terms.letter_bytes {
+                if planned.is_empty() {
+                    let first = state.refusal_reported_through < seq;
+                    state.refusal_reported_through = state.refusal_reported_through.max(seq);
+                    return Some(Deposit::TooLarge {
+                        id: queued.id,
+                        first,
+                    });
+                }
+                break;
+            }
+            bytes += cost;
+            if queued.skip {
+                match planned.last_mut() {
+                    Some(Planned::Skip(range)) if range.last + 1 == seq => range.last = seq,
+                    _ => planned.push(Planned::Skip(SeqRange {
+                        first: seq,
+                        last: seq,
+                    })),
+                }
+            } else {
+                planned.push(Planned::Message {
+                    seq,
+                    id: queued.id,
+                    sent_at_ms: queued.sent_at_ms,
+                    offline: queued.offline,
+                    body: queued.body.clone(),
+                });
+            }
+        }
+        Some(Deposit::Letter {
+            epoch: state.epoch,
+            planned,
+            new_from: state.deposited_through + 1,
+        })
+    }
+
+    /// A letter of `peer`'s messages through `through` was stored at `now_ms`.
+    pub(crate) fn deposited(&mut self, peer: &CarrierId, through: u64, now_ms: u64) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.deposited_through = state.deposited_through.max(through);
+            state.deposited_at_ms = now_ms;
+            state.deposit_failures = 0;
+        }
+    }
+
+    /// A deposit for `peer` was refused at `now_ms`: the next waits, longer each time in a
+    /// row. Returns the sequences from which the refusal is news (`Waiting` to report) if
+    /// the letter ended at `through`.
+    pub(crate) fn deposit_refused(
+        &mut self,
+        peer: &CarrierId,
+        through: u64,
+        now_ms: u64,
+        terms: &MailboxTerms,
+    ) -> u64 {
+        let Some(state) = self.peers.get_mut(peer) else {
+            return u64::MAX;
+        };
+        state.deposit_failures = state.deposit_failures.saturating_add(1);
+        let doublings = state.deposit_failures.saturating_sub(1).min(20);
+        let wait = terms
+            .retry_ms
+            .saturating_mul(1u64 << doublings)
+            .min(terms.max_retry_ms);
+        state.deposit_retry_at_ms = now_ms.saturating_add(wait);
+        let news_from = state.refusal_reported_through + 1;
+        state.refusal_reported_through = state.refusal_reported_through.max(through);
+        news_from
     }
 
     /// The link to `peer` went away: what was written on it goes again on the next.

@@ -14,6 +14,7 @@ fn queued(n: u8, expires_at_ms: u64) -> Queued {
         expires_at_ms,
         skip: false,
         body: Some(vec![n; 10]),
+        len: 10,
     }
 }
 
@@ -179,4 +180,124 @@ fn a_batch_is_cut_by_bytes_but_always_carries_one() {
     assert_eq!(seqs(&batch), [1]);
     let (_, batch) = outbox.next_batch(&peer, 1, 0, 10, 20).unwrap();
     assert_eq!(seqs(&batch), [2, 3]);
+}
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+fn terms(letter_bytes: usize) -> MailboxTerms {
+    MailboxTerms {
+        letter_bytes,
+        republish_ms: 60_000,
+        retry_ms: 1_000,
+        max_retry_ms: 8_000,
+    }
+}
+
+fn letter(deposit: Option<Deposit>) -> (Vec<u64>, u64) {
+    match deposit {
+        Some(Deposit::Letter {
+            planned, new_from, ..
+        }) => (seqs(&planned), new_from),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn deposits_pack_what_fits_a_letter_once_until_it_is_stale() {
+    let peer = Keypair::generate().id();
+    let mut outbox = Outbox::new(RESEND_MS);
+    for n in 1..=5 {
+        outbox.queue(peer, 1, u64::from(n), queued(n, u64::MAX));
+    }
+    let per_item = ITEM_OVERHEAD_BYTES + 10;
+    let terms = terms(LETTER_OVERHEAD_BYTES + 3 * per_item);
+    let now = DAY_MS + 10;
+    assert_eq!(
+        letter(outbox.next_deposit(&peer, now, &terms)),
+        (vec![1, 2, 3], 1)
+    );
+    outbox.deposited(&peer, 3, now);
+    assert_eq!(
+        letter(outbox.next_deposit(&peer, now, &terms)),
+        (vec![4, 5], 4)
+    );
+    outbox.deposited(&peer, 5, now);
+    assert!(
+        outbox.next_deposit(&peer, now + 1, &terms).is_none(),
+        "all deposited"
+    );
+    // Older than the republish interval, or of an earlier day: everything again.
+    assert_eq!(
+        letter(outbox.next_deposit(&peer, now + 60_000, &terms)).0,
+        [1, 2, 3]
+    );
+    outbox.deposited(&peer, 3, now + 60_000);
+    outbox.deposited(&peer, 5, now + 60_000);
+    assert_eq!(
+        letter(outbox.next_deposit(&peer, 2 * DAY_MS, &terms)).0,
+        [1, 2, 3]
+    );
+    // Delivered ones are not deposited again.
+    outbox.receipt(&peer, 1, &delivered(1, 4), &[], 2 * DAY_MS);
+    assert_eq!(
+        letter(outbox.next_deposit(&peer, 2 * DAY_MS, &terms)).0,
+        [5]
+    );
+}
+
+#[test]
+fn a_refused_deposit_waits_longer_each_time_and_reports_each_message_once() {
+    let peer = Keypair::generate().id();
+    let mut outbox = Outbox::new(RESEND_MS);
+    for n in 1..=2 {
+        outbox.queue(peer, 1, u64::from(n), queued(n, u64::MAX));
+    }
+    let terms = terms(64 * 1024);
+    assert_eq!(letter(outbox.next_deposit(&peer, 0, &terms)).0, [1, 2]);
+    assert_eq!(outbox.deposit_refused(&peer, 2, 0, &terms), 1);
+    assert!(outbox.next_deposit(&peer, 999, &terms).is_none());
+    assert!(outbox.next_deposit(&peer, 1_000, &terms).is_some());
+    outbox.queue(peer, 1, 3, queued(3, u64::MAX));
+    assert_eq!(
+        outbox.deposit_refused(&peer, 3, 1_000, &terms),
+        3,
+        "only 3 is news"
+    );
+    assert!(
+        outbox.next_deposit(&peer, 2_999, &terms).is_none(),
+        "2 s after the second"
+    );
+    assert!(outbox.next_deposit(&peer, 3_000, &terms).is_some());
+    for _ in 0..10 {
+        outbox.deposit_refused(&peer, 3, 3_000, &terms);
+    }
+    assert!(
+        outbox.next_deposit(&peer, 3_000 + 8_000, &terms).is_some(),
+        "capped"
+    );
+}
+
+#[test]
+fn a_message_too_large_for_a_letter_stops_the_deposit_and_is_reported_once() {
+    let peer = Keypair::generate().id();
+    let mut outbox = Outbox::new(RESEND_MS);
+    let mut big = queued(1, u64::MAX);
+    big.len = 64 * 1024;
+    outbox.queue(peer, 1, 1, big);
+    outbox.queue(peer, 1, 2, queued(2, u64::MAX));
+    let terms = terms(64 * 1024);
+    assert_eq!(
+        outbox.next_deposit(&peer, 0, &terms),
+        Some(Deposit::TooLarge {
+            id: MessageId([1; 16]),
+            first: true
+        })
+    );
+    assert_eq!(
+        outbox.next_deposit(&peer, 0, &terms),
+        Some(Deposit::TooLarge {
+            id: MessageId([1; 16]),
+            first: false
+        })
+    );
 }

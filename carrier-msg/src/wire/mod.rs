@@ -190,11 +190,5 @@ pub(crate) fn length_prefix(len: usize) -> [u8; 4] {
     u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes()
 }
 
-/// A small message's encoded size in a batch, at most (for cutting batches and letters).
-pub(crate) fn small_overhead() -> usize {
-    // seq, id, sent_at, offline, the body's length prefix, the item tag: all varints.
-    10 + 16 + 10 + 1 + 5 + 1
-}
-
 #[cfg(test)]
 mod tests;

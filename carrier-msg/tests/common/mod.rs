@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use carrier_msg::friend::dht::id::CarrierId;
-use carrier_msg::friend::dht::{BootstrapNode, Dht, DhtConfig};
+use carrier_msg::friend::dht::{BootstrapNode, Dht, DhtConfig, MailboxLimits};
 use carrier_msg::friend::{FriendEvent, FriendEvents, Friends, FriendsConfig};
 use carrier_msg::{MessageEvent, MessageEvents, Messenger, MessengerConfig};
 
@@ -21,10 +21,18 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 pub(crate) struct Net {
     pub(crate) seeds: Vec<Dht>,
     pub(crate) dir: tempfile::TempDir,
+    /// What every node's mailbox storer takes.
+    pub(crate) limits: MailboxLimits,
 }
 
-fn server(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> DhtConfig {
+fn server(
+    bind: SocketAddr,
+    data_dir: Option<PathBuf>,
+    seed: Option<&Dht>,
+    limits: MailboxLimits,
+) -> DhtConfig {
     let mut config = DhtConfig::new(bind);
+    config.node.mailbox = limits;
     config.data_dir = data_dir;
     config.query_timeout = Duration::from_secs(10);
     config.node.server = true;
@@ -36,10 +44,17 @@ fn server(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> Dh
 
 /// A small DHT whose seeds are on 127.`a`.`b + i`.1.
 pub(crate) async fn net(a: u8, b: u8) -> Net {
+    net_with(a, b, MailboxLimits::default()).await
+}
+
+/// [`net`] whose mailbox storers take what `limits` allow.
+pub(crate) async fn net_with(a: u8, b: u8, limits: MailboxLimits) -> Net {
     let mut seeds: Vec<Dht> = Vec::new();
     for i in 0..SEEDS {
         let bind = SocketAddr::from(([127, a, b + i as u8, 1], 0));
-        let dht = Dht::bind(server(bind, None, seeds.first())).await.unwrap();
+        let dht = Dht::bind(server(bind, None, seeds.first(), limits))
+            .await
+            .unwrap();
         if i > 0 {
             dht.bootstrap().await.unwrap();
         }
@@ -48,6 +63,7 @@ pub(crate) async fn net(a: u8, b: u8) -> Net {
     Net {
         seeds,
         dir: tempfile::tempdir().unwrap(),
+        limits,
     }
 }
 
@@ -134,7 +150,8 @@ impl Net {
         bind: SocketAddr,
         config: MessengerConfig,
     ) -> Node {
-        let dht = Dht::bind(server(bind, Some(dir.clone()), self.seeds.first()))
+        let seed = self.seeds.first();
+        let dht = Dht::bind(server(bind, Some(dir.clone()), seed, self.limits))
             .await
             .unwrap();
         let (friends, friend_events) = Friends::start(dht, FriendsConfig::for_tests())
