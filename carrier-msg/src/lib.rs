@@ -6,5 +6,10 @@
 
 pub use carrier_friend as friend;
 
+pub mod invite;
+pub use invite::{
+    IncomingInvite, InviteConfig, InviteError, InviteId, InviteInbox, InviteReply, Invites,
+};
+
 #[allow(dead_code)] // Used as the messages and invites land.
 mod stream_kind;
