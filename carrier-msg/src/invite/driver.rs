@@ -17,7 +17,9 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::config::InviteConfig;
 use super::error::InviteError;
-use super::table::{Admission, Expired, IncomingInvite, InviteId, InviteTable, ReplyRefusal};
+use super::table::{
+    Admission, Arrival, Expired, IncomingInvite, InviteId, InviteTable, ReplyRefusal,
+};
 use super::wire::{
     AnswerFrame, InviteFrame, MAX_ANSWER_FRAME_BYTES, MAX_BUNDLE_BYTES, MAX_EXTENSION_NAME_BYTES,
     MAX_INVITE_DATA_BYTES, MAX_INVITE_FRAME_BYTES, MAX_REASON_BYTES,
@@ -26,6 +28,11 @@ use crate::stream_kind::INVITE;
 
 /// How long an inbound invite stream may take to deliver its whole frame.
 pub const INVITE_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How much longer than its inviter's time left an invitee holds an unreplied invite, so
+/// that the inviter's own clock decides its timeout (the time left travels in whole
+/// milliseconds, and the two timers fire a little apart).
+pub const HOLD_GRACE: Duration = Duration::from_secs(1);
 
 /// How long an invite whose link just failed waits for a new link before it tries the one
 /// the friend layer holds again (the friend layer may not have noticed the loss yet).
@@ -174,6 +181,10 @@ impl From<ReadToEndError> for Attempt {
     fn from(error: ReadToEndError) -> Self {
         match error {
             ReadToEndError::Read(ReadError::ConnectionLost(_)) => Attempt::LinkLost,
+            // The invitee's clock ran out on the time left we told it, before ours did.
+            ReadToEndError::Read(ReadError::Reset(code)) if code == codes::EXPIRED => {
+                Attempt::Failed(InviteError::Timeout)
+            }
             other => Attempt::Failed(InviteError::Stream(other.to_string())),
         }
     }
@@ -565,16 +576,16 @@ impl Inner {
                     AnswerFrame::NoExtension.encode()
                 }
                 Some(inbox) => {
-                    let timeout = Duration::from_millis(timeout_ms.into());
-                    let admission = state.table.admit(
-                        now(),
-                        peer,
+                    let timeout = Duration::from_millis(timeout_ms.into()) + HOLD_GRACE;
+                    let arrival = Arrival {
+                        from: peer,
                         tag,
                         timeout,
                         extension,
-                        bundle.into_vec(),
-                        data.into_vec(),
-                    );
+                        bundle: bundle.into_vec(),
+                        data: data.into_vec(),
+                    };
+                    let admission = state.table.admit(now(), arrival);
                     match admission {
                         Admission::New(invite) => {
                             let id = invite.id;

@@ -78,7 +78,7 @@ mod table;
 mod wire;
 
 pub use config::{InviteConfig, DEFAULT_INVITE_TIMEOUT};
-pub use driver::{codes, InviteInbox, InviteReply, Invites, INVITE_FRAME_TIMEOUT};
+pub use driver::{codes, InviteInbox, InviteReply, Invites, HOLD_GRACE, INVITE_FRAME_TIMEOUT};
 pub use error::InviteError;
 pub use table::{
     IncomingInvite, InviteId, MAX_HELD_INVITE, MAX_PENDING_INVITES, MAX_PENDING_PER_FRIEND,

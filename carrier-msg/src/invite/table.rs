@@ -63,6 +63,20 @@ pub struct IncomingInvite {
     pub data: Vec<u8>,
 }
 
+/// An invite as it arrived.
+#[derive(Debug)]
+pub(crate) struct Arrival {
+    /// The friend who sent it.
+    pub(crate) from: CarrierId,
+    /// The inviter's tag for it.
+    pub(crate) tag: u64,
+    /// How long to hold it (capped at [`MAX_HELD_INVITE`]).
+    pub(crate) timeout: Duration,
+    pub(crate) extension: String,
+    pub(crate) bundle: Vec<u8>,
+    pub(crate) data: Vec<u8>,
+}
+
 /// What a received invite is to this node.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Admission {
@@ -146,18 +160,16 @@ impl InviteTable {
         }
     }
 
-    /// An invite arrived from `from` with the inviter's `tag`, held for the inviter's
-    /// `timeout` (at most [`MAX_HELD_INVITE`]).
-    pub(crate) fn admit(
-        &mut self,
-        now: Instant,
-        from: CarrierId,
-        tag: u64,
-        timeout: Duration,
-        extension: String,
-        bundle: Vec<u8>,
-        data: Vec<u8>,
-    ) -> Admission {
+    /// An invite arrived: raise it, or not, or answer it at once.
+    pub(crate) fn admit(&mut self, now: Instant, arrival: Arrival) -> Admission {
+        let Arrival {
+            from,
+            tag,
+            timeout,
+            extension,
+            bundle,
+            data,
+        } = arrival;
         if let Some(&id) = self.by_tag.get(&(from, tag)) {
             if self.pending.contains_key(&id) {
                 return Admission::Again(id);
@@ -320,8 +332,19 @@ mod tests {
 
     const MINUTE: Duration = Duration::from_secs(60);
 
+    fn arrival(from: CarrierId, tag: u64, timeout: Duration) -> Arrival {
+        Arrival {
+            from,
+            tag,
+            timeout,
+            extension: "chat".into(),
+            bundle: vec![1],
+            data: vec![2],
+        }
+    }
+
     fn admit(table: &mut InviteTable, now: Instant, from: CarrierId, tag: u64) -> Admission {
-        table.admit(now, from, tag, MINUTE, "chat".into(), vec![1], vec![2])
+        table.admit(now, arrival(from, tag, MINUTE))
     }
 
     fn new_id(admission: Admission) -> InviteId {
@@ -386,15 +409,7 @@ mod tests {
         let mut table = InviteTable::default();
         let t0 = Instant::now();
         let alice = Keypair::generate().id();
-        let early = new_id(table.admit(
-            t0,
-            alice,
-            1,
-            Duration::from_secs(10),
-            "x".into(),
-            vec![],
-            vec![1],
-        ));
+        let early = new_id(table.admit(t0, arrival(alice, 1, Duration::from_secs(10))));
         let late = new_id(admit(&mut table, t0, alice, 2));
         assert_eq!(table.poll_timeout(), Some(t0 + Duration::from_secs(10)));
         // Past its time, it is neither listed nor replied to, even before the timer ran.
@@ -419,15 +434,8 @@ mod tests {
         let mut table = InviteTable::default();
         let t0 = Instant::now();
         let alice = Keypair::generate().id();
-        let id = new_id(table.admit(
-            t0,
-            alice,
-            1,
-            Duration::from_secs(u32::MAX.into()),
-            "x".into(),
-            vec![],
-            vec![1],
-        ));
+        let forever = Duration::from_secs(u32::MAX.into());
+        let id = new_id(table.admit(t0, arrival(alice, 1, forever)));
         assert_eq!(table.poll_timeout(), Some(t0 + MAX_HELD_INVITE));
         assert_eq!(
             table.handle_timeout(t0 + MAX_HELD_INVITE),
