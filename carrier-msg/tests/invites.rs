@@ -8,6 +8,7 @@ mod invite_support;
 
 use std::time::Duration;
 
+use carrier_msg::friend::close;
 use carrier_msg::friend::dht::id::Keypair;
 use carrier_msg::invite::{
     IncomingInvite, InviteConfig, InviteError, InviteId, InviteInbox, Invites, HOLD_GRACE,
@@ -270,6 +271,69 @@ async fn an_invite_to_an_offline_friend_waits_for_its_link() {
     assert_eq!(reply.data, b"back?");
 
     answering.abort();
+    alice.stop().await;
+    bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_whose_link_closes_is_sent_again_raised_once_and_answered_on_the_next_link() {
+    let net = net(59, 1).await;
+    let config = InviteConfig::default().with_timeout(PATIENCE);
+    let mut alice = net.node([127, 60, 1, 1], "alice", config.clone()).await;
+    let mut bob = net.node([127, 60, 2, 1], "bob", config).await;
+    befriend(&mut alice, &mut bob).await;
+    let mut chat = bob.invites.register_extension("chat").unwrap();
+    let (alice_id, bob_id) = (alice.id(), bob.id());
+
+    // The link closes while Bob holds the invite: Alice sends it again on the next link, Bob
+    // raises it once, and his reply goes on the new stream.
+    let inviter = alice.invites.clone();
+    let first = tokio::spawn(async move { inviter.invite(&bob_id, "chat", b"", b"one").await });
+    let incoming = next(&mut chat).await;
+    let link = alice.friends.link(&bob_id).unwrap();
+    let at_bob = bob.friends.link(&alice_id).unwrap();
+    link.close(close::SILENT, b"test: lost");
+    at_bob.connection().closed().await;
+    invite_support::wait_for(|| {
+        let held = alice.friends.link(&bob_id);
+        held.filter(|l| l.connection().stable_id() != link.connection().stable_id())
+    })
+    .await;
+    // Sent again: Bob's pending list still holds it once, and nothing new was raised.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bob.invites.pending(), vec![incoming.clone()]);
+    assert!(chat.try_recv().is_none());
+    bob.invites
+        .reply_invite(incoming.id, 0, "", b"one, at last")
+        .await
+        .unwrap();
+    assert_eq!(first.await.unwrap().unwrap().data, b"one, at last");
+
+    // The link closes before Bob replies, and Bob's node takes no invite stream for now: his
+    // reply finds the stream gone, and is given to Alice when she sends the invite again on
+    // the next link.
+    let inviter = alice.invites.clone();
+    let second = tokio::spawn(async move { inviter.invite(&bob_id, "chat", b"", b"two").await });
+    let incoming = next(&mut chat).await;
+    let link = alice.friends.link(&bob_id).unwrap();
+    let at_bob = bob.friends.link(&alice_id).unwrap();
+    bob.pump_open.send(false).unwrap();
+    link.close(close::SILENT, b"test: lost");
+    at_bob.connection().closed().await;
+    assert!(matches!(
+        bob.invites.reply_invite(incoming.id, 0, "", b"two, kept").await,
+        Err(InviteError::InviterGone(id)) if id == incoming.id
+    ));
+    bob.pump_open.send(true).unwrap();
+    let reply = tokio::time::timeout(PATIENCE, second)
+        .await
+        .expect("no reply in time")
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.data, b"two, kept");
+    assert!(chat.try_recv().is_none(), "raised once");
+    assert!(bob.invites.pending().is_empty());
+
     alice.stop().await;
     bob.stop().await;
 }

@@ -11,6 +11,7 @@ use carrier_msg::friend::dht::id::CarrierId;
 use carrier_msg::friend::dht::{BootstrapNode, Dht, DhtConfig};
 use carrier_msg::friend::{Extension, FriendEvent, FriendEvents, Friends, FriendsConfig, Inbound};
 use carrier_msg::invite::{InviteConfig, Invites};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The kind byte of an invite stream (`stream_kind::INVITE`, private to the crate).
@@ -60,6 +61,8 @@ pub(crate) struct Node {
     pub(crate) events: FriendEvents,
     pub(crate) invites: Invites,
     pump: JoinHandle<()>,
+    /// Whether the pump hands invite streams over now (`false` parks them until `true`).
+    pub(crate) pump_open: watch::Sender<bool>,
     dir: PathBuf,
     bind: SocketAddr,
 }
@@ -117,21 +120,24 @@ impl Net {
             .await
             .unwrap();
         let invites = Invites::new(friends.clone(), config);
-        let pump = pump(&friends, invites.clone());
+        let (pump_open, open) = watch::channel(true);
+        let pump = pump(&friends, invites.clone(), open);
         let bind = friends.dht().local_addr();
         Node {
             friends,
             events,
             invites,
             pump,
+            pump_open,
             dir,
             bind,
         }
     }
 }
 
-/// Stands in for the messages layer: every invite stream on `Extension::MSG` to `invites`.
-fn pump(friends: &Friends, invites: Invites) -> JoinHandle<()> {
+/// Stands in for the messages layer: every invite stream on `Extension::MSG` to `invites`,
+/// once `open` says so.
+fn pump(friends: &Friends, invites: Invites, open: watch::Receiver<bool>) -> JoinHandle<()> {
     let mut inbox = friends.register(Extension::MSG).unwrap();
     tokio::spawn(async move {
         while let Some(inbound) = inbox.recv().await {
@@ -144,9 +150,13 @@ fn pump(friends: &Friends, invites: Invites) -> JoinHandle<()> {
                 continue;
             };
             let invites = invites.clone();
+            let mut open = open.clone();
             tokio::spawn(async move {
                 let mut kind = [0u8; 1];
-                if recv.read_exact(&mut kind).await.is_ok() && kind[0] == INVITE_KIND {
+                if recv.read_exact(&mut kind).await.is_ok()
+                    && kind[0] == INVITE_KIND
+                    && open.wait_for(|open| *open).await.is_ok()
+                {
                     invites.accept(peer, send, recv);
                 }
             });
@@ -167,4 +177,16 @@ pub(crate) async fn befriend(a: &mut Node, b: &mut Node) {
     let b_id = b.id();
     a.until(|e| *e == FriendEvent::Connected(b_id)).await;
     b.until(|e| *e == FriendEvent::Connected(a_id)).await;
+}
+
+/// Polls `f` every 50 ms until it gives something, within [`PATIENCE`].
+pub(crate) async fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = f() {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
