@@ -269,7 +269,7 @@ impl Invites {
         &self.inner.config
     }
 
-    /// Takes an inbound stream of `peer`'s whose kind byte ([`INVITE`]) was already read:
+    /// Takes an inbound stream of `peer`'s whose kind byte (`INVITE`, 0x02) was already read:
     /// reads the invite frame (within [`INVITE_FRAME_TIMEOUT`]) and raises the invite in its
     /// extension's inbox, or answers it at once (no such extension, busy, or a reply given
     /// already). Returns at once; the work runs in a task.
@@ -415,6 +415,9 @@ impl Invites {
     /// Stops: every invite waiting for a reply resolves as [`InviteError::Closed`], every
     /// pending incoming invite's stream is reset, the inboxes end, and later calls are
     /// refused. Waits until the layer's tasks have ended.
+    ///
+    /// The layer keeps a [`Friends`] handle until its last clone is dropped: drop every
+    /// `Invites` too before starting a node again on the same data directory.
     pub async fn shutdown(&self) {
         {
             let mut state = lock(&self.inner.state);
