@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::invite::InviteConfig;
+
 /// The messenger's settings. Build from [`MessengerConfig::default`] (or
 /// [`MessengerConfig::for_tests`]) with the `with_*` setters.
 #[derive(Clone, Debug)]
@@ -26,6 +28,8 @@ pub struct MessengerConfig {
     pub deposit_retry: Duration,
     /// The longest wait between refused deposits.
     pub deposit_retry_max: Duration,
+    /// The invites' settings (their timeout).
+    pub invites: InviteConfig,
 }
 
 impl Default for MessengerConfig {
@@ -39,6 +43,7 @@ impl Default for MessengerConfig {
             republish: Duration::from_secs(12 * 60 * 60),
             deposit_retry: Duration::from_secs(30),
             deposit_retry_max: Duration::from_secs(10 * 60),
+            invites: InviteConfig::default(),
         }
     }
 }
@@ -55,6 +60,12 @@ impl MessengerConfig {
             deposit_retry_max: Duration::from_secs(2),
             ..Self::default()
         }
+    }
+
+    /// These settings with the invites' settings `invites`.
+    pub fn with_invites(mut self, invites: InviteConfig) -> Self {
+        self.invites = invites;
+        self
     }
 
     /// These settings with messages expiring after `ttl` without a receipt.

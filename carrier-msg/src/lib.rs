@@ -66,6 +66,7 @@ pub use carrier_friend as friend;
 
 mod config;
 mod error;
+pub mod invite;
 mod message;
 mod messenger;
 mod outbox;
@@ -76,6 +77,9 @@ mod wire;
 
 pub use config::MessengerConfig;
 pub use error::MsgError;
+pub use invite::{
+    IncomingInvite, InviteConfig, InviteError, InviteId, InviteInbox, InviteReply, Invites,
+};
 pub use message::{FailReason, Message, MessageEvent, MessageEvents, MessageId, WaitReason};
 pub use messenger::Messenger;
 

@@ -21,6 +21,7 @@ use carrier_friend::{Extension, FriendEvent, Friends, Inbound};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
+use crate::invite::{InviteError, InviteId, InviteInbox, InviteReply, Invites};
 use crate::outbox::{Deposit, MailboxTerms, NewLarge, Outbox, Planned, Queued, Settled};
 use crate::store::{self, Outgoing};
 use crate::wire::{self, Batch, Frame, Item, Large, Receipt, Small, MAX_SMALL_BYTES};
@@ -103,6 +104,8 @@ impl Drop for Tasks {
 /// What the messenger shares between its tasks.
 struct Core {
     friends: Friends,
+    /// The invites, whose streams this layer's inbox routes to them.
+    invites: Invites,
     store: Store,
     id: CarrierId,
     config: MessengerConfig,
@@ -160,7 +163,9 @@ impl Messenger {
         let inbox = friends.register(Extension::MSG)?;
         let subscription = friends.subscribe();
         let (events, receiver) = mpsc::unbounded_channel();
+        let invites = Invites::new(friends.clone(), config.invites.clone());
         let core = Arc::new(Core {
+            invites,
             id: friends.id(),
             outbox: Mutex::new(Outbox::new(millis(config.resend_after))),
             friends,
@@ -320,8 +325,46 @@ impl Messenger {
         self.core.drain().await;
     }
 
-    /// Stops every task and waits until they ended. The friend layer keeps running.
+    /// The invites of this node ([`Invites`]): requests to a friend's named extension that
+    /// resolve to the friend's reply. Their streams reach them through this messenger.
+    pub fn invites(&self) -> &Invites {
+        &self.core.invites
+    }
+
+    /// Invites friend `to` to its `extension`: [`Invites::invite`].
+    pub async fn invite(
+        &self,
+        to: &CarrierId,
+        extension: &str,
+        bundle: &[u8],
+        data: &[u8],
+    ) -> Result<InviteReply, InviteError> {
+        self.core.invites.invite(to, extension, bundle, data).await
+    }
+
+    /// The inbox of the invites addressed to `name`: [`Invites::register_extension`].
+    pub fn register_extension(&self, name: &str) -> Result<InviteInbox, InviteError> {
+        self.core.invites.register_extension(name)
+    }
+
+    /// Replies to the pending invite `id`: [`Invites::reply_invite`].
+    pub async fn reply_invite(
+        &self,
+        id: InviteId,
+        status: i32,
+        reason: &str,
+        data: &[u8],
+    ) -> Result<(), InviteError> {
+        self.core
+            .invites
+            .reply_invite(id, status, reason, data)
+            .await
+    }
+
+    /// Stops every task (the invites' too) and waits until they ended. The friend layer
+    /// keeps running.
     pub async fn shutdown(&self) {
+        self.core.invites.shutdown().await;
         self.tasks.stop().await;
     }
 }
@@ -731,13 +774,12 @@ fn route(core: &Arc<Core>, inbound: Inbound) {
                 _ => refuse(None, recv),
             }
         }),
-        Inbound::Bi { send, recv, .. } => core.spawn(async move {
+        Inbound::Bi { peer, send, recv } => core.spawn(async move {
             let Some((kind, recv)) = read_kind(recv).await else {
                 return;
             };
             match kind {
-                // The invite lane's handler goes here; until it is wired in, refused.
-                stream_kind::INVITE => refuse(Some(send), recv),
+                stream_kind::INVITE => core2.invites.accept(peer, send, recv),
                 _ => refuse(Some(send), recv),
             }
         }),
