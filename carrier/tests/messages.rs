@@ -187,6 +187,103 @@ async fn messages_from_the_command_line_are_listed_until_acked_and_misuse_is_ref
     bob.daemon.take().unwrap().stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_from_the_command_line_are_confirmed_refused_and_misuse_is_refused() {
+    let seeds = seeds(37).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (alice, mut bob) = friends(&contact(&seeds[0]), dir.path(), 38).await;
+    let (alice_data, b_id) = (alice.daemon().data.clone(), bob.id.clone());
+    let refused = |reply: (i32, String, String)| -> String {
+        assert_eq!(reply.0, 1, "{reply:?}");
+        let value: Value = serde_json::from_str(reply.1.trim()).unwrap();
+        value["error"]["kind"].as_str().unwrap().to_string()
+    };
+
+    // Nobody on Bob's node takes `chat` yet: refused at once.
+    assert_eq!(
+        refused(
+            alice
+                .daemon()
+                .cli(&["invite", &b_id, "chat", "hi", "--json"])
+                .await
+        ),
+        "unknown_extension"
+    );
+
+    // Bob takes `chat`; Alice's invite waits for his reply.
+    let taken = bob.daemon().cli_json(&["invites", "chat"]).await;
+    assert_eq!(taken["extensions"], json!(["chat"]));
+    for (n, (status, reason)) in [(0, ""), (7, "not now")].into_iter().enumerate() {
+        let data = alice_data.clone();
+        let to = b_id.clone();
+        let invite = tokio::spawn(async move {
+            support::cli(
+                &data,
+                &[
+                    "invite",
+                    &to,
+                    "chat",
+                    "shall we?",
+                    "--bundle",
+                    "b1",
+                    "--json",
+                ],
+            )
+            .await
+        });
+        bob.control
+            .events_at_least("invite", &alice.id, n + 1)
+            .await;
+        let pending = bob.daemon().cli_json(&["invites"]).await;
+        let listed = &pending["invites"][0];
+        assert_eq!(listed["data"], "shall we?");
+        assert_eq!(listed["bundle"], "b1");
+        let id = listed["id"].as_u64().unwrap().to_string();
+        let mut reply = vec!["reply", id.as_str(), if status == 0 { "0" } else { "7" }];
+        reply.push(if status == 0 { "welcome" } else { reason });
+        bob.daemon().cli_json(&reply).await;
+        let (code, stdout, stderr) = invite.await.unwrap();
+        assert_eq!(code, 0, "{stderr}");
+        let answer: Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(answer["status"], json!(status));
+        if status == 0 {
+            assert_eq!(answer["data"], "welcome");
+        } else {
+            assert_eq!(answer["reason"], reason);
+        }
+        // Replied once only.
+        reply.push("--json");
+        assert_eq!(refused(bob.daemon().cli(&reply).await), "already_replied");
+    }
+    assert_eq!(
+        refused(
+            bob.daemon()
+                .cli(&["reply", "999", "0", "x", "--json"])
+                .await
+        ),
+        "unknown_invite"
+    );
+    let long = "x".repeat(8193);
+    assert_eq!(
+        refused(
+            alice
+                .daemon()
+                .cli(&["invite", &b_id, "chat", &long, "--json"])
+                .await
+        ),
+        "invite_too_large"
+    );
+    assert_eq!(
+        refused(
+            alice
+                .daemon()
+                .cli(&["invite", &b_id, "chat", "", "--json"])
+                .await
+        ),
+        "bad_arguments"
+    );
+}
+
 /// A small deterministic generator (xorshift), seeded per run and printed, so a failing run
 /// can be repeated with `CARRIER_CHAOS_SEED`.
 struct Rng(u64);

@@ -88,6 +88,40 @@ pub(crate) enum ClientCommand {
         /// The message's ID, as `carrier inbox` shows it.
         id: String,
     },
+    /// Invites a friend to one of its extensions and prints the friend's reply (waits up to
+    /// the invite's timeout, 5 minutes).
+    Invite {
+        /// Carrier ID or label.
+        friend: String,
+        /// The extension on the friend's node (1 to 31 bytes).
+        extension: String,
+        /// The data (1 to 8,192 bytes; several arguments are joined with spaces). A flag
+        /// `--data` would be the data directory's.
+        #[arg(required = true, num_args = 1.., value_name = "DATA")]
+        payload: Vec<String>,
+        /// The bundle (at most 511 bytes).
+        #[arg(long, default_value = "")]
+        bundle: String,
+    },
+    /// Lists the invites waiting for a reply; with an EXTENSION, the daemon takes that
+    /// extension's invites from now on (until it stops) and lists those.
+    Invites {
+        /// The extension to take invites for.
+        extension: Option<String>,
+    },
+    /// Replies to an invite: STATUS 0 confirms with TEXT as its data (1 to 8,192 bytes),
+    /// any other status refuses with TEXT as its reason (at most 255 bytes, may be empty).
+    Reply {
+        /// The invite's ID, as `carrier invites` shows it.
+        id: u64,
+        /// 0 confirms; anything else refuses.
+        #[arg(allow_negative_numbers = true)]
+        status: i32,
+        /// The confirmation's data or the refusal's reason (several arguments are joined
+        /// with spaces).
+        #[arg(num_args = 0..)]
+        text: Vec<String>,
+    },
     /// Stops the daemon; returns once it has exited.
     Stop,
 }
@@ -220,6 +254,32 @@ pub(crate) async fn run(
         },
         ClientCommand::Inbox => Request::Inbox,
         ClientCommand::Ack { id } => Request::Ack { message: id },
+        ClientCommand::Invite {
+            friend,
+            extension,
+            bundle,
+            payload,
+        } => Request::Invite {
+            friend,
+            extension,
+            bundle,
+            data: payload.join(" "),
+        },
+        ClientCommand::Invites { extension } => Request::Invites { extension },
+        ClientCommand::Reply { id, status, text } => {
+            let text = text.join(" ");
+            let (reason, data) = if status == 0 {
+                (String::new(), text)
+            } else {
+                (text, String::new())
+            };
+            Request::Reply {
+                invite: id,
+                status,
+                reason,
+                data,
+            }
+        }
         ClientCommand::Friend(friend) => match friend {
             FriendCommand::Add { address, hello } => Request::FriendAdd {
                 address,

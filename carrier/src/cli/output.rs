@@ -3,7 +3,9 @@
 
 use serde_json::Value;
 
-use crate::daemon::protocol::{FriendEntry, Info, MessageEntry, PresenceName, Requests, Status};
+use crate::daemon::protocol::{
+    FriendEntry, Info, InviteEntry, MessageEntry, PresenceName, Requests, Status,
+};
 
 /// One JSON value as a line on stdout; an error when stdout is gone (a closed pipe), where
 /// `println!` would panic.
@@ -107,6 +109,51 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
             print_inbox(out, &messages);
         }
         "ack" => say!(out, "acked {}", text("id")),
+        "invite" => {
+            let status = result.get("status").and_then(Value::as_i64).unwrap_or(-1);
+            if status == 0 {
+                say!(out, "{} confirmed", text("friend"));
+            } else {
+                say!(
+                    out,
+                    "{} refused with status {status}: {}",
+                    text("friend"),
+                    text("reason")
+                );
+            }
+            match (text("data"), text("data_hex")) {
+                ("", "") => {}
+                ("", hex) => say!(out, "data (hex): {hex}"),
+                (data, _) => say!(out, "data: {data}"),
+            }
+        }
+        "invites" => {
+            let invites: Vec<InviteEntry> = result
+                .get("invites")
+                .and_then(|i| serde_json::from_value(i.clone()).ok())
+                .unwrap_or_default();
+            if invites.is_empty() {
+                say!(out, "no invites waiting");
+            }
+            for invite in invites {
+                let data = invite
+                    .data
+                    .unwrap_or_else(|| format!("(hex) {}", invite.data_hex.unwrap_or_default()));
+                say!(
+                    out,
+                    "{} from {} for {}: {data}",
+                    invite.id,
+                    invite.from,
+                    invite.extension
+                );
+            }
+        }
+        "reply" => say!(
+            out,
+            "replied to invite {} with status {}",
+            result.get("invite").unwrap_or(&Value::Null),
+            result.get("status").unwrap_or(&Value::Null)
+        ),
         "stop" => say!(out, "the daemon stopped"),
         _ => {
             let _ = line(result);

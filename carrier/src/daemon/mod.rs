@@ -8,6 +8,7 @@
 //! - [`status`]: the rule for the node's own connection to the network.
 
 mod events;
+mod invites;
 mod messages;
 pub(crate) mod node;
 pub(crate) mod protocol;

@@ -124,6 +124,8 @@ pub(crate) struct DaemonNode {
     history: Mutex<std::collections::VecDeque<Event>>,
     pub(super) connection: Mutex<SelfConnection>,
     pub(super) auto_accept: AtomicBool,
+    /// The extensions whose invites this daemon takes (`invites` registered them).
+    pub(super) extensions: Mutex<std::collections::HashSet<String>>,
 }
 
 impl DaemonNode {
@@ -151,6 +153,7 @@ impl DaemonNode {
             history: Mutex::new(std::collections::VecDeque::new()),
             connection: Mutex::new(SelfConnection::new(live_window)),
             auto_accept: AtomicBool::new(false),
+            extensions: Mutex::new(std::collections::HashSet::new()),
         });
         tokio::spawn(events::pump_friend_events(
             Arc::downgrade(&node),
@@ -197,7 +200,7 @@ impl DaemonNode {
     }
 
     /// Answers a request (`watch` and `stop` belong to the connection, not here).
-    pub(crate) async fn handle(&self, request: Request) -> Result<Value, Refusal> {
+    pub(crate) async fn handle(self: &Arc<Self>, request: Request) -> Result<Value, Refusal> {
         let friends = &self.friends;
         Ok(match request {
             Request::Id => json!({ "id": friends.id().to_string() }),
@@ -362,6 +365,19 @@ impl DaemonNode {
             Request::Send { friend, text, file } => self.send_message(&friend, text, file).await?,
             Request::Inbox => self.inbox().await?,
             Request::Ack { message } => self.ack(&message).await?,
+            Request::Invite {
+                friend,
+                extension,
+                bundle,
+                data,
+            } => self.invite(&friend, &extension, &bundle, &data).await?,
+            Request::Invites { extension } => self.invites(extension.as_deref())?,
+            Request::Reply {
+                invite,
+                status,
+                reason,
+                data,
+            } => self.reply_invite(invite, status, &reason, &data).await?,
             Request::AutoAccept => {
                 self.auto_accept.store(true, Ordering::SeqCst);
                 for request in friends.incoming_requests() {

@@ -99,6 +99,29 @@ pub(crate) enum Request {
     Inbox,
     /// Acks a message the application handled: it is never raised again.
     Ack { message: String },
+    /// Invites a friend to its `extension`; answered with the friend's reply.
+    Invite {
+        friend: String,
+        extension: String,
+        #[serde(default)]
+        bundle: String,
+        data: String,
+    },
+    /// Takes the invites for `extension` from now on (if given), and lists those pending.
+    Invites {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extension: Option<String>,
+    },
+    /// Replies to a pending invite: `status` 0 confirms with `data`; any other refuses with
+    /// a `reason`.
+    Reply {
+        invite: u64,
+        status: i32,
+        #[serde(default)]
+        reason: String,
+        #[serde(default)]
+        data: String,
+    },
 }
 
 /// Every request name, for telling an unknown request from bad arguments.
@@ -127,6 +150,9 @@ const REQUEST_NAMES: &[&str] = &[
     "send",
     "inbox",
     "ack",
+    "invite",
+    "invites",
+    "reply",
 ];
 
 /// A presence, as the protocol spells it.
@@ -259,6 +285,20 @@ pub(crate) enum ErrorKind {
     UnknownMessage,
     /// The file to send cannot be read.
     Unreadable,
+    /// An invite's extension, bundle, data or reason over its cap.
+    InviteTooLarge,
+    /// Nobody on the friend's node takes invites for that extension.
+    UnknownExtension,
+    /// The friend holds as many unanswered invites as it takes.
+    FriendBusy,
+    /// The invite had no reply within its timeout.
+    Timeout,
+    /// No pending invite has that ID.
+    UnknownInvite,
+    /// The invite was replied to already.
+    AlreadyReplied,
+    /// The inviter is gone (its link closed, or it gave up); the reply is kept for a resend.
+    InviterGone,
     /// The daemon is stopping: the request was not answered.
     Stopping,
     /// The daemon serves as many connections as it will; this one is closed.
@@ -314,6 +354,31 @@ pub(crate) enum Event {
         id: String,
         reason: String,
     },
+    /// An invite for an extension this daemon takes (`invites` registered it).
+    Invite(InviteEntry),
+}
+
+/// An invite received: in `invites`, and the `invite` event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct InviteEntry {
+    /// What `reply` takes.
+    pub(crate) id: u64,
+    /// The inviter's Carrier ID.
+    pub(crate) from: String,
+    /// The extension it is addressed to.
+    pub(crate) extension: String,
+    /// The bundle, when it is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) bundle: Option<String>,
+    /// The bundle in hex, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) bundle_hex: Option<String>,
+    /// The data, when it is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) data: Option<String>,
+    /// The data in hex, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) data_hex: Option<String>,
 }
 
 /// A message received: in `inbox`, and the `message` event.
@@ -679,7 +744,7 @@ mod tests {
     fn every_request_name_decodes_to_a_request() {
         for name in REQUEST_NAMES {
             let line = format!(
-                r#"{{"id":1,"request":"{name}","friend":"x","label":"l","address":"a","hello":"h"}}"#
+                r#"{{"id":1,"request":"{name}","friend":"x","label":"l","address":"a","hello":"h","message":"m","extension":"e","data":"d","invite":1,"status":0}}"#
             );
             assert!(decode_request(line.as_bytes()).is_ok(), "{name}");
         }
@@ -726,6 +791,13 @@ mod tests {
             ErrorKind::MessageTooLarge,
             ErrorKind::UnknownMessage,
             ErrorKind::Unreadable,
+            ErrorKind::InviteTooLarge,
+            ErrorKind::UnknownExtension,
+            ErrorKind::FriendBusy,
+            ErrorKind::Timeout,
+            ErrorKind::UnknownInvite,
+            ErrorKind::AlreadyReplied,
+            ErrorKind::InviterGone,
             ErrorKind::Stopping,
             ErrorKind::Busy,
             ErrorKind::Failed,
@@ -789,6 +861,15 @@ mod tests {
                 id: friend(),
                 reason: friend(),
             },
+            Event::Invite(InviteEntry {
+                id: 1,
+                from: friend(),
+                extension: friend(),
+                bundle: None,
+                bundle_hex: None,
+                data: None,
+                data_hex: None,
+            }),
         ] {
             let event = name(&event, "event");
             assert!(events.contains(&format!("| `{event}` |")), "{event}");
