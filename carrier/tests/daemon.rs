@@ -136,6 +136,37 @@ async fn two_daemons_become_friends_through_the_cli_and_watch_shows_each_step() 
     assert_eq!(changed["info"]["description"], "back soon");
     assert_eq!(bob.cli_json(&["info"]).await["info"]["name"], "Bob");
 
+    // A message, its receipt, the inbox and the ack.
+    let sent = alice.cli_json(&["send", &bob.id, "hello", "bob"]).await;
+    let message = sent["message"].as_str().unwrap().to_string();
+    let raised = watched(&mut bob_watch, "message", "message", &message).await;
+    assert_eq!(
+        (raised["from"].as_str(), raised["text"].as_str()),
+        (Some(alice.id.as_str()), Some("hello bob"))
+    );
+    watched(&mut alice_watch, "delivered", "message", &message).await;
+    let inbox = bob.cli_json(&["inbox"]).await;
+    assert_eq!(inbox["messages"][0]["message"], message.as_str());
+    let (code, out, err) = bob.cli(&["ack", &message]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("acked"), "{out}");
+    assert_eq!(bob.cli_json(&["inbox"]).await["messages"], json!([]));
+    let (kind, _) = refused(&bob, &["ack", &message]).await;
+    assert_eq!(kind, "unknown_message", "acked already");
+    let file = dir.path().join("note.txt");
+    std::fs::write(&file, "from a file").unwrap();
+    let sent = bob
+        .cli_json(&["send", &alice.id, "--file", file.to_str().unwrap()])
+        .await;
+    let raised = watched(
+        &mut alice_watch,
+        "message",
+        "message",
+        sent["message"].as_str().unwrap(),
+    )
+    .await;
+    assert_eq!(raised["text"], "from a file");
+
     // Status: online, with contacts and a friend online; the change to online was an event.
     let mut control = alice.control().await;
     control.ok("id", json!({})).await;
@@ -250,6 +281,10 @@ async fn each_command_refuses_with_its_exit_code_and_says_what_to_do() {
     assert_eq!(kind, "unknown_friend", "a valid ID that is no friend");
     let (kind, _) = refused(&alice, &["friend", "refuse", stranger]).await;
     assert_eq!(kind, "unknown_friend", "no request from that ID");
+    let (kind, _) = refused(&alice, &["send", stranger, "hi"]).await;
+    assert_eq!(kind, "unknown_friend", "a message to a stranger");
+    let (kind, _) = refused(&alice, &["ack", "not-an-id"]).await;
+    assert_eq!(kind, "bad_arguments");
 
     // Blocking and unblocking any ID.
     let (code, out, err) = alice.cli(&["friend", "block", stranger]).await;

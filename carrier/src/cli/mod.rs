@@ -71,6 +71,24 @@ pub(crate) enum ClientCommand {
     },
     /// Stops the daemon; returns once it has exited.
     Stop,
+    /// Sends a message to a friend: the words given, or a file's bytes (`--file`).
+    Send {
+        /// The friend's ID or label.
+        friend: String,
+        /// The message's words, joined by spaces.
+        #[arg(num_args = 0.., conflicts_with = "file", required_unless_present = "file")]
+        text: Vec<String>,
+        /// Sends the bytes of this file (at most 5 MiB) instead.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Lists the messages received and not yet acked.
+    Inbox,
+    /// Acks a message of the inbox: it is not shown again.
+    Ack {
+        /// The message's ID, as `carrier inbox` shows it.
+        id: String,
+    },
 }
 
 /// `carrier friend …`. A friend is named by its Carrier ID or its label.
@@ -179,6 +197,26 @@ pub(crate) async fn run(
             },
         },
         ClientCommand::Nospam { rotate } => Request::Nospam { rotate },
+        ClientCommand::Send { friend, text, file } => match file {
+            // The daemon reads the file: its path must not depend on the client's directory.
+            Some(file) => Request::Send {
+                friend,
+                text: None,
+                file: Some(
+                    std::path::absolute(&file)
+                        .unwrap_or(file)
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+            },
+            None => Request::Send {
+                friend,
+                text: Some(text.join(" ")),
+                file: None,
+            },
+        },
+        ClientCommand::Inbox => Request::Inbox,
+        ClientCommand::Ack { id } => Request::Ack { message: id },
         ClientCommand::Friend(friend) => match friend {
             FriendCommand::Add { address, hello } => Request::FriendAdd {
                 address,

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::daemon::protocol::{FriendEntry, Info, PresenceName, Requests, Status};
+use crate::daemon::protocol::{FriendEntry, Info, MessageEntry, PresenceName, Requests, Status};
 
 /// One JSON value as a line on stdout; an error when stdout is gone (a closed pipe), where
 /// `println!` would panic.
@@ -93,6 +93,26 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
             say!(out, "address: {}", text("address"));
         }
         "stop" => say!(out, "the daemon stopped"),
+        "send" => say!(
+            out,
+            "message {} queued for {}; `carrier watch` shows its receipt",
+            text("message"),
+            text("to")
+        ),
+        "inbox" => {
+            let messages: Vec<MessageEntry> = result
+                .get("messages")
+                .and_then(|m| serde_json::from_value(m.clone()).ok())
+                .unwrap_or_default();
+            if messages.is_empty() {
+                say!(out, "no messages");
+            }
+            for m in &messages {
+                let offline = if m.offline { " (waited)" } else { "" };
+                say!(out, "{} from {}{offline}: {}", m.message, m.from, m.text);
+            }
+        }
+        "ack" => say!(out, "acked {}", text("message")),
         _ => {
             let _ = line(result);
         }

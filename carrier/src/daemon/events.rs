@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use carrier::dht::DhtEvent;
 use carrier::friend::{FriendEvent, FriendEvents};
+use carrier::msg::{FailReason, MessageEvent, MessageEvents, WaitReason};
 use tokio::sync::broadcast;
 
-use super::node::{info, lock, presence_name, standing, DaemonNode};
+use super::node::{info, lock, message_entry, presence_name, standing, DaemonNode};
 use super::protocol::{ConnectionStatus, Event};
 
 /// Turns the friend layer's events into protocol events (accepting requests first when
@@ -56,6 +57,58 @@ pub(super) async fn pump_friend_events(node: Weak<DaemonNode>, mut events: Frien
             },
             other => {
                 tracing::debug!("friend event not reported: {other:?}");
+                continue;
+            }
+        };
+        tracing::info!("{}", serde_json::to_string(&event).unwrap_or_default());
+        node.send(event);
+    }
+}
+
+/// Turns the messenger's events into protocol events, and logs them (without the messages'
+/// bytes).
+pub(super) async fn pump_message_events(node: Weak<DaemonNode>, mut events: MessageEvents) {
+    while let Some(event) = events.recv().await {
+        let Some(node) = node.upgrade() else {
+            return;
+        };
+        let event = match event {
+            MessageEvent::Message(message) => {
+                tracing::info!(from = %message.from, id = %message.id, len = message.bytes.len(), "message");
+                node.send(Event::Message(message_entry(&message)));
+                continue;
+            }
+            MessageEvent::Delivered { to, id } => Event::Delivered {
+                to: to.to_string(),
+                message: id.to_hex(),
+            },
+            MessageEvent::Stored { to, id } => Event::Stored {
+                to: to.to_string(),
+                message: id.to_hex(),
+            },
+            MessageEvent::Waiting { to, id, reason } => Event::Waiting {
+                to: to.to_string(),
+                message: id.to_hex(),
+                reason: match reason {
+                    WaitReason::Offline => "offline",
+                    WaitReason::MailboxFull => "mailbox_full",
+                    WaitReason::TooLargeForMailbox => "too_large_for_mailbox",
+                    _ => "other",
+                }
+                .into(),
+            },
+            MessageEvent::Failed { to, id, reason } => Event::Failed {
+                to: to.to_string(),
+                message: id.to_hex(),
+                reason: match reason {
+                    FailReason::Removed => "removed",
+                    FailReason::Expired => "expired",
+                    _ => "other",
+                }
+                .into(),
+            },
+            other => {
+                tracing::debug!("message event not reported: {other:?}");
                 continue;
             }
         };

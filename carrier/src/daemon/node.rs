@@ -10,13 +10,14 @@ use std::time::Duration;
 use carrier::dht::{BootstrapNode, Dht, DhtConfig, DhtError, NatMapping, PublicPort, Reachability};
 use carrier::friend::{FriendError, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
+use carrier::msg::{Message, MessageId, Messenger, MessengerConfig, MsgError};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use super::events;
 use super::protocol::{
-    echo, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields, OutgoingEntry,
-    PresenceName, Request, Requests, Standing, Status,
+    echo, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields, MessageEntry,
+    OutgoingEntry, PresenceName, Request, Requests, Standing, Status,
 };
 use super::status::SelfConnection;
 
@@ -87,6 +88,14 @@ impl Settings {
             .with_bootstrap(self.bootstrap.clone())
     }
 
+    fn messenger_config(&self) -> MessengerConfig {
+        if self.test_timers {
+            MessengerConfig::for_tests()
+        } else {
+            MessengerConfig::default()
+        }
+    }
+
     fn friends_config(&self) -> FriendsConfig {
         let mut config = if self.test_timers {
             // A vanished friend is seen gone in 3 s instead of 20 s, so the kill tests wait
@@ -109,6 +118,7 @@ pub(crate) type Refusal = (ErrorKind, String);
 pub(crate) struct DaemonNode {
     pub(super) dht: Dht,
     pub(super) friends: Friends,
+    pub(super) messenger: Messenger,
     events: broadcast::Sender<Event>,
     /// The latest events, sent under this lock so a watcher replays them without a gap.
     history: Mutex<std::collections::VecDeque<Event>>,
@@ -127,11 +137,16 @@ impl DaemonNode {
         let (friends, friend_events) = Friends::start(dht.clone(), settings.friends_config())
             .await
             .map_err(|e| format!("cannot start the friend layer: {e}"))?;
+        let (messenger, message_events) =
+            Messenger::start(friends.clone(), settings.messenger_config())
+                .await
+                .map_err(|e| format!("cannot start the messenger: {e}"))?;
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let (tick, live_window) = settings.connection_timers();
         let node = Arc::new(DaemonNode {
             dht,
             friends,
+            messenger,
             events,
             history: Mutex::new(std::collections::VecDeque::new()),
             connection: Mutex::new(SelfConnection::new(live_window)),
@@ -140,6 +155,10 @@ impl DaemonNode {
         tokio::spawn(events::pump_friend_events(
             Arc::downgrade(&node),
             friend_events,
+        ));
+        tokio::spawn(events::pump_message_events(
+            Arc::downgrade(&node),
+            message_events,
         ));
         tokio::spawn(events::watch_dht(Arc::downgrade(&node), node.dht.events()));
         tokio::spawn(events::watch_connection(Arc::downgrade(&node), tick));
@@ -160,6 +179,7 @@ impl DaemonNode {
 
     /// Stops the friend layer and the DHT, saving what they keep.
     pub(crate) async fn shutdown(&self) {
+        self.messenger.shutdown().await;
         self.friends.shutdown().await;
         if let Err(e) = self.dht.clone().shutdown().await {
             tracing::warn!("the DHT node did not shut down cleanly: {e}");
@@ -310,7 +330,50 @@ impl DaemonNode {
             }
             Request::CheckMailboxes => {
                 friends.check_mailboxes().await;
+                self.messenger.check_mailbox().await;
                 json!({})
+            }
+            Request::Send { friend, text, file } => {
+                let id = self.friend(&friend)?;
+                let bytes = match (text, file) {
+                    (Some(text), None) => text.into_bytes(),
+                    (None, Some(path)) => read_message_file(&path).await?,
+                    _ => {
+                        return Err((
+                            ErrorKind::BadArguments,
+                            "give either `text` or `file`".into(),
+                        ))
+                    }
+                };
+                let message = self
+                    .messenger
+                    .send(&id, &bytes)
+                    .await
+                    .map_err(msg_refusal)?;
+                json!({ "to": id.to_string(), "message": message.to_hex() })
+            }
+            Request::Inbox => {
+                // A read of the database: off the async runtime's threads.
+                let reader = self.messenger.clone();
+                let messages = tokio::task::spawn_blocking(move || reader.inbox())
+                    .await
+                    .map_err(|e| (ErrorKind::Failed, format!("reading the inbox failed: {e}")))?
+                    .map_err(msg_refusal)?;
+                let list: Vec<MessageEntry> = messages.iter().map(message_entry).collect();
+                json!({ "messages": list })
+            }
+            Request::Ack { message } => {
+                let id = MessageId::from_hex(message.trim()).ok_or_else(|| {
+                    (
+                        ErrorKind::BadArguments,
+                        format!(
+                            "`{}` is no message ID: give the 32 hex digits `carrier inbox` shows",
+                            echo(&message)
+                        ),
+                    )
+                })?;
+                self.messenger.ack(id).await.map_err(msg_refusal)?;
+                json!({ "message": id.to_hex() })
             }
             Request::Links => {
                 let mut dialled = Vec::new();
@@ -549,6 +612,69 @@ fn apply(mut info: UserInfo, set: InfoFields) -> Result<UserInfo, carrier::frien
 }
 
 /// What the friend layer's refusal tells the user, and what to do about it.
+/// A received message as the protocol shows it.
+pub(super) fn message_entry(message: &Message) -> MessageEntry {
+    MessageEntry {
+        from: message.from.to_string(),
+        message: message.id.to_hex(),
+        text: String::from_utf8_lossy(&message.bytes).into_owned(),
+        len: message.bytes.len(),
+        sent_at_unix_ms: message.sent_at,
+        offline: message.offline,
+    }
+}
+
+/// The bytes of the file at `path`, refused beyond the message cap before reading it.
+async fn read_message_file(path: &str) -> Result<Vec<u8>, Refusal> {
+    let cap = carrier::msg::MAX_MESSAGE_BYTES;
+    let owned = path.to_string();
+    // File reads block: off the async runtime's threads.
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
+        let len = std::fs::metadata(&owned)?.len();
+        if len > cap as u64 {
+            return Ok(None);
+        }
+        std::fs::read(&owned).map(Some)
+    })
+    .await
+    .map_err(|e| (ErrorKind::Failed, format!("reading the file failed: {e}")))?;
+    match read {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err((
+            ErrorKind::MessageTooLarge,
+            format!(
+                "{} is over the cap of {cap} bytes: send a smaller file",
+                echo(path)
+            ),
+        )),
+        Err(e) => Err((
+            ErrorKind::BadArguments,
+            format!("cannot read {}: {e}", echo(path)),
+        )),
+    }
+}
+
+fn msg_refusal(error: MsgError) -> Refusal {
+    let message = error.to_string();
+    match error {
+        MsgError::Yourself => (ErrorKind::Yourself, format!("{message}: send to a friend")),
+        MsgError::NotAFriend(_) => (
+            ErrorKind::UnknownFriend,
+            format!("{message}: see `carrier friend list`"),
+        ),
+        MsgError::Empty => (ErrorKind::EmptyMessage, format!("{message}: say something")),
+        MsgError::TooLarge { .. } => (
+            ErrorKind::MessageTooLarge,
+            format!("{message}: send it in parts"),
+        ),
+        MsgError::UnknownMessage(_) => (
+            ErrorKind::UnknownMessage,
+            format!("{message}: see `carrier inbox`"),
+        ),
+        _ => (ErrorKind::Failed, message),
+    }
+}
+
 fn refusal(error: FriendError) -> Refusal {
     let message = error.to_string();
     match error {

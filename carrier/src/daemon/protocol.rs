@@ -86,6 +86,19 @@ pub(crate) enum Request {
     Links,
     /// Accepts every pending and future request until the daemon stops.
     AutoAccept,
+    /// Sends a message to a friend: `text`, or the bytes of the file at `file` (a path the
+    /// daemon reads).
+    Send {
+        friend: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
+    /// The messages received and not yet acked.
+    Inbox,
+    /// Acks a message of the inbox: it is never raised again.
+    Ack { message: String },
 }
 
 /// Every request name, for telling an unknown request from bad arguments.
@@ -111,6 +124,9 @@ const REQUEST_NAMES: &[&str] = &[
     "check_mailboxes",
     "links",
     "auto_accept",
+    "send",
+    "inbox",
+    "ack",
 ];
 
 /// A presence, as the protocol spells it.
@@ -239,6 +255,12 @@ pub(crate) enum ErrorKind {
     Stopping,
     /// The daemon serves as many connections as it will; this one is closed.
     Busy,
+    /// A message of no bytes.
+    EmptyMessage,
+    /// A message over 5 MiB.
+    MessageTooLarge,
+    /// No message with that ID in the inbox.
+    UnknownMessage,
     /// Anything else the node failed at (its database, its network).
     Failed,
 }
@@ -272,6 +294,41 @@ pub(crate) enum Event {
     Connection { status: ConnectionStatus },
     /// Where the node stands changed (public address, NAT mapping, reachability).
     Standing(Standing),
+    /// A friend's message, committed to the inbox.
+    Message(MessageEntry),
+    /// The friend's node committed the message.
+    Delivered { to: String, message: String },
+    /// The message waits in the friend's mailbox.
+    Stored { to: String, message: String },
+    /// The message waits in the outbox (`offline`, `mailbox_full`, `too_large_for_mailbox`).
+    Waiting {
+        to: String,
+        message: String,
+        reason: String,
+    },
+    /// The message will never be delivered (`removed`, `expired`).
+    Failed {
+        to: String,
+        message: String,
+        reason: String,
+    },
+}
+
+/// A received message, in `inbox` and in `message` events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MessageEntry {
+    /// The sender's ID.
+    pub(crate) from: String,
+    /// The message's ID (32 hex digits), for `ack`.
+    pub(crate) message: String,
+    /// The bytes as text (invalid UTF-8 replaced).
+    pub(crate) text: String,
+    /// How many bytes.
+    pub(crate) len: usize,
+    /// When the sender sent it (Unix ms, the sender's clock).
+    pub(crate) sent_at_unix_ms: u64,
+    /// It waited for this node (sent while it was offline, or taken from its mailbox).
+    pub(crate) offline: bool,
 }
 
 /// The node's own connection to the network.
@@ -616,7 +673,7 @@ mod tests {
     fn every_request_name_decodes_to_a_request() {
         for name in REQUEST_NAMES {
             let line = format!(
-                r#"{{"id":1,"request":"{name}","friend":"x","label":"l","address":"a","hello":"h"}}"#
+                r#"{{"id":1,"request":"{name}","friend":"x","label":"l","address":"a","hello":"h","message":"m"}}"#
             );
             assert!(decode_request(line.as_bytes()).is_ok(), "{name}");
         }
@@ -661,6 +718,9 @@ mod tests {
             ErrorKind::Blocked,
             ErrorKind::Stopping,
             ErrorKind::Busy,
+            ErrorKind::EmptyMessage,
+            ErrorKind::MessageTooLarge,
+            ErrorKind::UnknownMessage,
             ErrorKind::Failed,
         ] {
             let kind = name(&kind, "");
@@ -695,6 +755,32 @@ mod tests {
                 reachability: friend(),
                 server: true,
             }),
+            Event::Message(MessageEntry {
+                from: friend(),
+                message: friend(),
+                text: friend(),
+                len: 1,
+                sent_at_unix_ms: 0,
+                offline: false,
+            }),
+            Event::Delivered {
+                to: friend(),
+                message: friend(),
+            },
+            Event::Stored {
+                to: friend(),
+                message: friend(),
+            },
+            Event::Waiting {
+                to: friend(),
+                message: friend(),
+                reason: friend(),
+            },
+            Event::Failed {
+                to: friend(),
+                message: friend(),
+                reason: friend(),
+            },
         ] {
             let event = name(&event, "event");
             assert!(events.contains(&format!("| `{event}` |")), "{event}");
