@@ -96,7 +96,8 @@ pub enum MessageEvent {
     /// A friend's message, committed to the inbox. Raised again after a restart until it is
     /// acked.
     Message(Message),
-    /// The friend's node committed the message: the end of its journey.
+    /// The friend's node committed the message: the end of its journey. Reported when the
+    /// receipt arrives; after a crash right then it may be reported again (never early).
     Delivered {
         /// The friend.
         to: CarrierId,

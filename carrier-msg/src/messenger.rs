@@ -563,8 +563,11 @@ impl Core {
         lock(&self.outbox).poll_timeout()
     }
 
-    /// A receipt from `peer`: what it settles leaves the outbox, then is reported delivered.
-    async fn on_receipt(&self, peer: CarrierId, receipt: Receipt) {
+    /// A receipt from `peer`: what it settles leaves the outbox and is reported delivered;
+    /// the rows are deleted in the background (a crash before that commits sends them again
+    /// after the restart, which the friend acknowledges again: `Delivered` may then be
+    /// reported twice, never too early).
+    fn on_receipt(&self, peer: CarrierId, receipt: Receipt) {
         let settled = lock(&self.outbox).receipt(
             &peer,
             receipt.epoch,
@@ -576,15 +579,17 @@ impl Core {
             return;
         }
         let ids: Vec<MessageId> = settled.iter().map(|s| s.id).collect();
-        // A failed write leaves rows that are sent again after a restart and acknowledged
-        // again: the receiver takes each once.
-        let _ = self
-            .store
-            .write(move |txn| store::settle(txn, &peer, &ids))
-            .await;
         for s in settled.into_iter().filter(|s| !s.skip) {
             self.emit(MessageEvent::Delivered { to: peer, id: s.id });
         }
+        let store = self.store.clone();
+        self.spawn(async move {
+            // A failed write leaves rows that are sent again after a restart and
+            // acknowledged again: the receiver takes each once.
+            let _ = store
+                .write(move |txn| store::settle(txn, &peer, &ids))
+                .await;
+        });
     }
 
     fn terms(&self) -> MailboxTerms {
@@ -689,7 +694,7 @@ impl Core {
             match frame {
                 Ok(Frame::Batch(batch)) => batches.push((batch, letter)),
                 Ok(Frame::Receipt(receipt)) => {
-                    self.on_receipt(letter.sender, receipt).await;
+                    self.on_receipt(letter.sender, receipt);
                     // A delete that fails is tried at the next check; it is taken once.
                     let _ = dht.delete(&letter).await;
                 }
@@ -736,19 +741,22 @@ impl Core {
     {
         let state = self.peer(peer);
         let _order = state.receive.lock().await;
-        let received = self.store.write(commit).await?;
-        if let Some(receipt) = received.receipt {
-            let mut receipts = lock(&state.receipts);
+        let mut received = self.store.write(commit).await?;
+        let (messages, whole) = (std::mem::take(&mut received.messages), received.whole);
+        let mut receipts = lock(&state.receipts);
+        for receipt in received.receipts() {
             if receipts.len() < MAX_PENDING_RECEIPTS {
                 receipts.push(receipt);
             }
-            drop(receipts);
+        }
+        if !receipts.is_empty() {
             state.wake.notify_one();
         }
-        for message in received.messages {
+        drop(receipts);
+        for message in messages {
             self.emit(MessageEvent::Message(message));
         }
-        Ok(received.whole)
+        Ok(whole)
     }
 }
 
@@ -812,8 +820,15 @@ fn refuse(send: Option<SendStream>, mut recv: RecvStream) {
     }
 }
 
-/// Reads the frames of a friend's `MESSAGES` stream until it ends.
+/// Batches read from a stream and not committed yet, at most: the reader waits beyond.
+const UNCOMMITTED_BATCHES: usize = 64;
+
+/// Reads the frames of a friend's `MESSAGES` stream until it ends. Batches go to a committer
+/// that commits all those waiting in one write, so the stream is read on while a commit
+/// waits for the disk.
 async fn read_messages(core: Arc<Core>, peer: CarrierId, mut recv: RecvStream) {
+    let (batches, waiting) = mpsc::channel(UNCOMMITTED_BATCHES);
+    core.spawn(commit_batches(core.clone(), peer, waiting));
     let mut prefix = [0u8; 4];
     let mut frame = Vec::new();
     loop {
@@ -830,19 +845,43 @@ async fn read_messages(core: Arc<Core>, peer: CarrierId, mut recv: RecvStream) {
         }
         match wire::decode_frame(&frame) {
             Ok(Frame::Batch(batch)) => {
-                let batch = Arc::new(batch);
-                let committed = core
-                    .receive(peer, move |txn| {
-                        store::receive_batch(txn, &peer, &batch, false)
-                    })
-                    .await;
-                if committed.is_err() {
-                    // Not acknowledged: the sender sends it again.
+                if batches.send(batch).await.is_err() {
+                    // The committer stopped on a failed commit: nothing more is taken.
                     return refuse(None, recv);
                 }
             }
-            Ok(Frame::Receipt(receipt)) => core.on_receipt(peer, receipt).await,
+            Ok(Frame::Receipt(receipt)) => core.on_receipt(peer, receipt),
             Err(_) => return refuse(None, recv),
+        }
+    }
+}
+
+/// Commits the batches a stream's reader hands over, all that wait in one write.
+async fn commit_batches(core: Arc<Core>, peer: CarrierId, mut waiting: mpsc::Receiver<Batch>) {
+    while let Some(first) = waiting.recv().await {
+        let mut batches = vec![first];
+        while batches.len() < UNCOMMITTED_BATCHES {
+            match waiting.try_recv() {
+                Ok(batch) => batches.push(batch),
+                Err(_) => break,
+            }
+        }
+        let batches = Arc::new(batches);
+        let committed = core
+            .receive(peer, move |txn| {
+                let mut received = store::Received {
+                    whole: true,
+                    ..store::Received::default()
+                };
+                for batch in batches.iter() {
+                    received = received.then(store::receive_batch(txn, &peer, batch, false)?);
+                }
+                Ok(received)
+            })
+            .await;
+        if committed.is_err() {
+            // Not acknowledged: the sender sends it again on its next link.
+            return;
         }
     }
 }

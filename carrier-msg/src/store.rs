@@ -315,8 +315,38 @@ pub(crate) struct Received {
     pub(crate) messages: Vec<Message>,
     /// The receipt to send back.
     pub(crate) receipt: Option<Receipt>,
+    /// Receipts of other epochs (or with large IDs) received in the same transaction.
+    pub(crate) extra: Vec<Receipt>,
     /// Everything in the batch is below the window now: nothing of it is left to take.
     pub(crate) whole: bool,
+}
+
+impl Received {
+    /// `self` and then `later`, received in one transaction: the later receipt of an epoch
+    /// covers the earlier (receipts of a window are cumulative).
+    pub(crate) fn then(mut self, later: Received) -> Received {
+        self.messages.extend(later.messages);
+        self.whole = self.whole && later.whole;
+        self.receipt = match (self.receipt, later.receipt) {
+            (Some(a), Some(b))
+                if a.epoch == b.epoch && a.large.is_empty() && b.large.is_empty() =>
+            {
+                Some(b)
+            }
+            (Some(a), Some(b)) => {
+                self.extra.push(a);
+                Some(b)
+            }
+            (a, b) => b.or(a),
+        };
+        self.extra.extend(later.extra);
+        self
+    }
+
+    /// Every receipt to send.
+    pub(crate) fn receipts(self) -> impl Iterator<Item = Receipt> {
+        self.extra.into_iter().chain(self.receipt)
+    }
 }
 
 fn next_order(txn: &WriteTransaction) -> Result<u64, DatabaseError> {
@@ -441,6 +471,7 @@ pub(crate) fn receive_large(
             large: carrier_friend::dht::bounded::BoundedVec::truncating(vec![large.id]),
         }),
         whole: true,
+        extra: Vec::new(),
     };
     let seen = peer_id_key(peer, &large.id);
     if txn.open_table(SEEN_LARGE)?.get(&seen)?.is_some() {

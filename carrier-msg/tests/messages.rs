@@ -321,3 +321,34 @@ async fn messages_waiting_for_a_removed_friend_fail() {
         Err(MsgError::NotAFriend(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_stopped_in_the_middle_of_a_burst_takes_each_message_once() {
+    let net = net(31, 181).await;
+    let mut alice = net.node([127, 31, 191, 1], "alice").await;
+    let mut bob = net.node([127, 31, 192, 1], "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    alice.linked(bob.id()).await;
+    let bob_id = bob.id();
+    let mut sent = Vec::new();
+    for i in 0..10u8 {
+        sent.push(alice.messenger.send(&bob_id, &[i]).await.unwrap());
+    }
+    // Stopped at the boundary: some committed, some in flight, receipts partly sent.
+    let (dir, bind) = bob.stop().await;
+    for i in 10..20u8 {
+        sent.push(alice.messenger.send(&bob_id, &[i]).await.unwrap());
+    }
+    let bob = net.start(dir, bind, MessengerConfig::for_tests()).await;
+    for id in &sent {
+        delivered(&mut alice, *id).await;
+    }
+    let inbox: Vec<MessageId> = bob
+        .messenger
+        .inbox()
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(inbox, sent, "each once, in order");
+}
