@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use carrier::dht::id::CarrierId;
 use carrier::dht::{BootstrapNode, Dht, DhtConfig};
 use carrier::friend::{FriendEvent, FriendEvents, Friends, FriendsConfig, Presence, UserInfo};
+use carrier::msg::{MessageEvent, MessageEvents, Messenger, MessengerConfig};
 
 /// What can stop the demo (or the node): any layer's error, or a step that did not happen in
 /// time.
@@ -32,11 +33,14 @@ fn config(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> Dh
     config
 }
 
-/// One of the two friends: a DHT node with a data directory, and its friend layer.
+/// One of the two friends: a DHT node with a data directory, its friend layer and its
+/// messenger.
 struct Person {
     name: &'static str,
     friends: Friends,
     events: FriendEvents,
+    messenger: Messenger,
+    messages: MessageEvents,
     dir: PathBuf,
     bind: SocketAddr,
 }
@@ -53,11 +57,15 @@ impl Person {
         let dht = Dht::bind(config(bind, Some(dir.clone()), Some(seed))).await?;
         dht.bootstrap().await?;
         let (friends, events) = Friends::start(dht, FriendsConfig::for_tests()).await?;
+        let (messenger, messages) =
+            Messenger::start(friends.clone(), MessengerConfig::for_tests()).await?;
         let bind = friends.dht().local_addr();
         Ok(Person {
             name,
             friends,
             events,
+            messenger,
+            messages,
             dir,
             bind,
         })
@@ -85,8 +93,28 @@ impl Person {
         }
     }
 
+    /// Waits for the message event `want` picks, within [`STEP_LIMIT`].
+    async fn until_message<T>(
+        &mut self,
+        what: &str,
+        mut want: impl FnMut(&MessageEvent) -> Option<T>,
+    ) -> Result<T, Error> {
+        let deadline = tokio::time::Instant::now() + STEP_LIMIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.messages.recv())
+                .await
+                .map_err(|_| format!("{}: {what} did not happen within {STEP_LIMIT:?}", self.name))?
+                .ok_or_else(|| format!("{}: the messenger stopped", self.name))?;
+            if let Some(value) = want(&event) {
+                return Ok(value);
+            }
+        }
+    }
+
     /// Stops the node; where to start it again.
     async fn stop(self) -> Result<(PathBuf, SocketAddr), Error> {
+        self.messenger.shutdown().await;
+        drop(self.messenger);
         self.friends.shutdown().await;
         let dht = self.friends.dht().clone();
         drop(self.friends);
@@ -207,6 +235,56 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
         ),
     );
 
+    let sent = Instant::now();
+    let id = bob.messenger.send(&a, b"Lunch at one?").await?;
+    let message = alice
+        .until_message("Bob's message", |e| match e {
+            MessageEvent::Message(m) if m.id == id => Some(m.clone()),
+            _ => None,
+        })
+        .await?;
+    let raised = ms(sent);
+    alice.messenger.ack(message.id).await?;
+    bob.until_message("the receipt", |e| match e {
+        MessageEvent::Delivered { id: done, .. } if *done == id => Some(()),
+        _ => None,
+    })
+    .await?;
+    step(
+        started,
+        &format!(
+            "Bob messages Alice: \"{}\" reaches her {raised:.1} ms after he sent it, and her \
+             node's receipt is back at his after {:.1} ms (committed on disk at both ends)",
+            String::from_utf8_lossy(&message.bytes),
+            ms(sent)
+        ),
+    );
+
+    let mut chat = bob.messenger.register_extension("chat")?;
+    let answering = bob.messenger.clone();
+    let answer = tokio::spawn(async move {
+        if let Some(invite) = chat.recv().await {
+            let _ = answering
+                .reply_invite(invite.id, 0, "", b"see you there")
+                .await;
+        }
+    });
+    let invited = Instant::now();
+    let reply = alice
+        .messenger
+        .invite(&b, "chat", b"", b"a call at one?")
+        .await?;
+    answer.await?;
+    step(
+        started,
+        &format!(
+            "Alice invites Bob to his \"chat\" extension; he confirms with \"{}\" ({:.1} ms \
+             round trip; sessions will open this way)",
+            String::from_utf8_lossy(&reply.data),
+            ms(invited)
+        ),
+    );
+
     let (alice_dir, alice_bind) = alice.stop().await?;
     bob.until("Alice going offline", |e| {
         (*e == FriendEvent::Disconnected(a)).then_some(())
@@ -215,10 +293,16 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
     step(started, "Alice goes offline; Bob sees her disconnected");
     let info = UserInfo::new("Bob", "back from lunch").ok_or("a bad description")?;
     bob.friends.set_user_info(info.clone()).await?;
+    let waiting = bob.messenger.send(&a, b"Running late, sorry!").await?;
+    bob.until_message("the message stored in Alice's mailbox", |e| match e {
+        MessageEvent::Stored { id, .. } if *id == waiting => Some(()),
+        _ => None,
+    })
+    .await?;
     step(
         started,
-        "Bob changes his description while she is offline: it waits in his outbox (and in \
-         her mailbox on the DHT, were she away longer)",
+        "Bob changes his description and messages her while she is offline: the message waits \
+         sealed in her mailbox on the DHT, and both wait in his durable outbox",
     );
 
     let restarted = Instant::now();
@@ -246,10 +330,31 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
     if seen != info {
         return Err("Alice got another description than Bob set".into());
     }
+    let late = alice
+        .until_message("Bob's message sent while she was away", |e| match e {
+            MessageEvent::Message(m) if m.id == waiting => Some(m.clone()),
+            _ => None,
+        })
+        .await?;
+    alice.messenger.ack(late.id).await?;
+    bob.until_message("the receipt of the offline message", |e| match e {
+        MessageEvent::Delivered { id, .. } if *id == waiting => Some(()),
+        _ => None,
+    })
+    .await?;
+    step(
+        started,
+        &format!(
+            "Alice gets the message Bob sent while she was away: \"{}\" (offline: {}); Bob \
+             gets its receipt",
+            String::from_utf8_lossy(&late.bytes),
+            late.offline
+        ),
+    );
 
     println!(
-        "\nDone in {:.1} s. Messages, streams, channels and port forwarding come next; see \
-         README.md. Stopping every node cleanly…",
+        "\nDone in {:.1} s. Streams, channels and port forwarding come next; see README.md. \
+         Stopping every node cleanly…",
         started.elapsed().as_secs_f64()
     );
     alice.stop().await?;

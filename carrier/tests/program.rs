@@ -35,6 +35,10 @@ async fn the_demo_runs_every_step_and_exits_cleanly() {
         "Bob sees it",
         "Bob sees her disconnected",
         "his description is \"back from lunch\"",
+        "\"Lunch at one?\" reaches her",
+        "he confirms with \"see you there\"",
+        "the message waits sealed in her mailbox",
+        "\"Running late, sorry!\" (offline: true)",
         "Done in",
     ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
