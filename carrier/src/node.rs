@@ -14,6 +14,7 @@ pub(crate) async fn run(
     data: PathBuf,
     bootstrap: Vec<BootstrapNode>,
 ) -> Result<(), String> {
+    let mut signals = crate::daemon::Signals::install();
     let joins = !bootstrap.is_empty();
     let mut config = DhtConfig::new(listen)
         .with_data_dir(data)
@@ -69,7 +70,7 @@ pub(crate) async fn run(
     };
     // SIGTERM too (a service manager's stop): its default would end the process before the
     // node saves its contacts.
-    crate::daemon::signal().await;
+    signals.recv().await;
     tracing::info!("stopping");
     logger.abort();
     dht.shutdown()

@@ -110,6 +110,7 @@ pub(crate) async fn run(settings: Settings) -> Result<(), StartError> {
         Err(e) => return Err(io("cannot remove the stale socket", &socket)(e)),
     }
 
+    let mut signals = Signals::install();
     let node = DaemonNode::start(&settings)
         .await
         .map_err(StartError::Node)?;
@@ -135,7 +136,7 @@ pub(crate) async fn run(settings: Settings) -> Result<(), StartError> {
     let server = tokio::spawn(server::serve(listener, node.clone(), stop, gate.clone()));
     tokio::select! {
         _ = stopped.wait_for(|stop| *stop) => {}
-        _ = signal() => tracing::info!("signal received"),
+        _ = signals.recv() => tracing::info!("signal received"),
     }
     server.abort();
     tracing::info!("stopping");
@@ -177,20 +178,39 @@ fn take_lock(dir: &Path) -> Result<File, StartError> {
     }
 }
 
-/// SIGINT or SIGTERM (`carrier node` stops on them too).
-pub(crate) async fn signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let terminate = signal(SignalKind::terminate());
-    let interrupt = tokio::signal::ctrl_c();
-    match terminate {
-        Ok(mut terminate) => {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = interrupt => {}
+/// SIGINT and SIGTERM, caught from the moment they are installed (`carrier node` stops on
+/// them too). Installed before the contact line is printed: a supervisor that stops the
+/// process right after reading it must not meet the default action (an exit that saves
+/// nothing).
+pub(crate) struct Signals {
+    terminate: Option<tokio::signal::unix::Signal>,
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Catches SIGTERM and SIGINT from now on (a signal the OS refuses to hand over keeps its
+    /// default action).
+    pub(crate) fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            terminate: signal(SignalKind::terminate()).ok(),
+            interrupt: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// The next SIGTERM or SIGINT.
+    pub(crate) async fn recv(&mut self) {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(_) => {
-            let _ = interrupt.await;
+        tokio::select! {
+            _ = next(&mut self.terminate) => {}
+            _ = next(&mut self.interrupt) => {}
         }
     }
 }
