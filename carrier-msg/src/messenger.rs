@@ -425,19 +425,18 @@ impl Core {
     async fn load(self: &Arc<Self>) -> Result<(), MsgError> {
         let rows = store::load_outbox(&self.store)?;
         let mut stale: HashMap<CarrierId, Vec<(MessageId, bool)>> = HashMap::new();
-        let mut current: HashMap<CarrierId, Option<u64>> = HashMap::new();
+        let mut current: HashMap<CarrierId, Option<store::PeerRow>> = HashMap::new();
         {
             let mut outbox = lock(&self.outbox);
             for (peer, id, row) in rows {
                 let epoch = match current.get(&peer) {
-                    Some(epoch) => *epoch,
+                    Some(row) => row.map(|r| r.epoch),
                     None => {
                         let since = self.since_of(&peer);
-                        let epoch = store::peer_row(&self.store, &peer)?
-                            .filter(|r| Some(r.since) == since)
-                            .map(|r| r.epoch);
-                        current.insert(peer, epoch);
-                        epoch
+                        let row =
+                            store::peer_row(&self.store, &peer)?.filter(|r| Some(r.since) == since);
+                        current.insert(peer, row);
+                        row.map(|r| r.epoch)
                     }
                 };
                 if epoch != Some(row.epoch) {
@@ -470,6 +469,14 @@ impl Core {
                             expires_at_ms: row.expires_at_ms,
                         },
                     ),
+                }
+            }
+        }
+        {
+            let mut outbox = lock(&self.outbox);
+            for (peer, row) in &current {
+                if let Some(row) = row {
+                    outbox.restore_deposit(peer, row.deposited_through, row.deposited_at_ms);
                 }
             }
         }
@@ -653,7 +660,13 @@ impl Core {
             let letter = wire::encode_letter(&Frame::Batch(Batch { epoch, items }));
             match dht.deposit(&peer, &letter).await {
                 Ok(_) => {
-                    lock(&self.outbox).deposited(&peer, through, unix_ms());
+                    let at = unix_ms();
+                    lock(&self.outbox).deposited(&peer, through, at);
+                    // Lost, it costs one deposit again after a restart.
+                    let _ = self
+                        .store
+                        .write(move |txn| store::record_deposit(txn, &peer, epoch, through, at))
+                        .await;
                     for (_, id) in messages.into_iter().filter(|(seq, _)| *seq >= new_from) {
                         self.emit(MessageEvent::Stored { to: peer, id });
                     }

@@ -56,6 +56,10 @@ pub(crate) struct PeerRow {
     /// When the friendship this epoch belongs to was made (the friend layer's
     /// `since_unix_secs`): a friendship made again gets a new epoch.
     pub(crate) since: u64,
+    /// The last sequence deposited in the friend's mailbox, and when (Unix ms), so a restart
+    /// does not deposit again what waits there already.
+    pub(crate) deposited_through: u64,
+    pub(crate) deposited_at_ms: u64,
 }
 
 /// A message in the outbox, without its body.
@@ -183,6 +187,8 @@ pub(crate) fn commit_send(
             epoch: random_epoch(),
             next_seq: 1,
             since: message.since,
+            deposited_through: 0,
+            deposited_at_ms: 0,
         },
     };
     let (seq, after) = if message.large {
@@ -285,6 +291,27 @@ pub(crate) fn load_outbox(
         }
         Ok(rows)
     })
+}
+
+/// Records that `peer`'s messages of `epoch` through `through` were deposited at `at_ms`.
+pub(crate) fn record_deposit(
+    txn: &WriteTransaction,
+    peer: &CarrierId,
+    epoch: u64,
+    through: u64,
+    at_ms: u64,
+) -> Result<(), DatabaseError> {
+    let mut peers = txn.open_table(PEERS)?;
+    let stored = match peers.get(peer.as_bytes())? {
+        Some(row) => Some(decode::<PeerRow>("msg/peers", row.value())?),
+        None => None,
+    };
+    if let Some(mut row) = stored.filter(|r| r.epoch == epoch) {
+        row.deposited_through = row.deposited_through.max(through);
+        row.deposited_at_ms = at_ms;
+        peers.insert(peer.as_bytes(), encode("msg/peers", &row)?.as_slice())?;
+    }
+    Ok(())
 }
 
 /// Our sequence to `peer`, if we hold one.

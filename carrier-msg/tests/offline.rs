@@ -165,3 +165,28 @@ async fn a_message_that_arrives_by_letter_and_by_link_is_raised_once() {
     assert!(bob.events.try_recv().is_err(), "raised twice");
     assert_eq!(bob.messenger.inbox().unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_sender_does_not_deposit_again_what_waits_in_the_mailbox() {
+    let net = net(32, 81).await;
+    let (mut alice, bob_id, _dir, _bind) = bob_offline(&net, 91).await;
+    let mut old = Vec::new();
+    for i in 0..2u8 {
+        let id = alice.messenger.send(&bob_id, &[i]).await.unwrap();
+        stored(&mut alice, id).await;
+        old.push(id);
+    }
+    let (dir, bind) = alice.stop().await;
+    let mut alice = net.start(dir, bind, MessengerConfig::for_tests()).await;
+    let new = alice.messenger.send(&bob_id, b"new").await.unwrap();
+    // The new one is deposited alone: the letter before it is still where Bob looks.
+    loop {
+        let event = alice.events.recv().await.unwrap();
+        if let MessageEvent::Stored { id, .. } = event {
+            assert!(!old.contains(&id), "deposited again after the restart");
+            if id == new {
+                break;
+            }
+        }
+    }
+}

@@ -389,6 +389,14 @@ impl Outbox {
         })
     }
 
+    /// What was deposited for `peer` before a restart (kept in its `msg/peers` row).
+    pub(crate) fn restore_deposit(&mut self, peer: &CarrierId, through: u64, at_ms: u64) {
+        if let Some(state) = self.peers.get_mut(peer) {
+            state.deposited_through = through;
+            state.deposited_at_ms = at_ms;
+        }
+    }
+
     /// A letter of `peer`'s messages through `through` was stored at `now_ms`.
     pub(crate) fn deposited(&mut self, peer: &CarrierId, through: u64, now_ms: u64) {
         if let Some(state) = self.peers.get_mut(peer) {
