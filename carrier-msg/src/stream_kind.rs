@@ -8,3 +8,6 @@
 pub(crate) const MESSAGES: u8 = 0x01;
 /// One invite and its reply, on a bidirectional stream.
 pub(crate) const INVITE: u8 = 0x02;
+/// One message over 64 KiB, alone on a unidirectional stream, so it never holds up the small
+/// ones behind it.
+pub(crate) const LARGE_MESSAGE: u8 = 0x03;
