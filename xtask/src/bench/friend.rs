@@ -77,7 +77,11 @@ fn friends_config() -> FriendsConfig {
 
 /// A node's DHT settings: a server on `bind` (loopback needs no NAT traversal), its data in
 /// `dir`.
-fn dht_config(bind: SocketAddr, dir: &Path, bootstrap: Option<&BootstrapNode>) -> DhtConfig {
+pub(crate) fn dht_config(
+    bind: SocketAddr,
+    dir: &Path,
+    bootstrap: Option<&BootstrapNode>,
+) -> DhtConfig {
     let mut config = DhtConfig::new(bind);
     config.data_dir = Some(dir.to_path_buf());
     config.bootstrap = bootstrap.cloned().into_iter().collect();
@@ -99,7 +103,7 @@ fn spoke_addr(i: usize) -> Result<SocketAddr, String> {
 }
 
 /// Starts a node: its DHT on `bind`, joined through `bootstrap` if given, and its friend layer.
-async fn start_node(
+pub(crate) async fn start_node(
     bind: SocketAddr,
     dir: PathBuf,
     bootstrap: Option<BootstrapNode>,
@@ -118,14 +122,15 @@ async fn start_node(
     Ok((dht, friends, events))
 }
 
-async fn stop_node(dht: Dht, friends: Friends) {
+/// Stops a node's friend layer, then its DHT (which saves and closes its database).
+pub(crate) async fn stop_node(dht: Dht, friends: Friends) {
     friends.shutdown().await;
     drop(friends);
     let _ = dht.shutdown().await;
 }
 
 /// Waits for the next event `wanted` picks, within `patience`.
-async fn wait_for<T>(
+pub(crate) async fn wait_for<T>(
     events: &mut FriendEvents,
     patience: Duration,
     what: &str,
@@ -143,8 +148,34 @@ async fn wait_for<T>(
     .map_err(|_| format!("no {what} within {patience:?}"))?
 }
 
-fn connected(event: FriendEvent) -> Option<()> {
+/// Picks a link coming up.
+pub(crate) fn connected(event: FriendEvent) -> Option<()> {
     matches!(event, FriendEvent::Connected(_)).then_some(())
+}
+
+/// Makes two running nodes friends (both announce their records, Alice asks, Bob accepts)
+/// and waits until both report their link up, each within `patience`.
+pub(crate) async fn befriend(
+    (alice, alice_events): (&Friends, &mut FriendEvents),
+    (bob, bob_events): (&Friends, &mut FriendEvents),
+    patience: Duration,
+) -> Result<(), String> {
+    let _ = alice.announce().await;
+    let _ = bob.announce().await;
+    alice
+        .add_friend(&bob.address().to_string(), b"bench")
+        .await
+        .map_err(|e| format!("the friend request failed: {e}"))?;
+    let from = wait_for(bob_events, patience, "the request", |e| match e {
+        FriendEvent::Request(request) => Some(request.from),
+        _ => None,
+    })
+    .await?;
+    bob.accept_friend(&from)
+        .await
+        .map_err(|e| format!("the accept failed: {e}"))?;
+    wait_for(alice_events, patience, "alice's link", connected).await?;
+    wait_for(bob_events, patience, "bob's link", connected).await
 }
 
 /// `friend.connect_ms`: one run. Befriends a fresh pair through a running bootstrap node,
@@ -168,22 +199,12 @@ pub(crate) fn measure_connect(_scale: &Scale) -> Result<f64, String> {
         let (bob_dht, bob, mut bob_events) =
             start_node(ip(3), dirs[2].path().to_path_buf(), Some(contact.clone())).await?;
         let patience = Duration::from_secs(60);
-        let _ = alice.announce().await;
-        let _ = bob.announce().await;
-        alice
-            .add_friend(&bob.address().to_string(), b"bench")
-            .await
-            .map_err(|e| format!("the friend request failed: {e}"))?;
-        let from = wait_for(&mut bob_events, patience, "the request", |e| match e {
-            FriendEvent::Request(request) => Some(request.from),
-            _ => None,
-        })
+        befriend(
+            (&alice, &mut alice_events),
+            (&bob, &mut bob_events),
+            patience,
+        )
         .await?;
-        bob.accept_friend(&from)
-            .await
-            .map_err(|e| format!("the accept failed: {e}"))?;
-        wait_for(&mut alice_events, patience, "alice's link", connected).await?;
-        wait_for(&mut bob_events, patience, "bob's link", connected).await?;
         // Each restarts on the port it had, as a node with a configured port does.
         let (alice_addr, bob_addr) = (alice_dht.local_addr(), bob_dht.local_addr());
         stop_node(alice_dht, alice).await;

@@ -19,6 +19,7 @@ mod disk;
 mod friend;
 mod latency;
 mod memory;
+mod msg;
 mod nodes;
 mod quic;
 mod quic_shared;
@@ -168,6 +169,30 @@ const FIGURES: &[Figure] = &[
         measure: Measure::Joint(&friend::LINKS),
     },
     Figure {
+        name: "msg.per_s",
+        unit: "messages/s",
+        baseline: Some("quinn.frames_per_s"),
+        measure: Measure::Alone(msg::measure_per_s),
+    },
+    Figure {
+        name: "msg.rtt_us_p50",
+        unit: "µs",
+        baseline: Some("quinn.rtt_us_p50"),
+        measure: Measure::Joint(&msg::RTT),
+    },
+    Figure {
+        name: "msg.rtt_us_p99",
+        unit: "µs",
+        baseline: Some("quinn.rtt_us_p99"),
+        measure: Measure::Joint(&msg::RTT),
+    },
+    Figure {
+        name: "msg.offline_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Alone(msg::measure_offline),
+    },
+    Figure {
         name: "idle.cpu_pct",
         unit: "% of a core",
         baseline: None,
@@ -225,6 +250,7 @@ impl Mode {
                 commits: 2_000,
                 idle_links: 50,
                 idle_cpu_window: Duration::from_secs(60),
+                offline_nodes: 20,
             },
             Mode::Quick => Scale {
                 transfer_bytes: 8 << 20,
@@ -239,6 +265,7 @@ impl Mode {
                 commits: 100,
                 idle_links: 10,
                 idle_cpu_window: Duration::from_secs(10),
+                offline_nodes: 8,
             },
         }
     }
@@ -280,6 +307,8 @@ pub(crate) struct Scale {
     pub(crate) idle_links: usize,
     /// How long the hub's CPU time is watched for `idle.cpu_pct` (60 s in the full bench).
     pub(crate) idle_cpu_window: Duration,
+    /// Nodes in the DHT of `msg.offline_ms`, the two friends included (20 in the full bench).
+    pub(crate) offline_nodes: usize,
 }
 
 /// What the command line asked for.

@@ -28,15 +28,23 @@ pub(crate) fn on_runtime<F, T>(transfer: F) -> Result<T, String>
 where
     F: Future<Output = Result<T, String>>,
 {
+    on_runtime_within(RUN_TIMEOUT, transfer)
+}
+
+/// [`on_runtime`] with its own bound on the run, for runs that may honestly take longer.
+pub(crate) fn on_runtime_within<F, T>(limit: Duration, run: F) -> Result<T, String>
+where
+    F: Future<Output = Result<T, String>>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
     runtime.block_on(async {
-        tokio::time::timeout(RUN_TIMEOUT, transfer)
+        tokio::time::timeout(limit, run)
             .await
-            .map_err(|_| format!("the run did not finish within {RUN_TIMEOUT:?}"))?
+            .map_err(|_| format!("the run did not finish within {limit:?}"))?
     })
 }
 
