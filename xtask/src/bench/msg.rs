@@ -100,6 +100,13 @@ impl Node {
         self.friends.id()
     }
 
+    /// The quinn connection of this node's link to `peer`, if one is up.
+    fn link_to(&self, peer: &CarrierId) -> Option<usize> {
+        self.friends
+            .link(peer)
+            .map(|link| link.connection().stable_id())
+    }
+
     /// Stops the messenger, the friend layer and the DHT (which closes the database); returns
     /// the address it was bound to, to start again there.
     async fn stop(self) -> SocketAddr {
@@ -121,7 +128,7 @@ async fn until<T>(
     loop {
         let event = tokio::time::timeout(PATIENCE, events.recv())
             .await
-            .map_err(|_| format!("no {what} within {PATIENCE:?}"))?
+            .map_err(|_| format!("nothing ({what}) within {PATIENCE:?}"))?
             .ok_or_else(|| format!("the messenger's events ended before {what}"))?;
         if let MessageEvent::Failed { id, reason, .. } = &event {
             return Err(format!("message {id} failed ({reason:?}) before {what}"));
@@ -161,6 +168,8 @@ struct Pair {
     alice_events: MessageEvents,
     bob: Node,
     bob_raised: Arc<AtomicUsize>,
+    /// The connection of Alice's link to Bob once the first message was delivered.
+    first_link: Option<usize>,
     /// The nodes' data, removed when the pair is dropped (after [`Pair::stop`]).
     _dirs: [Scratch; 3],
 }
@@ -192,7 +201,9 @@ impl Pair {
             .await
             .map_err(|e| format!("the first message was refused: {e}"))?;
         until(&mut alice_events, "the first receipt", delivered(first)).await?;
+        let first_link = alice.link_to(&bob.id());
         Ok(Self {
+            first_link,
             seed,
             alice,
             alice_events,
@@ -216,6 +227,18 @@ impl Pair {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Where a stalled run stood: for the error message.
+    fn state(&self) -> String {
+        format!(
+            "{} in Alice's outbox, {} raised by Bob, Alice's link to Bob: connection {:?} \
+             (after the first message: {:?})",
+            self.alice.messenger.outbox_len(),
+            self.bob_raised.load(Ordering::Relaxed),
+            self.alice.link_to(&self.bob.id()),
+            self.first_link,
+        )
     }
 
     async fn stop(self) {
@@ -250,7 +273,7 @@ pub(crate) fn measure_per_s(scale: &Scale) -> Result<f64, String> {
                             .map_err(|e| format!("a send failed: {e}"))?;
                         ids.push(id);
                     }
-                    Ok::<_, String>(ids)
+                    Ok::<_, String>((ids, started.elapsed()))
                 })
             })
             .collect();
@@ -261,18 +284,31 @@ pub(crate) fn measure_per_s(scale: &Scale) -> Result<f64, String> {
                 _ => None,
             })
             .await
-            .map_err(|e| format!("{e} ({} of {count} delivered)", receipts.len()))?;
+            .map_err(|e| {
+                format!(
+                    "{e}: {} of {count} delivered after {:?}, {}",
+                    receipts.len(),
+                    started.elapsed(),
+                    pair.state()
+                )
+            })?;
             receipts.insert(id);
         }
         let elapsed = started.elapsed();
+        let mut all_sent = Duration::ZERO;
         for task in tasks {
-            let ids = task
+            let (ids, sent) = task
                 .await
                 .map_err(|e| format!("a sending task failed: {e}"))??;
             if let Some(id) = ids.iter().find(|id| !receipts.contains(id)) {
                 return Err(format!("message {id} was sent but not delivered"));
             }
+            all_sent = all_sent.max(sent);
         }
+        eprintln!(
+            "bench: msg.per_s: {count} sends returned within {all_sent:?}, the last receipt \
+             came at {elapsed:?}"
+        );
         // The first message, then the burst.
         pair.bob_raised(count + 1).await?;
         pair.stop().await;
@@ -299,7 +335,11 @@ fn measure_rtt(scale: &Scale, _run: usize) -> Result<Vec<(&'static str, f64)>, S
                 .send(&to, &body)
                 .await
                 .map_err(|e| format!("a send failed: {e}"))?;
-            until(&mut pair.alice_events, "a receipt", delivered(id)).await?;
+            until(&mut pair.alice_events, "a receipt", delivered(id))
+                .await
+                .map_err(|e| {
+                    format!("{e}: after {} round trips, {}", samples.len(), pair.state())
+                })?;
             samples.push(started.elapsed());
         }
         pair.bob_raised(count + 1).await?;
