@@ -172,7 +172,7 @@ const FIGURES: &[Figure] = &[
         name: "msg.per_s",
         unit: "messages/s",
         baseline: Some("quinn.frames_per_s"),
-        measure: Measure::Alone(msg::measure_per_s),
+        measure: Measure::Joint(&msg::PER_S),
     },
     Figure {
         name: "msg.rtt_us_p50",
@@ -190,7 +190,7 @@ const FIGURES: &[Figure] = &[
         name: "msg.offline_ms",
         unit: "ms",
         baseline: None,
-        measure: Measure::Alone(msg::measure_offline),
+        measure: Measure::Joint(&msg::OFFLINE),
     },
     Figure {
         name: "idle.cpu_pct",

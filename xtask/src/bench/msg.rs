@@ -38,11 +38,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How many runs each message figure takes: 5 in the full bench, 1 in the quick one, and no
+/// warm-up (each run starts fresh nodes; a run of `msg.per_s` is a minute or more, and the
+/// quick bench must stay within its CI budget).
+const MSG_RUNS: Runs = Runs::Expensive { full: 5 };
+
+/// The measurement behind `msg.per_s`.
+pub(crate) const PER_S: Joint = Joint {
+    name: "msg.per_s",
+    runs: MSG_RUNS,
+    measure: |scale, _| Ok(vec![("msg.per_s", measure_per_s(scale)?)]),
+};
+
 /// The joint measurement behind `msg.rtt_us_p50` and `msg.rtt_us_p99`.
 pub(crate) const RTT: Joint = Joint {
     name: "msg.rtt",
-    runs: Runs::Timed,
+    runs: MSG_RUNS,
     measure: measure_rtt,
+};
+
+/// The measurement behind `msg.offline_ms`.
+pub(crate) const OFFLINE: Joint = Joint {
+    name: "msg.offline",
+    runs: MSG_RUNS,
+    measure: |scale, _| Ok(vec![("msg.offline_ms", measure_offline(scale)?)]),
 };
 
 /// Concurrent senders of the `msg.per_s` burst: the most writes the store commits together
@@ -249,7 +268,7 @@ impl Pair {
 }
 
 /// `msg.per_s`: one run; returns messages per second.
-pub(crate) fn measure_per_s(scale: &Scale) -> Result<f64, String> {
+fn measure_per_s(scale: &Scale) -> Result<f64, String> {
     let count = scale.msg_burst;
     if count == 0 {
         return Err("no messages to send".into());
@@ -353,7 +372,7 @@ fn measure_rtt(scale: &Scale, _run: usize) -> Result<Vec<(&'static str, f64)>, S
 }
 
 /// `msg.offline_ms`: one run; returns ms from Bob's start to Alice's receipt.
-pub(crate) fn measure_offline(scale: &Scale) -> Result<f64, String> {
+fn measure_offline(scale: &Scale) -> Result<f64, String> {
     let total = scale.offline_nodes;
     if total < 4 {
         return Err(format!(
