@@ -13,9 +13,14 @@
 //!   spoke's peer record and DHT contact). Then the hub counts the UDP datagrams its links sent
 //!   and received (quinn's per-connection counters) over an idle window: per link per minute,
 //!   that is `idle.packets_per_min_per_link`.
+//! - `idle.cpu_pct`: the same hub and spokes, fewer of them (50 links), and the hub's CPU time
+//!   (user + system, every thread of its process) over an idle window, in percent of one core.
+//!   Its own joint measurement, because its size differs; the run is the same code
+//!   ([`watch_idle_hub`]).
 //!
 //! The two processes talk over stdin/stdout lines; see [`hub`] and [`spokes`].
 
+use super::scratch::Scratch;
 use super::{transfer, Joint, Runs, Scale};
 use carrier_friend::dht::{BootstrapNode, Dht, DhtConfig};
 use carrier_friend::{FriendEvent, FriendEvents, Friends, FriendsConfig};
@@ -44,9 +49,20 @@ pub(crate) const LINKS: Joint = Joint {
     measure: measure_links,
 };
 
+/// The joint measurement behind `idle.cpu_pct` (one figure, but it shares the hub and spokes
+/// of [`LINKS`], and a run is as expensive).
+pub(crate) const IDLE: Joint = Joint {
+    name: "friend.idle",
+    runs: Runs::Expensive { full: 1 },
+    measure: measure_idle_cpu,
+};
+
 /// How long every link waits, idle, before the memory reading (so what the first moments of
 /// a link take is counted).
 const SETTLE: Duration = Duration::from_secs(2);
+
+/// How long the hub may take to report a link up once the spokes have all seen theirs.
+const HUB_CATCH_UP: Duration = Duration::from_secs(10);
 
 /// How long all links may take to come up, per 100 spokes.
 const PATIENCE_PER_100: Duration = Duration::from_secs(60);
@@ -61,7 +77,11 @@ fn friends_config() -> FriendsConfig {
 
 /// A node's DHT settings: a server on `bind` (loopback needs no NAT traversal), its data in
 /// `dir`.
-fn dht_config(bind: SocketAddr, dir: &Path, bootstrap: Option<&BootstrapNode>) -> DhtConfig {
+pub(crate) fn dht_config(
+    bind: SocketAddr,
+    dir: &Path,
+    bootstrap: Option<&BootstrapNode>,
+) -> DhtConfig {
     let mut config = DhtConfig::new(bind);
     config.data_dir = Some(dir.to_path_buf());
     config.bootstrap = bootstrap.cloned().into_iter().collect();
@@ -82,25 +102,8 @@ fn spoke_addr(i: usize) -> Result<SocketAddr, String> {
     )))
 }
 
-/// A fresh directory under the system's temporary directory, removed on drop.
-struct Scratch(tempfile::TempDir);
-
-impl Scratch {
-    fn new(what: &str) -> Result<Self, String> {
-        tempfile::Builder::new()
-            .prefix(&format!("carrier-bench-{what}-"))
-            .tempdir()
-            .map(Self)
-            .map_err(|e| format!("cannot make a scratch directory: {e}"))
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-}
-
 /// Starts a node: its DHT on `bind`, joined through `bootstrap` if given, and its friend layer.
-async fn start_node(
+pub(crate) async fn start_node(
     bind: SocketAddr,
     dir: PathBuf,
     bootstrap: Option<BootstrapNode>,
@@ -119,14 +122,15 @@ async fn start_node(
     Ok((dht, friends, events))
 }
 
-async fn stop_node(dht: Dht, friends: Friends) {
+/// Stops a node's friend layer, then its DHT (which saves and closes its database).
+pub(crate) async fn stop_node(dht: Dht, friends: Friends) {
     friends.shutdown().await;
     drop(friends);
     let _ = dht.shutdown().await;
 }
 
 /// Waits for the next event `wanted` picks, within `patience`.
-async fn wait_for<T>(
+pub(crate) async fn wait_for<T>(
     events: &mut FriendEvents,
     patience: Duration,
     what: &str,
@@ -144,8 +148,34 @@ async fn wait_for<T>(
     .map_err(|_| format!("no {what} within {patience:?}"))?
 }
 
-fn connected(event: FriendEvent) -> Option<()> {
+/// Picks a link coming up.
+pub(crate) fn connected(event: FriendEvent) -> Option<()> {
     matches!(event, FriendEvent::Connected(_)).then_some(())
+}
+
+/// Makes two running nodes friends (both announce their records, Alice asks, Bob accepts)
+/// and waits until both report their link up, each within `patience`.
+pub(crate) async fn befriend(
+    (alice, alice_events): (&Friends, &mut FriendEvents),
+    (bob, bob_events): (&Friends, &mut FriendEvents),
+    patience: Duration,
+) -> Result<(), String> {
+    let _ = alice.announce().await;
+    let _ = bob.announce().await;
+    alice
+        .add_friend(&bob.address().to_string(), b"bench")
+        .await
+        .map_err(|e| format!("the friend request failed: {e}"))?;
+    let from = wait_for(bob_events, patience, "the request", |e| match e {
+        FriendEvent::Request(request) => Some(request.from),
+        _ => None,
+    })
+    .await?;
+    bob.accept_friend(&from)
+        .await
+        .map_err(|e| format!("the accept failed: {e}"))?;
+    wait_for(alice_events, patience, "alice's link", connected).await?;
+    wait_for(bob_events, patience, "bob's link", connected).await
 }
 
 /// `friend.connect_ms`: one run. Befriends a fresh pair through a running bootstrap node,
@@ -169,22 +199,12 @@ pub(crate) fn measure_connect(_scale: &Scale) -> Result<f64, String> {
         let (bob_dht, bob, mut bob_events) =
             start_node(ip(3), dirs[2].path().to_path_buf(), Some(contact.clone())).await?;
         let patience = Duration::from_secs(60);
-        let _ = alice.announce().await;
-        let _ = bob.announce().await;
-        alice
-            .add_friend(&bob.address().to_string(), b"bench")
-            .await
-            .map_err(|e| format!("the friend request failed: {e}"))?;
-        let from = wait_for(&mut bob_events, patience, "the request", |e| match e {
-            FriendEvent::Request(request) => Some(request.from),
-            _ => None,
-        })
+        befriend(
+            (&alice, &mut alice_events),
+            (&bob, &mut bob_events),
+            patience,
+        )
         .await?;
-        bob.accept_friend(&from)
-            .await
-            .map_err(|e| format!("the accept failed: {e}"))?;
-        wait_for(&mut alice_events, patience, "alice's link", connected).await?;
-        wait_for(&mut bob_events, patience, "bob's link", connected).await?;
         // Each restarts on the port it had, as a node with a configured port does.
         let (alice_addr, bob_addr) = (alice_dht.local_addr(), bob_dht.local_addr());
         stop_node(alice_dht, alice).await;
@@ -331,14 +351,56 @@ impl Drop for Peer {
 /// One run of the joint measurement: `scale.link_spokes` spokes, an idle window of
 /// `scale.idle_window`.
 fn measure_links(scale: &Scale, _run: usize) -> Result<Vec<(&'static str, f64)>, String> {
-    let spokes = scale.link_spokes;
+    let seen = watch_idle_hub(LINKS.name, scale.link_spokes, scale.idle_window)?;
+    let minutes = seen.window.as_secs_f64() / 60.0;
+    Ok(vec![
+        (
+            "mem.link_kib",
+            (seen.rss_after - seen.rss_before).max(0.0) / seen.links,
+        ),
+        (
+            "idle.packets_per_min_per_link",
+            seen.datagrams / seen.links / minutes,
+        ),
+    ])
+}
+
+/// One run of `idle.cpu_pct`: `scale.idle_links` spokes, the hub's CPU time over
+/// `scale.idle_cpu_window`, in percent of one core.
+fn measure_idle_cpu(scale: &Scale, _run: usize) -> Result<Vec<(&'static str, f64)>, String> {
+    let seen = watch_idle_hub(IDLE.name, scale.idle_links, scale.idle_cpu_window)?;
+    let percent = seen.cpu.as_secs_f64() / seen.window.as_secs_f64().max(f64::MIN_POSITIVE) * 100.0;
+    Ok(vec![("idle.cpu_pct", percent)])
+}
+
+/// What [`watch_idle_hub`] saw of the hub.
+struct IdleHub {
+    /// Links up when the window began.
+    links: f64,
+    /// The hub's VmRSS in KiB before any spoke existed.
+    rss_before: f64,
+    /// The same once every link was up and had idled [`SETTLE`].
+    rss_after: f64,
+    /// UDP datagrams sent and received on the hub's links during the window.
+    datagrams: f64,
+    /// The hub process's CPU time (user + system, all threads) during the window.
+    cpu: Duration,
+    /// How long the window lasted, as timed here.
+    window: Duration,
+}
+
+/// Starts the hub and `spokes` spokes in their own processes, links every spoke to the hub,
+/// lets the links idle [`SETTLE`], then watches the hub over `window` of idleness. `what` names
+/// the measurement in messages. Fails if a link is missing at the start or dropped during the
+/// window.
+fn watch_idle_hub(what: &str, spokes: usize, window: Duration) -> Result<IdleHub, String> {
     let mut hub = Peer::start("hub", &[HUB.to_string()])?;
     let hub_line = hub.line("hub")?;
     let mut words = hub_line.split_whitespace();
     let (Some(contact), Some(address)) = (words.next(), words.next()) else {
         return Err(format!("the hub announced `{hub_line}`"));
     };
-    let before = hub.ask("rss")?;
+    let rss_before = hub.ask("rss")?;
     let mut spoke_nodes = Peer::start(
         "spokes",
         &[
@@ -352,16 +414,27 @@ fn measure_links(scale: &Scale, _run: usize) -> Result<Vec<(&'static str, f64)>,
     hub.ask("announce")?;
     spoke_nodes.send("go")?;
     let ready = spoke_nodes.line("ready")?;
-    eprintln!("bench: friend.links: {ready}");
-    let links = hub.ask("links")?;
+    eprintln!("bench: {what}: {ready}");
+    // A spoke sees its link up a moment before the hub's event for it may have come.
+    let deadline = Instant::now() + HUB_CATCH_UP;
+    let mut links = hub.ask("links")?;
+    while links < spokes as f64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        links = hub.ask("links")?;
+    }
     if links < spokes as f64 {
         return Err(format!("the hub has {links} links, not {spokes}"));
     }
     std::thread::sleep(SETTLE);
-    let after = hub.ask("rss")?;
-    let first = hub.ask("packets")?;
-    std::thread::sleep(scale.idle_window);
-    let last = hub.ask("packets")?;
+    let rss_after = hub.ask("rss")?;
+    // The CPU readings are the innermost, so the packet counting is outside them.
+    let first_datagrams = hub.ask("packets")?;
+    let first_cpu = hub.ask("cpu")?;
+    let started = Instant::now();
+    std::thread::sleep(window);
+    let last_cpu = hub.ask("cpu")?;
+    let window = started.elapsed();
+    let last_datagrams = hub.ask("packets")?;
     let links_after = hub.ask("links")?;
     spoke_nodes.stop();
     hub.stop();
@@ -370,26 +443,38 @@ fn measure_links(scale: &Scale, _run: usize) -> Result<Vec<(&'static str, f64)>,
             "links dropped while idle: {links} then {links_after}"
         ));
     }
+    let seen = IdleHub {
+        links,
+        rss_before,
+        rss_after,
+        datagrams: last_datagrams - first_datagrams,
+        cpu: Duration::from_nanos((last_cpu - first_cpu).max(0.0) as u64),
+        window,
+    };
     eprintln!(
-        "bench: friend.links: hub VmRSS {before} KiB before, {after} KiB with {links} links; \
-         {} datagrams in {:?}",
-        last - first,
-        scale.idle_window
+        "bench: {what}: hub VmRSS {rss_before} KiB before, {rss_after} KiB with {links} links; \
+         {} datagrams and {:?} of CPU in {:?}",
+        seen.datagrams, seen.cpu, seen.window
     );
-    let minutes = scale.idle_window.as_secs_f64() / 60.0;
-    Ok(vec![
-        ("mem.link_kib", (after - before).max(0.0) / links),
-        (
-            "idle.packets_per_min_per_link",
-            (last - first) / links / minutes,
-        ),
-    ])
+    Ok(seen)
+}
+
+/// The CPU time this process has used so far, user and system, all its threads (those that
+/// ended included): `CLOCK_PROCESS_CPUTIME_ID`, the sum `getrusage` and `/proc/self/stat`
+/// report, but in nanoseconds rather than 10 ms clock ticks.
+pub(crate) fn process_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// `xtask bench-child friend-hub`: the hub. Prints `hub <ID@IP:PORT> <address>`, accepts every
 /// friend request, and answers `rss` (its VmRSS in KiB), `announce` (announces its peer record
-/// now; how many storers took it), `links` (friends with a link up) and `packets` (datagrams
-/// sent and received on those links so far), one line each, until `quit`.
+/// now; how many storers took it), `links` (friends with a link up), `packets` (datagrams
+/// sent and received on those links so far) and `cpu` (the CPU time this process has used, in
+/// ns), one line each, until `quit`.
 pub(crate) fn hub(args: &[String]) -> Result<(), String> {
     if !args.is_empty() {
         return Err(format!("usage: xtask bench-child {HUB}"));
@@ -433,6 +518,7 @@ pub(crate) fn hub(args: &[String]) -> Result<(), String> {
                     println!("announce {stored}");
                 }
                 "links" => println!("links {}", online.load(Ordering::Relaxed)),
+                "cpu" => println!("cpu {}", process_cpu_time().as_nanos()),
                 "packets" => {
                     let datagrams: u64 = friends
                         .friends()

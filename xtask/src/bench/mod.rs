@@ -15,14 +15,19 @@
 
 mod dht_sim;
 mod dht_udp;
+mod disk;
 mod friend;
+mod latency;
 mod memory;
+mod msg;
 mod nodes;
 mod quic;
 mod quic_shared;
+mod quinn_frames;
 mod report;
 mod rpk;
 mod runs;
+mod scratch;
 mod tcp;
 mod tls;
 mod transfer;
@@ -78,6 +83,30 @@ const FIGURES: &[Figure] = &[
         unit: "MB/s",
         baseline: Some("quinn.raw_MBps"),
         measure: Measure::Alone(quic_shared::measure),
+    },
+    Figure {
+        name: "quinn.frames_per_s",
+        unit: "frames/s",
+        baseline: None,
+        measure: Measure::Alone(quinn_frames::measure_frames),
+    },
+    Figure {
+        name: "quinn.rtt_us_p50",
+        unit: "µs",
+        baseline: None,
+        measure: Measure::Joint(&quinn_frames::RTT),
+    },
+    Figure {
+        name: "quinn.rtt_us_p99",
+        unit: "µs",
+        baseline: None,
+        measure: Measure::Joint(&quinn_frames::RTT),
+    },
+    Figure {
+        name: "disk.commit_us_p50",
+        unit: "µs",
+        baseline: None,
+        measure: Measure::Alone(disk::measure),
     },
     Figure {
         name: "dht.sim10k.rounds_p50",
@@ -139,6 +168,36 @@ const FIGURES: &[Figure] = &[
         baseline: None,
         measure: Measure::Joint(&friend::LINKS),
     },
+    Figure {
+        name: "msg.per_s",
+        unit: "messages/s",
+        baseline: Some("quinn.frames_per_s"),
+        measure: Measure::Joint(&msg::PER_S),
+    },
+    Figure {
+        name: "msg.rtt_us_p50",
+        unit: "µs",
+        baseline: Some("quinn.rtt_us_p50"),
+        measure: Measure::Joint(&msg::RTT),
+    },
+    Figure {
+        name: "msg.rtt_us_p99",
+        unit: "µs",
+        baseline: Some("quinn.rtt_us_p99"),
+        measure: Measure::Joint(&msg::RTT),
+    },
+    Figure {
+        name: "msg.offline_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Joint(&msg::OFFLINE),
+    },
+    Figure {
+        name: "idle.cpu_pct",
+        unit: "% of a core",
+        baseline: None,
+        measure: Measure::Joint(&friend::IDLE),
+    },
 ];
 
 /// `xtask bench-child TASK …`: the fresh processes some figures are measured in.
@@ -186,6 +245,12 @@ impl Mode {
                 mem_nodes: 100,
                 link_spokes: 1000,
                 idle_window: Duration::from_secs(60),
+                msg_burst: 200_000,
+                round_trips: 5_000,
+                commits: 2_000,
+                idle_links: 50,
+                idle_cpu_window: Duration::from_secs(60),
+                offline_nodes: 20,
             },
             Mode::Quick => Scale {
                 transfer_bytes: 8 << 20,
@@ -195,6 +260,12 @@ impl Mode {
                 mem_nodes: 20,
                 link_spokes: 10,
                 idle_window: Duration::from_secs(5),
+                msg_burst: 5_000,
+                round_trips: 200,
+                commits: 100,
+                idle_links: 10,
+                idle_cpu_window: Duration::from_secs(10),
+                offline_nodes: 8,
             },
         }
     }
@@ -225,6 +296,19 @@ pub(crate) struct Scale {
     pub(crate) link_spokes: usize,
     /// How long the hub's idle links are watched for `idle.packets_per_min_per_link`.
     pub(crate) idle_window: Duration,
+    /// 1 KiB frames (`quinn.frames_per_s`) or messages (`msg.per_s`) sent in one burst per run
+    /// (200,000 in the full bench).
+    pub(crate) msg_burst: usize,
+    /// Round trips timed one at a time per run of the `quinn.rtt` and `msg.rtt` figures.
+    pub(crate) round_trips: usize,
+    /// Commits timed one at a time per run of `disk.commit_us_p50`.
+    pub(crate) commits: usize,
+    /// Friends' nodes linked to the hub of `idle.cpu_pct` (50 in the full bench).
+    pub(crate) idle_links: usize,
+    /// How long the hub's CPU time is watched for `idle.cpu_pct` (60 s in the full bench).
+    pub(crate) idle_cpu_window: Duration,
+    /// Nodes in the DHT of `msg.offline_ms`, the two friends included (20 in the full bench).
+    pub(crate) offline_nodes: usize,
 }
 
 /// What the command line asked for.
@@ -339,15 +423,21 @@ fn select<'a>(registry: &'a [Figure], only: Option<&str>) -> Result<Vec<&'a Figu
 /// `target/bench/results.json` for the full bench; the quick smoke test writes
 /// `target/bench/quick/results.json`, so its numbers never pass for real ones.
 fn results_path(mode: Mode) -> Result<PathBuf, String> {
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => workspace_root()?.join("target"),
-    };
-    let bench = target.join("bench");
+    let bench = bench_dir()?;
     Ok(match mode {
         Mode::Full => bench.join("results.json"),
         Mode::Quick => bench.join("quick").join("results.json"),
     })
+}
+
+/// `target/bench` (under `CARGO_TARGET_DIR` if that is set): the bench's results and the data
+/// directories of its nodes.
+pub(crate) fn bench_dir() -> Result<PathBuf, String> {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_root()?.join("target"),
+    };
+    Ok(target.join("bench"))
 }
 
 /// The workspace root: the parent of this crate's manifest directory.

@@ -21,6 +21,33 @@ const SERVER_NAME: &str = "bench.carrier.invalid";
 pub(crate) fn measure(scale: &Scale) -> Result<f64, String> {
     let total_bytes = scale.transfer_bytes;
     transfer::on_runtime(async move {
+        let pair = Pair::connect().await?;
+        let mbps = transfer::timed_quic_stream(
+            total_bytes,
+            pair.client_conn.clone(),
+            pair.server_conn.clone(),
+        )
+        .await;
+        pair.close().await;
+        mbps
+    })
+}
+
+/// Two quinn endpoints on 127.0.0.1, each on its own UDP socket, and the connection between
+/// them, handshake done: the raw-quinn baselines' setup, outside every clock.
+pub(crate) struct Pair {
+    client: Endpoint,
+    server: Endpoint,
+    /// The dialling end of the connection.
+    pub(crate) client_conn: quinn::Connection,
+    /// The accepting end.
+    pub(crate) server_conn: quinn::Connection,
+}
+
+impl Pair {
+    /// Two fresh identities, two endpoints, one connection (quinn's default transport
+    /// settings, TLS with raw Ed25519 public keys).
+    pub(crate) async fn connect() -> Result<Self, String> {
         let server_id = rpk::generate()?;
         let client_id = rpk::generate()?;
         let server_tls = rpk::server_config(&server_id, client_id.id(), ALPN)?;
@@ -61,13 +88,18 @@ pub(crate) fn measure(scale: &Scale) -> Result<f64, String> {
             .await
             .map_err(|e| format!("the QUIC server task failed: {e}"))?
             .map_err(|e| format!("QUIC server handshake failed: {e}"))?;
+        Ok(Self {
+            client,
+            server,
+            client_conn,
+            server_conn,
+        })
+    }
 
-        let mbps =
-            transfer::timed_quic_stream(total_bytes, client_conn.clone(), server_conn.clone())
-                .await;
-        client_conn.close(0u32.into(), b"done");
-        client.wait_idle().await;
-        server.close(0u32.into(), b"done");
-        mbps
-    })
+    /// Closes the connection and both endpoints, waiting until the client's is idle.
+    pub(crate) async fn close(self) {
+        self.client_conn.close(0u32.into(), b"done");
+        self.client.wait_idle().await;
+        self.server.close(0u32.into(), b"done");
+    }
 }

@@ -157,7 +157,7 @@ fn describe(name: &str, values: &[(&'static str, f64)]) -> String {
             let value = format!("{} {}", report::number(*value), unit(figure));
             match figure.strip_prefix(name) {
                 Some("") => value,
-                Some(rest) => format!("{} {value}", rest.trim_start_matches('.')),
+                Some(rest) => format!("{} {value}", rest.trim_start_matches(['.', '_'])),
                 None => format!("{figure} {value}"),
             }
         })

@@ -19,14 +19,22 @@ const WORKER_THREADS: usize = 2;
 /// and the bench reports that instead of waiting forever in CI.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs `transfer` on a fresh multi-threaded tokio runtime and returns what it returns, or an
-/// error after [`RUN_TIMEOUT`].
+/// Runs `transfer` on a fresh multi-threaded tokio runtime and returns what it returns (a
+/// figure's value, or the samples it is computed from), or an error after [`RUN_TIMEOUT`].
 ///
 /// A fresh runtime per run keeps runs independent: no task or socket of one run survives into
 /// the next. The DHT figures run their loopback networks on it too, for the same reason.
-pub(crate) fn on_runtime<F>(transfer: F) -> Result<f64, String>
+pub(crate) fn on_runtime<F, T>(transfer: F) -> Result<T, String>
 where
-    F: Future<Output = Result<f64, String>>,
+    F: Future<Output = Result<T, String>>,
+{
+    on_runtime_within(RUN_TIMEOUT, transfer)
+}
+
+/// [`on_runtime`] with its own bound on the run, for runs that may honestly take longer.
+pub(crate) fn on_runtime_within<F, T>(limit: Duration, run: F) -> Result<T, String>
+where
+    F: Future<Output = Result<T, String>>,
 {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
@@ -34,9 +42,9 @@ where
         .build()
         .map_err(|e| format!("cannot start a tokio runtime: {e}"))?;
     runtime.block_on(async {
-        tokio::time::timeout(RUN_TIMEOUT, transfer)
+        tokio::time::timeout(limit, run)
             .await
-            .map_err(|_| format!("the run did not finish within {RUN_TIMEOUT:?}"))?
+            .map_err(|_| format!("the run did not finish within {limit:?}"))?
     })
 }
 
