@@ -46,6 +46,7 @@ impl Node {
             value: None,
             peer: None,
             mailbox: None,
+            datagrams: 0,
         };
         self.table.touch(&target, now.instant);
         self.drive(now, id, query);
@@ -131,7 +132,7 @@ impl Node {
     /// Pings `contact`; finishes with [`QueryOutcome::Pong`].
     pub fn ping(&mut self, now: Now, contact: Contact) -> QueryId {
         let id = self.allocate_query();
-        let query = Query {
+        let mut query = Query {
             kind: Kind::Ping,
             lookup: Lookup::new(contact.id, self.own, 1, &[]),
             started: now.instant,
@@ -140,6 +141,7 @@ impl Node {
             value: None,
             peer: None,
             mailbox: None,
+            datagrams: 0,
         };
         let attempts = self.config.rpc_attempts;
         if self.send_request(
@@ -149,6 +151,7 @@ impl Node {
             Purpose::Query(id),
             attempts,
         ) {
+            query.datagrams += 1;
             self.queries.insert(id, query);
         } else {
             self.finish(now, id, query, QueryOutcome::Pong(false));
@@ -175,8 +178,9 @@ impl Node {
                 let body = Self::lookup_body(&query.kind, query.lookup.target());
                 let attempts = self.config.lookup_attempts;
                 for contact in next {
-                    if !self.send_request(now, contact, body.clone(), Purpose::Query(id), attempts)
-                    {
+                    if self.send_request(now, contact, body.clone(), Purpose::Query(id), attempts) {
+                        query.datagrams += 1;
+                    } else {
                         query.lookup.on_failure(&contact.id);
                     }
                 }
@@ -231,6 +235,7 @@ impl Node {
                     attempts,
                 ) {
                     storing.awaiting += 1;
+                    query.datagrams += 1;
                 }
             }
             query.storing = Some(storing);
@@ -249,6 +254,16 @@ impl Node {
     pub(crate) fn finish(&mut self, now: Now, id: QueryId, query: Query, outcome: QueryOutcome) {
         if query.internal {
             return;
+        }
+        #[cfg(feature = "sim")]
+        if let Some(traces) = self.traces.as_mut() {
+            traces.insert(
+                id,
+                crate::node::query::QueryTrace {
+                    candidates: query.lookup.trace(),
+                    datagrams: query.datagrams,
+                },
+            );
         }
         let answered = query.lookup.answered();
         self.events.push_back(Event::QueryFinished(QueryFinished {
@@ -271,8 +286,10 @@ impl Node {
         body: ResponseBody,
     ) {
         let Some(mut query) = self.queries.remove(&id) else {
+            self.count_late_datagram(id);
             return;
         };
+        query.datagrams += 1;
         if let Kind::Ping = query.kind {
             return self.finish(now, id, query, QueryOutcome::Pong(true));
         }
@@ -340,6 +357,24 @@ impl Node {
             None => query.lookup.on_failure(&peer.id),
         }
         self.drive(now, id, query);
+    }
+
+    /// Counts a datagram of query `id`: in the query while it runs; in its trace (when the
+    /// simulator traces) once it has finished.
+    pub(crate) fn count_query_datagram(&mut self, id: QueryId) {
+        match self.queries.get_mut(&id) {
+            Some(query) => query.datagrams += 1,
+            None => self.count_late_datagram(id),
+        }
+    }
+
+    /// A datagram of a query that has finished: a late answer or a retransmission.
+    #[cfg_attr(not(feature = "sim"), allow(unused_variables, clippy::unused_self))]
+    fn count_late_datagram(&mut self, id: QueryId) {
+        #[cfg(feature = "sim")]
+        if let Some(trace) = self.traces.as_mut().and_then(|t| t.get_mut(&id)) {
+            trace.datagrams += 1;
+        }
     }
 
     /// Expiry, republish and bucket refresh.

@@ -145,6 +145,9 @@ pub struct Node {
     seeds: Vec<Contact>,
     /// The observed address as last reported in an event.
     last_observed: Option<SocketAddr>,
+    /// Traces of finished queries, kept while the simulator asks for them.
+    #[cfg(feature = "sim")]
+    traces: Option<HashMap<QueryId, crate::node::query::QueryTrace>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -221,6 +224,8 @@ impl Node {
             },
             seeds: Vec::new(),
             last_observed: None,
+            #[cfg(feature = "sim")]
+            traces: None,
             server: config.server,
             keypair,
             own,
@@ -311,6 +316,19 @@ impl Node {
     /// [`Node::public_addr`] for a port that varies per peer).
     pub fn observed_addr(&self) -> Option<SocketAddr> {
         self.observations.public().and_then(|p| p.socket_addr())
+    }
+
+    /// Starts (or stops and forgets) keeping a trace of every query that finishes, for the
+    /// simulator's lookup summary.
+    #[cfg(feature = "sim")]
+    pub(crate) fn set_tracing(&mut self, on: bool) {
+        self.traces = on.then(HashMap::new);
+    }
+
+    /// The trace of the finished query `id`, taken out.
+    #[cfg(feature = "sim")]
+    pub(crate) fn take_trace(&mut self, id: QueryId) -> Option<crate::node::query::QueryTrace> {
+        self.traces.as_mut()?.remove(&id)
     }
 
     /// The next datagram to send.
