@@ -18,6 +18,10 @@ use crate::wire::time::Now;
 const MAX_REPUBLISH_PER_TICK: usize = 64;
 /// Bucket refreshes started per maintenance tick.
 const MAX_REFRESH_PER_TICK: usize = 2;
+/// How long after a bootstrap its settling lookups start ([`Node::settle`]): long enough for
+/// nodes started in the same instant to have joined (a join takes milliseconds to a few
+/// hundred), short enough that a young network is one within seconds.
+pub(crate) const SETTLE_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Node {
     pub(crate) fn start(
@@ -219,7 +223,13 @@ impl Node {
                     query.lookup = Lookup::new(target, self.own, self.config.alpha, &seeds);
                     return self.drive(now, id, query);
                 }
-                Kind::FindNode | Kind::Bootstrap { .. } | Kind::Ping => {
+                Kind::Bootstrap { .. } => {
+                    if !query.lookup.answered().is_empty() {
+                        self.settle_at = Some(now.instant + SETTLE_DELAY);
+                    }
+                    return self.finish(now, id, query, QueryOutcome::Nodes);
+                }
+                Kind::FindNode | Kind::Ping => {
                     return self.finish(now, id, query, QueryOutcome::Nodes);
                 }
                 Kind::Mailbox(_) => return self.start_mailbox_phase(now, id, query),
@@ -377,6 +387,29 @@ impl Node {
         }
     }
 
+    /// Settles a join, [`SETTLE_DELAY`] after it: looks our own key up again. Nodes that
+    /// joined in the same moment were not in tables yet during the bootstrap lookup; now they
+    /// learn of us and we of them, so a young network is one within seconds instead of after
+    /// the first maintenance tick.
+    pub(crate) fn settle(&mut self, now: Now) {
+        if self.table.is_empty() {
+            return;
+        }
+        let own = self.own;
+        let _ = self.start(now, Kind::FindNode, own, Vec::new(), true);
+    }
+
+    /// Looks up a random key in each near bucket that is not full and that a self-lookup
+    /// does not reach (at most `log2(2 × near entries / K)` lookups, 3 by default): where a
+    /// joining node's tables are completed, so the lookups of others that pass through it
+    /// learn the true K closest from it.
+    fn refresh_near_buckets(&mut self, now: Now) {
+        for index in self.table.sparse_near_buckets() {
+            let target = self.own.with_common_prefix(index, self.entropy.bytes32());
+            let _ = self.start(now, Kind::FindNode, target, Vec::new(), true);
+        }
+    }
+
     /// Expiry, republish and bucket refresh.
     pub(crate) fn maintain(&mut self, now: Now) {
         self.maintenance_at = Some(now.instant + self.maintenance_interval());
@@ -412,10 +445,12 @@ impl Node {
         if self.rejoin_pending && !self.table.is_empty() {
             // The network seen at bootstrap may have been tiny (an early node) or seen through
             // stale seeds: look ourselves up once more, so our neighbours learn of us and we
-            // of them.
+            // of them; and fill the near buckets now that the network around us has grown
+            // into them.
             self.rejoin_pending = false;
             let own = self.own;
             let _ = self.start(now, Kind::FindNode, own, Vec::new(), true);
+            self.refresh_near_buckets(now);
         }
         if !self.table.is_empty() {
             let stale = self

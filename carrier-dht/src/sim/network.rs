@@ -12,7 +12,7 @@ use crate::node::event::{Event, QueryFinished, QueryId, QueryOutcome};
 use crate::node::query::QueryTrace;
 use crate::node::Node;
 use crate::wire::key::{Distance, Key};
-use crate::wire::message::{Contact, K};
+use crate::wire::message::Contact;
 use crate::wire::packet::KeyAgreement;
 use crate::wire::path::Path;
 use crate::wire::record::Value;
@@ -542,7 +542,7 @@ impl Simulation {
     }
 
     /// Entries of node `index`'s routing table per bucket, beside the ideal: for each bucket
-    /// index, the entries held and `min(K, live joined servers that fall in that bucket)`.
+    /// index, the entries held and `min(capacity, live joined servers in that bucket)`.
     pub(crate) fn bucket_fill(&self, index: usize) -> Vec<(usize, usize)> {
         let table = self.nodes[index].node.routing_table();
         let mut fill: Vec<(usize, usize)> = Vec::new();
@@ -566,8 +566,8 @@ impl Simulation {
                 fill[b].1 += 1;
             }
         }
-        for f in &mut fill {
-            f.1 = f.1.min(K);
+        for (b, f) in fill.iter_mut().enumerate() {
+            f.1 = f.1.min(table.bucket_capacity(b));
         }
         fill
     }
