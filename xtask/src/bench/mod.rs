@@ -92,6 +92,12 @@ const FIGURES: &[Figure] = &[
         measure: Measure::Joint(&dht_sim::SIM),
     },
     Figure {
+        name: "dht.sim10k.datagrams_per_lookup",
+        unit: "datagrams",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM),
+    },
+    Figure {
         name: "dht.sim10k.lookup_ms_p50",
         unit: "ms (simulated)",
         baseline: None,
@@ -108,6 +114,24 @@ const FIGURES: &[Figure] = &[
         unit: "fraction",
         baseline: None,
         measure: Measure::Joint(&dht_sim::SIM),
+    },
+    Figure {
+        name: "dht.sim100k.rounds_p50",
+        unit: "rounds",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM_BIG),
+    },
+    Figure {
+        name: "dht.sim100k.rounds_p95",
+        unit: "rounds",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM_BIG),
+    },
+    Figure {
+        name: "dht.sim100k.datagrams_per_lookup",
+        unit: "datagrams",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM_BIG),
     },
     Figure {
         name: "dht.udp200.lookup_ms_p50",
