@@ -23,7 +23,7 @@ pub(crate) const SIM: Joint = Joint {
 };
 
 /// Runs at 100,000 nodes: one, in the full bench (the quick bench runs one on a small
-/// network). It takes minutes and gigabytes (see docs/BENCHMARKS.md).
+/// network). It takes about half an hour and 21 GB (see docs/BENCHMARKS.md).
 const BIG_RUNS: usize = 1;
 
 /// The joint measurement behind the `dht.sim100k` figures: how a lookup's rounds and traffic
