@@ -1,5 +1,5 @@
 //! Routing-table invariants hold under random operations, and `closest` agrees with a brute
-//! force search for any target and count.
+//! force search for any target and count; near buckets hold more than K, farther ones K.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -39,10 +39,11 @@ proptest! {
     fn invariants_hold_under_random_operations(
         ops in proptest::collection::vec(op(), 1..400),
         limit in prop_oneof![Just(None), (1usize..3).prop_map(Some)],
+        near in prop_oneof![Just(K), Just(2 * K), Just(4 * K)],
         target in any::<[u8; 4]>(),
     ) {
         let own = Key([0; 32]);
-        let mut table = RoutingTable::new(own, limit, 4, 2);
+        let mut table = RoutingTable::new(own, limit, 4, 2).with_near_capacity(near);
         let start = Instant::now();
         let mut inserted = Vec::new();
         for (step, op) in ops.into_iter().enumerate() {
@@ -120,4 +121,68 @@ fn a_subnet_gets_at_most_two_entries_per_bucket() {
         );
     }
     assert_eq!(table.len(), 2);
+}
+
+/// `n` contacts in bucket `bucket` of the table of key 0 (sharing `bucket` leading bits with
+/// it), each on its own /24.
+fn in_bucket(bucket: usize, n: usize, tag: u8) -> Vec<Contact> {
+    (0..n)
+        .map(|i| {
+            let mut id = [0u8; 32];
+            id[bucket / 8] = 0x80 >> (bucket % 8);
+            id[30] = tag;
+            id[31] = i as u8;
+            Contact {
+                id: Key(id),
+                addr: SocketAddr::from(([10, tag, i as u8, 1], 4000)),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn near_buckets_hold_more_than_k_and_give_it_back_once_farther() {
+    let own = Key([0; 32]);
+    let mut table = RoutingTable::new(own, Some(2), 4, 2).with_near_capacity(4 * K);
+    let now = Instant::now();
+    let bucket_len = |table: &RoutingTable, b: usize| {
+        table
+            .entries()
+            .filter(|e| table.bucket_index(&e.contact.id) == b)
+            .count()
+    };
+    // The K closest entries are in bucket 12, so buckets from 12 - log2(2 × 32 / 8) = 9 on
+    // are near: the subtree of bucket 10 holds about 4 × 8 servers, all kept.
+    for c in in_bucket(12, K, 1) {
+        table.insert(c, now);
+    }
+    for c in in_bucket(10, 20, 2) {
+        table.insert(c, now);
+    }
+    for c in in_bucket(5, 20, 3) {
+        table.insert(c, now);
+    }
+    assert_eq!(
+        bucket_len(&table, 10),
+        20,
+        "a near bucket holds more than K"
+    );
+    assert_eq!(bucket_len(&table, 5), K, "a far bucket holds K");
+    assert_eq!(table.bucket_capacity(10), 4 * K);
+    assert_eq!(table.bucket_capacity(5), K);
+    assert_eq!(table.check_invariants(), Ok(()));
+    // Closer servers appear (the network is larger than it looked): bucket 10 is far now and
+    // keeps its K most recently seen; the others wait in its replacement cache.
+    for c in in_bucket(16, K, 4) {
+        table.insert(c, now + Duration::from_secs(1));
+    }
+    assert_eq!(bucket_len(&table, 10), K);
+    assert_eq!(table.bucket_capacity(10), K);
+    assert_eq!(table.check_invariants(), Ok(()));
+    // Without near buckets, every bucket holds K.
+    let mut plain = RoutingTable::new(own, Some(2), 4, 2);
+    for c in in_bucket(12, K, 1).into_iter().chain(in_bucket(10, 20, 2)) {
+        plain.insert(c, now);
+    }
+    assert_eq!(bucket_len(&plain, 10), K);
 }

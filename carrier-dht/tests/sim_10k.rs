@@ -19,18 +19,21 @@ fn ten_thousand_nodes_find_exact_closest_and_survive_thirty_percent_churn() {
     let figures = run_scenario(&Scenario::standard(nodes()));
     let wall = started.elapsed();
     println!(
-        "dht.sim{}: rounds p50 {} p95 {}, lookup p50 {:.1} ms (simulated), exact-K {:.4}, \
-         puts {:.4}, gets after 30% churn {:.4}, {} datagrams, {:.0} s virtual, {:.1} s wall",
+        "dht.sim{}: rounds p50 {} p95 {}, lookup p50 {:.1} ms (simulated), {:.1} datagrams \
+         per lookup, exact-K {:.4}, puts {:.4}, gets after 30% churn {:.4}, {} datagrams, \
+         {:.0} s virtual, {:.1} s wall\n{}",
         figures.nodes,
         figures.rounds_p50,
         figures.rounds_p95,
         figures.lookup_ms_p50,
+        figures.datagrams_per_lookup,
         figures.success,
         figures.put_success,
         figures.churn30_get_success,
         figures.datagrams,
         figures.virtual_secs,
         wall.as_secs_f64(),
+        figures.trace,
     );
     assert_eq!(
         figures.success, 1.0,

@@ -26,6 +26,9 @@ struct Candidate {
     distance: Distance,
     /// Hop depth: 1 for a seed, one more than the reply that introduced it.
     depth: u32,
+    /// Round trips on the chain of answers that led to asking it: 1 for the first requests,
+    /// one more than the answer (or timeout) whose handling sent it; 0 while not asked.
+    wave: u32,
     state: State,
 }
 
@@ -46,6 +49,19 @@ pub(crate) struct Lookup {
     candidates: Vec<Candidate>,
     in_flight: usize,
     final_phase: bool,
+    /// The wave of the answer or failure being handled: requests sent next are one deeper.
+    wave: u32,
+}
+
+/// Where one candidate of a finished lookup came from: for the simulator's trace.
+#[cfg(feature = "sim")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CandidateTrace {
+    pub(crate) id: Key,
+    /// Hop depth at which a reply first named it (1: a seed).
+    pub(crate) learned: u32,
+    /// Wave of the request it answered, if it answered.
+    pub(crate) answered: Option<u32>,
 }
 
 impl Lookup {
@@ -57,6 +73,7 @@ impl Lookup {
             candidates: Vec::new(),
             in_flight: 0,
             final_phase: false,
+            wave: 0,
         };
         for seed in seeds {
             lookup.add(*seed, 1);
@@ -80,6 +97,7 @@ impl Lookup {
                 contact,
                 distance,
                 depth,
+                wave: 0,
                 state: State::Fresh,
             },
         );
@@ -134,6 +152,7 @@ impl Lookup {
         let mut out = Vec::new();
         for i in fresh.into_iter().take(budget) {
             self.candidates[i].state = State::InFlight;
+            self.candidates[i].wave = self.wave + 1;
             self.in_flight += 1;
             out.push(self.candidates[i].contact);
         }
@@ -160,6 +179,7 @@ impl Lookup {
             self.in_flight -= 1;
         }
         self.candidates[pos].state = State::Answered;
+        self.wave = self.candidates[pos].wave;
         let depth = self.candidates[pos].depth + 1;
         let before = self.closest_known();
         for node in nodes {
@@ -178,6 +198,7 @@ impl Lookup {
                 self.in_flight -= 1;
             }
             self.candidates[pos].state = State::Failed;
+            self.wave = self.candidates[pos].wave;
         }
     }
 
@@ -204,6 +225,19 @@ impl Lookup {
     /// answered.
     pub(crate) fn rounds(&self) -> u32 {
         self.answered().iter().map(|a| a.depth).max().unwrap_or(0)
+    }
+
+    /// Every candidate still held, closest first: where each was learned and when it answered.
+    #[cfg(feature = "sim")]
+    pub(crate) fn trace(&self) -> Vec<CandidateTrace> {
+        self.candidates
+            .iter()
+            .map(|c| CandidateTrace {
+                id: c.contact.id,
+                learned: c.depth,
+                answered: (c.state == State::Answered).then_some(c.wave),
+            })
+            .collect()
     }
 
     /// Requests of this lookup still awaiting answers.

@@ -1,5 +1,6 @@
-//! The Kademlia routing table: buckets of at most K servers by shared prefix length, with a
-//! replacement cache, eviction after repeated timeouts, and a cap per address prefix.
+//! The Kademlia routing table: buckets of at most K servers by shared prefix length (more
+//! near the node's own key, see [`RoutingTable::with_near_capacity`]), with a replacement
+//! cache, eviction after repeated timeouts, and a cap per address prefix.
 
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,8 @@ pub struct RoutingTable {
     max_per_subnet: Option<usize>,
     replacement_cap: usize,
     max_failures: u8,
+    /// Entries a near bucket may hold (K: no near buckets).
+    near_capacity: usize,
 }
 
 impl RoutingTable {
@@ -93,6 +96,64 @@ impl RoutingTable {
             max_per_subnet,
             replacement_cap,
             max_failures: max_failures.max(1),
+            near_capacity: K,
+        }
+    }
+
+    /// Lets *near* buckets hold up to `entries` servers (at least K). Buckets are near from
+    /// `log2(2 × entries / K)` levels above the bucket of the node's K-th closest entry: the
+    /// network holds about `K × 2^(i - b)` servers in the subtree of bucket `i` when the K-th
+    /// closest entry falls in bucket `b`, so a near bucket's subtree holds about `2 ×
+    /// entries` servers or fewer, and the table knows all or most of them. A node a few bits
+    /// from a target then answers with the true K closest instead of K of that subtree's
+    /// servers. Farther buckets keep K.
+    pub fn with_near_capacity(mut self, entries: usize) -> Self {
+        self.near_capacity = entries.max(K);
+        self
+    }
+
+    /// The shallowest near bucket (see [`RoutingTable::with_near_capacity`]); 0 while the
+    /// table holds fewer than K entries.
+    fn near_from(&self) -> usize {
+        if self.near_capacity <= K {
+            return usize::MAX;
+        }
+        let levels = (2 * self.near_capacity / K).ilog2() as usize;
+        let mut held = 0;
+        for (index, bucket) in self.buckets.iter().enumerate().rev() {
+            held += bucket.entries.len();
+            if held >= K {
+                return index.saturating_sub(levels);
+            }
+        }
+        0
+    }
+
+    /// Servers bucket `index` may hold now: the near capacity for a near bucket, else K.
+    pub fn bucket_capacity(&self, index: usize) -> usize {
+        if index >= self.near_from() {
+            self.near_capacity
+        } else {
+            K
+        }
+    }
+
+    /// Moves the least recently seen entries of buckets over their capacity (buckets that
+    /// stopped being near as deeper ones filled) to their replacement caches.
+    fn trim(&mut self) {
+        let near_from = self.near_from();
+        let replacement_cap = self.replacement_cap;
+        for bucket in self.buckets.iter_mut().take(near_from) {
+            while bucket.entries.len() > K {
+                let old = bucket.entries.remove(0);
+                if replacement_cap > 0 {
+                    if bucket.replacements.len() >= replacement_cap {
+                        bucket.replacements.remove(0);
+                    }
+                    // Replacements are most recent last: it was the least recently seen.
+                    bucket.replacements.insert(0, old.contact);
+                }
+            }
         }
     }
 
@@ -153,15 +214,17 @@ impl RoutingTable {
             return InsertOutcome::Refused;
         }
         let cap = self.replacement_cap;
+        let room = self.bucket_capacity(index);
         let bucket = &mut self.buckets[index];
         bucket.touched = Some(now);
-        if bucket.entries.len() < K {
+        if bucket.entries.len() < room {
             bucket.replacements.retain(|c| c.id != contact.id);
             bucket.entries.push(Entry {
                 contact,
                 last_seen: now,
                 failures: 0,
             });
+            self.trim();
             return InsertOutcome::Added;
         }
         bucket.replacements.retain(|c| c.id != contact.id);
@@ -237,7 +300,11 @@ impl RoutingTable {
     /// Whether the bucket `id` falls in has room for it.
     pub fn has_room_for(&self, id: &Key) -> bool {
         let index = self.bucket_index(id);
-        index < 256 && self.buckets.get(index).is_none_or(|b| b.entries.len() < K)
+        index < 256
+            && self
+                .buckets
+                .get(index)
+                .is_none_or(|b| b.entries.len() < self.bucket_capacity(index))
     }
 
     /// The `n` servers closest to `target`, closest first.
@@ -312,11 +379,35 @@ impl RoutingTable {
             .collect()
     }
 
+    /// Indices of the near buckets shallower than the bucket of the K-th closest entry that
+    /// are not full: the subtrees of a few dozen servers that a node's own lookup does not
+    /// reach, and a lookup of a random key in each fills. None while every bucket is near:
+    /// the network is then so small (about `2 × near entries` servers or fewer) that the table
+    /// holds most of it already.
+    pub fn sparse_near_buckets(&self) -> Vec<usize> {
+        let near_from = self.near_from();
+        if near_from == 0 || near_from == usize::MAX {
+            return Vec::new();
+        }
+        let mut held = 0;
+        let mut kth = 0;
+        for (index, bucket) in self.buckets.iter().enumerate().rev() {
+            held += bucket.entries.len();
+            if held >= K {
+                kth = index;
+                break;
+            }
+        }
+        (near_from..kth)
+            .filter(|&i| self.buckets[i].entries.len() < self.near_capacity)
+            .collect()
+    }
+
     /// Checks the table's invariants; `Err` says which one broke. For tests.
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut seen = std::collections::HashSet::new();
         for (index, bucket) in self.buckets.iter().enumerate() {
-            if bucket.entries.len() > K {
+            if bucket.entries.len() > self.bucket_capacity(index) {
                 return Err(format!("bucket {index} holds {}", bucket.entries.len()));
             }
             if bucket.replacements.len() > self.replacement_cap {

@@ -38,6 +38,11 @@ pub struct NodeConfig {
     pub alpha: usize,
     /// Most entries of one IPv4 /24 or IPv6 /64 in a bucket; `None` lifts the limit (labs).
     pub max_per_subnet: Option<usize>,
+    /// Servers a near bucket may hold (K = 8 turns near buckets off): near the node's own
+    /// key, where a bucket's subtree holds about this many servers or fewer, the table keeps
+    /// them all, so a lookup learns the true K closest one hop sooner
+    /// ([`crate::RoutingTable::with_near_capacity`]).
+    pub near_bucket_entries: usize,
     /// Candidates kept per bucket to replace entries that stop answering.
     pub replacement_cache: usize,
     /// Consecutive unanswered requests after which an entry leaves the routing table.
@@ -105,6 +110,7 @@ impl Default for NodeConfig {
             probes_per_sec: 20,
             alpha: 3,
             max_per_subnet: Some(2),
+            near_bucket_entries: 32,
             replacement_cache: 8,
             max_failures: 2,
             refresh_interval: Duration::from_secs(15 * 60),

@@ -18,6 +18,10 @@ use crate::wire::time::Now;
 const MAX_REPUBLISH_PER_TICK: usize = 64;
 /// Bucket refreshes started per maintenance tick.
 const MAX_REFRESH_PER_TICK: usize = 2;
+/// How long after a bootstrap its settling lookups start ([`Node::settle`]): long enough for
+/// nodes started in the same instant to have joined (a join takes milliseconds to a few
+/// hundred), short enough that a young network is one within seconds.
+pub(crate) const SETTLE_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Node {
     pub(crate) fn start(
@@ -46,6 +50,7 @@ impl Node {
             value: None,
             peer: None,
             mailbox: None,
+            datagrams: 0,
         };
         self.table.touch(&target, now.instant);
         self.drive(now, id, query);
@@ -131,7 +136,7 @@ impl Node {
     /// Pings `contact`; finishes with [`QueryOutcome::Pong`].
     pub fn ping(&mut self, now: Now, contact: Contact) -> QueryId {
         let id = self.allocate_query();
-        let query = Query {
+        let mut query = Query {
             kind: Kind::Ping,
             lookup: Lookup::new(contact.id, self.own, 1, &[]),
             started: now.instant,
@@ -140,6 +145,7 @@ impl Node {
             value: None,
             peer: None,
             mailbox: None,
+            datagrams: 0,
         };
         let attempts = self.config.rpc_attempts;
         if self.send_request(
@@ -149,6 +155,7 @@ impl Node {
             Purpose::Query(id),
             attempts,
         ) {
+            query.datagrams += 1;
             self.queries.insert(id, query);
         } else {
             self.finish(now, id, query, QueryOutcome::Pong(false));
@@ -175,8 +182,9 @@ impl Node {
                 let body = Self::lookup_body(&query.kind, query.lookup.target());
                 let attempts = self.config.lookup_attempts;
                 for contact in next {
-                    if !self.send_request(now, contact, body.clone(), Purpose::Query(id), attempts)
-                    {
+                    if self.send_request(now, contact, body.clone(), Purpose::Query(id), attempts) {
+                        query.datagrams += 1;
+                    } else {
                         query.lookup.on_failure(&contact.id);
                     }
                 }
@@ -215,7 +223,13 @@ impl Node {
                     query.lookup = Lookup::new(target, self.own, self.config.alpha, &seeds);
                     return self.drive(now, id, query);
                 }
-                Kind::FindNode | Kind::Bootstrap { .. } | Kind::Ping => {
+                Kind::Bootstrap { .. } => {
+                    if !query.lookup.answered().is_empty() {
+                        self.settle_at = Some(now.instant + SETTLE_DELAY);
+                    }
+                    return self.finish(now, id, query, QueryOutcome::Nodes);
+                }
+                Kind::FindNode | Kind::Ping => {
                     return self.finish(now, id, query, QueryOutcome::Nodes);
                 }
                 Kind::Mailbox(_) => return self.start_mailbox_phase(now, id, query),
@@ -231,6 +245,7 @@ impl Node {
                     attempts,
                 ) {
                     storing.awaiting += 1;
+                    query.datagrams += 1;
                 }
             }
             query.storing = Some(storing);
@@ -249,6 +264,16 @@ impl Node {
     pub(crate) fn finish(&mut self, now: Now, id: QueryId, query: Query, outcome: QueryOutcome) {
         if query.internal {
             return;
+        }
+        #[cfg(feature = "sim")]
+        if let Some(traces) = self.traces.as_mut() {
+            traces.insert(
+                id,
+                crate::node::query::QueryTrace {
+                    candidates: query.lookup.trace(),
+                    datagrams: query.datagrams,
+                },
+            );
         }
         let answered = query.lookup.answered();
         self.events.push_back(Event::QueryFinished(QueryFinished {
@@ -271,8 +296,10 @@ impl Node {
         body: ResponseBody,
     ) {
         let Some(mut query) = self.queries.remove(&id) else {
+            self.count_late_datagram(id);
             return;
         };
+        query.datagrams += 1;
         if let Kind::Ping = query.kind {
             return self.finish(now, id, query, QueryOutcome::Pong(true));
         }
@@ -342,6 +369,47 @@ impl Node {
         self.drive(now, id, query);
     }
 
+    /// Counts a datagram of query `id`: in the query while it runs; in its trace (when the
+    /// simulator traces) once it has finished.
+    pub(crate) fn count_query_datagram(&mut self, id: QueryId) {
+        match self.queries.get_mut(&id) {
+            Some(query) => query.datagrams += 1,
+            None => self.count_late_datagram(id),
+        }
+    }
+
+    /// A datagram of a query that has finished: a late answer or a retransmission.
+    #[cfg_attr(not(feature = "sim"), allow(unused_variables, clippy::unused_self))]
+    fn count_late_datagram(&mut self, id: QueryId) {
+        #[cfg(feature = "sim")]
+        if let Some(trace) = self.traces.as_mut().and_then(|t| t.get_mut(&id)) {
+            trace.datagrams += 1;
+        }
+    }
+
+    /// Settles a join, [`SETTLE_DELAY`] after it: looks our own key up again. Nodes that
+    /// joined in the same moment were not in tables yet during the bootstrap lookup; now they
+    /// learn of us and we of them, so a young network is one within seconds instead of after
+    /// the first maintenance tick.
+    pub(crate) fn settle(&mut self, now: Now) {
+        if self.table.is_empty() {
+            return;
+        }
+        let own = self.own;
+        let _ = self.start(now, Kind::FindNode, own, Vec::new(), true);
+    }
+
+    /// Looks up a random key in each near bucket that is not full and that a self-lookup
+    /// does not reach (at most `log2(2 × near entries / K)` lookups, 3 by default): where a
+    /// joining node's tables are completed, so the lookups of others that pass through it
+    /// learn the true K closest from it.
+    fn refresh_near_buckets(&mut self, now: Now) {
+        for index in self.table.sparse_near_buckets() {
+            let target = self.own.with_common_prefix(index, self.entropy.bytes32());
+            let _ = self.start(now, Kind::FindNode, target, Vec::new(), true);
+        }
+    }
+
     /// Expiry, republish and bucket refresh.
     pub(crate) fn maintain(&mut self, now: Now) {
         self.maintenance_at = Some(now.instant + self.maintenance_interval());
@@ -377,10 +445,12 @@ impl Node {
         if self.rejoin_pending && !self.table.is_empty() {
             // The network seen at bootstrap may have been tiny (an early node) or seen through
             // stale seeds: look ourselves up once more, so our neighbours learn of us and we
-            // of them.
+            // of them; and fill the near buckets now that the network around us has grown
+            // into them.
             self.rejoin_pending = false;
             let own = self.own;
             let _ = self.start(now, Kind::FindNode, own, Vec::new(), true);
+            self.refresh_near_buckets(now);
         }
         if !self.table.is_empty() {
             let stale = self

@@ -135,6 +135,9 @@ pub struct Node {
     maintenance_at: Option<Instant>,
     /// A second self-lookup is due at the next maintenance tick.
     rejoin_pending: bool,
+    /// When the lookups that settle a join are due: a self-lookup once the nodes that joined
+    /// at the same time are in tables, and the near buckets' refresh.
+    settle_at: Option<Instant>,
     /// What peers report of our address.
     observations: Observations,
     /// The reachability check.
@@ -145,6 +148,9 @@ pub struct Node {
     seeds: Vec<Contact>,
     /// The observed address as last reported in an event.
     last_observed: Option<SocketAddr>,
+    /// Traces of finished queries, kept while the simulator asks for them.
+    #[cfg(feature = "sim")]
+    traces: Option<HashMap<QueryId, crate::node::query::QueryTrace>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -182,7 +188,8 @@ impl Node {
                 config.max_per_subnet,
                 config.replacement_cache,
                 config.max_failures,
-            ),
+            )
+            .with_near_capacity(config.near_bucket_entries),
             storage,
             mailboxes: MailboxStorage::new(config.mailbox),
             token_issuer,
@@ -207,6 +214,7 @@ impl Node {
             counters: Counters::default(),
             maintenance_at: None,
             rejoin_pending: false,
+            settle_at: None,
             observations: Observations::new(
                 config.observed_quorum,
                 config.max_per_subnet.is_some(),
@@ -221,6 +229,8 @@ impl Node {
             },
             seeds: Vec::new(),
             last_observed: None,
+            #[cfg(feature = "sim")]
+            traces: None,
             server: config.server,
             keypair,
             own,
@@ -313,6 +323,19 @@ impl Node {
         self.observations.public().and_then(|p| p.socket_addr())
     }
 
+    /// Starts (or stops and forgets) keeping a trace of every query that finishes, for the
+    /// simulator's lookup summary.
+    #[cfg(feature = "sim")]
+    pub(crate) fn set_tracing(&mut self, on: bool) {
+        self.traces = on.then(HashMap::new);
+    }
+
+    /// The trace of the finished query `id`, taken out.
+    #[cfg(feature = "sim")]
+    pub(crate) fn take_trace(&mut self, id: QueryId) -> Option<crate::node::query::QueryTrace> {
+        self.traces.as_mut()?.remove(&id)
+    }
+
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
@@ -336,10 +359,15 @@ impl Node {
             self.timers.pop();
         }
         let rpc = self.timers.peek().map(|Reverse((d, _))| *d);
-        [rpc, self.maintenance_at, self.prober.next_wakeup()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            rpc,
+            self.maintenance_at,
+            self.settle_at,
+            self.prober.next_wakeup(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Handles time passing: retransmits or gives up on unanswered requests, runs maintenance
@@ -376,6 +404,10 @@ impl Node {
                 self.table.record_failure(&pending.peer.id);
                 self.on_rpc_failure(now, pending.purpose, pending.peer);
             }
+        }
+        if self.settle_at.is_some_and(|at| at <= now.instant) {
+            self.settle_at = None;
+            self.settle(now);
         }
         match self.maintenance_at {
             Some(at) if at <= now.instant => self.maintain(now),

@@ -52,4 +52,16 @@ pub(crate) struct Query {
     pub(super) peer: Option<PeerRecord>,
     /// Once the lookup is done, the mailbox requests to its storers.
     pub(crate) mailbox: Option<MailboxRun>,
+    /// Datagrams of this query so far: requests sent (each attempt) and answers received.
+    pub(crate) datagrams: u32,
+}
+
+/// What the simulator learns of a finished query when tracing is on.
+#[cfg(feature = "sim")]
+#[derive(Clone, Debug, Default)]
+pub(crate) struct QueryTrace {
+    /// Every candidate the lookup still held, closest first.
+    pub(crate) candidates: Vec<crate::kad::lookup::CandidateTrace>,
+    /// Requests sent (each attempt) and answers received, including those after it finished.
+    pub(crate) datagrams: u32,
 }

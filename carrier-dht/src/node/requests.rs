@@ -38,6 +38,8 @@ impl Node {
         rto: Option<Duration>,
         token_retried: bool,
     ) -> bool {
+        // A first attempt is counted by whoever holds the query; a resend here.
+        let resend = rto.is_some() || token_retried;
         if self.pending.len() >= self.config.max_pending_rpcs {
             self.counters.dropped_pending_full += 1;
             if rto.is_some() || token_retried {
@@ -108,6 +110,9 @@ impl Node {
             },
         );
         self.timers.push(Reverse((deadline, txid)));
+        if let (Purpose::Query(id), true) = (purpose, resend) {
+            self.count_query_datagram(id);
+        }
         true
     }
 
@@ -153,6 +158,9 @@ impl Node {
         if response.body == ResponseBody::Refused(crate::wire::message::Refusal::TokenRequired)
             && !pending.token_retried
         {
+            if let Purpose::Query(id) = pending.purpose {
+                self.count_query_datagram(id);
+            }
             self.send_attempt(
                 now,
                 pending.peer,

@@ -12,7 +12,9 @@
 mod mailbox;
 mod network;
 mod scenario;
+mod trace;
 
 pub use mailbox::{run_mailbox_scenario, MailboxFigures, MailboxScenario};
 pub use network::{SimConfig, Simulation};
 pub use scenario::{run_scenario, Scenario, SimFigures};
+pub use trace::LookupSummary;

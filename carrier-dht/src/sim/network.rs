@@ -9,6 +9,7 @@ use carrier_id::Keypair;
 
 use crate::node::config::NodeConfig;
 use crate::node::event::{Event, QueryFinished, QueryId, QueryOutcome};
+use crate::node::query::QueryTrace;
 use crate::node::Node;
 use crate::wire::key::{Distance, Key};
 use crate::wire::message::Contact;
@@ -526,6 +527,49 @@ impl Simulation {
             QueryOutcome::Value(Some(value)) => Some(Value::data(&value).to_vec()),
             _ => None,
         }
+    }
+
+    /// Keeps (or stops keeping) a trace of every query that finishes on any node.
+    pub(crate) fn set_tracing(&mut self, on: bool) {
+        for node in &mut self.nodes {
+            node.node.set_tracing(on);
+        }
+    }
+
+    /// The trace of the finished query `id` of node `index`, taken out.
+    pub(crate) fn take_trace(&mut self, index: usize, id: QueryId) -> Option<QueryTrace> {
+        self.nodes[index].node.take_trace(id)
+    }
+
+    /// Entries of node `index`'s routing table per bucket, beside the ideal: for each bucket
+    /// index, the entries held and `min(capacity, live joined servers in that bucket)`.
+    pub(crate) fn bucket_fill(&self, index: usize) -> Vec<(usize, usize)> {
+        let table = self.nodes[index].node.routing_table();
+        let mut fill: Vec<(usize, usize)> = Vec::new();
+        let grow = |fill: &mut Vec<(usize, usize)>, b: usize| {
+            if fill.len() <= b {
+                fill.resize(b + 1, (0, 0));
+            }
+        };
+        for entry in table.entries() {
+            let b = table.bucket_index(&entry.contact.id);
+            grow(&mut fill, b);
+            fill[b].0 += 1;
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if i == index || !n.alive || !n.joined {
+                continue;
+            }
+            let b = table.bucket_index(&n.node.key());
+            if b < 256 {
+                grow(&mut fill, b);
+                fill[b].1 += 1;
+            }
+        }
+        for (b, f) in fill.iter_mut().enumerate() {
+            f.1 = f.1.min(table.bucket_capacity(b));
+        }
+        fill
     }
 
     /// Nodes alive and joined.

@@ -5,10 +5,17 @@ use std::time::Duration;
 
 use crate::node::event::QueryOutcome;
 use crate::sim::network::{SimConfig, Simulation};
+use crate::sim::trace::LookupSummary;
 use crate::wire::key::Key;
 use crate::wire::message::K;
 use crate::wire::packet::KeyAgreement;
 use crate::wire::record::Value;
+
+/// Above this many nodes, the simulated nodes' caches shrink (see [`run_scenario`]).
+const LARGE_NETWORK: usize = 20_000;
+
+/// Nodes whose routing tables the trace compares with an ideal table.
+const TABLES_SAMPLED: usize = 200;
 
 /// What [`run_scenario`] does.
 #[derive(Clone, Debug)]
@@ -62,6 +69,11 @@ pub struct SimFigures {
     /// Share of gets, after the churn (30% of nodes in the standard scenario), that returned
     /// the value stored before it: the `churn30_get_success` figure.
     pub churn30_get_success: f64,
+    /// Datagrams of a lookup (requests sent, each attempt, and answers received), mean over
+    /// the checked lookups: the `datagrams_per_lookup` figure.
+    pub datagrams_per_lookup: f64,
+    /// Where the checked lookups' rounds went, and how full tables were before them.
+    pub trace: LookupSummary,
     /// Datagrams delivered during the run.
     pub datagrams: u64,
     /// Virtual time the run covered, in seconds.
@@ -78,18 +90,39 @@ fn percentile<T: Copy + Ord>(sorted: &[T], p: f64) -> Option<T> {
 
 /// Runs `scenario` and returns its figures.
 pub fn run_scenario(scenario: &Scenario) -> SimFigures {
-    let mut sim = Simulation::new(SimConfig {
+    let mut config = SimConfig {
         nodes: scenario.nodes,
         seed: scenario.seed,
         loss: scenario.loss,
         key_agreement: scenario.key_agreement,
         ..SimConfig::default()
-    });
+    };
+    if scenario.nodes > LARGE_NETWORK {
+        // Per-node caches are most of a simulated node's memory (about 150 KiB at 10,000
+        // nodes); a quarter of them keeps 100,000 nodes within a few GiB. An evicted pair key
+        // is derived again, an evicted RTT falls back to the all-peers estimate, an evicted
+        // token costs a store one `TokenRequired` round trip: lookups are not changed.
+        config.node.pair_key_cache_entries /= 4;
+        config.node.rtt_entries /= 4;
+        config.node.replay_cache_entries /= 4;
+        config.node.rate_limit_entries /= 4;
+    }
+    let mut sim = Simulation::new(config);
     sim.join_all();
     // Long enough for every node's first maintenance tick (its second self-lookup).
     sim.run_for(Duration::from_secs(65));
 
+    let mut trace = LookupSummary::default();
+    let live = sim.live_nodes();
+    for &i in live
+        .iter()
+        .step_by(live.len().div_ceil(TABLES_SAMPLED).max(1))
+    {
+        trace.add_table(&sim.bucket_fill(i));
+    }
+
     // Lookups, started 2 ms apart so many run at once.
+    sim.set_tracing(true);
     let mut started = Vec::new();
     for _ in 0..scenario.lookups {
         let live = sim.live_nodes();
@@ -105,6 +138,8 @@ pub fn run_scenario(scenario: &Scenario) -> SimFigures {
         sim.run_for(Duration::from_millis(2));
     }
     sim.run_until_done(Duration::from_secs(120));
+    // Answers to requests still in flight when a lookup finished arrive in its trace.
+    sim.run_for(Duration::from_secs(5));
     let mut rounds = Vec::new();
     let mut millis = Vec::new();
     let mut exact = 0usize;
@@ -115,10 +150,15 @@ pub fn run_scenario(scenario: &Scenario) -> SimFigures {
         rounds.push(done.rounds);
         millis.push(done.elapsed.as_micros() as u64);
         let found: Vec<Key> = done.closest.iter().map(|c| c.id).collect();
-        if found == sim.true_closest(target, *asker, K) {
+        let truth = sim.true_closest(target, *asker, K);
+        if found == truth {
             exact += 1;
         }
+        if let Some(t) = sim.take_trace(*asker, *id) {
+            trace.add_lookup(&t, &truth);
+        }
     }
+    sim.set_tracing(false);
     rounds.sort_unstable();
     millis.sort_unstable();
 
@@ -190,6 +230,8 @@ pub fn run_scenario(scenario: &Scenario) -> SimFigures {
         success: ratio(exact, started.len()),
         put_success: ratio(stored.len(), scenario.values),
         churn30_get_success: ratio(got, stored.len()),
+        datagrams_per_lookup: trace.datagrams as f64 / trace.lookups.max(1) as f64,
+        trace,
         datagrams: sim.delivered(),
         virtual_secs: sim.elapsed().as_secs_f64(),
     }

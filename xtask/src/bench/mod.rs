@@ -121,6 +121,12 @@ const FIGURES: &[Figure] = &[
         measure: Measure::Joint(&dht_sim::SIM),
     },
     Figure {
+        name: "dht.sim10k.datagrams_per_lookup",
+        unit: "datagrams",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM),
+    },
+    Figure {
         name: "dht.sim10k.lookup_ms_p50",
         unit: "ms (simulated)",
         baseline: None,
@@ -137,6 +143,24 @@ const FIGURES: &[Figure] = &[
         unit: "fraction",
         baseline: None,
         measure: Measure::Joint(&dht_sim::SIM),
+    },
+    Figure {
+        name: "dht.sim100k.rounds_p50",
+        unit: "rounds",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM_BIG),
+    },
+    Figure {
+        name: "dht.sim100k.rounds_p95",
+        unit: "rounds",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM_BIG),
+    },
+    Figure {
+        name: "dht.sim100k.datagrams_per_lookup",
+        unit: "datagrams",
+        baseline: None,
+        measure: Measure::Joint(&dht_sim::SIM_BIG),
     },
     Figure {
         name: "dht.udp200.lookup_ms_p50",
@@ -240,6 +264,7 @@ impl Mode {
             Mode::Full => Scale {
                 transfer_bytes: 1 << 30,
                 sim_nodes: 10_000,
+                sim_big_nodes: 100_000,
                 udp_nodes: 200,
                 udp_lookups: 200,
                 mem_nodes: 100,
@@ -255,6 +280,7 @@ impl Mode {
             Mode::Quick => Scale {
                 transfer_bytes: 8 << 20,
                 sim_nodes: 300,
+                sim_big_nodes: 600,
                 udp_nodes: 30,
                 udp_lookups: 30,
                 mem_nodes: 20,
@@ -286,6 +312,9 @@ pub(crate) struct Scale {
     pub(crate) transfer_bytes: u64,
     /// Nodes in the simulated network of the `dht.sim10k` figures (10,000 in the full bench).
     pub(crate) sim_nodes: usize,
+    /// Nodes in the simulated network of the `dht.sim100k` figures (100,000 in the full
+    /// bench).
+    pub(crate) sim_big_nodes: usize,
     /// Real DHT nodes on loopback for `dht.udp200.lookup_ms_p50` (200 in the full bench).
     pub(crate) udp_nodes: usize,
     /// Lookups timed per run of `dht.udp200.lookup_ms_p50`.
@@ -593,6 +622,8 @@ mod tests {
             (10_000, 200, 100)
         );
         assert!(quick.sim_nodes <= 500 && quick.udp_nodes <= 50 && quick.mem_nodes <= 50);
+        assert_eq!(full.sim_big_nodes, 100_000);
+        assert!(quick.sim_big_nodes <= 1_000);
     }
 
     #[test]
