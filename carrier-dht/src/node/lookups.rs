@@ -18,9 +18,10 @@ use crate::wire::time::Now;
 const MAX_REPUBLISH_PER_TICK: usize = 64;
 /// Bucket refreshes started per maintenance tick.
 const MAX_REFRESH_PER_TICK: usize = 2;
-/// How long after a bootstrap its settling lookups start ([`Node::settle`]): long enough for
-/// nodes started in the same instant to have joined (a join takes milliseconds to a few
-/// hundred), short enough that a young network is one within seconds.
+/// How long after a bootstrap its settling lookup starts ([`Node::settle`]), on average (it
+/// is drawn in `[1/2, 3/2)` of this): long enough for nodes started in the same instant to
+/// have joined (a join takes milliseconds to a few hundred), short enough that a young
+/// network is one within seconds.
 pub(crate) const SETTLE_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Node {
@@ -225,7 +226,15 @@ impl Node {
                 }
                 Kind::Bootstrap { .. } => {
                     if !query.lookup.answered().is_empty() {
-                        self.settle_at = Some(now.instant + SETTLE_DELAY);
+                        // Spread over [SETTLE_DELAY / 2, 3 × SETTLE_DELAY / 2): nodes that joined
+                        // in the same instant settle one after another, not again all at once.
+                        let spread = SETTLE_DELAY.as_millis() as u64;
+                        let jitter = self.entropy.next_u64() % spread;
+                        self.settle_at = Some(
+                            now.instant
+                                + SETTLE_DELAY / 2
+                                + std::time::Duration::from_millis(jitter),
+                        );
                     }
                     return self.finish(now, id, query, QueryOutcome::Nodes);
                 }
@@ -395,8 +404,11 @@ impl Node {
         if self.table.is_empty() {
             return;
         }
-        let own = self.own;
-        let _ = self.start(now, Kind::FindNode, own, Vec::new(), true);
+        // Through the bootstrap contacts again, not our own closest: in a young network the
+        // nodes around us know as little as we do, while a bootstrap node has by now heard
+        // from everyone who joined through it.
+        let (own, seeds) = (self.own, self.seeds.clone());
+        let _ = self.start(now, Kind::FindNode, own, seeds, true);
     }
 
     /// Looks up a random key in each near bucket that is not full and that a self-lookup
