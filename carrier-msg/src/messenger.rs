@@ -474,6 +474,7 @@ impl Core {
         }
         {
             let mut outbox = lock(&self.outbox);
+            outbox.loaded();
             for (peer, row) in &current {
                 if let Some(row) = row {
                     outbox.restore_deposit(peer, row.deposited_through, row.deposited_at_ms);

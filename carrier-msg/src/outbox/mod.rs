@@ -162,6 +162,13 @@ impl Peer {
 /// The outbox's rules for every friend.
 pub(crate) struct Outbox {
     peers: HashMap<CarrierId, Peer>,
+    /// Per friend, the epoch and the sequence through which every message has left the
+    /// outbox (acknowledged, or below what a restart loaded). Kept when a friend's queue
+    /// empties: a send commits its sequence before it queues it here, so concurrent sends
+    /// queue out of order, and a sequence above `through + 1` with nothing queued below it
+    /// waits until that lower one is queued (sending it first would open a gap the friend
+    /// does not take).
+    floors: HashMap<CarrierId, (u64, u64)>,
     expiries: BTreeSet<(u64, CarrierId, Slot)>,
     resend_after_ms: u64,
 }
@@ -170,6 +177,7 @@ impl Outbox {
     pub(crate) fn new(resend_after_ms: u64) -> Self {
         Self {
             peers: HashMap::new(),
+            floors: HashMap::new(),
             expiries: BTreeSet::new(),
             resend_after_ms,
         }
@@ -224,6 +232,27 @@ impl Outbox {
         );
     }
 
+    /// The sequence of `peer` in `epoch` through which every message has left the outbox.
+    fn floor(&self, peer: &CarrierId, epoch: u64) -> u64 {
+        match self.floors.get(peer) {
+            Some(&(floor_epoch, through)) if floor_epoch == epoch => through,
+            _ => 0,
+        }
+    }
+
+    /// After a restart has queued what it loaded: every sequence below the first loaded one
+    /// has left the outbox (nothing is being committed yet).
+    pub(crate) fn loaded(&mut self) {
+        for (peer, state) in &self.peers {
+            if let Some(&first) = state.small.keys().next() {
+                let floor = self.floors.entry(*peer).or_insert((state.epoch, 0));
+                if floor.0 != state.epoch || floor.1 < first - 1 {
+                    *floor = (state.epoch, first - 1);
+                }
+            }
+        }
+    }
+
     /// The epoch of `peer`'s queue, if anything is queued.
     #[cfg(test)]
     pub(crate) fn epoch(&self, peer: &CarrierId) -> Option<u64> {
@@ -243,8 +272,14 @@ impl Outbox {
         max_bytes: usize,
     ) -> Option<(u64, Vec<Planned>)> {
         let resend_after = self.resend_after_ms;
+        let epoch = self.peers.get(peer)?.epoch;
+        let floor = self.floor(peer, epoch);
         let state = self.peers.get_mut(peer)?;
         let first = *state.small.keys().next()?;
+        if first > floor + 1 {
+            // A lower sequence is committed but not queued yet: it goes first.
+            return None;
+        }
         let stale = now_ms >= state.progress_ms.saturating_add(resend_after);
         if state.link != Some(generation) || (stale && state.cursor >= first) {
             state.link = Some(generation);
@@ -332,9 +367,11 @@ impl Outbox {
         now_ms: u64,
         terms: &MailboxTerms,
     ) -> Option<Deposit> {
+        let epoch = self.peers.get(peer)?.epoch;
+        let floor = self.floor(peer, epoch);
         let state = self.peers.get_mut(peer)?;
         let first = *state.small.keys().next()?;
-        if now_ms < state.deposit_retry_at_ms {
+        if first > floor + 1 || now_ms < state.deposit_retry_at_ms {
             return None;
         }
         let stale = day_of(state.deposited_at_ms / 1000) < day_of(now_ms / 1000)
@@ -458,9 +495,17 @@ impl Outbox {
             return Vec::new();
         }
         let mut settled = Vec::new();
+        let floor = self.floors.entry(*peer).or_insert((epoch, 0));
+        if floor.0 != epoch {
+            *floor = (epoch, 0);
+        }
         for range in delivered {
             if range.first > range.last {
                 continue;
+            }
+            // Receipts are cumulative: what they cover has left the outbox for good.
+            if range.first <= floor.1 + 1 {
+                floor.1 = floor.1.max(range.last);
             }
             let seqs: Vec<u64> = state
                 .small
@@ -538,6 +583,7 @@ impl Outbox {
 
     /// Everything queued for `peer` (a removed friend): gone from the outbox.
     pub(crate) fn remove_peer(&mut self, peer: &CarrierId) -> Vec<Settled> {
+        self.floors.remove(peer);
         let Some(state) = self.peers.remove(peer) else {
             return Vec::new();
         };

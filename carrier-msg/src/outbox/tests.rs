@@ -301,3 +301,39 @@ fn a_message_too_large_for_a_letter_stops_the_deposit_and_is_reported_once() {
         })
     );
 }
+
+#[test]
+fn a_sequence_queued_before_a_lower_one_waits_even_when_nothing_lower_is_queued() {
+    // Concurrent sends commit 1, 2, 3 in order but queue them as they return: 1, then 3,
+    // then 2. Once 1 is acknowledged nothing below 3 is queued, and 3 must still wait for 2.
+    let peer = Keypair::generate().id();
+    let mut outbox = Outbox::new(RESEND_MS);
+    outbox.queue(peer, 1, 1, queued(1, u64::MAX));
+    let (_, batch) = outbox.next_batch(&peer, 1, 0, 10, usize::MAX).unwrap();
+    assert_eq!(seqs(&batch), [1]);
+    outbox.receipt(&peer, 1, &delivered(1, 1), &[], 5);
+    outbox.queue(peer, 1, 3, queued(3, u64::MAX));
+    assert!(
+        outbox.next_batch(&peer, 1, 6, 10, usize::MAX).is_none(),
+        "3 went before 2"
+    );
+    assert!(
+        outbox.next_batch(&peer, 2, 6, 10, usize::MAX).is_none(),
+        "nor on a new link"
+    );
+    outbox.queue(peer, 1, 2, queued(2, u64::MAX));
+    let (_, batch) = outbox.next_batch(&peer, 1, 7, 10, usize::MAX).unwrap();
+    assert_eq!(seqs(&batch), [2, 3]);
+}
+
+#[test]
+fn what_a_restart_loads_is_sent_from_its_first_sequence() {
+    let peer = Keypair::generate().id();
+    let mut outbox = Outbox::new(RESEND_MS);
+    // 1..=4 were delivered before the restart; 5 and 6 wait on disk.
+    outbox.queue(peer, 1, 6, queued(6, u64::MAX));
+    outbox.queue(peer, 1, 5, queued(5, u64::MAX));
+    outbox.loaded();
+    let (_, batch) = outbox.next_batch(&peer, 1, 0, 10, usize::MAX).unwrap();
+    assert_eq!(seqs(&batch), [5, 6]);
+}
