@@ -136,7 +136,7 @@ pub use node::query::BOOTSTRAP_ROUNDS;
 pub use node::rtt::RttEstimator;
 pub use node::{Node, MAX_PING_BYTES, MIN_UNPROVEN_REQUEST_BYTES};
 pub use reach::{NatMapping, PublicAddr, PublicPort, Reachability, Standing};
-pub use relay::frame::{RelayRefusal, SessionId};
+pub use relay::frame::RelayRefusal;
 pub use relay::limits::RelayLimits;
 pub use relay::table::{RelayCounters, RelayDrop, RelayTable, RelayTransmit};
 pub use wire::entropy::Entropy;
@@ -144,7 +144,7 @@ pub use wire::error::{RecordError, WireError};
 pub use wire::key::{Distance, Key};
 pub use wire::message::{Contact, Refusal, K};
 pub use wire::packet::{KeyAgreement, MAX_DATAGRAM_BYTES};
-pub use wire::path::{canonical_addr, canonical_ip, Path, Subnet};
+pub use wire::path::{canonical_addr, canonical_ip, Path, SessionId, Subnet};
 pub use wire::record::{
     ImmutableValue, MutableValue, PeerRecord, RelayHint, Value, MAX_VALUE_BYTES,
 };

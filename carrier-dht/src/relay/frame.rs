@@ -18,6 +18,7 @@ use crate::wire::bounded::BoundedBytes;
 use crate::wire::error::WireError;
 use crate::wire::key::Key;
 use crate::wire::message::{decode_exact, encode};
+pub use crate::wire::path::SessionId;
 use crate::wire::token::Token;
 
 /// First byte of a relay control frame.
@@ -36,10 +37,6 @@ pub const MAX_CONTROL_BYTES: usize = 256;
 pub const MAX_HELLO_PADDING: usize = 64;
 /// Signature context of a registration.
 pub const REGISTER_CONTEXT: Context = Context::new("carrier/relay/register/v1");
-
-/// Names a relay session in data frames and control frames. Chosen by the relay at random.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct SessionId(pub u64);
 
 /// Why a relay refused a control frame.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize, thiserror::Error)]
@@ -228,6 +225,21 @@ pub fn decode_data(frame: &[u8]) -> Result<(SessionId, &[u8]), WireError> {
         SessionId(u64::from_be_bytes(id)),
         &frame[DATA_HEADER_BYTES..],
     ))
+}
+
+impl Control {
+    /// Whether the frame goes from a node to a relay (hello, register, keep-alive, open,
+    /// close), as opposed to from a relay to a node.
+    pub fn to_relay(&self) -> bool {
+        matches!(
+            self,
+            Control::Hello { .. }
+                | Control::Register { .. }
+                | Control::KeepAlive { .. }
+                | Control::Open { .. }
+                | Control::Close { .. }
+        )
+    }
 }
 
 /// Whether a datagram's first byte marks it as a relay frame (control or data).
