@@ -6,6 +6,7 @@
 //! - [`frame`]: the relay's wire formats (control frames, and data frames with a 9-byte
 //!   session header), strictly decoded and bounded;
 //! - [`limits`]: the relay's limits, each configurable;
+//! - [`client`]: the NATed side: choosing relays, registering, keep-alives;
 //! - [`table`]: the relay side: registrations, sessions, per-source limits, the shared
 //!   bandwidth budget and the counters.
 //!
@@ -15,6 +16,7 @@
 //! a token); a forwarded frame leaves exactly as it came in, so the relay never sends more
 //! bytes than it received; every reply to a control frame is no longer than the frame.
 
+pub mod client;
 pub mod frame;
 pub mod limits;
 pub mod table;
