@@ -203,3 +203,28 @@ async fn a_socket_without_a_relay_table_forwards_nothing_and_strangers_frames_ar
     }
     assert_eq!(not_a_relay.stats().relayed_received, 0);
 }
+
+#[tokio::test]
+async fn a_dht_relays_by_default_and_reports_it() {
+    use carrier_dht::{Dht, DhtConfig};
+    let dht = Dht::bind(DhtConfig::local("127.0.0.1:0".parse().unwrap()))
+        .await
+        .unwrap();
+    let relay_addr = dht.local_addr();
+    let nated = bind();
+    let keys = Keypair::from_seed(&[2; 32]);
+    let t = token(&nated, relay_addr).await;
+    let register = Control::register(&keys, &Key::of_node(&dht.id()), t);
+    nated.send(relay_addr, &register.encode()).await.unwrap();
+    assert!(matches!(control(&nated).await, Control::Registered { .. }));
+    let (counters, registrations, sessions) = dht.relay_status().unwrap();
+    assert_eq!((registrations, sessions), (1, 0));
+    assert_eq!(counters.registered, 1);
+    // The DHT core never saw the relay frames.
+    assert_eq!(dht.counters().dropped(), 0);
+
+    let mut config = DhtConfig::local("127.0.0.1:0".parse().unwrap());
+    config.relay = None;
+    let quiet = Dht::bind(config).await.unwrap();
+    assert!(quiet.relay_status().is_none());
+}

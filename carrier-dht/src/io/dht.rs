@@ -28,6 +28,8 @@ use crate::node::error::CommandError;
 use crate::node::event::{Event, QueryFinished, QueryId, QueryOutcome};
 use crate::node::Node;
 use crate::reach::{NatMapping, PublicAddr, Reachability, Standing};
+use crate::relay::limits::RelayLimits;
+use crate::relay::table::{RelayCounters, RelayTable};
 use crate::wire::key::Key;
 use crate::wire::message::Contact;
 use crate::wire::path::Path;
@@ -61,6 +63,9 @@ pub struct DhtConfig {
     pub query_timeout: Duration,
     /// How often the routing table's contacts are saved to the data directory.
     pub save_interval: Duration,
+    /// The relay side's limits, or `None` for a node that never relays. On by default: a
+    /// node relays for the NATed nodes that register with it, and those choose only servers.
+    pub relay: Option<RelayLimits>,
 }
 
 impl Default for DhtConfig {
@@ -73,6 +78,7 @@ impl Default for DhtConfig {
             node: NodeConfig::default(),
             query_timeout: Duration::from_secs(30),
             save_interval: Duration::from_secs(60),
+            relay: Some(RelayLimits::default()),
         }
     }
 }
@@ -200,6 +206,15 @@ impl Dht {
         let mut seed = [0u8; 32];
         rand_seed(&mut seed);
         let id = keypair.id();
+        if let Some(limits) = &config.relay {
+            let mut relay_seed = [0u8; 32];
+            rand_seed(&mut relay_seed);
+            socket.set_relay(Some(RelayTable::new(
+                Key::of_node(&id),
+                relay_seed,
+                limits.clone(),
+            )));
+        }
         let mut node = Node::with_storage(config.node.clone(), keypair, seed, storage);
         if let Some(store) = &store {
             let restored = persist::load_mailboxes(store, now.unix_ms)?;
@@ -235,6 +250,14 @@ impl Dht {
             _stop: Arc::new(StopOnDrop(shared.clone())),
             shared,
         })
+    }
+
+    /// What the node's relay side did so far (`None` when [`DhtConfig::relay`] is off), with
+    /// the registrations and sessions it holds now.
+    pub fn relay_status(&self) -> Option<(RelayCounters, usize, usize)> {
+        self.shared
+            .socket
+            .with_relay(|relay| (relay.counters(), relay.registrations(), relay.sessions()))
     }
 
     /// This node's Carrier ID.
