@@ -228,3 +228,58 @@ async fn a_dht_relays_by_default_and_reports_it() {
     let quiet = Dht::bind(config).await.unwrap();
     assert!(quiet.relay_status().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_is_not_a_server_registers_with_relays_in_distinct_subnets() {
+    use carrier_dht::{BootstrapNode, Dht, DhtConfig};
+    // Three servers in three /24s of the loopback network, each relaying.
+    let mut servers = Vec::new();
+    for net in 1..=3u8 {
+        let mut config = DhtConfig::local(SocketAddr::from(([127, 0, net, 1], 0)));
+        if let Some(first) = servers.first() {
+            let first: &Dht = first;
+            let seed: BootstrapNode = format!("{}@{}", first.id(), first.local_addr())
+                .parse()
+                .unwrap();
+            config = config.with_bootstrap([seed]);
+        }
+        let server = Dht::bind(config).await.unwrap();
+        if !servers.is_empty() {
+            server.bootstrap().await.unwrap();
+        }
+        servers.push(server);
+    }
+    // A node that is not a server (and never becomes one here).
+    let seed: BootstrapNode = format!("{}@{}", servers[0].id(), servers[0].local_addr())
+        .parse()
+        .unwrap();
+    let mut config = DhtConfig::new("127.0.0.1:0".parse().unwrap()).with_bootstrap([seed]);
+    config.node.detect_reachability = false;
+    config.node.max_per_subnet = None;
+    let nated = Dht::bind(config).await.unwrap();
+    nated.bootstrap().await.unwrap();
+    assert!(!nated.is_server());
+
+    // It registers with all three: one per /24.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while nated.relay_hints().len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "registered with {:?}",
+            nated.relay_hints()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let hints = nated.relay_hints();
+    for server in &servers {
+        assert!(hints.iter().any(|h| h.addr == server.local_addr()));
+        let (_, registrations, _) = server.relay_status().unwrap();
+        assert_eq!(registrations, 1);
+    }
+    // The hints go into its signed peer record.
+    let record =
+        carrier_dht::PeerRecord::sign(&nated.keypair(), 1, u64::MAX, Vec::new(), hints).unwrap();
+    record.verify().unwrap();
+    // Servers register with nobody.
+    assert!(servers.iter().all(|s| s.relay_hints().is_empty()));
+}
