@@ -2,7 +2,8 @@
 //! the node is not a server, and publishes the registered relays for the peer record
 //! ([`crate::Dht::relay_hints`]). Knows nothing of the `Dht`: it is handed the socket, the key
 //! and a closure that says where the node stands and which servers it knows (and `None` once
-//! the node has stopped).
+//! the node has stopped). While the node is not a server it is the reader of the socket's
+//! relay queue (the session frames it takes are for the next stage of issue 19 to hand on).
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -75,8 +76,12 @@ pub(crate) async fn run_client(
                 if stopped.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Stop);
                 }
-                if let Poll::Ready(datagram) = frame.as_mut().poll(cx) {
-                    return Poll::Ready(Wake::Frame(datagram));
+                // A server holds no registrations: it leaves the relays' frames to whoever
+                // opened sessions through them.
+                if !server {
+                    if let Poll::Ready(datagram) = frame.as_mut().poll(cx) {
+                        return Poll::Ready(Wake::Frame(datagram));
+                    }
                 }
                 if tick.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Tick);
