@@ -66,6 +66,8 @@
 //!   them, and its reachability, confirmed only by a probe from an address it never
 //!   contacted, which makes it a server ([`Standing`], [`PublicAddr`], [`NatMapping`],
 //!   [`Reachability`]);
+//! - [`relay`]: relays for NATed nodes: the frames, the limits, and the relay's table of
+//!   registrations and sessions with its bandwidth budget ([`RelayTable`]), without I/O;
 //! - `node/`: [`Node`], which ties them together, counted in [`Counters`];
 //! - `io/`: on the network: [`socket`] (the shared UDP socket), [`Dht`] (the driver), [`store`]
 //!   (the node's database, shared by every layer) and [`persist`] (the DHT's tables in it);
@@ -101,6 +103,8 @@ pub mod mailbox;
 mod node;
 /// Where the node stands: observed addresses, the prober, reachability.
 mod reach;
+/// Relays: the relay protocol's frames, limits and the relay's table, without I/O.
+pub mod relay;
 /// The deterministic simulator (cargo feature `sim`).
 #[cfg(feature = "sim")]
 pub mod sim;
@@ -132,12 +136,15 @@ pub use node::query::BOOTSTRAP_ROUNDS;
 pub use node::rtt::RttEstimator;
 pub use node::{Node, MAX_PING_BYTES, MIN_UNPROVEN_REQUEST_BYTES};
 pub use reach::{NatMapping, PublicAddr, PublicPort, Reachability, Standing};
+pub use relay::frame::RelayRefusal;
+pub use relay::limits::RelayLimits;
+pub use relay::table::{RelayCounters, RelayDrop, RelayTable, RelayTransmit};
 pub use wire::entropy::Entropy;
 pub use wire::error::{RecordError, WireError};
 pub use wire::key::{Distance, Key};
 pub use wire::message::{Contact, Refusal, K};
 pub use wire::packet::{KeyAgreement, MAX_DATAGRAM_BYTES};
-pub use wire::path::{canonical_addr, canonical_ip, Path, Subnet};
+pub use wire::path::{canonical_addr, canonical_ip, Path, SessionId, Subnet};
 pub use wire::record::{
     ImmutableValue, MutableValue, PeerRecord, RelayHint, Value, MAX_VALUE_BYTES,
 };

@@ -54,7 +54,7 @@ async fn quic_side_reading_hands_carrier_datagrams_over() {
     let a = NodeSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let b = NodeSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let to = b.local_addr().unwrap();
-    a.send(to, &[0x02, 7]).await.unwrap();
+    a.send(to, &[0x04, 7]).await.unwrap();
     a.send(to, &[0x42, 8]).await.unwrap();
     let quic = tokio::time::timeout(Duration::from_secs(5), quic_recv(&b))
         .await
@@ -64,7 +64,7 @@ async fn quic_side_reading_hands_carrier_datagrams_over() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(d.data, vec![0x02, 7]);
+    assert_eq!(d.data, vec![0x04, 7]);
 }
 
 #[tokio::test]
@@ -140,12 +140,12 @@ async fn dual_stack_socket_serves_ipv4_peers() {
         .unwrap()
         .unwrap();
     assert_eq!(d.from, a.local_addr().unwrap());
-    b.send(d.from, &[0x03]).await.unwrap();
+    b.send(d.from, &[0x05]).await.unwrap();
     let back = tokio::time::timeout(Duration::from_secs(5), a.recv_carrier())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(back.data, vec![0x03]);
+    assert_eq!(back.data, vec![0x05]);
 }
 
 struct DropEvery2nd(std::sync::atomic::AtomicU64);

@@ -91,13 +91,15 @@ fn sender_unit(ip: IpAddr) -> IpAddr {
 /// At most `per_sec` actions in each one-second window, whatever their source. For
 /// Diffie-Hellman operations: a flood of packets from fresh identities cannot make the node
 /// spend more CPU on key agreement than this; for probe help: the node cannot be made to
-/// send more probes for others than this.
+/// send more probes for others than this; for relaying, counted in bytes: a relay forwards
+/// no more than its bandwidth budget.
 #[derive(Debug)]
 pub(crate) struct PerSecondBudget {
     per_sec: u32,
     window_start: Option<Instant>,
     used: u32,
     total: u64,
+    windows: u64,
 }
 
 impl PerSecondBudget {
@@ -107,11 +109,12 @@ impl PerSecondBudget {
             window_start: None,
             used: 0,
             total: 0,
+            windows: 0,
         }
     }
 
-    /// Takes one operation from the budget, or says the budget is spent.
-    pub(crate) fn take(&mut self, now: Instant) -> bool {
+    /// Starts a new window if the current one is a second old.
+    fn roll(&mut self, now: Instant) {
         let fresh = match self.window_start {
             Some(start) => now.saturating_duration_since(start) >= Duration::from_secs(1),
             None => true,
@@ -119,13 +122,37 @@ impl PerSecondBudget {
         if fresh {
             self.window_start = Some(now);
             self.used = 0;
+            self.windows += 1;
         }
-        if self.used >= self.per_sec {
+    }
+
+    /// Takes one operation from the budget, or says the budget is spent.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        self.take_many(now, 1)
+    }
+
+    /// Takes `amount` units (bytes, for a bandwidth budget) at once, or none of them if
+    /// fewer are left in this window.
+    pub(crate) fn take_many(&mut self, now: Instant, amount: u32) -> bool {
+        self.roll(now);
+        if self.per_sec - self.used < amount {
             return false;
         }
-        self.used += 1;
-        self.total += 1;
+        self.used += amount;
+        self.total += u64::from(amount);
         true
+    }
+
+    /// The window current at `now`, numbered from 1 (rolling it over if it is a second
+    /// old), so a caller can keep per-window state of its own in step with the budget.
+    pub(crate) fn window(&mut self, now: Instant) -> u64 {
+        self.roll(now);
+        self.windows
+    }
+
+    /// The whole budget of a window.
+    pub(crate) fn per_sec(&self) -> u32 {
+        self.per_sec
     }
 
     /// Operations done since the node started.
@@ -167,5 +194,18 @@ mod tests {
         assert_eq!((0..10).filter(|_| budget.take(start)).count(), 3);
         assert!(budget.take(start + Duration::from_secs(1)));
         assert_eq!(budget.total(), 4);
+    }
+
+    #[test]
+    fn a_byte_budget_takes_all_or_nothing() {
+        let start = Instant::now();
+        let mut budget = PerSecondBudget::new(1000);
+        assert_eq!(budget.window(start), 1);
+        assert!(budget.take_many(start, 600));
+        assert!(!budget.take_many(start, 401));
+        assert!(budget.take_many(start, 400));
+        assert_eq!(budget.window(start + Duration::from_secs(1)), 2);
+        assert!(budget.take_many(start + Duration::from_secs(1), 1000));
+        assert_eq!(budget.total(), 2000);
     }
 }

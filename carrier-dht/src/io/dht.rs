@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, oneshot, Notify};
 use crate::io::bootstrap::BootstrapNode;
 use crate::io::error::DhtError;
 use crate::io::persist;
+use crate::io::relaying;
 use crate::io::socket::NodeSocket;
 use crate::io::store::Store;
 use crate::io::{lock, now_from};
@@ -28,10 +29,13 @@ use crate::node::error::CommandError;
 use crate::node::event::{Event, QueryFinished, QueryId, QueryOutcome};
 use crate::node::Node;
 use crate::reach::{NatMapping, PublicAddr, Reachability, Standing};
+use crate::relay::client::RelayCandidate;
+use crate::relay::limits::RelayLimits;
+use crate::relay::table::{RelayCounters, RelayTable};
 use crate::wire::key::Key;
 use crate::wire::message::Contact;
 use crate::wire::path::Path;
-use crate::wire::record::{ImmutableValue, MutableValue, PeerRecord, Value};
+use crate::wire::record::{ImmutableValue, MutableValue, PeerRecord, RelayHint, Value};
 use crate::wire::time::Now;
 
 /// The key file's name in the data directory.
@@ -61,6 +65,12 @@ pub struct DhtConfig {
     pub query_timeout: Duration,
     /// How often the routing table's contacts are saved to the data directory.
     pub save_interval: Duration,
+    /// The relay side's limits, or `None` for a node that never relays. On by default: a
+    /// node relays for the NATed nodes that register with it, and those choose only servers.
+    pub relay: Option<RelayLimits>,
+    /// Whether the node, while it is not a server, registers with relays (3, chosen among the
+    /// servers it knows) so that peers can reach it through them. On by default.
+    pub relay_client: bool,
 }
 
 impl Default for DhtConfig {
@@ -73,6 +83,8 @@ impl Default for DhtConfig {
             node: NodeConfig::default(),
             query_timeout: Duration::from_secs(30),
             save_interval: Duration::from_secs(60),
+            relay: Some(RelayLimits::default()),
+            relay_client: true,
         }
     }
 }
@@ -148,6 +160,11 @@ pub(crate) struct Shared {
     events: broadcast::Sender<DhtEvent>,
     /// Monotonic instants are paired with Unix time once, so the two never disagree.
     pub(crate) epoch: (Instant, SystemTime),
+    /// The relays this node is registered with (none while it is a server).
+    relay_hints: Arc<Mutex<Vec<RelayHint>>>,
+    /// Stops the relay client's task (which holds the socket) on shutdown.
+    relay_stop: Arc<Notify>,
+    relay_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A DHT node on a real UDP socket: cheap to clone; every clone is the same node.
@@ -200,6 +217,15 @@ impl Dht {
         let mut seed = [0u8; 32];
         rand_seed(&mut seed);
         let id = keypair.id();
+        if let Some(limits) = &config.relay {
+            let mut relay_seed = [0u8; 32];
+            rand_seed(&mut relay_seed);
+            socket.set_relay(Some(RelayTable::new(
+                Key::of_node(&id),
+                relay_seed,
+                limits.clone(),
+            )));
+        }
         let mut node = Node::with_storage(config.node.clone(), keypair, seed, storage);
         if let Some(store) = &store {
             let restored = persist::load_mailboxes(store, now.unix_ms)?;
@@ -228,13 +254,45 @@ impl Dht {
             task: Mutex::new(None),
             events,
             epoch,
+            relay_hints: Arc::new(Mutex::new(Vec::new())),
+            relay_stop: Arc::new(Notify::new()),
+            relay_task: Mutex::new(None),
         });
         let task = tokio::spawn(drive(shared.clone()));
+        if shared.config.relay_client {
+            let mut relay_seed = [0u8; 32];
+            rand_seed(&mut relay_seed);
+            let weak = Arc::downgrade(&shared);
+            let keypair = lock(&shared.node).keypair().clone();
+            let client = tokio::spawn(relaying::run_client(
+                shared.socket.clone(),
+                keypair,
+                shared.relay_hints.clone(),
+                relay_seed,
+                shared.relay_stop.clone(),
+                move || relay_candidates(&weak),
+            ));
+            *lock(&shared.relay_task) = Some(client);
+        }
         *lock(&shared.task) = Some(task);
         Ok(Dht {
             _stop: Arc::new(StopOnDrop(shared.clone())),
             shared,
         })
+    }
+
+    /// The relays this node is registered with now, for its peer record (at most 3; none
+    /// while it is a server or [`DhtConfig::relay_client`] is off).
+    pub fn relay_hints(&self) -> Vec<RelayHint> {
+        lock(&self.shared.relay_hints).clone()
+    }
+
+    /// What the node's relay side did so far (`None` when [`DhtConfig::relay`] is off), with
+    /// the registrations and sessions it holds now.
+    pub fn relay_status(&self) -> Option<(RelayCounters, usize, usize)> {
+        self.shared
+            .socket
+            .with_relay(|relay| (relay.counters(), relay.registrations(), relay.sessions()))
     }
 
     /// This node's Carrier ID.
@@ -495,6 +553,11 @@ impl Dht {
             .is_closed
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.shared.closed.notify_one();
+        self.shared.relay_stop.notify_one();
+        let relay_task = lock(&self.shared.relay_task).take();
+        if let Some(task) = relay_task {
+            let _ = task.await;
+        }
         lock(&self.shared.waiting).clear();
         let task = lock(&self.shared.task).take();
         if let Some(task) = task {
@@ -608,12 +671,40 @@ enum Wake {
     Closed,
 }
 
+/// Where the node stands and the servers it could register with (those in its routing
+/// table), for the relay client; `None` once the node has stopped.
+fn relay_candidates(shared: &std::sync::Weak<Shared>) -> Option<(bool, Vec<RelayCandidate>)> {
+    let shared = shared.upgrade()?;
+    if shared.is_closed.load(std::sync::atomic::Ordering::Acquire) {
+        return None;
+    }
+    let bootstrap: Vec<Key> = shared
+        .config
+        .bootstrap
+        .iter()
+        .map(|node| Key::of_node(&node.id))
+        .collect();
+    let node = lock(&shared.node);
+    let candidates = node
+        .routing_table()
+        .entries()
+        .map(|entry| RelayCandidate {
+            id: entry.contact.id,
+            addr: entry.contact.addr,
+            rtt: node.rtt_of(&entry.contact.id),
+            bootstrap: bootstrap.contains(&entry.contact.id),
+        })
+        .collect();
+    Some((node.is_server(), candidates))
+}
+
 /// Tells the node's task to stop when the last [`Dht`] handle is dropped.
 struct StopOnDrop(Arc<Shared>);
 
 impl Drop for StopOnDrop {
     fn drop(&mut self) {
         self.0.closed.notify_one();
+        self.0.relay_stop.notify_one();
     }
 }
 

@@ -7,6 +7,8 @@ pub(crate) mod dht;
 pub(crate) mod error;
 pub(crate) mod mailbox;
 pub mod persist;
+pub(crate) mod relayed;
+pub(crate) mod relaying;
 pub mod socket;
 pub mod store;
 

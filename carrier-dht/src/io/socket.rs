@@ -13,6 +13,16 @@
 //!
 //! Batching is quinn-udp's: GSO on send and GRO on receive; GRO batches are split into their
 //! segments before they are classified.
+//!
+//! Relay frames (first byte `0x02` control, `0x03` data) never reach the DHT side's queue.
+//! Whoever reads one handles it on the spot, under the relay's own lock (never the DHT
+//! core's): a data frame of a session this node uses is stripped of its header and handed to
+//! the QUIC side from the session's stand-in address ([`NodeSocket::add_relayed_path`]); any
+//! other data frame, and a control frame meant for a relay, goes to the relay table if one is
+//! attached ([`NodeSocket::set_relay`]), which forwards within its own limits and budget;
+//! control frames from a relay wait in their own bounded queue
+//! ([`NodeSocket::recv_relay_control`]). quinn sends to a stand-in address: each segment (a GSO
+//! batch is split) goes to the relay in a data frame.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -25,7 +35,13 @@ use std::task::{Context, Poll, Waker};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
 
-use crate::wire::path::canonical_addr;
+use crate::io::relayed::RelayedPaths;
+pub use crate::io::relayed::{MAX_RELAYED_PATHS, RELAYED_PREFIX};
+use crate::relay::frame::{
+    decode_data, encode_data, Control, RELAY_CONTROL_CLASS, RELAY_DATA_CLASS,
+};
+use crate::relay::table::{RelayCounters, RelayTable};
+use crate::wire::path::{canonical_addr, Path, SessionId};
 
 /// Bit 0x40 of the first byte marks a QUIC packet; Carrier's own classes stay below it.
 pub const QUIC_CLASS_BIT: u8 = 0x40;
@@ -111,6 +127,17 @@ pub struct SocketStats {
     pub quic_handed_over: u64,
     /// Datagrams dropped: empty, or their queue was full.
     pub dropped: u64,
+    /// Relay data frames of this node's own sessions, handed to the QUIC side unwrapped.
+    pub relayed_received: u64,
+    /// QUIC packets sent wrapped in relay data frames.
+    pub relayed_sent: u64,
+    /// Relay frames dropped: no session here and no relay table, refused by the relay
+    /// table, malformed, or too large to wrap.
+    pub relay_dropped: u64,
+    /// Frames the relay table forwarded or sent (data and control).
+    pub relay_sent: u64,
+    /// Control frames from relays queued for this node.
+    pub relay_control_received: u64,
 }
 
 /// Which side read a datagram from the OS.
@@ -128,6 +155,11 @@ struct Counters {
     quic_received: AtomicU64,
     quic_handed_over: AtomicU64,
     dropped: AtomicU64,
+    relayed_received: AtomicU64,
+    relayed_sent: AtomicU64,
+    relay_dropped: AtomicU64,
+    relay_sent: AtomicU64,
+    relay_control_received: AtomicU64,
 }
 
 #[derive(Default)]
@@ -145,6 +177,13 @@ struct Inner {
     carrier_filled: tokio::sync::Notify,
     quic: Mutex<Queue>,
     counters: Counters,
+    /// The relay side, if this node relays: its own lock, never the DHT core's.
+    relay: Mutex<Option<RelayTable>>,
+    /// The relayed paths this node uses, and their stand-in addresses.
+    relayed: std::sync::RwLock<RelayedPaths>,
+    /// Control frames from relays, for the node's relay client.
+    relay_control: Mutex<Queue>,
+    relay_control_filled: tokio::sync::Notify,
 }
 
 /// The node's UDP socket: cheap to clone, shared by the DHT and QUIC.
@@ -196,6 +235,10 @@ impl NodeSocket {
                 carrier_filled: tokio::sync::Notify::new(),
                 quic: Mutex::new(Queue::default()),
                 counters: Counters::default(),
+                relay: Mutex::new(None),
+                relayed: std::sync::RwLock::new(RelayedPaths::default()),
+                relay_control: Mutex::new(Queue::default()),
+                relay_control_filled: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -231,6 +274,11 @@ impl NodeSocket {
             quic_received: c.quic_received.load(Ordering::Relaxed),
             quic_handed_over: c.quic_handed_over.load(Ordering::Relaxed),
             dropped: c.dropped.load(Ordering::Relaxed),
+            relayed_received: c.relayed_received.load(Ordering::Relaxed),
+            relayed_sent: c.relayed_sent.load(Ordering::Relaxed),
+            relay_dropped: c.relay_dropped.load(Ordering::Relaxed),
+            relay_sent: c.relay_sent.load(Ordering::Relaxed),
+            relay_control_received: c.relay_control_received.load(Ordering::Relaxed),
         }
     }
 
@@ -335,6 +383,13 @@ impl NodeSocket {
     }
 
     fn enqueue(&self, datagram: Datagram, reader: Reader) {
+        if matches!(
+            datagram.data.first(),
+            Some(&RELAY_CONTROL_CLASS) | Some(&RELAY_DATA_CLASS)
+        ) {
+            self.relay_frame(datagram);
+            return;
+        }
         let counters = &self.inner.counters;
         let class = Class::of(&datagram.data);
         let (queue, counter) = match class {
@@ -366,8 +421,21 @@ impl NodeSocket {
         }
     }
 
-    /// Sends one datagram, waiting while the socket's buffer is full.
+    /// Sends one datagram, waiting while the socket's buffer is full. To a relayed path's
+    /// stand-in address, it goes to the relay in a data frame.
     pub async fn send(&self, to: SocketAddr, data: &[u8]) -> io::Result<()> {
+        let wrapped;
+        let (to, data) = match self.relayed_path(to) {
+            Some((relay, session)) => {
+                wrapped = encode_data(session, data).ok_or_else(too_large)?;
+                self.inner
+                    .counters
+                    .relayed_sent
+                    .fetch_add(1, Ordering::Relaxed);
+                (relay, &wrapped[..])
+            }
+            None => (to, data),
+        };
         if self.conditioned_send(to, data) {
             return Ok(());
         }
@@ -399,7 +467,11 @@ impl NodeSocket {
     }
 
     /// Sends a prepared transmit (possibly a GSO batch) now, or fails with `WouldBlock`.
+    /// To a relayed path's stand-in address, each segment goes to the relay in a data frame.
     pub fn try_send_transmit(&self, transmit: &Transmit<'_>) -> io::Result<()> {
+        if let Some((relay, session)) = self.relayed_path(transmit.destination) {
+            return self.send_relayed(relay, session, transmit);
+        }
         if self.conditioner().is_some() {
             let to = canonical_addr(transmit.destination);
             let size = transmit
@@ -590,6 +662,230 @@ impl NodeSocket {
     pub fn may_fragment(&self) -> bool {
         self.inner.state.may_fragment()
     }
+}
+
+impl NodeSocket {
+    /// Attaches (or, with `None`, detaches) the relay side: from then on this socket forwards
+    /// for the nodes registered with it, within the table's limits.
+    pub fn set_relay(&self, table: Option<RelayTable>) {
+        *lock_relay(&self.inner.relay) = table;
+    }
+
+    /// Runs `f` on the relay table, if one is attached (its counts, its expiry).
+    pub fn with_relay<R>(&self, f: impl FnOnce(&mut RelayTable) -> R) -> Option<R> {
+        lock_relay(&self.inner.relay).as_mut().map(f)
+    }
+
+    /// What the attached relay did so far.
+    pub fn relay_counters(&self) -> Option<RelayCounters> {
+        self.with_relay(|table| table.counters())
+    }
+
+    /// Starts using the session `session` at `relay`: returns the stand-in address quinn
+    /// sends to and receives from for it (the same one if already in use), or `None` when the
+    /// socket holds [`MAX_RELAYED_PATHS`] already.
+    pub fn add_relayed_path(&self, relay: SocketAddr, session: SessionId) -> Option<SocketAddr> {
+        self.relayed_write().add(canonical_addr(relay), session)
+    }
+
+    /// Stops using a relayed path: its frames are no longer taken as this node's.
+    pub fn remove_relayed_path(&self, relay: SocketAddr, session: SessionId) {
+        self.relayed_write().remove(canonical_addr(relay), session);
+    }
+
+    /// The path an address stands for: a relayed path for a stand-in address in use, else
+    /// the direct path to the address.
+    pub fn path_of(&self, addr: SocketAddr) -> Path {
+        match self.relayed_path(addr) {
+            Some((relay, session)) => Path::Relayed { relay, session },
+            None => Path::Direct(addr),
+        }
+    }
+
+    /// The address to hand quinn for `path`: the address itself for a direct path, the
+    /// stand-in for a relayed path in use (`None` if it is not).
+    pub fn addr_of(&self, path: Path) -> Option<SocketAddr> {
+        match path {
+            Path::Direct(addr) => Some(addr),
+            Path::Relayed { relay, session } => {
+                self.relayed_read().stand_in(canonical_addr(relay), session)
+            }
+        }
+    }
+
+    /// The next control frame from a relay already queued, without waiting.
+    pub fn try_recv_relay_control(&self) -> Option<Datagram> {
+        lock(&self.inner.relay_control).datagrams.pop_front()
+    }
+
+    /// Waits for the next control frame from a relay. Frames are taken off the socket by
+    /// whichever side reads it (a [`crate::Dht`] always does), so this only waits.
+    pub async fn recv_relay_control(&self) -> Datagram {
+        loop {
+            let filled = self.inner.relay_control_filled.notified();
+            let mut filled = std::pin::pin!(filled);
+            filled.as_mut().enable();
+            if let Some(datagram) = self.try_recv_relay_control() {
+                return datagram;
+            }
+            filled.await;
+        }
+    }
+
+    fn relayed_read(&self) -> std::sync::RwLockReadGuard<'_, RelayedPaths> {
+        self.inner
+            .relayed
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn relayed_write(&self) -> std::sync::RwLockWriteGuard<'_, RelayedPaths> {
+        self.inner
+            .relayed
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The relayed path behind a stand-in address (one branch for any other address).
+    fn relayed_path(&self, addr: SocketAddr) -> Option<(SocketAddr, SessionId)> {
+        if !RelayedPaths::is_stand_in(addr) {
+            return None;
+        }
+        self.relayed_read().path(addr)
+    }
+
+    /// Sends each segment of `transmit` to `relay` in a data frame of `session`.
+    fn send_relayed(
+        &self,
+        relay: SocketAddr,
+        session: SessionId,
+        transmit: &Transmit<'_>,
+    ) -> io::Result<()> {
+        let counters = &self.inner.counters;
+        let size = transmit
+            .segment_size
+            .unwrap_or(transmit.contents.len())
+            .max(1);
+        for (i, segment) in transmit.contents.chunks(size).enumerate() {
+            let Some(frame) = encode_data(session, segment) else {
+                counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            match self.try_send(relay, &frame) {
+                Ok(()) => {
+                    counters.relayed_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                // Nothing sent yet: quinn waits and tries again.
+                Err(e) if i == 0 => return Err(e),
+                // Part of a batch went out: the rest is lost, as on a congested link.
+                Err(_) => {
+                    counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles a relay frame where it was read.
+    fn relay_frame(&self, datagram: Datagram) {
+        let counters = &self.inner.counters;
+        let data_frame = datagram.data.first() == Some(&RELAY_DATA_CLASS);
+        if data_frame {
+            // A session this node uses: the payload goes up to quinn from its stand-in.
+            if let Ok((session, payload)) = decode_data(&datagram.data) {
+                let stand_in = self.relayed_read().stand_in(datagram.from, session);
+                if let Some(from) = stand_in {
+                    if Class::of(payload) == Some(Class::Quic) {
+                        counters.relayed_received.fetch_add(1, Ordering::Relaxed);
+                        let unwrapped = Datagram {
+                            from,
+                            to_ip: datagram.to_ip,
+                            data: payload.to_vec(),
+                        };
+                        self.enqueue(unwrapped, Reader::Quic);
+                    } else {
+                        counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return;
+                }
+            }
+            let now = clock_now();
+            let dest = lock_relay(&self.inner.relay)
+                .as_mut()
+                .map(|relay| relay.forward(now, datagram.from, &datagram.data));
+            match dest {
+                Some(Ok(dest)) => self.relay_send(dest, &datagram.data),
+                _ => {
+                    counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
+        let Ok(control) = Control::decode(&datagram.data) else {
+            counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if control.to_relay() {
+            let now = clock_now();
+            let out = lock_relay(&self.inner.relay)
+                .as_mut()
+                .map(|relay| relay.handle_control(now, datagram.from, &datagram.data));
+            match out {
+                Some(out) => {
+                    for transmit in out {
+                        self.relay_send(transmit.dest, &transmit.frame);
+                    }
+                }
+                None => {
+                    counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return;
+        }
+        let mut queue = lock(&self.inner.relay_control);
+        if queue.datagrams.len() >= QUEUE_CAPACITY {
+            counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        counters
+            .relay_control_received
+            .fetch_add(1, Ordering::Relaxed);
+        queue.datagrams.push_back(datagram);
+        drop(queue);
+        self.inner.relay_control_filled.notify_one();
+    }
+
+    /// Sends a frame for the relay side now; a full socket buffer loses it (the relay never
+    /// waits, so relaying never holds up the reader).
+    fn relay_send(&self, to: SocketAddr, frame: &[u8]) {
+        let counter = match self.try_send(to, frame) {
+            Ok(()) => &self.inner.counters.relay_sent,
+            Err(_) => &self.inner.counters.relay_dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn lock_relay(relay: &Mutex<Option<RelayTable>>) -> MutexGuard<'_, Option<RelayTable>> {
+    // The table's methods leave it consistent at every return; a poisoned lock is usable.
+    relay
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The time now in both clocks, for the relay table.
+fn clock_now() -> crate::wire::time::Now {
+    crate::io::now_from(
+        (std::time::Instant::now(), std::time::SystemTime::now()),
+        std::time::Instant::now(),
+    )
+}
+
+fn too_large() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "datagram too large for a relay data frame",
+    )
 }
 
 /// Errors a UDP socket reports for an earlier datagram (ICMP unreachable and the like): they

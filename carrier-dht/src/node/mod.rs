@@ -286,6 +286,11 @@ impl Node {
         self.report_standing();
     }
 
+    /// The smoothed round-trip time to the node `key`, if measured (relays are chosen by it).
+    pub fn rtt_of(&self, key: &Key) -> Option<std::time::Duration> {
+        self.rtt.peek(key).map(|estimate| estimate.srtt())
+    }
+
     /// The routing table.
     pub fn routing_table(&self) -> &RoutingTable {
         &self.table

@@ -3,29 +3,49 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-/// Where a datagram goes or came from.
-///
-/// Today every path is a direct UDP address; relayed paths (through a relay node that forwards
-/// for us) are a later variant, which is why this is an enum the layers above match on rather
-/// than a bare `SocketAddr`.
+use serde::{Deserialize, Serialize};
+
+/// Names a relay session: in a relayed data frame's header, in the relay's control frames and
+/// in [`Path::Relayed`]. Chosen by the relay at random.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SessionId(pub u64);
+
+/// Where a datagram goes or came from: straight to a UDP address, or through a relay that
+/// forwards it within a session. An enum the layers above match on rather than a bare
+/// `SocketAddr`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Path {
     /// Straight to this UDP address.
     Direct(SocketAddr),
+    /// Through the relay at `relay`, in its session `session` (the relay knows the other end).
+    Relayed {
+        /// Where the relay listens.
+        relay: SocketAddr,
+        /// The session at that relay.
+        session: SessionId,
+    },
 }
 
 impl Path {
-    /// The UDP address the datagram physically travels to or from.
+    /// The UDP address the datagram physically travels to or from: the relay's for a relayed
+    /// path.
     pub fn socket_addr(&self) -> SocketAddr {
         match self {
             Path::Direct(addr) => *addr,
+            Path::Relayed { relay, .. } => *relay,
         }
     }
 
-    /// The IP address, for rate limits and quotas.
+    /// The IP address the datagram physically travels to or from (the relay's for a relayed
+    /// path), for rate limits and quotas of the DHT, which speaks only on direct paths.
     pub fn ip(&self) -> IpAddr {
         self.socket_addr().ip()
+    }
+
+    /// Whether the path goes through a relay.
+    pub fn is_relayed(&self) -> bool {
+        matches!(self, Path::Relayed { .. })
     }
 }
 
@@ -39,6 +59,7 @@ impl fmt::Debug for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Path::Direct(addr) => write!(f, "{addr}"),
+            Path::Relayed { relay, session } => write!(f, "{relay}/{:016x}", session.0),
         }
     }
 }

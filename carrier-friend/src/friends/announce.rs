@@ -25,15 +25,18 @@ impl Core {
     /// Publishes the node's signed peer record (its observed and local addresses).
     pub(super) async fn announce(&self) -> Result<usize, FriendError> {
         let addrs = self.addresses();
-        if addrs.is_empty() {
+        // The relays the DHT registered with while the node is not a server (at most 3).
+        let relays = self.dht.relay_hints();
+        if addrs.is_empty() && relays.is_empty() {
             // Nowhere to be found yet (behind a NAT, before peers reported the public
-            // address): a record without addresses would only hide the last useful one.
+            // address or a relay took the node): a record without addresses would only hide
+            // the last useful one.
             return Ok(0);
         }
         let now_ms = unix_ms();
         let expires = (now_ms / 1000).saturating_add(self.config.record_ttl.as_secs());
-        // Two addresses and no relays always fit the record's caps.
-        let Ok(record) = PeerRecord::sign(&self.keypair, now_ms, expires, addrs, Vec::new()) else {
+        // Two addresses and at most three relays always fit the record's caps.
+        let Ok(record) = PeerRecord::sign(&self.keypair, now_ms, expires, addrs, relays) else {
             return Ok(0);
         };
         Ok(self.dht.announce(record).await?)

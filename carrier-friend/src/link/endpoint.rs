@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::accept::{accept_loop, AcceptCounters, AcceptShared};
 use super::alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
-use super::error::{DialError, EndpointError, RequestError, TlsError};
+use super::error::{DialError, EndpointError, PathError, RequestError, TlsError};
 use super::gate::FriendGate;
 use super::handle::{Accepted, Hold, Link};
 use super::path_table::PathTable;
@@ -270,6 +270,17 @@ impl LinkEndpoint {
         path: Path,
         alpn: Alpn,
     ) -> Result<(quinn::Connection, Option<Hold>), DialError> {
+        // A relayed path reaches quinn as the socket's stand-in address for it (the path table
+        // keyed by relayed paths themselves is issue 19's next stage).
+        let path = match path {
+            Path::Direct(_) => path,
+            relayed => Path::Direct(
+                self.inner
+                    .socket
+                    .addr_of(relayed)
+                    .ok_or(PathError::NotInUse(relayed))?,
+            ),
+        };
         // If the dial fails or is dropped half-way, the hold goes with it.
         let (mapped, hold) = match alpn {
             Alpn::Friend => {

@@ -31,6 +31,9 @@ pub enum PathError {
     /// The address is not one this table handed out.
     #[error("{0} is not a mapped address of this table")]
     NotMapped(std::net::SocketAddr),
+    /// A relayed path the node's socket does not use (`NodeSocket::add_relayed_path` first).
+    #[error("the relayed path {0:?} is not in use on this socket")]
+    NotInUse(carrier_dht::Path),
 }
 
 /// Opening the link endpoint on the node's socket failed.
