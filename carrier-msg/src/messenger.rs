@@ -30,6 +30,8 @@ use crate::{
     MsgError, WaitReason, MAX_MESSAGE_BYTES,
 };
 
+/// The pause before a new stream after the friend stopped one or the link was lost.
+const RESTREAM_PAUSE: Duration = Duration::from_millis(50);
 /// Items one batch frame carries at most.
 const BATCH_ITEMS: usize = 1024;
 /// Bodies one batch frame carries, about (a 64 KiB message may go over).
@@ -921,6 +923,10 @@ async fn read_large(core: Arc<Core>, peer: CarrierId, mut recv: RecvStream) {
 struct Writing {
     generation: u64,
     stream: SendStream,
+    /// Resolves when the friend stops the stream (its node refused it: no messenger there
+    /// yet, or a friend not admitted yet) or the link is lost (closed as a duplicate of a
+    /// link dialled at the same time, timed out, shut down).
+    stopped: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 }
 
 /// Writes `peer`'s receipts and queued messages on its link whenever there is something to
@@ -928,7 +934,24 @@ struct Writing {
 async fn write_loop(core: Arc<Core>, peer: CarrierId, state: Arc<PeerState>) {
     let mut writing: Option<Writing> = None;
     loop {
-        state.wake.notified().await;
+        match writing.as_mut() {
+            Some(current) => {
+                let mut lost = false;
+                tokio::select! {
+                    () = state.wake.notified() => {}
+                    () = &mut current.stopped => lost = true,
+                }
+                if lost {
+                    // What was written on that stream goes again at once, on a new stream of
+                    // the link held now, instead of after `resend_after`. A short pause keeps
+                    // a node that refuses every stream from being asked in a tight loop.
+                    writing = None;
+                    lock(&core.outbox).link_down(&peer);
+                    tokio::time::sleep(RESTREAM_PAUSE).await;
+                }
+            }
+            None => state.wake.notified().await,
+        }
         loop {
             let Some(link) = core.friends.link(&peer) else {
                 if writing.take().is_some() {
@@ -947,7 +970,14 @@ async fn write_loop(core: Arc<Core>, peer: CarrierId, state: Arc<PeerState>) {
                         if stream.write_all(&[stream_kind::MESSAGES]).await.is_err() {
                             break;
                         }
-                        writing = Some(Writing { generation, stream });
+                        let stopped = stream.stopped();
+                        writing = Some(Writing {
+                            generation,
+                            stream,
+                            stopped: Box::pin(async move {
+                                let _ = stopped.await;
+                            }),
+                        });
                     }
                     Err(_) => break,
                 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 use carrier_msg::friend::dht::id::Keypair;
 use carrier_msg::friend::FriendEvent;
 use carrier_msg::{
-    FailReason, MessageEvent, MessageId, MessengerConfig, MsgError, WaitReason, MAX_MESSAGE_BYTES,
+    FailReason, MessageEvent, MessageId, Messenger, MessengerConfig, MsgError, WaitReason,
+    MAX_MESSAGE_BYTES,
 };
 use common::{befriend, net, wait_for, Node};
 
@@ -351,4 +352,45 @@ async fn a_receiver_stopped_in_the_middle_of_a_burst_takes_each_message_once() {
         .map(|m| m.id)
         .collect();
     assert_eq!(inbox, sent, "each once, in order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_on_a_stream_the_friend_refused_goes_again_at_once_not_after_the_resend_wait() {
+    let net = net(31, 201).await;
+    // Alice would send again only after an hour: what brings the message is her writer
+    // seeing its stream refused.
+    let slow = MessengerConfig::for_tests()
+        .with_resend_after(Duration::from_secs(3600))
+        .with_tick(Duration::from_secs(3600));
+    let mut alice = net
+        .start(
+            net.dir.path().join("alice"),
+            SocketAddr::from(([127, 31, 211, 1], 0)),
+            slow,
+        )
+        .await;
+    let mut bob = net.node([127, 31, 212, 1], "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    alice.linked(bob.id()).await;
+    let first = alice.messenger.send(&bob.id(), b"one").await.unwrap();
+    delivered(&mut alice, first).await;
+
+    // Bob's messenger stops; his node refuses the messages' streams meanwhile.
+    bob.messenger.shutdown().await;
+    let second = alice.messenger.send(&bob.id(), b"two").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (messenger, events) = Messenger::start(bob.friends.clone(), MessengerConfig::for_tests())
+        .await
+        .unwrap();
+    bob.messenger = messenger;
+    bob.events = events;
+    // (The new messenger raises "one" again first: it was never acked.)
+    let message = bob
+        .until(|e| match e {
+            MessageEvent::Message(m) if m.id == second => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(message.bytes, b"two");
+    delivered(&mut alice, second).await;
 }

@@ -148,12 +148,20 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
                 );
             }
         }
-        "reply" => say!(
-            out,
-            "replied to invite {} with status {}",
-            result.get("invite").unwrap_or(&Value::Null),
-            result.get("status").unwrap_or(&Value::Null)
-        ),
+        "reply" => {
+            say!(
+                out,
+                "replied to invite {} with status {}",
+                result.get("invite").unwrap_or(&Value::Null),
+                result.get("status").unwrap_or(&Value::Null)
+            );
+            if result.get("sent").and_then(Value::as_bool) == Some(false) {
+                say!(
+                    out,
+                    "(the invite's link was lost: the reply goes when the inviter sends it again)"
+                );
+            }
+        }
         "stop" => say!(out, "the daemon stopped"),
         _ => {
             let _ = line(result);

@@ -73,11 +73,19 @@ impl DaemonNode {
         reason: &str,
         data: &str,
     ) -> Result<Value, Refusal> {
-        self.messenger
+        let sent = match self
+            .messenger
             .reply_invite(InviteId::from_u64(invite), status, reason, data.as_bytes())
             .await
-            .map_err(refusal)?;
-        Ok(json!({ "invite": invite, "status": status }))
+        {
+            Ok(()) => true,
+            // The invite's link was lost (it may have lost the race of two first dials):
+            // the reply is kept and goes when the inviter sends the invite again, as it does
+            // on its next link within its timeout.
+            Err(InviteError::InviterGone(_)) => false,
+            Err(e) => return Err(refusal(e)),
+        };
+        Ok(json!({ "invite": invite, "status": status, "sent": sent }))
     }
 }
 
@@ -133,7 +141,6 @@ fn refusal(error: InviteError) -> Refusal {
         InviteError::Timeout => ErrorKind::Timeout,
         InviteError::UnknownInvite(_) => ErrorKind::UnknownInvite,
         InviteError::AlreadyReplied(_) => ErrorKind::AlreadyReplied,
-        InviteError::InviterGone(_) => ErrorKind::InviterGone,
         InviteError::Closed => ErrorKind::Stopping,
         _ => ErrorKind::Failed,
     };

@@ -297,8 +297,6 @@ pub(crate) enum ErrorKind {
     UnknownInvite,
     /// The invite was replied to already.
     AlreadyReplied,
-    /// The inviter is gone (its link closed, or it gave up); the reply is kept for a resend.
-    InviterGone,
     /// The daemon is stopping: the request was not answered.
     Stopping,
     /// The daemon serves as many connections as it will; this one is closed.
@@ -797,7 +795,6 @@ mod tests {
             ErrorKind::Timeout,
             ErrorKind::UnknownInvite,
             ErrorKind::AlreadyReplied,
-            ErrorKind::InviterGone,
             ErrorKind::Stopping,
             ErrorKind::Busy,
             ErrorKind::Failed,
