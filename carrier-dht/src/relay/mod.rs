@@ -1,13 +1,13 @@
 //! Relays: a publicly reachable node forwards datagrams between a NATed node registered with
 //! it and the peers that open a session to that node through it. Sans-I/O, like the core: the
-//! [`table::RelayTable`] takes datagrams with an explicit [`crate::Now`] and says what to send
+//! [`RelayTable`](crate::relay::table::RelayTable) takes datagrams with an explicit [`crate::Now`] and says what to send
 //! where; the socket (in `io/`) drives it. Uses `wire` and `guard`.
 //!
-//! - [`frame`]: the relay's wire formats (control frames, and data frames with a 9-byte
+//! - [`frame`](crate::relay::frame): the relay's wire formats (control frames, and data frames with a 9-byte
 //!   session header), strictly decoded and bounded;
-//! - [`limits`]: the relay's limits, each configurable;
-//! - [`client`]: the NATed side: choosing relays, registering, keep-alives;
-//! - [`table`]: the relay side: registrations, sessions, per-source limits, the shared
+//! - [`limits`](crate::relay::limits): the relay's limits, each configurable;
+//! - [`client`](crate::relay::client): the NATed side: choosing relays, registering, keep-alives;
+//! - [`table`](crate::relay::table): the relay side: registrations, sessions, per-source limits, the shared
 //!   bandwidth budget and the counters.
 //!
 //! What makes a relay safe to run (docs/ARCHITECTURE.md, "Relays", has the full list): it

@@ -11,7 +11,7 @@
 //!   it whole. Each round trip is timed alone. The baselines of `msg.rtt_us_p50` and
 //!   `msg.rtt_us_p99`.
 //!
-//! Both run on [`quic::Pair`]: two endpoints on their own loopback sockets in this process,
+//! Both run on [`Pair`]: two endpoints on their own loopback sockets in this process,
 //! quinn's default transport settings, the connection set up before the clock starts.
 
 use super::latency::percentile_us;
