@@ -474,9 +474,17 @@ impl Core {
                 }
             }
         }
+        // The floor of every friend with a row, queued or not: a friend whose messages were
+        // all delivered before the restart takes the next sequence at once.
+        let mut committed = Vec::new();
+        for (peer, row) in store::peer_rows(&self.store)? {
+            if self.since_of(&peer) == Some(row.since) {
+                committed.push((peer, row.epoch, row.next_seq));
+            }
+        }
         {
             let mut outbox = lock(&self.outbox);
-            outbox.loaded();
+            outbox.loaded(committed);
             for (peer, row) in &current {
                 if let Some(row) = row {
                     outbox.restore_deposit(peer, row.deposited_through, row.deposited_at_ms);

@@ -314,6 +314,21 @@ pub(crate) fn record_deposit(
     Ok(())
 }
 
+/// Every friend's row: our epoch and sequence to each.
+pub(crate) fn peer_rows(store: &Store) -> Result<Vec<(CarrierId, PeerRow)>, DatabaseError> {
+    store.read(|txn| {
+        let table = txn.open_table(PEERS)?;
+        let mut rows = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let peer = CarrierId::from_bytes(key.value())
+                .map_err(|_| corrupt("msg/peers", "a key that is no Carrier ID"))?;
+            rows.push((peer, decode("msg/peers", value.value())?));
+        }
+        Ok(rows)
+    })
+}
+
 /// Our sequence to `peer`, if we hold one.
 pub(crate) fn peer_row(store: &Store, peer: &CarrierId) -> Result<Option<PeerRow>, DatabaseError> {
     store.read(|txn| match txn.open_table(PEERS)?.get(peer.as_bytes())? {

@@ -357,9 +357,6 @@ impl Receiver {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open bug (issue 16): with CARRIER_CHAOS_SEED=1796434652034747747 about 2 runs in 3 \
-            stall after Alice's last restart (at message 945): nothing she sends after it \
-            arrives; run with --ignored"]
 async fn a_thousand_messages_survive_five_sigkills_and_are_handled_exactly_once_in_order() {
     const MESSAGES: u64 = 1000;
     let seed = std::env::var("CARRIER_CHAOS_SEED")

@@ -241,14 +241,21 @@ impl Outbox {
     }
 
     /// After a restart has queued what it loaded: every sequence below the first loaded one
-    /// has left the outbox (nothing is being committed yet).
-    pub(crate) fn loaded(&mut self) {
-        for (peer, state) in &self.peers {
-            if let Some(&first) = state.small.keys().next() {
-                let floor = self.floors.entry(*peer).or_insert((state.epoch, 0));
-                if floor.0 != state.epoch || floor.1 < first - 1 {
-                    *floor = (state.epoch, first - 1);
-                }
+    /// has left the outbox, and with nothing loaded for a friend, every sequence it committed
+    /// (`committed` lists each friend's epoch and next sequence from its row; nothing is
+    /// being committed yet). Without this a friend whose queue was empty at the restart
+    /// would wait forever for a sequence below the next send's, which no receipt raises.
+    pub(crate) fn loaded(&mut self, committed: impl IntoIterator<Item = (CarrierId, u64, u64)>) {
+        for (peer, epoch, next_seq) in committed {
+            let first = self
+                .peers
+                .get(&peer)
+                .filter(|state| state.epoch == epoch)
+                .and_then(|state| state.small.keys().next().copied());
+            let through = first.unwrap_or(next_seq).saturating_sub(1);
+            let floor = self.floors.entry(peer).or_insert((epoch, 0));
+            if floor.0 != epoch || floor.1 < through {
+                *floor = (epoch, through);
             }
         }
     }

@@ -333,7 +333,33 @@ fn what_a_restart_loads_is_sent_from_its_first_sequence() {
     // 1..=4 were delivered before the restart; 5 and 6 wait on disk.
     outbox.queue(peer, 1, 6, queued(6, u64::MAX));
     outbox.queue(peer, 1, 5, queued(5, u64::MAX));
-    outbox.loaded();
+    outbox.loaded([(peer, 1, 7)]);
+    let (_, batch) = outbox.next_batch(&peer, 1, 0, 10, usize::MAX).unwrap();
+    assert_eq!(seqs(&batch), [5, 6]);
+}
+
+#[test]
+fn a_restart_with_nothing_queued_sends_the_next_sequence() {
+    // 1..=4 were delivered and settled before the restart: nothing is loaded, and the
+    // friend's row says 5 comes next. The next send must go, not wait for a lower sequence.
+    let peer = Keypair::generate().id();
+    let mut outbox = Outbox::new(RESEND_MS);
+    outbox.loaded([(peer, 1, 5)]);
+    outbox.queue(peer, 1, 5, queued(5, u64::MAX));
+    let (_, batch) = outbox.next_batch(&peer, 1, 0, 10, usize::MAX).unwrap();
+    assert_eq!(seqs(&batch), [5]);
+}
+
+#[test]
+fn a_restart_still_waits_for_a_sequence_committed_but_not_queued() {
+    // 5 and 6 wait on disk, 7 was committed after the load (a send racing another): the
+    // floor is below 5, so 5 and 6 go, and 8 queued before 7 waits.
+    let peer = Keypair::generate().id();
+    let mut outbox = Outbox::new(RESEND_MS);
+    outbox.queue(peer, 1, 5, queued(5, u64::MAX));
+    outbox.queue(peer, 1, 6, queued(6, u64::MAX));
+    outbox.loaded([(peer, 1, 7)]);
+    outbox.queue(peer, 1, 8, queued(8, u64::MAX));
     let (_, batch) = outbox.next_batch(&peer, 1, 0, 10, usize::MAX).unwrap();
     assert_eq!(seqs(&batch), [5, 6]);
 }
