@@ -1,24 +1,38 @@
 //! The tasks that turn what the layers report into protocol events for watchers, and into
-//! log lines: the friend layer's events, the DHT's standing, the node's own connection.
+//! log lines: the friend layer's and the messenger's events, the DHT's standing, the node's
+//! own connection, all from the node's one event stream.
 
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
-use std::time::{Duration, Instant};
 
 use carrier::dht::DhtEvent;
-use carrier::friend::{FriendEvent, FriendEvents};
-use tokio::sync::broadcast;
+use carrier::friend::FriendEvent;
 
-use super::node::{info, lock, presence_name, standing, DaemonNode};
+use super::messages;
+use super::node::{info, presence_name, standing, DaemonNode};
 use super::protocol::{ConnectionStatus, Event};
 
-/// Turns the friend layer's events into protocol events (accepting requests first when
-/// auto-accept is on), and logs them.
-pub(super) async fn pump_friend_events(node: Weak<DaemonNode>, mut events: FriendEvents) {
+/// Turns the node's events into protocol events for watchers, and logs them, until the node
+/// is gone.
+pub(super) async fn pump(node: Weak<DaemonNode>, mut events: carrier::Events) {
     while let Some(event) = events.recv().await {
         let Some(node) = node.upgrade() else {
             return;
         };
+        match event {
+            carrier::Event::Friend(event) => friend_event(&node, event).await,
+            carrier::Event::Message(event) => messages::message_event(&node, event),
+            carrier::Event::Dht(event) => dht_event(&node, event),
+            carrier::Event::Connection(status) => connection_event(&node, status),
+            other => tracing::debug!("event not reported: {other:?}"),
+        }
+    }
+}
+
+/// Turns one of the friend layer's events into a protocol event (accepting a request first
+/// when auto-accept is on), and logs it.
+async fn friend_event(node: &DaemonNode, event: FriendEvent) {
+    {
         let event = match event {
             FriendEvent::Request(request) => {
                 tracing::info!(from = %request.from, "friend request");
@@ -32,7 +46,7 @@ pub(super) async fn pump_friend_events(node: Weak<DaemonNode>, mut events: Frien
                         tracing::warn!(from = %request.from, "auto-accept failed: {e}");
                     }
                 }
-                continue;
+                return;
             }
             FriendEvent::Added(id) => Event::Added {
                 friend: id.to_string(),
@@ -56,7 +70,7 @@ pub(super) async fn pump_friend_events(node: Weak<DaemonNode>, mut events: Frien
             },
             other => {
                 tracing::debug!("friend event not reported: {other:?}");
-                continue;
+                return;
             }
         };
         tracing::info!("{}", serde_json::to_string(&event).unwrap_or_default());
@@ -65,56 +79,32 @@ pub(super) async fn pump_friend_events(node: Weak<DaemonNode>, mut events: Frien
 }
 
 /// Reports and logs where the node stands whenever it changes.
-pub(super) async fn watch_dht(node: Weak<DaemonNode>, mut events: broadcast::Receiver<DhtEvent>) {
-    loop {
-        let event = match events.recv().await {
-            Ok(event) => event,
-            Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        let Some(node) = node.upgrade() else {
-            return;
-        };
-        match event {
-            DhtEvent::Standing(_) => {
-                let standing = standing(&node.dht);
-                tracing::info!(
-                    public_address = standing.public_address.as_deref().unwrap_or("unknown"),
-                    nat = %standing.nat,
-                    reachability = %standing.reachability,
-                    server = standing.server,
-                    "standing"
-                );
-                node.send(Event::Standing(standing));
-            }
-            DhtEvent::ObservedAddr(addr) => tracing::info!(%addr, "peers see this node at"),
-            DhtEvent::Bootstrapped { routing_entries } => {
-                tracing::debug!(routing_entries, "bootstrapped")
-            }
-            _ => {}
+fn dht_event(node: &DaemonNode, event: DhtEvent) {
+    match event {
+        DhtEvent::Standing(_) => {
+            let standing = standing(&node.dht);
+            tracing::info!(
+                public_address = standing.public_address.as_deref().unwrap_or("unknown"),
+                nat = %standing.nat,
+                reachability = %standing.reachability,
+                server = standing.server,
+                "standing"
+            );
+            node.send(Event::Standing(standing));
         }
+        DhtEvent::ObservedAddr(addr) => tracing::info!(%addr, "peers see this node at"),
+        DhtEvent::Bootstrapped { routing_entries } => {
+            tracing::debug!(routing_entries, "bootstrapped")
+        }
+        _ => {}
     }
 }
 
-/// Feeds the self-connection rule with the DHT's most recently heard contact.
-pub(super) async fn watch_connection(node: Weak<DaemonNode>, tick: Duration) {
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let Some(node) = node.upgrade() else {
-            return;
-        };
-        let last_heard = node.dht.last_heard();
-        let changed = lock(&node.connection).observe(Instant::now(), last_heard);
-        if let Some(status) = changed {
-            match status {
-                ConnectionStatus::Online => tracing::info!("online: DHT contacts answer"),
-                ConnectionStatus::Offline => {
-                    tracing::warn!("offline: no DHT contact answers")
-                }
-            }
-            node.send(Event::Connection { status });
-        }
-    }
+/// Reports the node's own connection when it changes (the facade logs it).
+fn connection_event(node: &DaemonNode, status: carrier::ConnectionStatus) {
+    let status = match status {
+        carrier::ConnectionStatus::Online => ConnectionStatus::Online,
+        _ => ConnectionStatus::Offline,
+    };
+    node.send(Event::Connection { status });
 }

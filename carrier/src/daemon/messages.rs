@@ -1,12 +1,9 @@
 //! The messages part of the daemon: `send`, `inbox` and `ack`, and the messenger's events as
 //! protocol events.
 
-use std::sync::Weak;
-
 use carrier::id::CarrierId;
 use carrier::msg::{
-    FailReason, Message, MessageEvent, MessageEvents, MessageId, MsgError, WaitReason,
-    MAX_MESSAGE_BYTES,
+    FailReason, Message, MessageEvent, MessageId, MsgError, WaitReason, MAX_MESSAGE_BYTES,
 };
 use serde_json::{json, Value};
 
@@ -131,12 +128,9 @@ pub(super) fn to_hex(bytes: &[u8]) -> String {
     hex
 }
 
-/// Turns the messenger's events into protocol events, and logs them.
-pub(super) async fn pump_message_events(node: Weak<DaemonNode>, mut events: MessageEvents) {
-    while let Some(event) = events.recv().await {
-        let Some(node) = node.upgrade() else {
-            return;
-        };
+/// Turns one of the messenger's events into a protocol event, and logs it.
+pub(super) fn message_event(node: &DaemonNode, event: MessageEvent) {
+    {
         let text = |to: &CarrierId, id: &MessageId| (to.to_string(), id.to_hex());
         let event = match event {
             MessageEvent::Message(message) => {
@@ -171,7 +165,7 @@ pub(super) async fn pump_message_events(node: Weak<DaemonNode>, mut events: Mess
             }
             other => {
                 tracing::debug!("message event not reported: {other:?}");
-                continue;
+                return;
             }
         };
         node.send(event);

@@ -5,7 +5,6 @@
 //! - [`node`]: the node it runs and the answers to requests;
 //! - `events`: what the layers report, as events for watchers and log lines;
 //! - [`server`]: the socket's connections;
-//! - [`status`]: the rule for the node's own connection to the network.
 
 mod events;
 mod invites;
@@ -13,7 +12,6 @@ mod messages;
 pub(crate) mod node;
 pub(crate) mod protocol;
 mod server;
-pub(crate) mod status;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

@@ -7,19 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use carrier::dht::{BootstrapNode, Dht, DhtConfig, DhtError, NatMapping, PublicPort, Reachability};
+use carrier::dht::{BootstrapNode, Dht, DhtConfig, NatMapping, PublicPort, Reachability};
 use carrier::friend::{FriendError, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
 use carrier::msg::{Messenger, MessengerConfig};
+use carrier::{Carrier, CarrierBuilder};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
+use super::events;
 use super::protocol::{
-    echo, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields, OutgoingEntry,
-    PresenceName, Request, Requests, Standing, Status,
+    echo, ConnectionStatus, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields,
+    OutgoingEntry, PresenceName, Request, Requests, Standing, Status,
 };
-use super::status::SelfConnection;
-use super::{events, messages};
 
 /// Events kept for a watcher that falls behind; beyond it the oldest are lost (and it is
 /// told how many).
@@ -102,6 +102,20 @@ impl Settings {
         config
     }
 
+    /// The facade's builder with every layer's settings: one code path for the daemon and
+    /// for library users.
+    fn builder(&self) -> CarrierBuilder {
+        let (attempts, wait) = self.join_attempts();
+        let (tick, live_window) = self.connection_timers();
+        Carrier::builder()
+            .data_dir(self.data.clone())
+            .dht_config(self.dht_config())
+            .friends_config(self.friends_config())
+            .messenger_config(self.messenger_config())
+            .join_attempts(attempts, wait)
+            .connection_timers(tick, live_window)
+    }
+
     fn messenger_config(&self) -> MessengerConfig {
         if self.test_timers {
             MessengerConfig::for_tests()
@@ -116,55 +130,41 @@ pub(crate) type Refusal = (ErrorKind, String);
 
 /// The running node, shared by every control connection.
 pub(crate) struct DaemonNode {
+    /// The node, built as library users build theirs.
+    carrier: Carrier,
     pub(super) dht: Dht,
     pub(super) friends: Friends,
     pub(super) messenger: Messenger,
     events: broadcast::Sender<Event>,
     /// The latest events, sent under this lock so a watcher replays them without a gap.
     history: Mutex<std::collections::VecDeque<Event>>,
-    pub(super) connection: Mutex<SelfConnection>,
     pub(super) auto_accept: AtomicBool,
     /// The extensions whose invites this daemon takes (`invites` registered them).
     pub(super) extensions: Mutex<std::collections::HashSet<String>>,
 }
 
 impl DaemonNode {
-    /// Binds the DHT, joins, and starts the friend layer and the tasks that report events.
+    /// Starts the node (binds the DHT, joins, starts every layer) and the task that reports
+    /// its events.
     pub(crate) async fn start(settings: &Settings) -> Result<Arc<DaemonNode>, String> {
-        let dht = Dht::bind(settings.dht_config())
+        let (carrier, node_events) = settings
+            .builder()
+            .start()
             .await
-            .map_err(|e| format!("cannot start the DHT node: {e}"))?;
-        tracing::info!(id = %dht.id(), listen = %dht.local_addr(), "DHT node bound");
-        join(&dht, settings).await;
-        let (friends, friend_events) = Friends::start(dht.clone(), settings.friends_config())
-            .await
-            .map_err(|e| format!("cannot start the friend layer: {e}"))?;
-        let (messenger, message_events) =
-            Messenger::start(friends.clone(), settings.messenger_config())
-                .await
-                .map_err(|e| format!("cannot start the messenger: {e}"))?;
+            .map_err(|e| e.to_string())?;
+        tracing::info!(id = %carrier.id(), listen = %carrier.dht().local_addr(), "node started");
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
-        let (tick, live_window) = settings.connection_timers();
         let node = Arc::new(DaemonNode {
-            dht,
-            friends,
-            messenger,
+            dht: carrier.dht().clone(),
+            friends: carrier.friends().clone(),
+            messenger: carrier.messenger().clone(),
+            carrier,
             events,
             history: Mutex::new(std::collections::VecDeque::new()),
-            connection: Mutex::new(SelfConnection::new(live_window)),
             auto_accept: AtomicBool::new(false),
             extensions: Mutex::new(std::collections::HashSet::new()),
         });
-        tokio::spawn(events::pump_friend_events(
-            Arc::downgrade(&node),
-            friend_events,
-        ));
-        tokio::spawn(messages::pump_message_events(
-            Arc::downgrade(&node),
-            message_events,
-        ));
-        tokio::spawn(events::watch_dht(Arc::downgrade(&node), node.dht.events()));
-        tokio::spawn(events::watch_connection(Arc::downgrade(&node), tick));
+        tokio::spawn(events::pump(Arc::downgrade(&node), node_events));
         Ok(node)
     }
 
@@ -180,13 +180,9 @@ impl DaemonNode {
         (self.events.subscribe(), history.iter().cloned().collect())
     }
 
-    /// Stops the messenger, the friend layer and the DHT, saving what they keep.
+    /// Stops every layer, saving what each keeps, and releases the data directory.
     pub(crate) async fn shutdown(&self) {
-        self.messenger.shutdown().await;
-        self.friends.shutdown().await;
-        if let Err(e) = self.dht.clone().shutdown().await {
-            tracing::warn!("the DHT node did not shut down cleanly: {e}");
-        }
+        self.carrier.shutdown().await;
     }
 
     pub(super) fn send(&self, event: Event) {
@@ -403,7 +399,10 @@ impl DaemonNode {
             id: friends.id().to_string(),
             address: friends.address().to_string(),
             listen: self.dht.local_addr().to_string(),
-            connection: lock(&self.connection).status(),
+            connection: match self.carrier.connection() {
+                carrier::ConnectionStatus::Online => ConnectionStatus::Online,
+                _ => ConnectionStatus::Offline,
+            },
             dht_contacts: self.dht.routing_entries(),
             standing: standing(&self.dht),
             friends: friends.friends().len(),
@@ -476,45 +475,6 @@ pub(super) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 fn to_value<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
-}
-
-/// Joins the network: a few attempts now, so a node started with contacts serves with a
-/// routing table; then, if they failed, in the background until it works.
-async fn join(dht: &Dht, settings: &Settings) {
-    let (attempts, wait) = settings.join_attempts();
-    for attempt in 1..=attempts {
-        match dht.bootstrap().await {
-            Ok(contacts) => {
-                tracing::info!(contacts, "joined the network");
-                return;
-            }
-            Err(DhtError::NotBootstrapped) => {
-                tracing::warn!(
-                    "no node to join through and no saved contacts: this node waits for others \
-                     to join it (give one with `--bootstrap ID@HOST:PORT`)"
-                );
-                return;
-            }
-            Err(e) => tracing::debug!(attempt, "joining failed: {e}"),
-        }
-        tokio::time::sleep(wait).await;
-    }
-    tracing::warn!("could not join the network yet; trying again in the background");
-    let dht = dht.clone();
-    tokio::spawn(async move {
-        let mut wait = wait;
-        loop {
-            tokio::time::sleep(wait).await;
-            match dht.bootstrap().await {
-                Ok(contacts) => {
-                    tracing::info!(contacts, "joined the network");
-                    return;
-                }
-                Err(e) => tracing::debug!("joining failed: {e}"),
-            }
-            wait = (wait * 2).min(Duration::from_secs(60));
-        }
-    });
 }
 
 /// Where the DHT node stands, in the protocol's words.

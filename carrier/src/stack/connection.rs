@@ -1,10 +1,17 @@
 //! The node's own connection to the network, as the original Carrier's connection-status
 //! callback reported it: online while the node holds a DHT contact heard from recently,
-//! offline once every contact went silent. A pure rule fed with `now`; the daemon polls it.
+//! offline once every contact went silent. A pure rule fed with `now`; the node polls it.
 
 use std::time::{Duration, Instant};
 
-use super::protocol::ConnectionStatus;
+/// Whether the node is connected to the Carrier network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectionStatus {
+    /// A DHT contact answered within the live window.
+    Online,
+    /// No DHT contact answered within the live window (or the node has none).
+    Offline,
+}
 
 /// Tracks the node's connection and says when it changes.
 #[derive(Clone, Debug)]
@@ -52,6 +59,7 @@ impl SelfConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     const WINDOW: Duration = Duration::from_secs(60);
 

@@ -1,0 +1,42 @@
+//! The one event stream of a [`Carrier`](super::Carrier) node: what every layer reports, in
+//! the order each layer reported it.
+
+use tokio::sync::mpsc;
+
+use super::connection::ConnectionStatus;
+use crate::dht::DhtEvent;
+use crate::friend::FriendEvent;
+use crate::msg::MessageEvent;
+
+/// Something a layer of the node reports.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The node's own connection to the network changed (it starts offline).
+    Connection(ConnectionStatus),
+    /// The DHT node: where it stands (public address, NAT, reachability, role), joins.
+    Dht(DhtEvent),
+    /// Friend requests, friends added and removed, links up and down, presence, profiles.
+    Friend(FriendEvent),
+    /// Messages received, and the receipts of those sent.
+    Message(MessageEvent),
+}
+
+/// The receiving end of a node's events. Unbounded: a slow reader costs memory, never a
+/// lost event; dropping it discards them.
+#[derive(Debug)]
+pub struct Events {
+    pub(super) receiver: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Events {
+    /// The next event; `None` once the node has shut down and every event was read.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.receiver.recv().await
+    }
+
+    /// The next event if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.receiver.try_recv().ok()
+    }
+}
