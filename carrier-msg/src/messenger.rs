@@ -225,7 +225,7 @@ impl Messenger {
         let since = core.since_of(to).ok_or(MsgError::NotAFriend(*to))?;
         let online = core.friends.link(to).is_some();
         let large = bytes.len() > MAX_SMALL_BYTES;
-        let id = MessageId::random();
+        let id = MessageId::next();
         let sent_at_ms = unix_ms();
         let expires_at_ms = sent_at_ms.saturating_add(millis(core.config.message_ttl));
         let (peer, body) = (*to, bytes.to_vec());
