@@ -7,10 +7,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use carrier::dht::id::CarrierId;
 use carrier::dht::{BootstrapNode, Dht, DhtConfig};
-use carrier::friend::{FriendEvent, FriendEvents, Friends, FriendsConfig, Presence, UserInfo};
-use carrier::msg::{MessageEvent, MessageEvents, Messenger, MessengerConfig};
+use carrier::friend::{FriendEvent, Friends, Presence, UserInfo};
+use carrier::msg::{MessageEvent, Messenger};
+use carrier::{Carrier, Event, Events};
 
 /// What can stop the demo (or the node): any layer's error, or a step that did not happen in
 /// time.
@@ -33,16 +36,14 @@ fn config(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&Dht>) -> Dh
     config
 }
 
-/// One of the two friends: a DHT node with a data directory, its friend layer and its
-/// messenger.
+/// One of the two friends: a [`Carrier`] node (DHT, friend layer, messenger) on its own data
+/// directory, and the events it reported that the demo has not waited for yet.
 struct Person {
     name: &'static str,
-    friends: Friends,
-    events: FriendEvents,
-    messenger: Messenger,
-    messages: MessageEvents,
-    dir: PathBuf,
-    bind: SocketAddr,
+    node: Carrier,
+    events: Events,
+    /// Events read while waiting for another, in order: the next wait looks here first.
+    pending: VecDeque<Event>,
 }
 
 impl Person {
@@ -54,72 +55,93 @@ impl Person {
         seed: &Dht,
     ) -> Result<Person, Error> {
         // A node that was shut down has let go of its database: it reopens at once.
-        let dht = Dht::bind(config(bind, Some(dir.clone()), Some(seed))).await?;
-        dht.bootstrap().await?;
-        let (friends, events) = Friends::start(dht, FriendsConfig::for_tests()).await?;
-        let (messenger, messages) =
-            Messenger::start(friends.clone(), MessengerConfig::for_tests()).await?;
-        let bind = friends.dht().local_addr();
+        let (node, events) = Carrier::builder()
+            .local(bind)
+            .bootstrap([BootstrapNode::new(seed.id(), seed.local_addr())])
+            .data_dir(dir)
+            .start()
+            .await?;
         Ok(Person {
             name,
-            friends,
+            node,
             events,
-            messenger,
-            messages,
-            dir,
-            bind,
+            pending: VecDeque::new(),
         })
     }
 
     fn id(&self) -> CarrierId {
-        self.friends.id()
+        self.node.id()
     }
 
-    /// Waits for the event `want` picks, within [`STEP_LIMIT`].
-    async fn until<T>(
+    fn friends(&self) -> &Friends {
+        self.node.friends()
+    }
+
+    fn messenger(&self) -> &Messenger {
+        self.node.messenger()
+    }
+
+    /// Waits for the event `want` picks (among those read before, then new ones), within
+    /// [`STEP_LIMIT`]; events it does not pick stay for later waits.
+    async fn until_event<T>(
         &mut self,
         what: &str,
-        mut want: impl FnMut(&FriendEvent) -> Option<T>,
+        mut want: impl FnMut(&Event) -> Option<T>,
     ) -> Result<T, Error> {
+        if let Some(found) = self.pending.iter().position(|e| want(e).is_some()) {
+            if let Some(event) = self.pending.remove(found) {
+                if let Some(value) = want(&event) {
+                    return Ok(value);
+                }
+            }
+        }
         let deadline = tokio::time::Instant::now() + STEP_LIMIT;
         loop {
             let event = tokio::time::timeout_at(deadline, self.events.recv())
                 .await
                 .map_err(|_| format!("{}: {what} did not happen within {STEP_LIMIT:?}", self.name))?
-                .ok_or_else(|| format!("{}: the friend layer stopped", self.name))?;
-            if let Some(value) = want(&event) {
-                return Ok(value);
+                .ok_or_else(|| format!("{}: the node stopped", self.name))?;
+            match want(&event) {
+                Some(value) => return Ok(value),
+                None => self.pending.push_back(event),
             }
         }
     }
 
-    /// Waits for the message event `want` picks, within [`STEP_LIMIT`].
+    /// Waits for the friend event `want` picks.
+    async fn until<T>(
+        &mut self,
+        what: &str,
+        mut want: impl FnMut(&FriendEvent) -> Option<T>,
+    ) -> Result<T, Error> {
+        self.until_event(what, |e| match e {
+            Event::Friend(e) => want(e),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Waits for the message event `want` picks.
     async fn until_message<T>(
         &mut self,
         what: &str,
         mut want: impl FnMut(&MessageEvent) -> Option<T>,
     ) -> Result<T, Error> {
-        let deadline = tokio::time::Instant::now() + STEP_LIMIT;
-        loop {
-            let event = tokio::time::timeout_at(deadline, self.messages.recv())
-                .await
-                .map_err(|_| format!("{}: {what} did not happen within {STEP_LIMIT:?}", self.name))?
-                .ok_or_else(|| format!("{}: the messenger stopped", self.name))?;
-            if let Some(value) = want(&event) {
-                return Ok(value);
-            }
-        }
+        self.until_event(what, |e| match e {
+            Event::Message(e) => want(e),
+            _ => None,
+        })
+        .await
     }
 
     /// Stops the node; where to start it again.
     async fn stop(self) -> Result<(PathBuf, SocketAddr), Error> {
-        self.messenger.shutdown().await;
-        drop(self.messenger);
-        self.friends.shutdown().await;
-        let dht = self.friends.dht().clone();
-        drop(self.friends);
-        dht.shutdown().await?;
-        Ok((self.dir, self.bind))
+        let (dir, bind) = (
+            self.node.data_dir().to_path_buf(),
+            self.node.dht().local_addr(),
+        );
+        self.node.shutdown().await;
+        Ok((dir, bind))
     }
 }
 
@@ -160,23 +182,26 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
     let mut alice = Person::start("alice", dir.path().join("alice"), LOOPBACK, &first).await?;
     let mut bob = Person::start("bob", dir.path().join("bob"), LOOPBACK, &first).await?;
     alice
-        .friends
+        .friends()
         .set_user_info(UserInfo::new("Alice", "at home").ok_or("a bad name")?)
         .await?;
-    bob.friends
+    bob.friends()
         .set_user_info(UserInfo::new("Bob", "at work").ok_or("a bad name")?)
         .await?;
     step(started, "Alice and Bob start, each with a data directory:");
     println!("             Alice's Carrier ID is {}", alice.id());
     println!(
         "             her address (ID, nospam, checksum) is {}",
-        alice.friends.address()
+        alice.friends().address()
     );
     println!("             Bob's Carrier ID is {}", bob.id());
 
     let asked = Instant::now();
-    bob.friends
-        .add_friend(&alice.friends.address().to_string(), b"Hi Alice, it's Bob!")
+    bob.friends()
+        .add_friend(
+            &alice.friends().address().to_string(),
+            b"Hi Alice, it's Bob!",
+        )
         .await?;
     let request = alice
         .until("Bob's friend request", |e| match e {
@@ -197,7 +222,7 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
     );
 
     let accepted = Instant::now();
-    alice.friends.accept_friend(&bob.id()).await?;
+    alice.friends().accept_friend(&bob.id()).await?;
     let (a, b) = (alice.id(), bob.id());
     bob.until("Alice's accept", |e| {
         (*e == FriendEvent::Added(a)).then_some(())
@@ -222,7 +247,7 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
     );
 
     let changed = Instant::now();
-    alice.friends.set_presence(Presence::Away).await?;
+    alice.friends().set_presence(Presence::Away).await?;
     bob.until("Alice's presence", |e| {
         (*e == FriendEvent::PresenceChanged(a, Presence::Away)).then_some(())
     })
@@ -236,7 +261,7 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
     );
 
     let sent = Instant::now();
-    let id = bob.messenger.send(&a, b"Lunch at one?").await?;
+    let id = bob.messenger().send(&a, b"Lunch at one?").await?;
     let message = alice
         .until_message("Bob's message", |e| match e {
             MessageEvent::Message(m) if m.id == id => Some(m.clone()),
@@ -244,7 +269,7 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
         })
         .await?;
     let raised = ms(sent);
-    alice.messenger.ack(message.id).await?;
+    alice.messenger().ack(message.id).await?;
     bob.until_message("the receipt", |e| match e {
         MessageEvent::Delivered { id: done, .. } if *done == id => Some(()),
         _ => None,
@@ -260,8 +285,8 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
         ),
     );
 
-    let mut chat = bob.messenger.register_extension("chat")?;
-    let answering = bob.messenger.clone();
+    let mut chat = bob.messenger().register_extension("chat")?;
+    let answering = bob.messenger().clone();
     let answer = tokio::spawn(async move {
         if let Some(invite) = chat.recv().await {
             let _ = answering
@@ -271,7 +296,7 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
     });
     let invited = Instant::now();
     let reply = alice
-        .messenger
+        .messenger()
         .invite(&b, "chat", b"", b"a call at one?")
         .await?;
     answer.await?;
@@ -292,8 +317,8 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
     .await?;
     step(started, "Alice goes offline; Bob sees her disconnected");
     let info = UserInfo::new("Bob", "back from lunch").ok_or("a bad description")?;
-    bob.friends.set_user_info(info.clone()).await?;
-    let waiting = bob.messenger.send(&a, b"Running late, sorry!").await?;
+    bob.friends().set_user_info(info.clone()).await?;
+    let waiting = bob.messenger().send(&a, b"Running late, sorry!").await?;
     bob.until_message("the message stored in Alice's mailbox", |e| match e {
         MessageEvent::Stored { id, .. } if *id == waiting => Some(()),
         _ => None,
@@ -336,7 +361,7 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
             _ => None,
         })
         .await?;
-    alice.messenger.ack(late.id).await?;
+    alice.messenger().ack(late.id).await?;
     bob.until_message("the receipt of the offline message", |e| match e {
         MessageEvent::Delivered { id, .. } if *id == waiting => Some(()),
         _ => None,
