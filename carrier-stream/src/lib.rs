@@ -76,4 +76,4 @@ pub use session::{
     codes, status, Session, SessionEvent, SessionRequest, SessionRequests, SessionState, Sessions,
     Topology, TransportInfo, SESSION_EXTENSION, STREAM_HEADROOM,
 };
-pub use stream::{Stream, StreamKind, StreamMode, StreamState, MAX_DATAGRAM_BYTES};
+pub use stream::{DatagramSender, Stream, StreamKind, StreamMode, StreamState, MAX_DATAGRAM_BYTES};

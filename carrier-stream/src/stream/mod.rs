@@ -214,24 +214,27 @@ impl Stream {
             }
             Io::Datagram {
                 connection, tag, ..
-            } => {
-                if data.len() > MAX_DATAGRAM_BYTES {
-                    return Err(StreamError::DatagramTooLarge {
-                        len: data.len(),
-                        max: MAX_DATAGRAM_BYTES,
-                    });
-                }
-                let mut datagram = BytesMut::with_capacity(1 + DATAGRAM_TAG_BYTES + data.len());
-                datagram.put_u8(Extension::STREAM.byte());
-                datagram.put_slice(tag);
-                datagram.put_slice(data);
-                connection
-                    .send_datagram_wait(datagram.freeze())
-                    .await
-                    .map_err(datagram_error)
-            }
+            } => send_datagram(connection, tag, data).await,
         };
         self.note(result)
+    }
+
+    /// A handle that sends on this datagram-mode stream from another task while this one
+    /// receives; [`StreamError::WrongState`] for a reliable stream (split it with
+    /// [`tokio::io::split`] instead).
+    pub fn datagram_sender(&self) -> Result<DatagramSender, StreamError> {
+        match &self.io {
+            Io::Datagram {
+                connection, tag, ..
+            } => Ok(DatagramSender {
+                connection: connection.clone(),
+                tag: *tag,
+                state: self.state.clone(),
+            }),
+            Io::Reliable { .. } => Err(StreamError::WrongState(
+                "a reliable stream has no datagram sender".into(),
+            )),
+        }
     }
 
     /// The next chunk (reliable) or datagram (datagram mode); `None` once the peer finished
@@ -349,6 +352,57 @@ impl Stream {
             self.state.advance(StreamState::Failed(reason));
         }
         error
+    }
+}
+
+/// Sends one datagram of a datagram-mode stream, behind the extension byte and the tag.
+async fn send_datagram(
+    connection: &quinn::Connection,
+    tag: &[u8; DATAGRAM_TAG_BYTES],
+    data: &[u8],
+) -> Result<(), StreamError> {
+    if data.len() > MAX_DATAGRAM_BYTES {
+        return Err(StreamError::DatagramTooLarge {
+            len: data.len(),
+            max: MAX_DATAGRAM_BYTES,
+        });
+    }
+    let mut datagram = BytesMut::with_capacity(1 + DATAGRAM_TAG_BYTES + data.len());
+    datagram.put_u8(Extension::STREAM.byte());
+    datagram.put_slice(tag);
+    datagram.put_slice(data);
+    connection
+        .send_datagram_wait(datagram.freeze())
+        .await
+        .map_err(datagram_error)
+}
+
+/// Sends on a datagram-mode [`Stream`] from another task ([`Stream::datagram_sender`]).
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct DatagramSender {
+    connection: quinn::Connection,
+    tag: [u8; DATAGRAM_TAG_BYTES],
+    state: Arc<StateCell>,
+}
+
+impl DatagramSender {
+    /// Sends `data` as one datagram, as [`Stream::send`] does.
+    pub async fn send(&self, data: &[u8]) -> Result<(), StreamError> {
+        match self.state.get() {
+            StreamState::Connected => {}
+            StreamState::Failed(reason) => return Err(StreamError::Failed(reason)),
+            other => {
+                return Err(StreamError::WrongState(format!(
+                    "the stream is {other:?}, not connected"
+                )))
+            }
+        }
+        let result = send_datagram(&self.connection, &self.tag, data).await;
+        if let Err(StreamError::Failed(reason)) = &result {
+            self.state.link_lost(reason);
+        }
+        result
     }
 }
 
