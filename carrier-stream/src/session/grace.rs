@@ -47,6 +47,11 @@ impl<K: Copy + Eq + Hash> Grace<K> {
         over
     }
 
+    /// The sessions waiting.
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &K> {
+        self.deadlines.keys()
+    }
+
     /// When [`expired`](Self::expired) next has something, if ever.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.deadlines.values().min().copied()

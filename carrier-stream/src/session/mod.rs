@@ -76,6 +76,15 @@ pub mod codes {
 /// never waits on credit while the acceptor keeps up.
 pub const STREAM_HEADROOM: usize = 64;
 
+/// How many times an open is tried when its link closes under it.
+pub(crate) const OPEN_ATTEMPTS: u32 = 3;
+
+/// How often an open that found no live link looks again.
+pub(crate) const LINK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How often the links of deactivated sessions are looked for.
+pub(crate) const LINK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 type Key = (CarrierId, u64);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -385,7 +394,7 @@ impl Core {
 
     /// A new session in the table; `None` if the key is taken.
     fn insert_session(
-        &self,
+        self: &Arc<Self>,
         peer: CarrierId,
         id: u64,
         bundle: &str,
@@ -413,6 +422,10 @@ impl Core {
             return None;
         }
         sessions.insert((peer, id), shared.clone());
+        drop(sessions);
+        if let Some(link) = self.friends.link(&peer) {
+            self.watch(peer, link.connection());
+        }
         Some(shared)
     }
 
@@ -456,7 +469,7 @@ impl Core {
 
     /// The count of `link`'s accepted streams, and a watch on its closing (once per
     /// connection): when it closes, the streams on it fail.
-    fn watch(self: &Arc<Self>, connection: &quinn::Connection) -> Arc<LinkCount> {
+    fn watch(self: &Arc<Self>, peer: CarrierId, connection: &quinn::Connection) -> Arc<LinkCount> {
         let id = connection.stable_id();
         let mut links = lock(&self.links);
         if let Some(count) = links.get(&id) {
@@ -479,14 +492,42 @@ impl Core {
             for session in sessions {
                 session.fail_streams(&reason, Some(id));
             }
+            // The friend layer may have replaced the link without a word (a race of dials):
+            // the sessions deactivate now and reactivate when a live link is seen.
+            core.link_down(peer, Some(id));
         });
         count
     }
 
+    /// `peer`'s live link, waiting for one (a link replaced in a race of dials comes back in
+    /// moments) up to the open timeout; looked for every [`LINK_POLL_INTERVAL`].
+    async fn wait_link(&self, peer: &CarrierId) -> Option<Link> {
+        let deadline = tokio::time::Instant::now() + self.config.open_timeout();
+        loop {
+            if let Some(link) = self.friends.link(peer) {
+                if link.connection().close_reason().is_none() {
+                    return Some(link);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(LINK_POLL_INTERVAL).await;
+        }
+    }
+
+    /// Whether `peer` has a live link now, other than connection `not`.
+    fn live_link(&self, peer: &CarrierId, not: Option<usize>) -> bool {
+        self.friends.link(peer).is_some_and(|link| {
+            let connection = link.connection();
+            connection.close_reason().is_none() && Some(connection.stable_id()) != not
+        })
+    }
+
     /// One more stream accepted on `connection`: raises the link's limit when fewer than
     /// [`STREAM_HEADROOM`] are left, before the opener needs them.
-    fn take_slot(self: &Arc<Self>, connection: &quinn::Connection) -> LinkSlot {
-        let count = self.watch(connection);
+    fn take_slot(self: &Arc<Self>, peer: CarrierId, connection: &quinn::Connection) -> LinkSlot {
+        let count = self.watch(peer, connection);
         let open = count.open.fetch_add(1, Ordering::Relaxed) + 1;
         let needed = (open + STREAM_HEADROOM) as u64;
         let mut limit = lock(&count.limit);
@@ -502,33 +543,62 @@ impl Core {
     }
 
     /// Opens a stream of `session` on its friend's link: the [`Open`] exchange, within the
-    /// open timeout.
+    /// open timeout. An open that fails because its link closed under it (a race of dials
+    /// closes one of two links) is tried again on the live link, with a new stream ID, at
+    /// most [`OPEN_ATTEMPTS`] times.
     pub(crate) async fn open_stream(
         self: &Arc<Self>,
         session: &Arc<SessionShared>,
         kind: StreamKind,
         mode: StreamMode,
     ) -> Result<Stream, StreamError> {
+        let mut attempt = 1;
+        loop {
+            match self.open_stream_once(session, kind, mode).await {
+                Ok(stream) => return Ok(stream),
+                Err((error, Some(_closed))) if attempt < OPEN_ATTEMPTS => {
+                    // The open never reached the friend's application: nothing is lost.
+                    drop(error);
+                    attempt += 1;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// One attempt of [`open_stream`](Self::open_stream); on failure, the error and, if the
+    /// link closed under it, the closed connection's ID.
+    async fn open_stream_once(
+        self: &Arc<Self>,
+        session: &Arc<SessionShared>,
+        kind: StreamKind,
+        mode: StreamMode,
+    ) -> Result<Stream, (StreamError, Option<usize>)> {
         match session.status() {
             Status::Active => {}
             Status::Deactivated => {
-                return Err(StreamError::WrongState(
-                    "the session is deactivated: its friend's link is down".into(),
+                return Err((
+                    StreamError::WrongState(
+                        "the session is deactivated: its friend's link is down".into(),
+                    ),
+                    None,
                 ))
             }
-            Status::Closed(_) => return Err(StreamError::UnknownSession(session.id)),
+            Status::Closed(_) => return Err((StreamError::UnknownSession(session.id), None)),
         }
         let n = session.next_stream.fetch_add(1, Ordering::Relaxed);
         let id = n.wrapping_mul(2) + u32::from(!session.initiator);
         let (cell, changes) = StateCell::new();
         let cell = Arc::new(cell);
-        let link = self
-            .friends
-            .link(&session.peer)
-            .ok_or_else(|| StreamError::WrongState("the friend's link is down".into()))?;
+        let link = self.wait_link(&session.peer).await.ok_or_else(|| {
+            (
+                StreamError::WrongState("the friend's link is down".into()),
+                None,
+            )
+        })?;
         cell.advance(StreamState::TransportReady);
         let connection = link.connection().clone();
-        self.watch(&connection);
+        self.watch(session.peer, &connection);
         let datagrams = (mode == StreamMode::Datagram).then(|| {
             let (sender, queue) = mpsc::channel(self.config.datagram_queue());
             (sender, queue, Arc::new(AtomicU64::new(0)))
@@ -555,13 +625,17 @@ impl Core {
             Ok(Err(error)) => {
                 session.forget_stream(id);
                 cell.advance(StreamState::Failed(error.to_string()));
-                return Err(error);
+                let closed = connection
+                    .close_reason()
+                    .is_some()
+                    .then(|| connection.stable_id());
+                return Err((error, closed));
             }
             Err(_) => {
                 session.forget_stream(id);
                 let reason = "the friend did not take the stream in time";
                 cell.advance(StreamState::Failed(reason.into()));
-                return Err(StreamError::Timeout(reason.into()));
+                return Err((StreamError::Timeout(reason.into()), None));
             }
         };
         let (send, recv) = match answer {
@@ -575,13 +649,13 @@ impl Core {
                     &(session.peer, session.id),
                     "the friend does not know this session any more",
                 );
-                return Err(StreamError::UnknownSession(session.id));
+                return Err((StreamError::UnknownSession(session.id), None));
             }
             (Answer::Refused(reason), ..) => {
                 session.forget_stream(id);
                 let reason = wire::reason_text(&reason);
                 cell.advance(StreamState::Failed(reason.clone()));
-                return Err(StreamError::Failed(reason));
+                return Err((StreamError::Failed(reason), None));
             }
         };
         cell.advance(StreamState::Connected);
@@ -734,7 +808,7 @@ impl Core {
             return;
         };
         let connection = link.connection().clone();
-        let slot = self.take_slot(&connection);
+        let slot = self.take_slot(peer, &connection);
         let (cell, changes) = StateCell::new();
         let cell = Arc::new(cell);
         cell.advance(StreamState::TransportReady);
@@ -823,7 +897,15 @@ impl Core {
         &self.friends
     }
 
-    fn link_down(&self, peer: CarrierId) {
+    /// The friend's sessions lost their link (connection `closed`, when a watch saw it):
+    /// streams on it fail, the sessions deactivate, and reactivate at once if a live link is
+    /// up already (a race of dials replaced it). A `Disconnected` event (`closed` is `None`)
+    /// while a live link is up is stale and changes nothing.
+    fn link_down(&self, peer: CarrierId, closed: Option<usize>) {
+        let live = self.live_link(&peer, closed);
+        if live && closed.is_none() {
+            return;
+        }
         let now = tokio::time::Instant::now().into_std();
         let sessions: Vec<Arc<SessionShared>> = lock(&self.sessions)
             .values()
@@ -839,8 +921,11 @@ impl Core {
                 *status = Status::Deactivated;
             }
             lock(&self.grace).link_down((peer, session.id), now);
-            session.fail_streams("the link to the friend went down", None);
+            session.fail_streams("the link to the friend went down", closed);
             session.emit(SessionEvent::Deactivated);
+        }
+        if live {
+            self.link_up(peer);
         }
         self.grace_wake.notify_one();
     }
@@ -968,7 +1053,7 @@ async fn take_inbound(core: Arc<Core>, mut inbox: ExtensionInbox) {
 async fn follow_links(core: Arc<Core>, mut events: mpsc::UnboundedReceiver<FriendEvent>) {
     while let Some(event) = events.recv().await {
         match event {
-            FriendEvent::Disconnected(peer) => core.link_down(peer),
+            FriendEvent::Disconnected(peer) => core.link_down(peer, None),
             FriendEvent::Connected(peer) => core.link_up(peer),
             FriendEvent::Removed(peer) => {
                 let keys: Vec<Key> = lock(&core.sessions)
@@ -991,13 +1076,25 @@ async fn expire(core: Arc<Core>) {
         let next = lock(&core.grace).poll_timeout();
         let wait = async {
             match next {
-                Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                // While sessions wait, their links are looked for every LINK_CHECK_INTERVAL
+                // too: a link that replaced another comes back without an event.
+                Some(at) => {
+                    let at = tokio::time::Instant::from_std(at);
+                    let check = tokio::time::Instant::now() + LINK_CHECK_INTERVAL;
+                    tokio::time::sleep_until(at.min(check)).await
+                }
                 None => std::future::pending::<()>().await,
             }
         };
         tokio::select! {
             () = wait => {}
             () = core.grace_wake.notified() => continue,
+        }
+        let waiting: Vec<CarrierId> = lock(&core.grace).keys().map(|(peer, _)| *peer).collect();
+        for peer in waiting {
+            if core.live_link(&peer, None) {
+                core.link_up(peer);
+            }
         }
         let over = lock(&core.grace).expired(tokio::time::Instant::now().into_std());
         for key in over {

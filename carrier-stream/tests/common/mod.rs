@@ -124,9 +124,19 @@ impl Net {
         bind: SocketAddr,
         config: SessionConfig,
     ) -> Node {
-        let dht = Dht::bind(server(bind, Some(dir.clone()), self.seeds.first()))
-            .await
-            .unwrap();
+        // A node stopped a moment ago may still hold its port while its last connections
+        // drain: polled, within PATIENCE.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        let dht = loop {
+            match Dht::bind(server(bind, Some(dir.clone()), self.seeds.first())).await {
+                Ok(dht) => break dht,
+                Err(error) if tokio::time::Instant::now() < deadline => {
+                    let _ = error;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(error) => panic!("start {bind}: {error}"),
+            }
+        };
         let (friends, friend_events) = Friends::start(dht, FriendsConfig::for_tests())
             .await
             .unwrap();
