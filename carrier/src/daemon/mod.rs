@@ -5,7 +5,8 @@
 //! - [`node`]: the node it runs and the answers to requests;
 //! - `events`: what the layers report, as events for watchers and log lines;
 //! - [`server`]: the socket's connections;
-//! - [`status`]: the rule for the node's own connection to the network.
+//! - [`status`]: the rule for the node's own connection to the network;
+//! - `streams`: `pipe`, a connection turned into a byte pipe to a session's stream.
 
 mod events;
 mod invites;
@@ -14,6 +15,7 @@ pub(crate) mod node;
 pub(crate) mod protocol;
 mod server;
 pub(crate) mod status;
+mod streams;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

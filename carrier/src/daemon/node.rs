@@ -11,6 +11,7 @@ use carrier::dht::{BootstrapNode, Dht, DhtConfig, DhtError, NatMapping, PublicPo
 use carrier::friend::{FriendError, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
 use carrier::msg::{Messenger, MessengerConfig};
+use carrier::stream::{SessionConfig, SessionRequests, Sessions};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
@@ -119,6 +120,10 @@ pub(crate) struct DaemonNode {
     pub(super) dht: Dht,
     pub(super) friends: Friends,
     pub(super) messenger: Messenger,
+    /// Sessions with friends (`pipe`).
+    pub(super) sessions: Sessions,
+    /// The handler of `pipe` sessions, once a `pipe --listen` registered it.
+    pub(super) pipe_requests: tokio::sync::Mutex<Option<SessionRequests>>,
     events: broadcast::Sender<Event>,
     /// The latest events, sent under this lock so a watcher replays them without a gap.
     history: Mutex<std::collections::VecDeque<Event>>,
@@ -143,12 +148,17 @@ impl DaemonNode {
             Messenger::start(friends.clone(), settings.messenger_config())
                 .await
                 .map_err(|e| format!("cannot start the messenger: {e}"))?;
+        let sessions = Sessions::start(&friends, &messenger, SessionConfig::default())
+            .await
+            .map_err(|e| format!("cannot start the sessions: {e}"))?;
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let (tick, live_window) = settings.connection_timers();
         let node = Arc::new(DaemonNode {
             dht,
             friends,
             messenger,
+            sessions,
+            pipe_requests: tokio::sync::Mutex::new(None),
             events,
             history: Mutex::new(std::collections::VecDeque::new()),
             connection: Mutex::new(SelfConnection::new(live_window)),
@@ -182,6 +192,7 @@ impl DaemonNode {
 
     /// Stops the messenger, the friend layer and the DHT, saving what they keep.
     pub(crate) async fn shutdown(&self) {
+        self.sessions.shutdown().await;
         self.messenger.shutdown().await;
         self.friends.shutdown().await;
         if let Err(e) = self.dht.clone().shutdown().await {
@@ -378,6 +389,13 @@ impl DaemonNode {
                 reason,
                 data,
             } => self.reply_invite(invite, status, &reason, &data).await?,
+            // The connection answers it: it becomes the pipe.
+            Request::Pipe { .. } => {
+                return Err((
+                    ErrorKind::BadArguments,
+                    "pipe is answered by its connection".into(),
+                ))
+            }
             Request::AutoAccept => {
                 self.auto_accept.store(true, Ordering::SeqCst);
                 for request in friends.incoming_requests() {

@@ -112,6 +112,15 @@ pub(crate) enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         extension: Option<String>,
     },
+    /// Turns this connection into a byte pipe to a reliable stream of a session, once the
+    /// reply is read: with `friend`, a session (bundle `pipe`) requested of that friend; with
+    /// `listen`, the next session a friend requests for `pipe`.
+    Pipe {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        friend: Option<String>,
+        #[serde(default)]
+        listen: bool,
+    },
     /// Replies to a pending invite: `status` 0 confirms with `data`; any other refuses with
     /// a `reason`.
     Reply {
@@ -153,6 +162,7 @@ const REQUEST_NAMES: &[&str] = &[
     "invite",
     "invites",
     "reply",
+    "pipe",
 ];
 
 /// A presence, as the protocol spells it.
