@@ -114,4 +114,32 @@ async fn pipe_carries_16_mib_with_an_equal_hash_and_passes_the_end_of_stdin_on()
         .expect("bob's pipe exited")
         .unwrap();
     assert!(status.success());
+
+    // Bob's watchers saw the session open and close, and its stream connect and close.
+    bob_control.events_at_least("session", &alice.id, 2).await;
+    bob_control.events_at_least("stream", &alice.id, 2).await;
+    let states: Vec<(String, String)> = bob_control
+        .events
+        .iter()
+        .filter(|e| e["event"] == "session" || e["event"] == "stream")
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                e["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = states
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("session", "opened"),
+            ("stream", "connected"),
+            ("stream", "closed"),
+            ("session", "closed")
+        ]
+    );
 }

@@ -364,6 +364,24 @@ pub(crate) enum Event {
     },
     /// An invite for an extension this daemon takes (`invites` registered it).
     Invite(InviteEntry),
+    /// A session (a `pipe`'s) opened or closed (`state`: `opened`, `closed`).
+    Session {
+        friend: String,
+        session: String,
+        bundle: String,
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A session's stream reached a state (`connected`, `deactivated`, `closed`, `failed`).
+    Stream {
+        friend: String,
+        session: String,
+        stream: u32,
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 /// An invite received: in `invites`, and the `invite` event.
@@ -867,6 +885,20 @@ mod tests {
                 friend: friend(),
                 id: friend(),
                 reason: friend(),
+            },
+            Event::Session {
+                friend: friend(),
+                session: friend(),
+                bundle: friend(),
+                state: friend(),
+                reason: None,
+            },
+            Event::Stream {
+                friend: friend(),
+                session: friend(),
+                stream: 0,
+                state: friend(),
+                reason: None,
             },
             Event::Invite(InviteEntry {
                 id: 1,

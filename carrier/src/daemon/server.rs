@@ -202,9 +202,8 @@ async fn connection(
                             .await;
                         drop(outgoing);
                         if let Ok(write) = writer.await {
-                            streams::splice(reader, write, stream).await;
+                            streams::splice(&node, reader, write, session, stream).await;
                         }
-                        drop(session);
                         return;
                     }
                 },

@@ -1,12 +1,12 @@
 //! The sessions part of the daemon: `pipe`, a control connection turned into a byte pipe to
 //! a reliable stream of a session (`carrier pipe FRIEND` / `carrier pipe --listen`).
 
-use carrier::stream::{Session, Stream, StreamError, StreamKind, StreamMode};
+use carrier::stream::{Session, Stream, StreamError, StreamKind, StreamMode, StreamState};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
 
 use super::node::{DaemonNode, Refusal};
-use super::protocol::{echo, ErrorKind};
+use super::protocol::{echo, ErrorKind, Event};
 
 /// The bundle `pipe` sessions are requested for.
 pub(super) const PIPE_BUNDLE: &str = "pipe";
@@ -69,13 +69,49 @@ impl DaemonNode {
     }
 }
 
+/// The `stream` event of a stream's state.
+fn stream_event(session: &Session, stream: u32, state: &StreamState) -> Event {
+    let (name, reason) = match state {
+        StreamState::Initialized => ("initialized", None),
+        StreamState::TransportReady => ("transport_ready", None),
+        StreamState::Connecting => ("connecting", None),
+        StreamState::Connected => ("connected", None),
+        StreamState::Deactivated => ("deactivated", None),
+        StreamState::Closed => ("closed", None),
+        StreamState::Failed(reason) => ("failed", Some(reason.clone())),
+    };
+    Event::Stream {
+        friend: session.peer().to_string(),
+        session: format!("{:016x}", session.id()),
+        stream,
+        state: name.to_string(),
+        reason,
+    }
+}
+
+fn session_event(session: &Session, state: &str, reason: Option<String>) -> Event {
+    Event::Session {
+        friend: session.peer().to_string(),
+        session: format!("{:016x}", session.id()),
+        bundle: session.bundle().to_string(),
+        state: state.to_string(),
+        reason,
+    }
+}
+
 /// Copies the connection's bytes to the stream and the stream's to the connection until
-/// both directions ended; each direction's end is passed on as a half-close.
+/// both directions ended; each direction's end is passed on as a half-close. Reports the
+/// session and its stream as events, and closes the session at the end.
 pub(super) async fn splice(
+    node: &DaemonNode,
     mut from_client: impl AsyncBufRead + Unpin,
     mut to_client: impl AsyncWrite + Unpin,
+    session: Session,
     stream: Stream,
 ) {
+    node.send(session_event(&session, "opened", None));
+    let id = stream.id();
+    node.send(stream_event(&session, id, &stream.state()));
     let (mut from_net, mut to_net) = tokio::io::split(stream);
     let up = async {
         let copied = tokio::io::copy_buf(&mut from_client, &mut to_net).await;
@@ -90,6 +126,13 @@ pub(super) async fn splice(
     };
     let (up, down) = tokio::join!(up, down);
     tracing::info!(?up, ?down, "pipe ended");
+    let stream = from_net.unsplit(to_net);
+    node.send(stream_event(&session, id, &stream.state()));
+    drop(stream);
+    let reason = "the pipe ended";
+    // Closed by the other side already: nothing to tell it.
+    let _ = session.close(reason).await;
+    node.send(session_event(&session, "closed", Some(reason.to_string())));
 }
 
 /// What a session's refusal tells the user.
