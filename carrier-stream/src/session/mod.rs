@@ -210,14 +210,21 @@ pub struct Sessions {
     loops: Arc<Loops>,
 }
 
+/// The layer's loops; when the last `Sessions` goes, they and the work they started stop
+/// (that work holds the core, so nothing else would end it).
 #[derive(Debug)]
-struct Loops(Mutex<Vec<JoinHandle<()>>>);
+struct Loops {
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    core: Arc<Core>,
+}
 
 impl Drop for Loops {
     fn drop(&mut self) {
-        for task in lock(&self.0).drain(..) {
+        self.core.closed.store(true, Ordering::SeqCst);
+        for task in lock(&self.tasks).drain(..) {
             task.abort();
         }
+        lock(&self.core.work).abort_all();
     }
 }
 
@@ -257,8 +264,11 @@ impl Sessions {
             tokio::spawn(expire(core.clone())),
         ];
         Ok(Sessions {
+            loops: Arc::new(Loops {
+                tasks: Mutex::new(loops),
+                core: core.clone(),
+            }),
             core,
-            loops: Arc::new(Loops(Mutex::new(loops))),
         })
     }
 
@@ -334,7 +344,7 @@ impl Sessions {
     /// layer's tasks.
     pub async fn shutdown(&self) {
         self.core.closed.store(true, Ordering::SeqCst);
-        let tasks: Vec<JoinHandle<()>> = lock(&self.loops.0).drain(..).collect();
+        let tasks: Vec<JoinHandle<()>> = lock(&self.loops.tasks).drain(..).collect();
         for task in &tasks {
             task.abort();
         }
