@@ -98,6 +98,11 @@ impl Client {
         }
     }
 
+    /// The connection's halves, for a pipe: the reader keeps what it read ahead.
+    pub(crate) fn into_parts(self) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf) {
+        (self.reader, self.writer)
+    }
+
     /// Sends a request without waiting for its reply; its ID.
     pub(crate) async fn send(&mut self, request: Request) -> Result<u64, Failure> {
         let id = self.next_id;

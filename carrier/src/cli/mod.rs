@@ -122,6 +122,17 @@ pub(crate) enum ClientCommand {
         #[arg(num_args = 0..)]
         text: Vec<String>,
     },
+    /// Connects stdin and stdout to a reliable stream of a session with FRIEND, as netcat
+    /// does: stdin's end is passed on (half-close), and the command ends once both
+    /// directions ended. With `--listen`, waits for a friend's `pipe` instead.
+    Pipe {
+        /// Carrier ID or label of the friend to pipe to.
+        #[arg(required_unless_present = "listen", conflicts_with = "listen")]
+        friend: Option<String>,
+        /// Waits for the next pipe a friend opens to this node.
+        #[arg(long)]
+        listen: bool,
+    },
     /// Stops the daemon; returns once it has exited.
     Stop,
 }
@@ -197,6 +208,7 @@ pub(crate) async fn run(
     let mut client = Client::connect(&data).await?;
     let request = match command {
         ClientCommand::Watch { replay } => return watch(client, replay).await,
+        ClientCommand::Pipe { friend, listen } => return pipe(client, friend, listen).await,
         ClientCommand::Stop => {
             client.request(Request::Stop).await?;
             // The daemon keeps the connection until it has exited.
@@ -327,6 +339,35 @@ async fn watch(mut client: Client, replay: bool) -> Result<(), Failure> {
             _ = &mut interrupted => return Ok(()),
         }
     }
+}
+
+/// Asks for a pipe, then copies stdin to the daemon and the daemon's bytes to stdout until
+/// both ended.
+async fn pipe(mut client: Client, friend: Option<String>, listen: bool) -> Result<(), Failure> {
+    use tokio::io::AsyncWriteExt;
+
+    let opened = client.request(Request::Pipe { friend, listen }).await?;
+    if let Some(peer) = opened.get("friend").and_then(Value::as_str) {
+        eprintln!("piping with {peer}");
+    }
+    let (mut from_daemon, mut to_daemon) = client.into_parts();
+    let up = async {
+        let mut stdin = tokio::io::stdin();
+        let copied = tokio::io::copy(&mut stdin, &mut to_daemon).await;
+        // The end of stdin is passed on: the friend reads the end of the stream.
+        let _ = to_daemon.shutdown().await;
+        copied
+    };
+    let down = async {
+        let mut stdout = tokio::io::stdout();
+        let copied = tokio::io::copy_buf(&mut from_daemon, &mut stdout).await;
+        let _ = stdout.flush().await;
+        copied
+    };
+    let (up, down) = tokio::join!(up, down);
+    up.and(down)
+        .map(|_| ())
+        .map_err(|e| Failure::Failed(format!("the pipe failed: {e}")))
 }
 
 /// The protocol name of a request, as its JSON spells it.

@@ -5,6 +5,7 @@
 //! - [`node`]: the node it runs and the answers to requests;
 //! - `events`: what the layers report, as events for watchers and log lines;
 //! - [`server`]: the socket's connections;
+//! - `streams`: `pipe`, a connection turned into a byte pipe to a session's stream.
 
 mod events;
 mod invites;
@@ -12,6 +13,7 @@ mod messages;
 pub(crate) mod node;
 pub(crate) mod protocol;
 mod server;
+mod streams;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};

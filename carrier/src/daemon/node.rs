@@ -11,6 +11,7 @@ use carrier::dht::{BootstrapNode, Dht, DhtConfig, NatMapping, PublicPort, Reacha
 use carrier::friend::{FriendError, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
 use carrier::msg::{Messenger, MessengerConfig};
+use carrier::stream::{SessionRequests, Sessions};
 use carrier::{Carrier, CarrierBuilder};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -135,6 +136,10 @@ pub(crate) struct DaemonNode {
     pub(super) dht: Dht,
     pub(super) friends: Friends,
     pub(super) messenger: Messenger,
+    /// Sessions with friends (`pipe`).
+    pub(super) sessions: Sessions,
+    /// The handler of `pipe` sessions, once a `pipe --listen` registered it.
+    pub(super) pipe_requests: tokio::sync::Mutex<Option<SessionRequests>>,
     events: broadcast::Sender<Event>,
     /// The latest events, sent under this lock so a watcher replays them without a gap.
     history: Mutex<std::collections::VecDeque<Event>>,
@@ -158,6 +163,8 @@ impl DaemonNode {
             dht: carrier.dht().clone(),
             friends: carrier.friends().clone(),
             messenger: carrier.messenger().clone(),
+            sessions: carrier.sessions().clone(),
+            pipe_requests: tokio::sync::Mutex::new(None),
             carrier,
             events,
             history: Mutex::new(std::collections::VecDeque::new()),
@@ -374,6 +381,13 @@ impl DaemonNode {
                 reason,
                 data,
             } => self.reply_invite(invite, status, &reason, &data).await?,
+            // The connection answers it: it becomes the pipe.
+            Request::Pipe { .. } => {
+                return Err((
+                    ErrorKind::BadArguments,
+                    "pipe is answered by its connection".into(),
+                ))
+            }
             Request::AutoAccept => {
                 self.auto_accept.store(true, Ordering::SeqCst);
                 for request in friends.incoming_requests() {

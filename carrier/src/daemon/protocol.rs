@@ -112,6 +112,15 @@ pub(crate) enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         extension: Option<String>,
     },
+    /// Turns this connection into a byte pipe to a reliable stream of a session, once the
+    /// reply is read: with `friend`, a session (bundle `pipe`) requested of that friend; with
+    /// `listen`, the next session a friend requests for `pipe`.
+    Pipe {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        friend: Option<String>,
+        #[serde(default)]
+        listen: bool,
+    },
     /// Replies to a pending invite: `status` 0 confirms with `data`; any other refuses with
     /// a `reason`.
     Reply {
@@ -153,6 +162,7 @@ const REQUEST_NAMES: &[&str] = &[
     "invite",
     "invites",
     "reply",
+    "pipe",
 ];
 
 /// A presence, as the protocol spells it.
@@ -354,6 +364,24 @@ pub(crate) enum Event {
     },
     /// An invite for an extension this daemon takes (`invites` registered it).
     Invite(InviteEntry),
+    /// A session (a `pipe`'s) opened or closed (`state`: `opened`, `closed`).
+    Session {
+        friend: String,
+        session: String,
+        bundle: String,
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A session's stream reached a state (`connected`, `deactivated`, `closed`, `failed`).
+    Stream {
+        friend: String,
+        session: String,
+        stream: u32,
+        state: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 /// An invite received: in `invites`, and the `invite` event.
@@ -857,6 +885,20 @@ mod tests {
                 friend: friend(),
                 id: friend(),
                 reason: friend(),
+            },
+            Event::Session {
+                friend: friend(),
+                session: friend(),
+                bundle: friend(),
+                state: friend(),
+                reason: None,
+            },
+            Event::Stream {
+                friend: friend(),
+                session: friend(),
+                stream: 0,
+                state: friend(),
+                reason: None,
             },
             Event::Invite(InviteEntry {
                 id: 1,

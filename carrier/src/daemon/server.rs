@@ -14,6 +14,7 @@ use super::protocol::{
     decode_request, encode_line, read_line, ErrorKind, Event, LineError, Reply, Request,
     RequestLine,
 };
+use super::streams;
 
 /// Lines queued for one connection's writer; a client that reads nothing holds up only
 /// itself.
@@ -146,16 +147,18 @@ async fn connection(
 ) {
     let (read, mut write) = stream.into_split();
     let (outgoing, mut queue) = mpsc::channel::<Line>(OUTGOING_LINES);
+    // Gives the write half back once the queue closed: to be shut down, or to become a
+    // pipe's.
     let writer = tokio::spawn(async move {
         while let Some((line, pass)) = queue.recv().await {
             let written = write.write_all(&line).await;
             // A reply's request counts as answered once the reply is written.
             drop(pass);
             if written.is_err() {
-                return;
+                break;
             }
         }
-        let _ = write.shutdown().await;
+        write
     });
     let mut reader = BufReader::new(read);
     let mut line = Vec::new();
@@ -186,6 +189,24 @@ async fn connection(
                     }
                     continue;
                 }
+                Ok(RequestLine {
+                    id,
+                    request: Request::Pipe { friend, listen },
+                }) if watcher.is_none() => match node.open_pipe(friend, listen).await {
+                    Err((kind, message)) => Reply::error(Some(id), kind, message),
+                    Ok((result, session, stream)) => {
+                        // The reply goes first; then the connection carries the pipe's bytes
+                        // (the client sends its own only after reading the reply).
+                        let _ = outgoing
+                            .send((encode_line(&Reply::ok(id, result)), None))
+                            .await;
+                        drop(outgoing);
+                        if let Ok(write) = writer.await {
+                            streams::splice(&node, reader, write, session, stream).await;
+                        }
+                        return;
+                    }
+                },
                 Ok(RequestLine {
                     id,
                     request: Request::Stop,
@@ -263,7 +284,9 @@ async fn connection(
         watcher.abort();
     }
     drop(outgoing);
-    let _ = writer.await;
+    if let Ok(mut write) = writer.await {
+        let _ = write.shutdown().await;
+    }
 }
 
 /// Forwards events to one connection until it stops reading.

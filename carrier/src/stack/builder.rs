@@ -8,6 +8,7 @@ use super::{Carrier, CarrierError, Events};
 use crate::dht::{BootstrapNode, DhtConfig};
 use crate::friend::{FriendsConfig, UserInfo};
 use crate::msg::MessengerConfig;
+use crate::stream::SessionConfig;
 
 /// The environment variable naming a node's data directory when the builder is given none.
 pub const DATA_ENV: &str = "CARRIER_DATA";
@@ -21,6 +22,7 @@ pub struct CarrierBuilder {
     pub(super) dht: DhtConfig,
     pub(super) friends: FriendsConfig,
     pub(super) messages: MessengerConfig,
+    pub(super) sessions: SessionConfig,
     pub(super) user_info: Option<UserInfo>,
     pub(super) join_attempts: u32,
     pub(super) join_wait: Duration,
@@ -35,6 +37,7 @@ impl Default for CarrierBuilder {
             dht: DhtConfig::default(),
             friends: FriendsConfig::default(),
             messages: MessengerConfig::default(),
+            sessions: SessionConfig::default(),
             user_info: None,
             join_attempts: 3,
             join_wait: Duration::from_secs(1),
@@ -90,6 +93,12 @@ impl CarrierBuilder {
     /// The messenger's settings.
     pub fn messenger_config(mut self, config: MessengerConfig) -> Self {
         self.messages = config;
+        self
+    }
+
+    /// The sessions layer's settings.
+    pub fn sessions_config(mut self, config: SessionConfig) -> Self {
+        self.sessions = config;
         self
     }
 

@@ -28,6 +28,9 @@ pub enum CarrierError {
     /// The messenger could not start.
     #[error("cannot start the messenger: {0}")]
     Messages(#[source] crate::msg::MsgError),
+    /// The sessions layer could not start.
+    #[error("cannot start the sessions layer: {0}")]
+    Sessions(#[source] crate::stream::StreamError),
     /// The user information given to the builder could not be set.
     #[error("cannot set the user information: {0}")]
     UserInfo(#[source] crate::friend::FriendError),

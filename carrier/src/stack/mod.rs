@@ -22,9 +22,10 @@ use crate::dht::{Dht, DhtError, DhtEvent};
 use crate::friend::{FriendEvents, Friends};
 use crate::id::{Address, CarrierId};
 use crate::msg::{MessageEvents, Messenger};
+use crate::stream::Sessions;
 
-/// A running Carrier node: the DHT, the friend layer and the messenger on one data
-/// directory and one UDP socket, with one event stream ([`Events`]) for all of them.
+/// A running Carrier node: the DHT, the friend layer, the messenger and the sessions on one
+/// data directory and one UDP socket, with one event stream ([`Events`]) for all of them.
 /// Cheap to clone; [`shutdown`](Self::shutdown) stops every layer and releases the data
 /// directory.
 ///
@@ -46,6 +47,7 @@ struct Inner {
     dht: Dht,
     friends: Friends,
     messenger: Messenger,
+    sessions: Sessions,
     data_dir: PathBuf,
     connection: Arc<Mutex<SelfConnection>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -114,12 +116,25 @@ impl Carrier {
                     return Err(CarrierError::Messages(e));
                 }
             };
+        let sessions = match Sessions::start(&friends, &messenger, builder.sessions).await {
+            Ok(sessions) => sessions,
+            Err(e) => {
+                if let Some(task) = joining {
+                    task.abort();
+                }
+                messenger.shutdown().await;
+                friends.shutdown().await;
+                let _ = dht.shutdown().await;
+                return Err(CarrierError::Sessions(e));
+            }
+        };
         if let Some(info) = builder.user_info {
             if friends.user_info() != info {
                 if let Err(e) = friends.set_user_info(info).await {
                     if let Some(task) = joining {
                         task.abort();
                     }
+                    sessions.shutdown().await;
                     messenger.shutdown().await;
                     friends.shutdown().await;
                     let _ = dht.shutdown().await;
@@ -146,6 +161,7 @@ impl Carrier {
                 dht,
                 friends,
                 messenger,
+                sessions,
                 data_dir,
                 connection,
                 tasks: Mutex::new(tasks),
@@ -189,6 +205,11 @@ impl Carrier {
         &self.inner.messenger
     }
 
+    /// Sessions with friends, whose streams run in reliable or datagram mode.
+    pub fn sessions(&self) -> &Sessions {
+        &self.inner.sessions
+    }
+
     /// Stops every layer from the top down, saving what each keeps, and releases the data
     /// directory: a node may start on it again as soon as this returns. The event stream
     /// ends once its last events are read.
@@ -201,6 +222,7 @@ impl Carrier {
             // Cancelled, as asked.
             let _ = task.await;
         }
+        self.inner.sessions.shutdown().await;
         self.inner.messenger.shutdown().await;
         self.inner.friends.shutdown().await;
         if let Err(e) = self.inner.dht.clone().shutdown().await {

@@ -1,0 +1,1117 @@
+//! Sessions: negotiated by an invite to the `session` extension, routed on the receiving
+//! side by the longest registered bundle prefix, holding streams on the friend's link.
+//!
+//! - [`Sessions`]: the driver of a node's sessions (requests, handlers, the link's streams
+//!   and datagrams, the friends' links going down and up).
+//! - `handle`: [`Session`], [`SessionEvent`], [`SessionRequest`], [`SessionRequests`].
+//! - `routing`: the longest-prefix rule, without I/O.
+//! - `grace`: the grace period of deactivated sessions, without I/O, taking `now`.
+//! - `info`: [`TransportInfo`], from the link's current path.
+
+mod grace;
+mod handle;
+mod info;
+mod routing;
+
+pub use handle::{Session, SessionEvent, SessionRequest, SessionRequests, SessionState};
+pub use info::{Topology, TransportInfo};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use carrier_msg::friend::dht::id::CarrierId;
+use carrier_msg::friend::quinn::{self, RecvStream, SendStream, VarInt};
+use carrier_msg::friend::transport::MAX_CONCURRENT_BIDI_STREAMS;
+use carrier_msg::friend::{Extension, ExtensionInbox, FriendEvent, Friends, Inbound, Link};
+use carrier_msg::invite::{IncomingInvite, InviteError, InviteInbox, Invites};
+use carrier_msg::Messenger;
+use rand_core::{OsRng, RngCore};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::{JoinHandle, JoinSet};
+
+use self::grace::Grace;
+use self::routing::Routes;
+use crate::config::SessionConfig;
+use crate::error::StreamError;
+use crate::stream::{
+    connection_reason, StateCell, Stream, StreamKind, StreamMode, StreamState, Transport,
+};
+use crate::wire::{self, Accept, Answer, Offer, Open};
+
+/// The invite extension sessions are requested on.
+pub const SESSION_EXTENSION: &str = "session";
+
+/// Statuses a node refuses a session request with by itself (an application refuses with
+/// any status but 0). Never renumbered.
+pub mod status {
+    /// No handler on the friend's node takes the request's bundle.
+    pub const NO_HANDLER: i32 = 1;
+    /// The request was malformed (a bundle that is not UTF-8, bad data).
+    pub const MALFORMED: i32 = 2;
+    /// The requester's session ID is in use already.
+    pub const SESSION_IN_USE: i32 = 3;
+    /// The handler dropped the request without answering it.
+    pub const DROPPED: i32 = 4;
+    /// The friend's sessions layer shut down.
+    pub const SHUT_DOWN: i32 = 5;
+    /// The friend's node takes no sessions (nobody started its sessions layer).
+    pub const NO_SESSIONS: i32 = 6;
+}
+
+/// Application error codes a session's QUIC stream is stopped or reset with. Never
+/// renumbered.
+pub mod codes {
+    use super::VarInt;
+
+    /// The stream was closed by its owner.
+    pub const CLOSED: VarInt = VarInt::from_u32(0x5300);
+    /// The open frame was malformed or late.
+    pub const MALFORMED: VarInt = VarInt::from_u32(0x5301);
+}
+
+/// Headroom of bidirectional streams the accepting side keeps above the streams open on a
+/// link: the link's limit is raised (doubled) once fewer than this are left, so an opener
+/// never waits on credit while the acceptor keeps up.
+pub const STREAM_HEADROOM: usize = 64;
+
+/// How many times an open is tried when its link closes under it.
+pub(crate) const OPEN_ATTEMPTS: u32 = 3;
+
+/// How often an open that found no live link looks again.
+pub(crate) const LINK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How often the links of deactivated sessions are looked for.
+pub(crate) const LINK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+type Key = (CarrierId, u64);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while these locks are held; a poisoned lock's data is still whole.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A session's status.
+#[derive(Debug, Clone)]
+pub(crate) enum Status {
+    Active,
+    Deactivated,
+    Closed(String),
+}
+
+/// A stream as its session knows it: its state, and for a datagram stream the sending end
+/// of its receive queue.
+#[derive(Debug)]
+pub(crate) struct Entry {
+    state: Arc<StateCell>,
+    datagrams: Option<(mpsc::Sender<Bytes>, Arc<AtomicU64>)>,
+    connection: usize,
+}
+
+/// What a session's handles and streams share.
+#[derive(Debug)]
+pub(crate) struct SessionShared {
+    pub(crate) id: u64,
+    pub(crate) peer: CarrierId,
+    pub(crate) bundle: String,
+    pub(crate) initiator: bool,
+    next_stream: AtomicU32,
+    status: Mutex<Status>,
+    events: mpsc::UnboundedSender<SessionEvent>,
+    pub(crate) inbox: tokio::sync::Mutex<mpsc::UnboundedReceiver<SessionEvent>>,
+    streams: Mutex<HashMap<u32, Entry>>,
+}
+
+impl SessionShared {
+    pub(crate) fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    /// The stream is over: the session no longer routes to it.
+    pub(crate) fn forget_stream(&self, id: u32) {
+        lock(&self.streams).remove(&id);
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        // Nobody listening is the application's choice.
+        let _ = self.events.send(event);
+    }
+
+    /// Fails every stream (the link is gone) and stops routing datagrams to them.
+    fn fail_streams(&self, reason: &str, only_connection: Option<usize>) {
+        let mut streams = lock(&self.streams);
+        for entry in streams.values_mut() {
+            if only_connection.is_none_or(|c| c == entry.connection) {
+                entry.state.link_lost(reason);
+                entry.datagrams = None;
+            }
+        }
+    }
+
+    /// Ends every stream: the session closed.
+    fn close_streams(&self) {
+        let mut streams = lock(&self.streams);
+        for entry in streams.values_mut() {
+            entry.state.advance(StreamState::Closed);
+            entry.datagrams = None;
+        }
+        streams.clear();
+    }
+}
+
+/// A link's count of streams this node accepted, for raising the link's limit.
+#[derive(Debug)]
+struct LinkCount {
+    open: AtomicUsize,
+    limit: Mutex<u64>,
+}
+
+/// One accepted stream's place in its link's count, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct LinkSlot(Arc<LinkCount>);
+
+impl Drop for LinkSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct Core {
+    friends: Friends,
+    invites: Invites,
+    config: SessionConfig,
+    sessions: Mutex<HashMap<Key, Arc<SessionShared>>>,
+    routes: Mutex<Routes<mpsc::UnboundedSender<SessionRequest>>>,
+    grace: Mutex<Grace<Key>>,
+    grace_wake: Notify,
+    /// By connection (`stable_id`): streams accepted, the limit set; and whose closing is
+    /// watched.
+    links: Mutex<HashMap<usize, Arc<LinkCount>>>,
+    work: Mutex<JoinSet<()>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("id", &self.friends.id())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The sessions of a node: requests sessions of friends, hands friends' requests to the
+/// handlers registered by bundle prefix, and carries every session's streams on the
+/// friends' links ([`Extension::STREAM`]). Cheap to clone; stops on
+/// [`shutdown`](Self::shutdown) or when the last clone goes.
+#[derive(Clone, Debug)]
+pub struct Sessions {
+    core: Arc<Core>,
+    loops: Arc<Loops>,
+}
+
+/// The layer's loops; when the last `Sessions` goes, they and the work they started stop
+/// (that work holds the core, so nothing else would end it).
+#[derive(Debug)]
+struct Loops {
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    core: Arc<Core>,
+}
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        self.core.closed.store(true, Ordering::SeqCst);
+        for task in lock(&self.tasks).drain(..) {
+            task.abort();
+        }
+        lock(&self.core.work).abort_all();
+    }
+}
+
+impl Sessions {
+    /// Starts the sessions layer of the node whose friend layer is `friends` and messenger
+    /// `messenger` (one per node): registers the `session` invite extension and the
+    /// [`Extension::STREAM`] inbox, and follows the friends' links.
+    pub async fn start(
+        friends: &Friends,
+        messenger: &Messenger,
+        config: SessionConfig,
+    ) -> Result<Sessions, StreamError> {
+        let invites = messenger.invites().clone();
+        let requests = invites
+            .register_extension(SESSION_EXTENSION)
+            .map_err(|e| StreamError::Invalid(e.to_string()))?;
+        let inbox = friends
+            .register(Extension::STREAM)
+            .map_err(|e| StreamError::Invalid(e.to_string()))?;
+        let link_events = friends.subscribe();
+        let core = Arc::new(Core {
+            friends: friends.clone(),
+            invites,
+            grace: Mutex::new(Grace::new(config.grace_period())),
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            routes: Mutex::new(Routes::default()),
+            grace_wake: Notify::new(),
+            links: Mutex::new(HashMap::new()),
+            work: Mutex::new(JoinSet::new()),
+            closed: AtomicBool::new(false),
+        });
+        let loops = vec![
+            tokio::spawn(take_requests(core.clone(), requests)),
+            tokio::spawn(take_inbound(core.clone(), inbox)),
+            tokio::spawn(follow_links(core.clone(), link_events)),
+            tokio::spawn(expire(core.clone())),
+        ];
+        Ok(Sessions {
+            loops: Arc::new(Loops {
+                tasks: Mutex::new(loops),
+                core: core.clone(),
+            }),
+            core,
+        })
+    }
+
+    /// Requests a session of `friend` for `bundle` (at most
+    /// [`MAX_BUNDLE_BYTES`](carrier_msg::invite::MAX_BUNDLE_BYTES)): resolves once the friend
+    /// accepted, or to its refusal ([`StreamError::Refused`] with its status and reason).
+    pub async fn request(&self, friend: &CarrierId, bundle: &str) -> Result<Session, StreamError> {
+        let core = &self.core;
+        if core.closed.load(Ordering::SeqCst) {
+            return Err(StreamError::Closed);
+        }
+        core.check_friend(friend)?;
+        if bundle.len() > carrier_msg::invite::MAX_BUNDLE_BYTES {
+            return Err(StreamError::Invalid(format!(
+                "a bundle of {} bytes exceeds the cap of {}",
+                bundle.len(),
+                carrier_msg::invite::MAX_BUNDLE_BYTES
+            )));
+        }
+        let id = OsRng.next_u64();
+        // Registered before the invite leaves: the friend may open a stream the moment it
+        // accepted, before its reply reaches us.
+        let session = core
+            .insert_session(*friend, id, bundle, true)
+            .ok_or(StreamError::Failed("a session ID drawn twice".into()))?;
+        let offer = wire::encode(&Offer { session: id });
+        let invited = tokio::time::timeout(
+            core.config.request_timeout(),
+            core.invites
+                .invite(friend, SESSION_EXTENSION, bundle.as_bytes(), &offer),
+        )
+        .await;
+        let refusal = match invited {
+            Err(_) => StreamError::Timeout("the friend did not answer the session request".into()),
+            Ok(Err(error)) => invite_error(friend, error),
+            Ok(Ok(reply)) if reply.is_confirmed() => match wire::decode::<Accept>(&reply.data) {
+                Ok(Accept { session: accepted }) if accepted == id => {
+                    return Ok(session_handle(core, session))
+                }
+                _ => StreamError::Failed("the friend's accept names another session".into()),
+            },
+            Ok(Ok(reply)) => StreamError::Refused {
+                status: reply.status,
+                reason: reply.reason,
+            },
+        };
+        core.remove_session(&(*friend, id));
+        drop(session);
+        Err(refusal)
+    }
+
+    /// The requests whose bundle starts with `bundle_prefix` (`""`: every request no longer
+    /// prefix takes). The longest registered prefix of a request's bundle takes it; a request
+    /// nobody takes is refused with [`status::NO_HANDLER`]. One receiver per prefix, until it
+    /// is dropped.
+    pub fn handle(&self, bundle_prefix: &str) -> Result<SessionRequests, StreamError> {
+        if self.core.closed.load(Ordering::SeqCst) {
+            return Err(StreamError::Closed);
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        lock(&self.core.routes)
+            .insert(bundle_prefix, sender, |s| !s.is_closed())
+            .map_err(|_| StreamError::AlreadyHandled(bundle_prefix.to_owned()))?;
+        Ok(SessionRequests::new(receiver))
+    }
+
+    /// The sessions open now, with their friends.
+    pub fn sessions(&self) -> Vec<(CarrierId, u64)> {
+        lock(&self.core.sessions).keys().copied().collect()
+    }
+
+    /// Closes every session (without telling the friends: their links say it) and stops the
+    /// layer's tasks.
+    pub async fn shutdown(&self) {
+        self.core.closed.store(true, Ordering::SeqCst);
+        let tasks: Vec<JoinHandle<()>> = lock(&self.loops.tasks).drain(..).collect();
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            // Cancelled, as asked.
+            let _ = task.await;
+        }
+        let mut work = std::mem::take(&mut *lock(&self.core.work));
+        work.abort_all();
+        while work.join_next().await.is_some() {}
+        let sessions: Vec<Arc<SessionShared>> =
+            lock(&self.core.sessions).drain().map(|(_, s)| s).collect();
+        for session in sessions {
+            self.core
+                .end_session(&session, "the sessions layer shut down");
+        }
+    }
+}
+
+fn session_handle(core: &Arc<Core>, session: Arc<SessionShared>) -> Session {
+    Session::new(core.clone(), session)
+}
+
+fn invite_error(friend: &CarrierId, error: InviteError) -> StreamError {
+    match error {
+        InviteError::NotAFriend(id) => StreamError::NotAFriend(id),
+        InviteError::Timeout => {
+            StreamError::Timeout("the friend did not answer the session request".into())
+        }
+        InviteError::UnknownExtension { .. } => StreamError::Refused {
+            status: status::NO_SESSIONS,
+            reason: format!("{friend} takes no sessions"),
+        },
+        InviteError::Closed => StreamError::Closed,
+        other => StreamError::Failed(other.to_string()),
+    }
+}
+
+impl Core {
+    fn check_friend(&self, peer: &CarrierId) -> Result<(), StreamError> {
+        let friends = &self.friends;
+        if friends.is_friend(peer) {
+            return Ok(());
+        }
+        let known = friends.incoming_requests().iter().any(|r| r.from == *peer)
+            || friends
+                .outgoing_requests()
+                .iter()
+                .any(|r| r.to.id() == *peer)
+            || friends.blocked().contains(peer);
+        Err(if known {
+            StreamError::NotAFriend(*peer)
+        } else {
+            StreamError::UnknownFriend(*peer)
+        })
+    }
+
+    /// A new session in the table; `None` if the key is taken.
+    fn insert_session(
+        self: &Arc<Self>,
+        peer: CarrierId,
+        id: u64,
+        bundle: &str,
+        initiator: bool,
+    ) -> Option<Arc<SessionShared>> {
+        let (events, receiver) = mpsc::unbounded_channel();
+        let active = self.friends.is_online(&peer);
+        let shared = Arc::new(SessionShared {
+            id,
+            peer,
+            bundle: bundle.to_owned(),
+            initiator,
+            next_stream: AtomicU32::new(0),
+            status: Mutex::new(if active {
+                Status::Active
+            } else {
+                Status::Deactivated
+            }),
+            events,
+            inbox: tokio::sync::Mutex::new(receiver),
+            streams: Mutex::new(HashMap::new()),
+        });
+        let mut sessions = lock(&self.sessions);
+        if sessions.contains_key(&(peer, id)) {
+            return None;
+        }
+        sessions.insert((peer, id), shared.clone());
+        drop(sessions);
+        if let Some(link) = self.friends.link(&peer) {
+            self.watch(peer, link.connection());
+        }
+        Some(shared)
+    }
+
+    fn session(&self, key: &Key) -> Option<Arc<SessionShared>> {
+        lock(&self.sessions).get(key).cloned()
+    }
+
+    fn remove_session(&self, key: &Key) -> Option<Arc<SessionShared>> {
+        lock(&self.grace).link_up(key);
+        lock(&self.sessions).remove(key)
+    }
+
+    /// Marks `session` closed with `reason`, ends its streams and tells its handles.
+    fn end_session(&self, session: &SessionShared, reason: &str) {
+        {
+            let mut status = lock(&session.status);
+            if matches!(*status, Status::Closed(_)) {
+                return;
+            }
+            *status = Status::Closed(reason.to_owned());
+        }
+        session.close_streams();
+        session.emit(SessionEvent::Closed(reason.to_owned()));
+    }
+
+    /// Closes the session `key` here, with `reason`.
+    pub(crate) fn close_here(&self, key: &Key, reason: &str) {
+        if let Some(session) = self.remove_session(key) {
+            self.end_session(&session, reason);
+        }
+    }
+
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut set = lock(&self.work);
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        while set.try_join_next().is_some() {}
+        set.spawn(work);
+    }
+
+    /// The count of `link`'s accepted streams, and a watch on its closing (once per
+    /// connection): when it closes, the streams on it fail.
+    fn watch(self: &Arc<Self>, peer: CarrierId, connection: &quinn::Connection) -> Arc<LinkCount> {
+        let id = connection.stable_id();
+        let mut links = lock(&self.links);
+        if let Some(count) = links.get(&id) {
+            return count.clone();
+        }
+        let count = Arc::new(LinkCount {
+            open: AtomicUsize::new(0),
+            limit: Mutex::new(u64::from(MAX_CONCURRENT_BIDI_STREAMS)),
+        });
+        links.insert(id, count.clone());
+        drop(links);
+        let core = self.clone();
+        let connection = connection.clone();
+        self.spawn(async move {
+            let error = connection.closed().await;
+            lock(&core.links).remove(&id);
+            let reason = connection_reason(&error);
+            let sessions: Vec<Arc<SessionShared>> =
+                lock(&core.sessions).values().cloned().collect();
+            for session in sessions {
+                session.fail_streams(&reason, Some(id));
+            }
+            // The friend layer may have replaced the link without a word (a race of dials):
+            // the sessions deactivate now and reactivate when a live link is seen.
+            core.link_down(peer, Some(id));
+        });
+        count
+    }
+
+    /// `peer`'s live link, waiting for one (a link replaced in a race of dials comes back in
+    /// moments) up to the open timeout; looked for every [`LINK_POLL_INTERVAL`].
+    async fn wait_link(&self, peer: &CarrierId) -> Option<Link> {
+        let deadline = tokio::time::Instant::now() + self.config.open_timeout();
+        loop {
+            if let Some(link) = self.friends.link(peer) {
+                if link.connection().close_reason().is_none() {
+                    return Some(link);
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(LINK_POLL_INTERVAL).await;
+        }
+    }
+
+    /// Whether `peer` has a live link now, other than connection `not`.
+    fn live_link(&self, peer: &CarrierId, not: Option<usize>) -> bool {
+        self.friends.link(peer).is_some_and(|link| {
+            let connection = link.connection();
+            connection.close_reason().is_none() && Some(connection.stable_id()) != not
+        })
+    }
+
+    /// One more stream accepted on `connection`: raises the link's limit when fewer than
+    /// [`STREAM_HEADROOM`] are left, before the opener needs them.
+    fn take_slot(self: &Arc<Self>, peer: CarrierId, connection: &quinn::Connection) -> LinkSlot {
+        let count = self.watch(peer, connection);
+        let open = count.open.fetch_add(1, Ordering::Relaxed) + 1;
+        let needed = (open + STREAM_HEADROOM) as u64;
+        let mut limit = lock(&count.limit);
+        if needed > *limit {
+            let raised = (*limit * 2).max(needed);
+            if let Ok(raised_var) = VarInt::from_u64(raised) {
+                connection.set_max_concurrent_bi_streams(raised_var);
+                *limit = raised;
+            }
+        }
+        drop(limit);
+        LinkSlot(count)
+    }
+
+    /// Opens a stream of `session` on its friend's link: the [`Open`] exchange, within the
+    /// open timeout. An open that fails because its link closed under it (a race of dials
+    /// closes one of two links) is tried again on the live link, with a new stream ID, at
+    /// most [`OPEN_ATTEMPTS`] times.
+    pub(crate) async fn open_stream(
+        self: &Arc<Self>,
+        session: &Arc<SessionShared>,
+        kind: StreamKind,
+        mode: StreamMode,
+    ) -> Result<Stream, StreamError> {
+        let mut attempt = 1;
+        loop {
+            match self.open_stream_once(session, kind, mode).await {
+                Ok(stream) => return Ok(stream),
+                Err((error, Some(_closed))) if attempt < OPEN_ATTEMPTS => {
+                    // The open never reached the friend's application: nothing is lost.
+                    drop(error);
+                    attempt += 1;
+                }
+                Err((error, _)) => return Err(error),
+            }
+        }
+    }
+
+    /// One attempt of [`open_stream`](Self::open_stream); on failure, the error and, if the
+    /// link closed under it, the closed connection's ID.
+    async fn open_stream_once(
+        self: &Arc<Self>,
+        session: &Arc<SessionShared>,
+        kind: StreamKind,
+        mode: StreamMode,
+    ) -> Result<Stream, (StreamError, Option<usize>)> {
+        match session.status() {
+            Status::Active => {}
+            Status::Deactivated => {
+                return Err((
+                    StreamError::WrongState(
+                        "the session is deactivated: its friend's link is down".into(),
+                    ),
+                    None,
+                ))
+            }
+            Status::Closed(_) => return Err((StreamError::UnknownSession(session.id), None)),
+        }
+        let n = session.next_stream.fetch_add(1, Ordering::Relaxed);
+        let id = n.wrapping_mul(2) + u32::from(!session.initiator);
+        let (cell, changes) = StateCell::new();
+        let cell = Arc::new(cell);
+        let link = self.wait_link(&session.peer).await.ok_or_else(|| {
+            (
+                StreamError::WrongState("the friend's link is down".into()),
+                None,
+            )
+        })?;
+        cell.advance(StreamState::TransportReady);
+        let connection = link.connection().clone();
+        self.watch(session.peer, &connection);
+        let datagrams = (mode == StreamMode::Datagram).then(|| {
+            let (sender, queue) = mpsc::channel(self.config.datagram_queue());
+            (sender, queue, Arc::new(AtomicU64::new(0)))
+        });
+        lock(&session.streams).insert(
+            id,
+            Entry {
+                state: cell.clone(),
+                datagrams: datagrams
+                    .as_ref()
+                    .map(|(sender, _, dropped)| (sender.clone(), dropped.clone())),
+                connection: connection.stable_id(),
+            },
+        );
+        let open = Open::Stream {
+            session: session.id,
+            stream: id,
+            kind: kind.byte(),
+            mode: mode.byte(),
+        };
+        let exchange = exchange(&link, &open, &cell);
+        let answer = match tokio::time::timeout(self.config.open_timeout(), exchange).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(error)) => {
+                session.forget_stream(id);
+                cell.advance(StreamState::Failed(error.to_string()));
+                let closed = connection
+                    .close_reason()
+                    .is_some()
+                    .then(|| connection.stable_id());
+                return Err((error, closed));
+            }
+            Err(_) => {
+                session.forget_stream(id);
+                let reason = "the friend did not take the stream in time";
+                cell.advance(StreamState::Failed(reason.into()));
+                return Err((StreamError::Timeout(reason.into()), None));
+            }
+        };
+        let (send, recv) = match answer {
+            (Answer::Ready, send, recv) => (send, recv),
+            (Answer::UnknownSession, ..) => {
+                session.forget_stream(id);
+                cell.advance(StreamState::Failed(
+                    "the friend knows no such session".into(),
+                ));
+                self.close_here(
+                    &(session.peer, session.id),
+                    "the friend does not know this session any more",
+                );
+                return Err((StreamError::UnknownSession(session.id), None));
+            }
+            (Answer::Refused(reason), ..) => {
+                session.forget_stream(id);
+                let reason = wire::reason_text(&reason);
+                cell.advance(StreamState::Failed(reason.clone()));
+                return Err((StreamError::Failed(reason), None));
+            }
+        };
+        cell.advance(StreamState::Connected);
+        let transport = match datagrams {
+            None => Transport::Reliable(send, recv),
+            Some((_, queue, dropped)) => {
+                self.watch_control(session.clone(), id, cell.clone(), recv);
+                Transport::Datagram {
+                    connection,
+                    control: send,
+                    queue,
+                    dropped,
+                }
+            }
+        };
+        Ok(Stream::new(
+            id,
+            kind,
+            session.clone(),
+            cell,
+            changes,
+            transport,
+            None,
+        ))
+    }
+
+    /// Follows the control stream of a datagram-mode stream: its end closes the stream.
+    fn watch_control(
+        &self,
+        session: Arc<SessionShared>,
+        id: u32,
+        cell: Arc<StateCell>,
+        mut recv: RecvStream,
+    ) {
+        self.spawn(async move {
+            loop {
+                match recv.read_chunk(64, true).await {
+                    // Nothing travels on it; whatever does is ignored.
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {
+                        cell.advance(StreamState::Closed);
+                    }
+                    Err(quinn::ReadError::ConnectionLost(error)) => {
+                        cell.link_lost(&connection_reason(&error));
+                    }
+                    Err(error) => {
+                        cell.advance(StreamState::Failed(format!(
+                            "the friend ended the stream: {error}"
+                        )));
+                    }
+                }
+                break;
+            }
+            if let Some(entry) = lock(&session.streams).get_mut(&id) {
+                entry.datagrams = None;
+            }
+        });
+    }
+
+    /// Takes a stream the friend opened: its [`Open`] frame, then the answer.
+    async fn take_stream(
+        self: Arc<Self>,
+        peer: CarrierId,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) {
+        let open =
+            match tokio::time::timeout(self.config.open_timeout(), read_frame::<Open>(&mut recv))
+                .await
+            {
+                Ok(Ok(open)) => open,
+                _ => {
+                    let _ = recv.stop(codes::MALFORMED);
+                    let _ = send.reset(codes::MALFORMED);
+                    return;
+                }
+            };
+        match open {
+            Open::CloseSession { session, reason } => {
+                let known = self.session(&(peer, session)).is_some();
+                let answer = if known {
+                    Answer::Ready
+                } else {
+                    Answer::UnknownSession
+                };
+                let _ = send.write_all(&wire::prefixed(&answer)).await;
+                let _ = send.finish();
+                self.close_here(&(peer, session), &wire::reason_text(&reason));
+            }
+            Open::Stream {
+                session,
+                stream,
+                kind,
+                mode,
+            } => {
+                self.take_session_stream(peer, session, stream, kind, mode, send, recv)
+                    .await
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn take_session_stream(
+        self: &Arc<Self>,
+        peer: CarrierId,
+        session_id: u64,
+        id: u32,
+        kind: u8,
+        mode: u8,
+        mut send: SendStream,
+        recv: RecvStream,
+    ) {
+        let refuse = |answer: Answer| wire::prefixed(&answer);
+        let session = match self.session(&(peer, session_id)) {
+            Some(session) if matches!(session.status(), Status::Active) => session,
+            Some(_) => {
+                let _ = send
+                    .write_all(&refuse(Answer::Refused(wire::reason(
+                        "the session is not active",
+                    ))))
+                    .await;
+                let _ = send.finish();
+                return;
+            }
+            None => {
+                let _ = send.write_all(&refuse(Answer::UnknownSession)).await;
+                let _ = send.finish();
+                return;
+            }
+        };
+        let (Some(kind), Some(mode)) = (StreamKind::from_byte(kind), StreamMode::from_byte(mode))
+        else {
+            let _ = send
+                .write_all(&refuse(Answer::Refused(wire::reason(
+                    "unknown stream kind or mode",
+                ))))
+                .await;
+            let _ = send.finish();
+            return;
+        };
+        // The friend's streams carry the other parity.
+        if id % 2 == u32::from(!session.initiator) || lock(&session.streams).contains_key(&id) {
+            let _ = send
+                .write_all(&refuse(Answer::Refused(wire::reason("stream ID in use"))))
+                .await;
+            let _ = send.finish();
+            return;
+        }
+        let Some(link) = self.friends.link(&peer) else {
+            return;
+        };
+        let connection = link.connection().clone();
+        let slot = self.take_slot(peer, &connection);
+        let (cell, changes) = StateCell::new();
+        let cell = Arc::new(cell);
+        cell.advance(StreamState::TransportReady);
+        cell.advance(StreamState::Connecting);
+        let datagrams = (mode == StreamMode::Datagram).then(|| {
+            let (sender, queue) = mpsc::channel(self.config.datagram_queue());
+            (sender, queue, Arc::new(AtomicU64::new(0)))
+        });
+        lock(&session.streams).insert(
+            id,
+            Entry {
+                state: cell.clone(),
+                datagrams: datagrams
+                    .as_ref()
+                    .map(|(sender, _, dropped)| (sender.clone(), dropped.clone())),
+                connection: connection.stable_id(),
+            },
+        );
+        if let Err(error) = send.write_all(&wire::prefixed(&Answer::Ready)).await {
+            session.forget_stream(id);
+            cell.advance(StreamState::Failed(error.to_string()));
+            return;
+        }
+        cell.advance(StreamState::Connected);
+        let transport = match datagrams {
+            None => Transport::Reliable(send, recv),
+            Some((_, queue, dropped)) => {
+                self.watch_control(session.clone(), id, cell.clone(), recv);
+                Transport::Datagram {
+                    connection,
+                    control: send,
+                    queue,
+                    dropped,
+                }
+            }
+        };
+        let stream = Stream::new(
+            id,
+            kind,
+            session.clone(),
+            cell,
+            changes,
+            transport,
+            Some(slot),
+        );
+        session.emit(SessionEvent::Stream(stream));
+    }
+
+    /// Routes a datagram to its stream's queue; dropped (and counted for that stream) if the
+    /// queue is full, dropped silently if no stream has its tag.
+    fn route_datagram(&self, peer: CarrierId, payload: Bytes) {
+        let Some((session, stream, _)) = wire::split_datagram(&payload) else {
+            return;
+        };
+        let Some(session) = self.session(&(peer, session)) else {
+            return;
+        };
+        let streams = lock(&session.streams);
+        let Some((queue, dropped)) = streams.get(&stream).and_then(|e| e.datagrams.as_ref()) else {
+            return;
+        };
+        if queue
+            .try_send(payload.slice(wire::DATAGRAM_TAG_BYTES..))
+            .is_err()
+        {
+            dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Tells the friend that `session` closed, within the open timeout; best effort.
+    pub(crate) async fn send_close(&self, peer: CarrierId, session: u64, reason: &str) {
+        let Some(link) = self.friends.link(&peer) else {
+            return;
+        };
+        let open = Open::CloseSession {
+            session,
+            reason: wire::reason(reason),
+        };
+        let cell = StateCell::new().0;
+        // The friend learns it from its link or its grace period otherwise.
+        let _ =
+            tokio::time::timeout(self.config.open_timeout(), exchange(&link, &open, &cell)).await;
+    }
+
+    pub(crate) fn friends(&self) -> &Friends {
+        &self.friends
+    }
+
+    /// The friend's sessions lost their link (connection `closed`, when a watch saw it):
+    /// streams on it fail, the sessions deactivate, and reactivate at once if a live link is
+    /// up already (a race of dials replaced it). A `Disconnected` event (`closed` is `None`)
+    /// while a live link is up is stale and changes nothing.
+    fn link_down(&self, peer: CarrierId, closed: Option<usize>) {
+        let live = self.live_link(&peer, closed);
+        if live && closed.is_none() {
+            return;
+        }
+        let now = tokio::time::Instant::now().into_std();
+        let sessions: Vec<Arc<SessionShared>> = lock(&self.sessions)
+            .values()
+            .filter(|s| s.peer == peer)
+            .cloned()
+            .collect();
+        for session in sessions {
+            {
+                let mut status = lock(&session.status);
+                if !matches!(*status, Status::Active) {
+                    continue;
+                }
+                *status = Status::Deactivated;
+            }
+            lock(&self.grace).link_down((peer, session.id), now);
+            session.fail_streams("the link to the friend went down", closed);
+            session.emit(SessionEvent::Deactivated);
+        }
+        if live {
+            self.link_up(peer);
+        }
+        self.grace_wake.notify_one();
+    }
+
+    fn link_up(&self, peer: CarrierId) {
+        let sessions: Vec<Arc<SessionShared>> = lock(&self.sessions)
+            .values()
+            .filter(|s| s.peer == peer)
+            .cloned()
+            .collect();
+        for session in sessions {
+            {
+                let mut status = lock(&session.status);
+                if !matches!(*status, Status::Deactivated) {
+                    continue;
+                }
+                *status = Status::Active;
+            }
+            lock(&self.grace).link_up(&(peer, session.id));
+            session.emit(SessionEvent::Reactivated);
+        }
+    }
+}
+
+/// Opens a stream on `link`, sends `open`, reads the answer.
+async fn exchange(
+    link: &Link,
+    open: &Open,
+    cell: &StateCell,
+) -> Result<(Answer, SendStream, RecvStream), StreamError> {
+    let (mut send, mut recv) = link
+        .open_bi(Extension::STREAM)
+        .await
+        .map_err(|e| StreamError::Failed(format!("the link to the friend: {e}")))?;
+    send.write_all(&wire::prefixed(open))
+        .await
+        .map_err(|e| StreamError::Failed(format!("the link to the friend: {e}")))?;
+    cell.advance(StreamState::Connecting);
+    let answer = read_frame::<Answer>(&mut recv).await?;
+    Ok((answer, send, recv))
+}
+
+/// Reads one length-prefixed frame.
+async fn read_frame<T: serde::de::DeserializeOwned>(
+    recv: &mut RecvStream,
+) -> Result<T, StreamError> {
+    let malformed =
+        |e: &dyn std::fmt::Display| StreamError::Failed(format!("a malformed frame: {e}"));
+    let mut prefix = [0u8; 2];
+    recv.read_exact(&mut prefix)
+        .await
+        .map_err(|e| malformed(&e))?;
+    let len = wire::frame_len(prefix).map_err(|e| malformed(&e))?;
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| malformed(&e))?;
+    wire::decode(&body).map_err(|e| malformed(&e))
+}
+
+/// Hands each session request to its handler, or refuses it.
+async fn take_requests(core: Arc<Core>, mut requests: InviteInbox) {
+    while let Some(invite) = requests.recv().await {
+        let refuse = |status: i32, reason: String| {
+            let invites = core.invites.clone();
+            let id = invite.id;
+            core.spawn(async move {
+                // The inviter may be gone; its invite then times out there.
+                let _ = invites.reply_invite(id, status, &reason, b"").await;
+            });
+        };
+        let Ok(Offer { session }) = wire::decode::<Offer>(&invite.data) else {
+            refuse(status::MALFORMED, "a malformed session request".into());
+            continue;
+        };
+        let Ok(bundle) = String::from_utf8(invite.bundle.clone()) else {
+            refuse(status::MALFORMED, "a bundle that is not UTF-8".into());
+            continue;
+        };
+        let routes = lock(&core.routes);
+        let Some(handler) = routes.route(&bundle, |s| !s.is_closed()).cloned() else {
+            drop(routes);
+            refuse(
+                status::NO_HANDLER,
+                format!("no handler takes bundle {bundle:?}"),
+            );
+            continue;
+        };
+        drop(routes);
+        let request = SessionRequest::new(core.clone(), invite_parts(invite, bundle, session));
+        if let Err(unsent) = handler.send(request) {
+            // The handler went between the lookup and now: its request refuses itself.
+            drop(unsent);
+        }
+    }
+}
+
+fn invite_parts(invite: IncomingInvite, bundle: String, session: u64) -> handle::RequestParts {
+    handle::RequestParts {
+        invite: invite.id,
+        peer: invite.from,
+        bundle,
+        session,
+    }
+}
+
+/// Routes the friends' session streams and datagrams.
+async fn take_inbound(core: Arc<Core>, mut inbox: ExtensionInbox) {
+    while let Some(inbound) = inbox.recv().await {
+        match inbound {
+            Inbound::Bi { peer, send, recv } => {
+                let core2 = core.clone();
+                core.spawn(core2.take_stream(peer, send, recv));
+            }
+            Inbound::Uni { mut recv, .. } => {
+                let _ = recv.stop(codes::MALFORMED);
+            }
+            Inbound::Datagram { peer, payload } => core.route_datagram(peer, payload),
+        }
+    }
+}
+
+/// Deactivates a friend's sessions when its link goes down, reactivates them when it comes
+/// back, closes them when it stops being a friend.
+async fn follow_links(core: Arc<Core>, mut events: mpsc::UnboundedReceiver<FriendEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            FriendEvent::Disconnected(peer) => core.link_down(peer, None),
+            FriendEvent::Connected(peer) => core.link_up(peer),
+            FriendEvent::Removed(peer) => {
+                let keys: Vec<Key> = lock(&core.sessions)
+                    .keys()
+                    .filter(|(p, _)| *p == peer)
+                    .copied()
+                    .collect();
+                for key in keys {
+                    core.close_here(&key, "no longer a friend");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Closes the sessions whose grace period ended.
+async fn expire(core: Arc<Core>) {
+    loop {
+        let next = lock(&core.grace).poll_timeout();
+        let wait = async {
+            match next {
+                // While sessions wait, their links are looked for every LINK_CHECK_INTERVAL
+                // too: a link that replaced another comes back without an event.
+                Some(at) => {
+                    let at = tokio::time::Instant::from_std(at);
+                    let check = tokio::time::Instant::now() + LINK_CHECK_INTERVAL;
+                    tokio::time::sleep_until(at.min(check)).await
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = wait => {}
+            () = core.grace_wake.notified() => continue,
+        }
+        let waiting: Vec<CarrierId> = lock(&core.grace).keys().map(|(peer, _)| *peer).collect();
+        for peer in waiting {
+            if core.live_link(&peer, None) {
+                core.link_up(peer);
+            }
+        }
+        let over = lock(&core.grace).expired(tokio::time::Instant::now().into_std());
+        for key in over {
+            core.close_here(
+                &key,
+                "the friend's link did not return within the grace period",
+            );
+        }
+    }
+}

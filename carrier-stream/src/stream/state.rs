@@ -1,0 +1,150 @@
+//! A stream's states and the rule of their order, without I/O: [`StreamState`].
+
+use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+
+/// Where a stream is in its life. A stream reports each state once, in this order, skipping
+/// none of the first four: `Initialized`, `TransportReady`, `Connecting`, `Connected`; then
+/// possibly `Deactivated` (its link went down under it), and last `Closed` or `Failed`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StreamState {
+    /// Created, nothing done yet.
+    Initialized,
+    /// The friend's link is up: the stream has a transport.
+    TransportReady,
+    /// The open is on its way to (or from) the friend.
+    Connecting,
+    /// Both sides hold the stream: data flows.
+    Connected,
+    /// The friend's link went down under the stream; `Failed` follows, since a QUIC stream
+    /// cannot outlive its connection.
+    Deactivated,
+    /// Closed by either side, orderly.
+    Closed,
+    /// Failed, with the reason (the link lost, the peer reset it, an open timed out).
+    Failed(String),
+}
+
+impl StreamState {
+    fn rank(&self) -> u8 {
+        match self {
+            StreamState::Initialized => 0,
+            StreamState::TransportReady => 1,
+            StreamState::Connecting => 2,
+            StreamState::Connected => 3,
+            StreamState::Deactivated => 4,
+            StreamState::Closed | StreamState::Failed(_) => 5,
+        }
+    }
+
+    /// Whether the stream is over (`Closed` or `Failed`).
+    pub fn is_terminal(&self) -> bool {
+        self.rank() == 5
+    }
+
+    /// Whether a stream in this state may move to `next`: forward only, never out of an
+    /// ending state.
+    pub fn may_become(&self, next: &StreamState) -> bool {
+        !self.is_terminal() && next.rank() > self.rank()
+    }
+}
+
+/// A stream's current state and the channel its changes are reported on, shared by the
+/// stream and the session that may end it.
+#[derive(Debug)]
+pub(crate) struct StateCell {
+    current: Mutex<StreamState>,
+    changes: mpsc::UnboundedSender<StreamState>,
+}
+
+impl StateCell {
+    /// A cell in `Initialized`, already reported, and its receiving end.
+    pub(crate) fn new() -> (Self, mpsc::UnboundedReceiver<StreamState>) {
+        let (changes, receiver) = mpsc::unbounded_channel();
+        // The receiver is alive: it is returned just below.
+        let _ = changes.send(StreamState::Initialized);
+        let cell = StateCell {
+            current: Mutex::new(StreamState::Initialized),
+            changes,
+        };
+        (cell, receiver)
+    }
+
+    pub(crate) fn get(&self) -> StreamState {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Moves to `next` and reports it if the order allows; returns whether it moved.
+    pub(crate) fn advance(&self, next: StreamState) -> bool {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if !current.may_become(&next) {
+            return false;
+        }
+        *current = next.clone();
+        // Nobody following the states is the application's choice.
+        let _ = self.changes.send(next);
+        true
+    }
+
+    /// The link went down: `Deactivated`, then `Failed` with `reason`.
+    pub(crate) fn link_lost(&self, reason: &str) {
+        self.advance(StreamState::Deactivated);
+        self.advance(StreamState::Failed(reason.to_owned()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_only_move_forward_and_an_ending_is_final() {
+        let (cell, mut changes) = StateCell::new();
+        assert!(cell.advance(StreamState::TransportReady));
+        assert!(!cell.advance(StreamState::Initialized));
+        assert!(cell.advance(StreamState::Connecting));
+        assert!(cell.advance(StreamState::Connected));
+        cell.link_lost("gone");
+        assert!(!cell.advance(StreamState::Closed));
+        assert!(!cell.advance(StreamState::Connected));
+        let mut seen = Vec::new();
+        while let Ok(state) = changes.try_recv() {
+            seen.push(state);
+        }
+        assert_eq!(
+            seen,
+            [
+                StreamState::Initialized,
+                StreamState::TransportReady,
+                StreamState::Connecting,
+                StreamState::Connected,
+                StreamState::Deactivated,
+                StreamState::Failed("gone".into()),
+            ]
+        );
+        assert_eq!(cell.get(), StreamState::Failed("gone".into()));
+    }
+
+    #[test]
+    fn closing_is_allowed_from_every_state_but_an_ending() {
+        for from in [
+            StreamState::Initialized,
+            StreamState::TransportReady,
+            StreamState::Connecting,
+            StreamState::Connected,
+            StreamState::Deactivated,
+        ] {
+            assert!(from.may_become(&StreamState::Closed), "{from:?}");
+            assert!(
+                from.may_become(&StreamState::Failed(String::new())),
+                "{from:?}"
+            );
+        }
+        assert!(!StreamState::Closed.may_become(&StreamState::Failed(String::new())));
+        assert!(!StreamState::Failed(String::new()).may_become(&StreamState::Closed));
+    }
+}

@@ -1,0 +1,216 @@
+//! A session when its friend's link goes: open streams fail with a reason, the session
+//! deactivates, and it takes new streams again when the link returns within the grace
+//! period; a friend that restarted forgot the session, and one that never returns closes it
+//! when the grace period ends.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use carrier_stream::msg::friend::close;
+use carrier_stream::{
+    Session, SessionConfig, SessionEvent, SessionState, Stream, StreamError, StreamKind,
+    StreamMode, StreamState,
+};
+use common::{within, Node};
+
+async fn session(alice: &Node, bob: &Node) -> (Session, Session) {
+    let mut requests = bob.sessions.handle("").unwrap();
+    let bob_id = bob.id();
+    let asked = tokio::spawn({
+        let sessions = alice.sessions.clone();
+        async move { sessions.request(&bob_id, "test").await }
+    });
+    let at_bob = within("the request", requests.recv())
+        .await
+        .unwrap()
+        .accept()
+        .await
+        .unwrap();
+    (asked.await.unwrap().unwrap(), at_bob)
+}
+
+/// The session's next event other than a stream.
+async fn next_change(session: &Session) -> SessionEvent {
+    within("a session event", async {
+        loop {
+            match session.next_event().await.expect("events ended") {
+                SessionEvent::Stream(_) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+}
+
+/// Every state the stream reported, until it ended.
+async fn states(stream: &mut Stream) -> Vec<StreamState> {
+    within("the stream's end", async {
+        let mut seen = Vec::new();
+        while let Some(state) = stream.next_state().await {
+            seen.push(state);
+        }
+        seen
+    })
+    .await
+}
+
+fn failed_on_link_loss(seen: &[StreamState]) {
+    let [StreamState::Initialized, StreamState::TransportReady, StreamState::Connecting, StreamState::Connected, StreamState::Deactivated, StreamState::Failed(reason)] =
+        seen
+    else {
+        panic!("states out of order: {seen:?}");
+    };
+    assert!(
+        reason.contains("link"),
+        "a reason naming the link: {reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_link_breaks_streams_fail_and_the_session_is_usable_again_once_it_returns() {
+    let (_net, alice, bob) = common::friends(34, 0, SessionConfig::default()).await;
+    let (at_alice, at_bob) = session(&alice, &bob).await;
+    let mut reliable = at_alice
+        .add_stream(StreamKind::Application, StreamMode::Reliable)
+        .await
+        .unwrap();
+    let mut datagrams = at_alice
+        .add_stream(StreamKind::Audio, StreamMode::Datagram)
+        .await
+        .unwrap();
+    let mut reliable_at_bob = within("Bob's stream", at_bob.accept_stream())
+        .await
+        .unwrap();
+    let _datagrams_at_bob = within("Bob's stream", at_bob.accept_stream())
+        .await
+        .unwrap();
+    reliable.send(b"before").await.unwrap();
+
+    // The link goes silent and is dropped; the friend layer dials again.
+    alice
+        .friends
+        .link(&bob.id())
+        .unwrap()
+        .close(close::SILENT, b"a test cuts the link");
+
+    // A read in progress fails with a reason, never a silent end.
+    let mut before = Vec::new();
+    let failure = within("Bob's read fails", async {
+        loop {
+            match reliable_at_bob.recv().await {
+                Ok(Some(chunk)) => before.extend_from_slice(&chunk),
+                Ok(None) => panic!("a silent end"),
+                Err(error) => return error,
+            }
+        }
+    })
+    .await;
+    assert!(matches!(failure, StreamError::Failed(_)), "{failure:?}");
+    failed_on_link_loss(&states(&mut reliable).await);
+    failed_on_link_loss(&states(&mut datagrams).await);
+    failed_on_link_loss(&states(&mut reliable_at_bob).await);
+    assert!(matches!(
+        reliable.send(b"after").await,
+        Err(StreamError::Failed(_))
+    ));
+
+    for session in [&at_alice, &at_bob] {
+        assert!(matches!(
+            next_change(session).await,
+            SessionEvent::Deactivated
+        ));
+        assert!(matches!(
+            next_change(session).await,
+            SessionEvent::Reactivated
+        ));
+        assert_eq!(session.state(), SessionState::Active);
+    }
+    // The same session takes a new stream on the new link.
+    let mut again = at_alice
+        .add_stream(StreamKind::Application, StreamMode::Reliable)
+        .await
+        .unwrap();
+    let mut again_at_bob = within("Bob's new stream", at_bob.accept_stream())
+        .await
+        .unwrap();
+    again.send(b"after").await.unwrap();
+    again.finish().unwrap();
+    let mut got = Vec::new();
+    while let Some(chunk) = again_at_bob.recv().await.unwrap() {
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got, b"after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_friends_node_stops_streams_fail_the_session_deactivates_and_a_restart_has_forgotten_it(
+) {
+    let (net, alice, bob) = common::friends(34, 20, SessionConfig::default()).await;
+    let (at_alice, at_bob) = session(&alice, &bob).await;
+    let mut stream = at_alice
+        .add_stream(StreamKind::Application, StreamMode::Reliable)
+        .await
+        .unwrap();
+    let theirs = within("Bob's stream", at_bob.accept_stream())
+        .await
+        .unwrap();
+    // Bob's application never closes them: his node stops under them.
+    let held = (theirs, at_bob);
+    let (dir, bind) = bob.stop().await;
+    // What Bob's application held goes with his node: a session holds its node's friend
+    // layer (and so its socket) until dropped.
+    drop(held);
+
+    let failure = within("the read fails", stream.recv()).await.unwrap_err();
+    assert!(matches!(failure, StreamError::Failed(_)), "{failure:?}");
+    failed_on_link_loss(&states(&mut stream).await);
+    assert!(matches!(
+        next_change(&at_alice).await,
+        SessionEvent::Deactivated
+    ));
+    assert_eq!(at_alice.state(), SessionState::Deactivated);
+    assert!(matches!(
+        at_alice
+            .add_stream(StreamKind::Application, StreamMode::Reliable)
+            .await,
+        Err(StreamError::WrongState(_))
+    ));
+
+    // Bob's node comes back within the grace period: the session reactivates, but Bob's
+    // node holds sessions in memory only, so the first new stream learns it is gone.
+    let _bob = net.start(dir, bind, SessionConfig::default()).await;
+    assert!(matches!(
+        next_change(&at_alice).await,
+        SessionEvent::Reactivated
+    ));
+    assert!(matches!(
+        at_alice
+            .add_stream(StreamKind::Application, StreamMode::Reliable)
+            .await,
+        Err(StreamError::UnknownSession(_))
+    ));
+    match next_change(&at_alice).await {
+        SessionEvent::Closed(reason) => assert!(reason.contains("does not know"), "{reason}"),
+        other => panic!("not closed: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_link_does_not_return_within_the_grace_period_closes() {
+    let config = SessionConfig::default().with_grace_period(Duration::from_secs(1));
+    let (_net, alice, bob) = common::friends(34, 40, config).await;
+    let (at_alice, at_bob) = session(&alice, &bob).await;
+    let _ = bob.stop().await;
+    drop(at_bob);
+    assert!(matches!(
+        next_change(&at_alice).await,
+        SessionEvent::Deactivated
+    ));
+    match next_change(&at_alice).await {
+        SessionEvent::Closed(reason) => assert!(reason.contains("grace period"), "{reason}"),
+        other => panic!("not closed: {other:?}"),
+    }
+    assert!(alice.sessions.sessions().is_empty());
+}
