@@ -270,17 +270,10 @@ impl LinkEndpoint {
         path: Path,
         alpn: Alpn,
     ) -> Result<(quinn::Connection, Option<Hold>), DialError> {
-        // A relayed path reaches quinn as the socket's stand-in address for it (the path table
-        // keyed by relayed paths themselves is issue 19's next stage).
-        let path = match path {
-            Path::Direct(_) => path,
-            relayed => Path::Direct(
-                self.inner
-                    .socket
-                    .addr_of(relayed)
-                    .ok_or(PathError::NotInUse(relayed))?,
-            ),
-        };
+        // A relayed path the socket does not use could carry nothing.
+        if self.inner.socket.addr_of(path).is_none() {
+            return Err(PathError::NotInUse(path).into());
+        }
         // If the dial fails or is dropped half-way, the hold goes with it.
         let (mapped, hold) = match alpn {
             Alpn::Friend => {

@@ -8,7 +8,11 @@
 //! validation, the congestion state carries on, and packets still in flight on the old path are
 //! still recognised (old real addresses stay aliases of the mapped one).
 //!
-//! A datagram from a real address never seen before gets a fresh mapped address on first sight
+//! The table is keyed by [`Path`] itself: a relayed peer is known by its relay *and* its
+//! session, so many peers behind one relay are many entries, and a peer moved from a direct
+//! path to a relayed one (or from one relay to another) keeps its mapped address.
+//!
+//! A datagram from a real path never seen before gets a fresh mapped address on first sight
 //! (that is how a stranger's first packet reaches quinn). Such entries are not pinned: when the
 //! table is full the oldest of them is evicted. Entries of friend links are pinned, counted per
 //! holder: [`PathTable::mapped_for`] (a dial) and [`PathTable::pin`] (a friend link accepted)
@@ -68,8 +72,8 @@ pub struct PathTable {
 struct Table {
     /// Mapped address → its entry.
     entries: HashMap<SocketAddrV6, Entry>,
-    /// Real address (current or alias) → mapped address.
-    by_real: HashMap<SocketAddr, SocketAddrV6>,
+    /// Real path (current or alias) → mapped address.
+    by_real: HashMap<Path, SocketAddrV6>,
     /// Entries that became evictable (first sight, or the last hold released), oldest first;
     /// may name entries since pinned again or removed.
     unpinned: VecDeque<SocketAddrV6>,
@@ -84,8 +88,8 @@ struct Entry {
     holds: u32,
     /// Dialled by this node or a friend link accepted from it: no stranger, even unheld.
     known: bool,
-    /// Real addresses that map here: the current path's first, then older ones.
-    aliases: VecDeque<SocketAddr>,
+    /// Real paths that map here: the current one first, then older ones.
+    aliases: VecDeque<Path>,
 }
 
 impl PathTable {
@@ -111,12 +115,12 @@ impl PathTable {
     }
 
     fn mapped(&self, path: Path, pin: bool) -> Result<SocketAddr, PathError> {
-        let real = canonical(path.socket_addr());
+        let real = canonical_path(path);
         let mut table = self.write();
         if let Some(mapped) = table.by_real.get(&real).copied() {
             // Reused only if `path` is where that peer is now, not an old alias of it.
             if let Some(entry) = table.entries.get_mut(&mapped) {
-                if canonical(entry.path.socket_addr()) == real {
+                if entry.path == real {
                     if pin {
                         entry.holds = entry.holds.saturating_add(1);
                         entry.known = true;
@@ -125,7 +129,7 @@ impl PathTable {
                 }
             }
         }
-        table.insert(path, real, pin).map(SocketAddr::V6)
+        table.insert(real, pin).map(SocketAddr::V6)
     }
 
     /// Adds a hold on `mapped`, so that strangers' first-sight entries never evict it while
@@ -174,12 +178,12 @@ impl PathTable {
         let SocketAddr::V6(key) = mapped else {
             return Err(PathError::NotMapped(mapped));
         };
-        let real = canonical(path.socket_addr());
+        let real = canonical_path(path);
         let mut table = self.write();
         let Some(entry) = table.entries.get_mut(&key) else {
             return Err(PathError::NotMapped(mapped));
         };
-        entry.path = path;
+        entry.path = real;
         entry.aliases.retain(|alias| *alias != real);
         entry.aliases.push_front(real);
         let dropped = if entry.aliases.len() > MAX_ALIASES_PER_PEER {
@@ -249,8 +253,8 @@ impl PathTable {
 
     /// The mapped address a datagram from `real` is shown to quinn from, made on first sight.
     /// `None` only when the table is full of pinned entries.
-    pub(crate) fn inbound(&self, real: SocketAddr) -> Option<SocketAddr> {
-        let real = canonical(real);
+    pub(crate) fn inbound(&self, real: Path) -> Option<SocketAddr> {
+        let real = canonical_path(real);
         if let Some(mapped) = self.read().by_real.get(&real) {
             return Some(SocketAddr::V6(*mapped));
         }
@@ -259,21 +263,12 @@ impl PathTable {
         if let Some(mapped) = table.by_real.get(&real) {
             return Some(SocketAddr::V6(*mapped));
         }
-        table
-            .insert(Path::Direct(real), real, false)
-            .ok()
-            .map(SocketAddr::V6)
+        table.insert(real, false).ok().map(SocketAddr::V6)
     }
 
-    /// The real address to send a datagram quinn addressed to `mapped`, if it has a path.
-    pub(crate) fn outbound(&self, mapped: SocketAddr) -> Option<SocketAddr> {
-        let SocketAddr::V6(key) = mapped else {
-            return None;
-        };
-        self.read()
-            .entries
-            .get(&key)
-            .map(|entry| entry.path.socket_addr())
+    /// The path to send a datagram quinn addressed to `mapped` on, if it has one.
+    pub(crate) fn outbound(&self, mapped: SocketAddr) -> Option<Path> {
+        self.path(mapped)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Table> {
@@ -292,12 +287,7 @@ impl PathTable {
 }
 
 impl Table {
-    fn insert(
-        &mut self,
-        path: Path,
-        real: SocketAddr,
-        pinned: bool,
-    ) -> Result<SocketAddrV6, PathError> {
+    fn insert(&mut self, real: Path, pinned: bool) -> Result<SocketAddrV6, PathError> {
         if self.entries.len() >= MAX_MAPPED_ADDRESSES {
             self.evict_one()?;
         }
@@ -309,7 +299,7 @@ impl Table {
         self.entries.insert(
             mapped,
             Entry {
-                path,
+                path: real,
                 holds: u32::from(pinned),
                 known: pinned,
                 aliases: VecDeque::from([real]),
@@ -361,7 +351,19 @@ impl Table {
     }
 }
 
-pub(crate) use carrier_dht::canonical_addr as canonical;
+/// `path` with its addresses as [`carrier_dht::canonical_addr`] writes them, so a peer has one
+/// key whichever way a socket reported its address.
+fn canonical_path(path: Path) -> Path {
+    match path {
+        Path::Direct(addr) => Path::Direct(carrier_dht::canonical_addr(addr)),
+        Path::Relayed { relay, session } => Path::Relayed {
+            relay: carrier_dht::canonical_addr(relay),
+            session,
+        },
+        // `Path` is non-exhaustive: a kind of path to come is kept as it is.
+        other => other,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -376,18 +378,18 @@ mod tests {
     fn first_sight_maps_once_and_both_ways() {
         let table = PathTable::default();
         let real: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        let mapped = table.inbound(real).unwrap();
+        let mapped = table.inbound(Path::Direct(real)).unwrap();
         assert!(PathTable::is_mapped(mapped));
         assert!(!PathTable::is_mapped(real));
-        assert_eq!(table.inbound(real), Some(mapped));
-        assert_eq!(table.outbound(mapped), Some(real));
+        assert_eq!(table.inbound(Path::Direct(real)), Some(mapped));
+        assert_eq!(table.outbound(mapped), Some(Path::Direct(real)));
         assert!(!table.is_pinned(mapped));
         // Dialing the same address reuses the mapping and pins it.
         assert_eq!(table.mapped_for(Path::Direct(real)).unwrap(), mapped);
         assert!(table.is_pinned(mapped));
         let v4_mapped: SocketAddr = "[::ffff:127.0.0.1]:4000".parse().unwrap();
         assert_eq!(
-            table.inbound(v4_mapped),
+            table.inbound(Path::Direct(v4_mapped)),
             Some(mapped),
             "one peer, one mapping"
         );
@@ -398,16 +400,16 @@ mod tests {
         let table = PathTable::default();
         let mapped = table.mapped_for(direct("10.0.0.1:1")).unwrap();
         table.set_path(mapped, direct("10.0.0.2:2")).unwrap();
-        assert_eq!(table.outbound(mapped), Some("10.0.0.2:2".parse().unwrap()));
-        assert_eq!(table.inbound("10.0.0.1:1".parse().unwrap()), Some(mapped));
-        assert_eq!(table.inbound("10.0.0.2:2".parse().unwrap()), Some(mapped));
+        assert_eq!(table.outbound(mapped), Some(direct("10.0.0.2:2")));
+        assert_eq!(table.inbound(direct("10.0.0.1:1")), Some(mapped));
+        assert_eq!(table.inbound(direct("10.0.0.2:2")), Some(mapped));
         for port in 3..10 {
             table
                 .set_path(mapped, direct(&format!("10.0.0.9:{port}")))
                 .unwrap();
         }
         assert_ne!(
-            table.inbound("10.0.0.1:1".parse().unwrap()),
+            table.inbound(direct("10.0.0.1:1")),
             Some(mapped),
             "aliases are bounded"
         );
@@ -431,7 +433,7 @@ mod tests {
             table.is_pinned(moment),
             "and a later request does not unpin"
         );
-        let seen = table.inbound("10.0.0.2:2".parse().unwrap()).unwrap();
+        let seen = table.inbound(direct("10.0.0.2:2")).unwrap();
         assert!(!table.is_pinned(seen));
         assert!(table.pin(seen));
         assert!(table.is_pinned(seen));
@@ -456,7 +458,7 @@ mod tests {
             "still mapped"
         );
         assert!(table.is_known(friend), "and no stranger");
-        let stranger = table.inbound("10.6.6.6:6".parse().unwrap()).unwrap();
+        let stranger = table.inbound(direct("10.6.6.6:6")).unwrap();
         assert!(!table.is_known(stranger));
 
         // Released, it is the oldest evictable entry: the first stranger past the cap evicts
@@ -464,11 +466,11 @@ mod tests {
         let held = table.mapped_for(direct("10.8.8.8:8")).unwrap();
         for i in 0..MAX_MAPPED_ADDRESSES - 3 {
             let real = SocketAddr::new(IpAddr::V4((i as u32 + 1).into()), 7);
-            assert!(table.inbound(real).is_some());
+            assert!(table.inbound(Path::Direct(real)).is_some());
         }
         assert_eq!(table.len(), MAX_MAPPED_ADDRESSES);
         assert_eq!(table.path(friend), Some(direct("10.9.9.9:9")));
-        assert!(table.inbound("10.7.7.7:7".parse().unwrap()).is_some());
+        assert!(table.inbound(direct("10.7.7.7:7")).is_some());
         assert_eq!(table.path(friend), None, "the released entry went first");
         assert_eq!(table.path(held), Some(direct("10.8.8.8:8")));
     }
@@ -483,6 +485,35 @@ mod tests {
         }
         assert!(table.read().unpinned.len() <= 2 * MAX_MAPPED_ADDRESSES);
         assert!(table.is_pinned(friend));
+    }
+
+    #[test]
+    fn relayed_peers_behind_one_relay_are_told_apart_by_their_session() {
+        let table = PathTable::default();
+        let relay: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let through = |session| Path::Relayed {
+            relay,
+            session: carrier_dht::SessionId(session),
+        };
+        let one = table.inbound(through(1)).unwrap();
+        let two = table.inbound(through(2)).unwrap();
+        assert_ne!(one, two, "two sessions, two peers");
+        assert_ne!(table.inbound(direct("192.0.2.1:4000")), Some(one));
+        assert_eq!(table.outbound(two), Some(through(2)));
+        let v4_mapped = Path::Relayed {
+            relay: "[::ffff:192.0.2.1]:4000".parse().unwrap(),
+            session: carrier_dht::SessionId(1),
+        };
+        assert_eq!(table.inbound(v4_mapped), Some(one), "one relay, one key");
+
+        // A friend moved from a direct path to a relayed one keeps its mapped address, and
+        // packets from either path reach quinn as from it.
+        let friend = table.mapped_for(direct("198.51.100.7:9")).unwrap();
+        table.set_path(friend, through(3)).unwrap();
+        assert_eq!(table.outbound(friend), Some(through(3)));
+        assert_eq!(table.inbound(through(3)), Some(friend));
+        assert_eq!(table.inbound(direct("198.51.100.7:9")), Some(friend));
+        assert_eq!(table.mapped_for(through(3)).unwrap(), friend);
     }
 
     #[test]
@@ -502,7 +533,7 @@ mod tests {
         let friend = table.mapped_for(direct("10.9.9.9:9")).unwrap();
         for i in 0..MAX_MAPPED_ADDRESSES + 10 {
             let real = SocketAddr::new(IpAddr::V4((i as u32 + 1).into()), 7);
-            assert!(table.inbound(real).is_some());
+            assert!(table.inbound(Path::Direct(real)).is_some());
         }
         assert_eq!(table.len(), MAX_MAPPED_ADDRESSES);
         assert_eq!(table.path(friend), Some(direct("10.9.9.9:9")));

@@ -1,5 +1,9 @@
 //! quinn's view of the node's shared UDP socket: an [`AsyncUdpSocket`] over the QUIC class of
-//! [`NodeSocket`], translating real addresses to mapped ones through the [`PathTable`].
+//! [`NodeSocket`], translating real paths to mapped addresses through the [`PathTable`]. The
+//! socket shows a relayed path as a stand-in address ([`NodeSocket::path_of`] and
+//! [`NodeSocket::addr_of`] translate), which never reaches the table: it is keyed by [`Path`]s.
+//!
+//! [`Path`]: carrier_dht::Path
 //!
 //! Batching is kept: a GSO transmit from quinn goes to the socket as one GSO send, and a GRO
 //! batch read by quinn stays one batch; the path table is consulted once per transmit and once
@@ -114,7 +118,13 @@ impl AsyncUdpSocket for QuicSocket {
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let Some(real) = self.paths.outbound(transmit.destination) else {
+        // A relayed path goes out through the socket's stand-in address for it; one the socket
+        // no longer uses has nowhere to go.
+        let real = self
+            .paths
+            .outbound(transmit.destination)
+            .and_then(|path| self.socket.addr_of(path));
+        let Some(real) = real else {
             self.counters
                 .unmapped_dropped
                 .fetch_add(1, Ordering::Relaxed);
@@ -149,7 +159,7 @@ impl AsyncUdpSocket for QuicSocket {
             if meta.len == 0 {
                 continue;
             }
-            match self.paths.inbound(meta.addr) {
+            match self.paths.inbound(self.socket.path_of(meta.addr)) {
                 Some(mapped) => meta.addr = mapped,
                 None => {
                     self.counters
