@@ -4,6 +4,13 @@
 //! and a closure that says where the node stands and which servers it knows (and `None` once
 //! the node has stopped). While the node is not a server it is the reader of the socket's
 //! relay queue (the session frames it takes are for the next stage of issue 19 to hand on).
+//!
+//! The same task is the relay side's timer: once a second it expires the attached relay
+//! table's silent registrations and idle sessions ([`NodeSocket::expire_relay`]), so a relay
+//! that nobody writes to still lets go of what went silent. Each tick it also hands the
+//! client the socket's traffic with each relay ([`NodeSocket::relay_traffic`]), so a relay
+//! that dies while a link runs through it is found dead within seconds, and a relay found
+//! dead is not chosen again at once.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -45,13 +52,21 @@ pub(crate) async fn run_client(
             return;
         };
         let now = Instant::now();
+        socket.expire_relay();
         if server {
             // A server is reachable itself: it lets its registrations lapse.
             client = RelayClient::new(ClientTimings::default());
         } else {
+            for traffic in socket.relay_traffic() {
+                client.traffic(now, traffic.relay, traffic.last_sent, traffic.last_heard);
+            }
             client.expire(now);
             if client.missing() > 0 {
                 let choice = entropy.bytes32();
+                let candidates: Vec<RelayCandidate> = candidates
+                    .into_iter()
+                    .filter(|c| client.may_add(now, c))
+                    .collect();
                 for candidate in choose_relays(&candidates, client.missing(), choice) {
                     client.add(now, candidate);
                 }

@@ -36,7 +36,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
 
 use crate::io::relayed::RelayedPaths;
-pub use crate::io::relayed::{MAX_RELAYED_PATHS, RELAYED_PREFIX};
+pub use crate::io::relayed::{RelayTraffic, MAX_RELAYED_PATHS, RELAYED_PREFIX};
 use crate::relay::frame::{
     decode_data, encode_data, Control, RELAY_CONTROL_CLASS, RELAY_DATA_CLASS,
 };
@@ -713,6 +713,27 @@ impl NodeSocket {
         }
     }
 
+    /// When data frames last went to each relay in use and last came from it: a relay that
+    /// stays silent while traffic goes to it may be dead (the relay client then asks it).
+    pub fn relay_traffic(&self) -> Vec<RelayTraffic> {
+        self.relayed_read().traffic()
+    }
+
+    /// Drops the attached relay's silent registrations and idle sessions now, and tells the
+    /// ends that remain (the relay task calls it once a second); returns how many notices
+    /// went out.
+    pub fn expire_relay(&self) -> usize {
+        let now = clock_now();
+        let out = lock_relay(&self.inner.relay)
+            .as_mut()
+            .map(|relay| relay.poll_expired(now))
+            .unwrap_or_default();
+        for transmit in &out {
+            self.relay_send(transmit.dest, &transmit.frame);
+        }
+        out.len()
+    }
+
     /// The next control frame from a relay already queued, without waiting.
     pub fn try_recv_relay_control(&self) -> Option<Datagram> {
         lock(&self.inner.relay_control).datagrams.pop_front()
@@ -762,6 +783,7 @@ impl NodeSocket {
         transmit: &Transmit<'_>,
     ) -> io::Result<()> {
         let counters = &self.inner.counters;
+        self.relayed_read().note_sent(relay);
         let size = transmit
             .segment_size
             .unwrap_or(transmit.contents.len())
@@ -793,7 +815,14 @@ impl NodeSocket {
         if data_frame {
             // A session this node uses: the payload goes up to quinn from its stand-in.
             if let Ok((session, payload)) = decode_data(&datagram.data) {
-                let stand_in = self.relayed_read().stand_in(datagram.from, session);
+                let stand_in = {
+                    let relayed = self.relayed_read();
+                    let stand_in = relayed.stand_in(datagram.from, session);
+                    if stand_in.is_some() {
+                        relayed.note_heard(datagram.from);
+                    }
+                    stand_in
+                };
                 if let Some(from) = stand_in {
                     if Class::of(payload) == Some(Class::Quic) {
                         counters.relayed_received.fetch_add(1, Ordering::Relaxed);
