@@ -262,3 +262,112 @@ async fn a_quic_link_through_a_relay_carries_data_byte_identical() {
         assert_eq!(socket.stats().relay_dropped, 0, "{side}");
     }
 }
+
+/// Drops QUIC datagrams from anywhere but the relay, as a NAT in front of the node would
+/// drop unsolicited ones.
+struct NatInFront {
+    relay: SocketAddr,
+}
+
+impl Conditioner for NatInFront {
+    fn outgoing(&self, _to: SocketAddr, _data: &[u8]) -> Fate {
+        Fate::Pass
+    }
+
+    fn incoming(&self, from: SocketAddr, data: &[u8]) -> Fate {
+        let quic = data.first().is_some_and(|b| b & 0x40 != 0);
+        if quic && from != self.relay {
+            Fate::Drop
+        } else {
+            Fate::Pass
+        }
+    }
+}
+
+/// A node that is not a server, joined through `relay` (and so registered with it).
+async fn nated_node(relay: &Dht, friends: &[carrier_friend::dht::id::CarrierId]) -> Node {
+    use carrier_friend::dht::{BootstrapNode, DhtConfig};
+    let seed: BootstrapNode = format!("{}@{}", relay.id(), relay.local_addr())
+        .parse()
+        .unwrap();
+    let mut config = DhtConfig::new("127.0.0.1:0".parse().unwrap()).with_bootstrap([seed]);
+    config.node.detect_reachability = false;
+    config.node.max_per_subnet = None;
+    let dht = Dht::bind(config).await.unwrap();
+    dht.bootstrap().await.unwrap();
+    let allow = carrier_friend::AllowList::default();
+    for id in friends {
+        allow.insert(*id);
+    }
+    let socket = dht.socket().clone();
+    let links =
+        carrier_friend::LinkEndpoint::new(socket.clone(), &dht.keypair(), LinkConfig::new(allow))
+            .unwrap();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while dht.relay_hints().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Node { dht, socket, links }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_tries_every_candidate_at_once_as_one_connection_and_keeps_the_path_that_answered() {
+    let relay = dht_node().await;
+    let alice = node(&[]).await;
+    let bob = nated_node(&relay, &[alice.id()]).await;
+    bob.socket.set_conditioner(Some(Arc::new(NatInFront {
+        relay: relay.local_addr(),
+    })));
+    // Alice opens a session to Bob through his relay; Bob's node takes it up by itself.
+    let relayed = tokio::time::timeout(
+        PATIENCE,
+        alice.dht.open_relay_session(relay.local_addr(), &bob.id()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(relayed.is_relayed());
+    // A stale address nobody answers at, Bob's own address (behind his "NAT"), the relay.
+    let stale = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let candidates = [
+        Path::Direct(stale.local_addr().unwrap()),
+        bob.path(),
+        relayed,
+    ];
+    let link = tokio::time::timeout(PATIENCE, alice.links.dial_any(bob.id(), &candidates))
+        .await
+        .unwrap()
+        .unwrap();
+    let at_bob: Link = match tokio::time::timeout(PATIENCE, bob.links.accept()).await {
+        Ok(Some(Accepted::Link(link))) => link,
+        other => panic!("no link: {other:?}"),
+    };
+    assert_eq!(at_bob.peer(), alice.id());
+    // One connection, on the path that answered.
+    let mapped = link.connection().remote_address();
+    assert_eq!(alice.links.paths().path(mapped), Some(relayed));
+    assert_eq!(alice.links.paths().outbound_all(mapped), vec![relayed]);
+    assert_eq!(bob.links.stats().friends_accepted, 1);
+    // The first packets went to every candidate: the stale address got them too.
+    let mut buf = [0u8; 2048];
+    let (len, _) = tokio::time::timeout(PATIENCE, stale.recv_from(&mut buf))
+        .await
+        .expect("the stale candidate got nothing")
+        .unwrap();
+    assert!(len >= 1200 && buf[0] & 0x40 != 0, "a QUIC Initial");
+    // And the link works through the relay.
+    let mut send = link.connection().open_uni().await.unwrap();
+    send.write_all(b"through whichever path answered")
+        .await
+        .unwrap();
+    send.finish().unwrap();
+    let mut recv = tokio::time::timeout(PATIENCE, at_bob.connection().accept_uni())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        recv.read_to_end(1024).await.unwrap(),
+        b"through whichever path answered"
+    );
+}

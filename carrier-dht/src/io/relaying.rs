@@ -3,7 +3,8 @@
 //! ([`crate::Dht::relay_hints`]). Knows nothing of the `Dht`: it is handed the socket, the key
 //! and a closure that says where the node stands and which servers it knows (and `None` once
 //! the node has stopped). While the node is not a server it is the reader of the socket's
-//! relay queue (the session frames it takes are for the next stage of issue 19 to hand on).
+//! relay queue: a session a peer opens to it through one of its relays becomes a relayed path
+//! of its socket at once, and a closed session stops being one.
 //!
 //! The same task is the relay side's timer: once a second it expires the attached relay
 //! table's silent registrations and idle sessions ([`NodeSocket::expire_relay`]), so a relay
@@ -21,7 +22,9 @@ use carrier_id::Keypair;
 
 use crate::io::lock;
 use crate::io::socket::NodeSocket;
-use crate::relay::client::{choose_relays, ClientTimings, RelayCandidate, RelayClient};
+use crate::relay::client::{
+    choose_relays, ClientEvent, ClientTimings, RelayCandidate, RelayClient,
+};
 use crate::relay::frame::Control;
 use crate::wire::entropy::Entropy;
 use crate::wire::record::RelayHint;
@@ -114,7 +117,16 @@ pub(crate) async fn run_client(
             let mut next = Some(datagram);
             while let Some(datagram) = next {
                 if let Ok(control) = Control::decode(&datagram.data) {
-                    let _ = client.handle(Instant::now(), datagram.from, control);
+                    if let Control::Closed { session } = control {
+                        // Whichever end this node is, the session carries nothing any more.
+                        socket.remove_relayed_path(datagram.from, session);
+                    }
+                    let event = client.handle(Instant::now(), datagram.from, control);
+                    if let Some(ClientEvent::Incoming { relay, session, .. }) = event {
+                        // A peer opened a session to this node: frames of it are this
+                        // node's from now on (a full table leaves the peer unanswered).
+                        let _ = socket.add_relayed_path(relay, session);
+                    }
                 }
                 next = socket.try_recv_relay_control();
             }

@@ -49,6 +49,10 @@ pub const QUIC_CLASS_BIT: u8 = 0x40;
 /// Datagrams waiting for each side, at most; beyond this the newest are dropped and counted.
 pub const QUEUE_CAPACITY: usize = 1024;
 
+/// Control frames from relays a listener of [`NodeSocket::relay_answers`] may fall behind by
+/// before it misses some.
+const RELAY_ANSWERS: usize = 64;
+
 /// Datagrams read by the DHT side in one system call, at most.
 const DHT_BATCH: usize = 4;
 
@@ -184,6 +188,8 @@ struct Inner {
     /// Control frames from relays, for the node's relay client.
     relay_control: Mutex<Queue>,
     relay_control_filled: tokio::sync::Notify,
+    /// Every control frame from a relay, also for whoever listens (opening sessions).
+    relay_answers: tokio::sync::broadcast::Sender<Datagram>,
 }
 
 /// The node's UDP socket: cheap to clone, shared by the DHT and QUIC.
@@ -239,6 +245,7 @@ impl NodeSocket {
                 relayed: std::sync::RwLock::new(RelayedPaths::default()),
                 relay_control: Mutex::new(Queue::default()),
                 relay_control_filled: tokio::sync::Notify::new(),
+                relay_answers: tokio::sync::broadcast::channel(RELAY_ANSWERS).0,
             }),
         })
     }
@@ -734,6 +741,14 @@ impl NodeSocket {
         out.len()
     }
 
+    /// Every control frame from a relay from now on, beside the queue
+    /// ([`recv_relay_control`](Self::recv_relay_control)) that the relay client reads: what
+    /// a node opening a session listens to. A listener more than 64 frames behind misses
+    /// some.
+    pub fn relay_answers(&self) -> tokio::sync::broadcast::Receiver<Datagram> {
+        self.inner.relay_answers.subscribe()
+    }
+
     /// The next control frame from a relay already queued, without waiting.
     pub fn try_recv_relay_control(&self) -> Option<Datagram> {
         lock(&self.inner.relay_control).datagrams.pop_front()
@@ -870,6 +885,10 @@ impl NodeSocket {
                 }
             }
             return;
+        }
+        if self.inner.relay_answers.receiver_count() > 0 {
+            // Nobody listening is the usual case: then nothing is copied.
+            let _ = self.inner.relay_answers.send(datagram.clone());
         }
         let mut queue = lock(&self.inner.relay_control);
         if queue.datagrams.len() >= QUEUE_CAPACITY {

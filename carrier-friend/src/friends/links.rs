@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use carrier_dht::id::CarrierId;
-use carrier_dht::Path;
 
 use super::config::FriendsConfig;
 use super::events::FriendEvent;
@@ -124,19 +123,19 @@ impl Core {
         self.with_machine(|m, now| m.refresh(peer, now));
     }
 
-    /// Finds `peer`'s record and dials its first addresses; with `unless_held`, gives up as
-    /// soon as a link to `peer` is held (the peer dialled us meanwhile).
+    /// Finds `peer`'s record and dials its first addresses and its relays at once, as one
+    /// connection (the path table keeps the path that answers); with `unless_held`, gives up
+    /// if a link to `peer` is held by then (the peer dialled us meanwhile).
     pub(super) async fn find_and_dial(&self, peer: CarrierId, unless_held: bool) -> Option<Link> {
-        for addr in self.find_addresses(peer).await {
-            if unless_held && lock(&self.machine).link(&peer).is_some() {
-                return None;
-            }
-            let dialling = self.endpoint.dial(peer, Path::Direct(addr));
-            if let Ok(Ok(link)) = tokio::time::timeout(self.config.dial_timeout, dialling).await {
-                return Some(link);
-            }
+        let paths = self.find_paths(peer).await;
+        if paths.is_empty() || (unless_held && lock(&self.machine).link(&peer).is_some()) {
+            return None;
         }
-        None
+        let dialling = self.endpoint.dial_any(peer, &paths);
+        match tokio::time::timeout(self.config.dial_timeout, dialling).await {
+            Ok(Ok(link)) => Some(link),
+            _ => None,
+        }
     }
 
     /// Looks friend `peer` up and dials it (a dial the machine started); on success the link

@@ -12,6 +12,13 @@
 //! session, so many peers behind one relay are many entries, and a peer moved from a direct
 //! path to a relayed one (or from one relay to another) keeps its mapped address.
 //!
+//! A dial may give a peer several *candidate* paths at once ([`PathTable::mapped_for_candidates`]:
+//! a last known address, a record's direct addresses, sessions at its relays): until one of
+//! them answers, every datagram quinn sends to the peer goes to each of them, so the dial is
+//! one connection however many ways it is tried; the first candidate a datagram comes back
+//! from becomes the path, and the others are forgotten (their mappings too, unless they were
+//! aliases already).
+//!
 //! A datagram from a real path never seen before gets a fresh mapped address on first sight
 //! (that is how a stranger's first packet reaches quinn). Such entries are not pinned: when the
 //! table is full the oldest of them is evicted. Entries of friend links are pinned, counted per
@@ -44,6 +51,10 @@ pub const MAX_MAPPED_ADDRESSES: usize = 16_384;
 /// Old real addresses remembered per mapped address, so that packets still in flight on a
 /// path the peer was moved off are recognised rather than mapped anew.
 pub const MAX_ALIASES_PER_PEER: usize = 4;
+
+/// Candidate paths one dial tries at once, at most: a last known address, a peer record's 8
+/// direct addresses and its 3 relays, with room to spare.
+pub const MAX_CANDIDATES: usize = 16;
 
 /// The table from stable mapped addresses (what quinn sees) to real paths. Cheap to clone;
 /// clones share the table.
@@ -90,6 +101,8 @@ struct Entry {
     known: bool,
     /// Real paths that map here: the current one first, then older ones.
     aliases: VecDeque<Path>,
+    /// Other paths tried at once until one answers (besides `path`); empty once one did.
+    candidates: Vec<Path>,
 }
 
 impl PathTable {
@@ -130,6 +143,78 @@ impl PathTable {
             }
         }
         table.insert(real, pin).map(SocketAddr::V6)
+    }
+
+    /// The mapped address for a peer tried on every one of `paths` at once (the first is
+    /// where datagrams go if none ever answers), with one more hold on it like
+    /// [`PathTable::mapped_for`]. A path that already maps to a peer gives that peer's
+    /// mapped address, and the other paths join it as candidates. Until a datagram comes
+    /// back from one of them, [`outbound_all`](Self::outbound_all) gives them all; the first
+    /// that answers becomes the path. At most [`MAX_CANDIDATES`] are kept.
+    pub fn mapped_for_candidates(&self, paths: &[Path]) -> Result<SocketAddr, PathError> {
+        let paths: Vec<Path> = paths.iter().map(|p| canonical_path(*p)).collect();
+        let first = *paths.first().ok_or(PathError::NoCandidates)?;
+        let mapped = paths
+            .iter()
+            .find_map(|path| {
+                let table = self.read();
+                let mapped = table.by_real.get(path).copied()?;
+                table
+                    .entries
+                    .get(&mapped)
+                    .is_some_and(|entry| entry.path == *path)
+                    .then_some(*path)
+            })
+            .unwrap_or(first);
+        let mapped = self.mapped_for(mapped)?;
+        for path in paths {
+            self.add_candidate(mapped, path)?;
+        }
+        Ok(mapped)
+    }
+
+    /// Adds `path` to the candidates tried for `mapped` while none has answered (a relay
+    /// session that opened after the dial began). Nothing changes once a path answered, or
+    /// for a path that is the current one or maps to another peer.
+    pub fn add_candidate(&self, mapped: SocketAddr, path: Path) -> Result<(), PathError> {
+        let SocketAddr::V6(key) = mapped else {
+            return Err(PathError::NotMapped(mapped));
+        };
+        let real = canonical_path(path);
+        let mut table = self.write();
+        if table.by_real.get(&real).is_some_and(|m| *m != key) {
+            return Ok(());
+        }
+        let Some(entry) = table.entries.get_mut(&key) else {
+            return Err(PathError::NotMapped(mapped));
+        };
+        if entry.path == real || entry.candidates.contains(&real) {
+            return Ok(());
+        }
+        if entry.candidates.len() + 1 >= MAX_CANDIDATES {
+            return Ok(());
+        }
+        entry.candidates.push(real);
+        table.by_real.insert(real, key);
+        Ok(())
+    }
+
+    /// Every path a datagram to `mapped` goes to now: the path, then the candidates still
+    /// tried (none once one answered).
+    pub fn outbound_all(&self, mapped: SocketAddr) -> Vec<Path> {
+        let SocketAddr::V6(key) = mapped else {
+            return Vec::new();
+        };
+        self.read()
+            .entries
+            .get(&key)
+            .map(|entry| {
+                let mut all = Vec::with_capacity(1 + entry.candidates.len());
+                all.push(entry.path);
+                all.extend_from_slice(&entry.candidates);
+                all
+            })
+            .unwrap_or_default()
     }
 
     /// Adds a hold on `mapped`, so that strangers' first-sight entries never evict it while
@@ -253,12 +338,30 @@ impl PathTable {
 
     /// The mapped address a datagram from `real` is shown to quinn from, made on first sight.
     /// `None` only when the table is full of pinned entries.
+    /// A datagram from one of the candidates of a peer still being tried makes it the path.
     pub(crate) fn inbound(&self, real: Path) -> Option<SocketAddr> {
         let real = canonical_path(real);
-        if let Some(mapped) = self.read().by_real.get(&real) {
-            return Some(SocketAddr::V6(*mapped));
-        }
+        let trying = {
+            let table = self.read();
+            match table.by_real.get(&real) {
+                Some(mapped) => {
+                    let trying = table
+                        .entries
+                        .get(mapped)
+                        .is_some_and(|entry| !entry.candidates.is_empty());
+                    if !trying {
+                        return Some(SocketAddr::V6(*mapped));
+                    }
+                    Some(*mapped)
+                }
+                None => None,
+            }
+        };
         let mut table = self.write();
+        if let Some(mapped) = trying {
+            table.answered(mapped, real);
+            return Some(SocketAddr::V6(mapped));
+        }
         // Another thread may have mapped it between the two locks.
         if let Some(mapped) = table.by_real.get(&real) {
             return Some(SocketAddr::V6(*mapped));
@@ -267,6 +370,7 @@ impl PathTable {
     }
 
     /// The path to send a datagram quinn addressed to `mapped` on, if it has one.
+    #[cfg(test)]
     pub(crate) fn outbound(&self, mapped: SocketAddr) -> Option<Path> {
         self.path(mapped)
     }
@@ -287,6 +391,43 @@ impl PathTable {
 }
 
 impl Table {
+    /// `real` answered for `mapped`: if it is one of the candidates still tried (or the
+    /// path), it becomes the path and the other candidates are forgotten.
+    fn answered(&mut self, mapped: SocketAddrV6, real: Path) {
+        let Some(entry) = self.entries.get_mut(&mapped) else {
+            return;
+        };
+        if entry.candidates.is_empty() {
+            return;
+        }
+        let others: Vec<Path> = std::mem::take(&mut entry.candidates)
+            .into_iter()
+            .chain(std::iter::once(entry.path))
+            .filter(|path| *path != real)
+            .collect();
+        if entry.path != real {
+            entry.path = real;
+            entry.aliases.retain(|alias| *alias != real);
+            entry.aliases.push_front(real);
+        }
+        let aliases = entry.aliases.clone();
+        for other in others {
+            if !aliases.contains(&other) && self.by_real.get(&other) == Some(&mapped) {
+                self.by_real.remove(&other);
+            }
+        }
+        // The aliases are bounded as in `set_path`.
+        if let Some(entry) = self.entries.get_mut(&mapped) {
+            while entry.aliases.len() > MAX_ALIASES_PER_PEER {
+                if let Some(old) = entry.aliases.pop_back() {
+                    if self.by_real.get(&old) == Some(&mapped) {
+                        self.by_real.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+
     fn insert(&mut self, real: Path, pinned: bool) -> Result<SocketAddrV6, PathError> {
         if self.entries.len() >= MAX_MAPPED_ADDRESSES {
             self.evict_one()?;
@@ -303,6 +444,7 @@ impl Table {
                 holds: u32::from(pinned),
                 known: pinned,
                 aliases: VecDeque::from([real]),
+                candidates: Vec::new(),
             },
         );
         self.by_real.insert(real, mapped);
@@ -342,7 +484,7 @@ impl Table {
         let Some(entry) = self.entries.remove(mapped) else {
             return false;
         };
-        for alias in entry.aliases {
+        for alias in entry.aliases.into_iter().chain(entry.candidates) {
             if self.by_real.get(&alias) == Some(mapped) {
                 self.by_real.remove(&alias);
             }
@@ -514,6 +656,44 @@ mod tests {
         assert_eq!(table.inbound(through(3)), Some(friend));
         assert_eq!(table.inbound(direct("198.51.100.7:9")), Some(friend));
         assert_eq!(table.mapped_for(through(3)).unwrap(), friend);
+    }
+
+    #[test]
+    fn a_peer_tried_on_several_paths_keeps_the_one_that_answered() {
+        let table = PathTable::default();
+        let relayed = Path::Relayed {
+            relay: "192.0.2.1:4000".parse().unwrap(),
+            session: carrier_dht::SessionId(9),
+        };
+        let tried = [direct("10.0.0.1:1"), direct("10.0.0.2:2"), relayed];
+        let mapped = table.mapped_for_candidates(&tried).unwrap();
+        assert!(table.is_pinned(mapped));
+        assert_eq!(table.outbound_all(mapped), tried.to_vec(), "all at once");
+        // A late relay session joins the dial; a path another peer holds does not.
+        let other = table.mapped_for(direct("10.9.9.9:9")).unwrap();
+        table.add_candidate(mapped, direct("10.9.9.9:9")).unwrap();
+        table.add_candidate(mapped, direct("10.0.0.3:3")).unwrap();
+        assert_eq!(table.outbound_all(mapped).len(), 4);
+        assert_eq!(table.outbound_all(other), vec![direct("10.9.9.9:9")]);
+
+        // The relayed one answers first: it is the path, and the others are forgotten.
+        assert_eq!(table.inbound(relayed), Some(mapped));
+        assert_eq!(table.outbound_all(mapped), vec![relayed]);
+        assert_eq!(table.path(mapped), Some(relayed));
+        assert_ne!(table.inbound(direct("10.0.0.2:2")), Some(mapped));
+        assert_ne!(table.inbound(direct("10.0.0.3:3")), Some(mapped));
+        // The first path was where datagrams went before: it stays an alias.
+        assert_eq!(table.inbound(direct("10.0.0.1:1")), Some(mapped));
+
+        // A dial that names a path already in use reuses that peer's mapped address.
+        let again = table
+            .mapped_for_candidates(&[direct("10.5.5.5:5"), relayed])
+            .unwrap();
+        assert_eq!(again, mapped);
+        assert!(matches!(
+            table.mapped_for_candidates(&[]),
+            Err(PathError::NoCandidates)
+        ));
     }
 
     #[test]

@@ -119,30 +119,39 @@ impl AsyncUdpSocket for QuicSocket {
             return Ok(());
         }
         // A relayed path goes out through the socket's stand-in address for it; one the socket
-        // no longer uses has nowhere to go.
-        let real = self
-            .paths
-            .outbound(transmit.destination)
-            .and_then(|path| self.socket.addr_of(path));
-        let Some(real) = real else {
-            self.counters
-                .unmapped_dropped
-                .fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        };
-        let destination = self.wire_address(real);
-        // quinn picks the source address from where the peer's packets arrived; it only
-        // applies while the path's address family is the one they arrived on.
-        let src_ip = transmit
-            .src_ip
-            .filter(|ip| ip.is_ipv6() == destination.is_ipv6());
-        self.socket.try_send_transmit(&Transmit {
-            destination,
-            ecn: transmit.ecn,
-            contents: transmit.contents,
-            segment_size: transmit.segment_size,
-            src_ip,
-        })
+        // no longer uses has nowhere to go. A peer still tried on several candidate paths
+        // gets the transmit on each; the first path's result is quinn's.
+        let mut sent = None;
+        for path in self.paths.outbound_all(transmit.destination) {
+            let Some(real) = self.socket.addr_of(path) else {
+                continue;
+            };
+            let destination = self.wire_address(real);
+            // quinn picks the source address from where the peer's packets arrived; it only
+            // applies while the path's address family is the one they arrived on.
+            let src_ip = transmit
+                .src_ip
+                .filter(|ip| ip.is_ipv6() == destination.is_ipv6());
+            let result = self.socket.try_send_transmit(&Transmit {
+                destination,
+                ecn: transmit.ecn,
+                contents: transmit.contents,
+                segment_size: transmit.segment_size,
+                src_ip,
+            });
+            if sent.is_none() {
+                sent = Some(result);
+            }
+        }
+        match sent {
+            Some(result) => result,
+            None => {
+                self.counters
+                    .unmapped_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
     }
 
     fn poll_recv(
