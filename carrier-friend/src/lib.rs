@@ -94,6 +94,7 @@ mod friends;
 pub mod link;
 pub mod outbox;
 
+pub use friends::{keep_relayed_link, FAILOVER_CHECK_INTERVAL, FAILOVER_SILENCE};
 pub use friends::{
     Friend, FriendError, FriendEvent, FriendEvents, FriendRequest, Friends, FriendsConfig,
     InfoError, OutgoingRequest, Presence, UserInfo, MAX_DESCRIPTION_BYTES, MAX_EMAIL_BYTES,

@@ -27,14 +27,19 @@ impl Dht {
     /// makes the socket use it: the returned [`Path::Relayed`] can be dialled at once. The
     /// target's node adds the path on its side when the relay tells it (its relay client
     /// does). Fails with [`DhtError::Relay`] when the relay refuses (the target is not
-    /// registered there: `NotRegistered`), with [`DhtError::Timeout`] when it does not
-    /// answer (each step is sent up to 3 times, 500 ms apart).
+    /// registered there: `NotRegistered`; `NoSession` for this node itself), with
+    /// [`DhtError::Timeout`] when it does not answer (each step is sent up to 3 times,
+    /// 500 ms apart).
     pub async fn open_relay_session(
         &self,
         relay: SocketAddr,
         target: &CarrierId,
     ) -> Result<Path, DhtError> {
         let relay = canonical_addr(relay);
+        if relay == canonical_addr(self.local_addr()) {
+            // Through itself, a node would take its own frames for its peer's.
+            return Err(DhtError::Relay(RelayRefusal::NoSession));
+        }
         let target = Key::of_node(target);
         let socket = self.socket().clone();
         let mut answers = socket.relay_answers();

@@ -98,6 +98,15 @@ impl Core {
         let router = self.router.clone();
         let routed = link.clone();
         self.spawn(async move { router.route(routed).await });
+        if self
+            .endpoint
+            .paths()
+            .path(link.connection().remote_address())
+            .is_some_and(|path| path.is_relayed())
+        {
+            let (dht, endpoint, relayed) = (self.dht.clone(), self.endpoint.clone(), link.clone());
+            self.spawn(super::failover::keep_relayed_link(dht, endpoint, relayed));
+        }
         let watcher = self.clone();
         self.spawn(async move { watcher.watch(link).await });
     }
