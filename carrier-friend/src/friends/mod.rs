@@ -150,6 +150,8 @@ struct Core {
     machine: Mutex<links::Machine>,
     /// Wakes the machine's driver: an input arrived.
     machine_wake: Notify,
+    /// The path each peer's last link ran on: where a dial starts before the lookup returns.
+    last_paths: Mutex<std::collections::HashMap<CarrierId, carrier_dht::Path>>,
 }
 
 /// The gate of `carrier/1`: friends, and peers this node asked to be friends (so their
@@ -227,6 +229,7 @@ impl Friends {
         let core = Arc::new(Core {
             machine: Mutex::new(machine),
             machine_wake: Notify::new(),
+            last_paths: Mutex::new(std::collections::HashMap::new()),
             router,
             id: keypair.id(),
             dht,
