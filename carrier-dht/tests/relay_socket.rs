@@ -312,6 +312,12 @@ async fn a_relay_nobody_writes_to_still_expires_a_silent_registration_and_its_se
         panic!("no session");
     };
     assert_eq!(dht.relay_status().unwrap().1, 1);
+    opener.add_relayed_path(relay_addr, session).unwrap();
+    let path = Path::Relayed {
+        relay: relay_addr,
+        session,
+    };
+    assert!(opener.addr_of(path).is_some());
 
     // The node goes silent and nothing else reaches the relay: its timer lets go of the
     // registration and the session, and tells the opener.
@@ -322,6 +328,8 @@ async fn a_relay_nobody_writes_to_still_expires_a_silent_registration_and_its_se
     let (counters, registrations, sessions) = dht.relay_status().unwrap();
     assert_eq!((registrations, sessions), (0, 0));
     assert_eq!(counters.registrations_expired, 1);
+    // The opener's socket no longer takes frames of the closed session as its own.
+    assert!(opener.addr_of(path).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 //! and a closure that says where the node stands and which servers it knows (and `None` once
 //! the node has stopped). While the node is not a server it is the reader of the socket's
 //! relay queue: a session a peer opens to it through one of its relays becomes a relayed path
-//! of its socket at once, and a closed session stops being one.
+//! of its socket at once (the socket itself drops the path of a closed one).
 //!
 //! The same task is the relay side's timer: once a second it expires the attached relay
 //! table's silent registrations and idle sessions ([`NodeSocket::expire_relay`]), so a relay
@@ -117,10 +117,6 @@ pub(crate) async fn run_client(
             let mut next = Some(datagram);
             while let Some(datagram) = next {
                 if let Ok(control) = Control::decode(&datagram.data) {
-                    if let Control::Closed { session } = control {
-                        // Whichever end this node is, the session carries nothing any more.
-                        socket.remove_relayed_path(datagram.from, session);
-                    }
                     let event = client.handle(Instant::now(), datagram.from, control);
                     if let Some(ClientEvent::Incoming { relay, session, .. }) = event {
                         // A peer opened a session to this node: frames of it are this

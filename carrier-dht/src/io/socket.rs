@@ -21,7 +21,8 @@
 //! other data frame, and a control frame meant for a relay, goes to the relay table if one is
 //! attached ([`NodeSocket::set_relay`]), which forwards within its own limits and budget;
 //! control frames from a relay wait in their own bounded queue
-//! ([`NodeSocket::recv_relay_control`]). quinn sends to a stand-in address: each segment (a GSO
+//! ([`NodeSocket::recv_relay_control`]), and a `Closed` one also ends the socket's use of
+//! that session's path. quinn sends to a stand-in address: each segment (a GSO
 //! batch is split) goes to the relay in a data frame.
 
 use std::collections::VecDeque;
@@ -885,6 +886,11 @@ impl NodeSocket {
                 }
             }
             return;
+        }
+        if let Control::Closed { session } = control {
+            // Whichever end this node is, a closed session carries nothing any more; every
+            // node drops its path here, registered with relays or not.
+            self.relayed_write().remove(datagram.from, session);
         }
         if self.inner.relay_answers.receiver_count() > 0 {
             // Nobody listening is the usual case: then nothing is copied.
