@@ -229,3 +229,105 @@ fn a_relay_that_forgot_the_node_gets_a_fresh_registration() {
     assert_eq!(client.hints().len(), 1);
     assert!(client.token_at(c.addr).is_some());
 }
+
+/// A client registered with three live relays in `world`, at `start`.
+fn registered_with_three(world: &mut World, keys: &Keypair, me: SocketAddr) -> RelayClient {
+    let mut client = RelayClient::new(ClientTimings::default());
+    for i in 0..3u8 {
+        let relay_keys = Keypair::from_seed(&[i + 1; 32]);
+        let c = RelayCandidate {
+            id: Key::of_node(&relay_keys.id()),
+            addr: SocketAddr::from(([198, 51, 100 + i, 1], 4000)),
+            rtt: Some(Duration::from_millis(20)),
+            bootstrap: false,
+        };
+        world.relays.push((
+            c.addr,
+            RelayTable::new(c.id, [i; 32], RelayLimits::default()),
+            true,
+        ));
+        assert!(client.add(world.start, c));
+    }
+    world.exchange(&mut client, keys, me, world.start);
+    world.exchange(&mut client, keys, me, world.start);
+    assert_eq!(client.hints().len(), 3);
+    client
+}
+
+#[test]
+fn a_relay_that_dies_under_traffic_is_found_dead_within_seconds_and_avoided() {
+    let start = Instant::now();
+    let keys = Keypair::from_seed(&[42; 32]);
+    let me: SocketAddr = "192.0.2.200:5555".parse().expect("addr");
+    let mut world = World {
+        start,
+        relays: Vec::new(),
+    };
+    let mut client = registered_with_three(&mut world, &keys, me);
+    let relay = world.relays[0].0;
+    let relay_candidate = RelayCandidate {
+        id: Key::of_node(&Keypair::from_seed(&[1; 32]).id()),
+        addr: relay,
+        rtt: Some(Duration::from_millis(20)),
+        bootstrap: false,
+    };
+
+    // A link runs through relay 0: data both ways every tick, answers included. A minute of
+    // it costs no probe beyond the keep-alives.
+    let mut at = start;
+    let mut heard = None;
+    for _ in 0..60 {
+        at += Duration::from_secs(1);
+        heard = Some(at - Duration::from_millis(3));
+        client.traffic(at, relay, Some(at - Duration::from_millis(1)), heard);
+        world.exchange(&mut client, &keys, me, at);
+        assert!(client.expire(at).is_empty());
+    }
+    let keepalives = world.relays[0].1.counters().keepalives;
+    assert!(keepalives <= 5, "{keepalives} keep-alives in a minute");
+
+    // The relay dies mid-transfer: data still goes to it, nothing comes back. It is asked at
+    // once and dropped within seconds, not after the next keep-alive (15 s) and its silence.
+    world.relays[0].2 = false;
+    let died = at;
+    let mut dead = Vec::new();
+    while dead.is_empty() {
+        at += Duration::from_secs(1);
+        client.traffic(at, relay, Some(at - Duration::from_millis(1)), heard);
+        world.exchange(&mut client, &keys, me, at);
+        dead = client.expire(at);
+        assert!(at - died <= Duration::from_secs(8), "not noticed in time");
+    }
+    assert_eq!(dead, vec![relay_candidate]);
+    assert_eq!(client.missing(), 1);
+    // It is not taken again while avoided, even when it is the lowest-RTT server around.
+    assert!(!client.may_add(at, &relay_candidate));
+    assert!(!client.add(at, relay_candidate));
+    let later = at + ClientTimings::default().avoid;
+    assert!(client.may_add(later, &relay_candidate));
+}
+
+#[test]
+fn a_live_relay_is_kept_when_the_peer_is_the_silent_one() {
+    let start = Instant::now();
+    let keys = Keypair::from_seed(&[42; 32]);
+    let me: SocketAddr = "192.0.2.200:5555".parse().expect("addr");
+    let mut world = World {
+        start,
+        relays: Vec::new(),
+    };
+    let mut client = registered_with_three(&mut world, &keys, me);
+    let relay = world.relays[0].0;
+    // Data goes out through relay 0 for half a minute and nothing comes back (the peer
+    // vanished); the relay answers every keep-alive it is asked with, so it stays.
+    let mut at = start;
+    for _ in 0..30 {
+        at += Duration::from_secs(1);
+        client.traffic(at, relay, Some(at - Duration::from_millis(1)), None);
+        world.exchange(&mut client, &keys, me, at);
+        assert!(client.expire(at).is_empty());
+    }
+    assert_eq!(client.hints().len(), 3);
+    // It was asked (about once per retry), more often than keep-alives alone would.
+    assert!(world.relays[0].1.counters().keepalives >= 10);
+}

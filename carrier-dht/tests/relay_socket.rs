@@ -283,3 +283,121 @@ async fn a_node_that_is_not_a_server_registers_with_relays_in_distinct_subnets()
     // Servers register with nobody.
     assert!(servers.iter().all(|s| s.relay_hints().is_empty()));
 }
+
+#[tokio::test]
+async fn a_relay_nobody_writes_to_still_expires_a_silent_registration_and_its_sessions() {
+    use carrier_dht::{Dht, DhtConfig};
+    let mut config = DhtConfig::local("127.0.0.1:0".parse().unwrap());
+    let limits = RelayLimits {
+        registration_timeout: Duration::from_millis(500),
+        ..RelayLimits::default()
+    };
+    config.relay = Some(limits);
+    let dht = Dht::bind(config).await.unwrap();
+    let relay_addr = dht.local_addr();
+    let nated = bind();
+    let opener = bind();
+    let keys = Keypair::from_seed(&[2; 32]);
+    let t = token(&nated, relay_addr).await;
+    let register = Control::register(&keys, &Key::of_node(&dht.id()), t);
+    nated.send(relay_addr, &register.encode()).await.unwrap();
+    assert!(matches!(control(&nated).await, Control::Registered { .. }));
+    let t = token(&opener, relay_addr).await;
+    let open = Control::Open {
+        target: Key::of_node(&keys.id()),
+        token: t,
+    };
+    opener.send(relay_addr, &open.encode()).await.unwrap();
+    let Control::Opened { session, .. } = control(&opener).await else {
+        panic!("no session");
+    };
+    assert_eq!(dht.relay_status().unwrap().1, 1);
+    opener.add_relayed_path(relay_addr, session).unwrap();
+    let path = Path::Relayed {
+        relay: relay_addr,
+        session,
+    };
+    assert!(opener.addr_of(path).is_some());
+
+    // The node goes silent and nothing else reaches the relay: its timer lets go of the
+    // registration and the session, and tells the opener.
+    assert!(matches!(
+        control(&opener).await,
+        Control::Closed { session: s } if s == session
+    ));
+    let (counters, registrations, sessions) = dht.relay_status().unwrap();
+    assert_eq!((registrations, sessions), (0, 0));
+    assert_eq!(counters.registrations_expired, 1);
+    // The opener's socket no longer takes frames of the closed session as its own.
+    assert!(opener.addr_of(path).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_relay_is_replaced_by_another_within_seconds() {
+    use carrier_dht::{BootstrapNode, Dht, DhtConfig};
+    // Four relaying servers in four /24s, asking for keep-alives every second (so that a
+    // relay carrying no traffic is found dead in seconds here too).
+    let mut servers: Vec<Dht> = Vec::new();
+    for net in 1..=4u8 {
+        let mut config = DhtConfig::local(SocketAddr::from(([127, 0, net, 1], 0)));
+        config.relay = Some(RelayLimits {
+            keepalive_interval: Duration::from_secs(1),
+            ..RelayLimits::default()
+        });
+        if let Some(first) = servers.first() {
+            let seed: BootstrapNode = format!("{}@{}", first.id(), first.local_addr())
+                .parse()
+                .unwrap();
+            config = config.with_bootstrap([seed]);
+        }
+        let server = Dht::bind(config).await.unwrap();
+        if !servers.is_empty() {
+            server.bootstrap().await.unwrap();
+        }
+        servers.push(server);
+    }
+    let seed: BootstrapNode = format!("{}@{}", servers[0].id(), servers[0].local_addr())
+        .parse()
+        .unwrap();
+    let mut config = DhtConfig::new("127.0.0.1:0".parse().unwrap()).with_bootstrap([seed]);
+    config.node.detect_reachability = false;
+    config.node.max_per_subnet = None;
+    let nated = Dht::bind(config).await.unwrap();
+    nated.bootstrap().await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while nated.relay_hints().len() < 3 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = nated.relay_hints();
+
+    // One of its relays dies (one that is not the bootstrap node, so the node keeps a way
+    // into the DHT).
+    let victim = servers
+        .iter()
+        .skip(1)
+        .position(|s| before.iter().any(|h| h.addr == s.local_addr()))
+        .unwrap()
+        + 1;
+    let dead = servers.remove(victim);
+    let dead_addr = dead.local_addr();
+    dead.shutdown().await.unwrap();
+    let died = tokio::time::Instant::now();
+    // Found dead (keep-alive interval 1 s, silence 5 s) and replaced by the spare server.
+    let deadline = died + WAIT;
+    loop {
+        let hints = nated.relay_hints();
+        if hints.len() == 3 && hints.iter().all(|h| h.addr != dead_addr) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {hints:?} after the relay at {dead_addr} died"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = nated.relay_hints();
+    for server in &servers {
+        assert!(after.iter().any(|h| h.addr == server.local_addr()));
+    }
+}

@@ -94,6 +94,7 @@ mod friends;
 pub mod link;
 pub mod outbox;
 
+pub use friends::{keep_relayed_link, FAILOVER_CHECK_INTERVAL, FAILOVER_SILENCE};
 pub use friends::{
     Friend, FriendError, FriendEvent, FriendEvents, FriendRequest, Friends, FriendsConfig,
     InfoError, OutgoingRequest, Presence, UserInfo, MAX_DESCRIPTION_BYTES, MAX_EMAIL_BYTES,
@@ -108,8 +109,8 @@ pub use link::{
     Accepted, AllowList, Alpn, DialError, EndpointError, FriendGate, IncomingRequest, Link,
     LinkConfig, LinkEndpoint, LinkStats, Liveness, PathError, PathTable, RequestError,
     StrangerLimit, TlsError, ALPN_FRIEND, ALPN_REQUEST, HANDSHAKE_TIMEOUT, MAPPED_PREFIX,
-    MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES, MAX_PENDING_HANDSHAKES, MAX_REQUEST_FRAME_BYTES,
-    MAX_TRACKED_SOURCES, REQUEST_TIMEOUT,
+    MAX_ALIASES_PER_PEER, MAX_CANDIDATES, MAX_MAPPED_ADDRESSES, MAX_PENDING_HANDSHAKES,
+    MAX_REQUEST_FRAME_BYTES, MAX_TRACKED_SOURCES, REQUEST_TIMEOUT,
 };
 /// quinn, as this crate uses it: the layers above reach streams and connections through it.
 pub use quinn;

@@ -565,3 +565,48 @@ async fn a_node_dials_no_more_friends_at_once_than_its_limit_and_reaches_them_al
     }
     hub.stop().await;
 }
+
+/// Loses every DHT packet (class byte 0x01) both ways: lookups fail, links still work.
+struct NoDht;
+
+impl Conditioner for NoDht {
+    fn outgoing(&self, _to: SocketAddr, data: &[u8]) -> Fate {
+        if data.first() == Some(&0x01) {
+            Fate::Drop
+        } else {
+            Fate::Pass
+        }
+    }
+
+    fn incoming(&self, _from: SocketAddr, data: &[u8]) -> Fate {
+        self.outgoing(_from, data)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_starts_at_the_last_known_path_without_waiting_for_a_lookup() {
+    let net = net(26, 1).await;
+    let mut alice = net.node([127, 27, 1, 1], "alice").await;
+    let mut bob = net.node([127, 27, 2, 1], "bob").await;
+    befriend(&mut alice, &mut bob).await;
+    let bob_id = bob.id();
+    // From now on no lookup can succeed on either side.
+    for node in [&alice, &bob] {
+        node.friends
+            .dht()
+            .socket()
+            .set_conditioner(Some(Arc::new(NoDht)));
+    }
+    // A dial still reaches Bob where his last link ran, at once.
+    let started = tokio::time::Instant::now();
+    let link = tokio::time::timeout(PATIENCE, alice.friends.dial_friend(&bob_id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(link.peer(), bob_id);
+    assert!(
+        started.elapsed() < FriendsConfig::for_tests().dial_timeout,
+        "the dial waited for the lookup: {:?}",
+        started.elapsed()
+    );
+}

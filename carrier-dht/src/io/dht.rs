@@ -259,7 +259,10 @@ impl Dht {
             relay_task: Mutex::new(None),
         });
         let task = tokio::spawn(drive(shared.clone()));
-        if shared.config.relay_client {
+        // The relay task registers with relays (`relay_client`) and is the relay side's timer
+        // (`relay`); without the client it acts as a server would, registering nowhere.
+        let registers = shared.config.relay_client;
+        if registers || shared.config.relay.is_some() {
             let mut relay_seed = [0u8; 32];
             rand_seed(&mut relay_seed);
             let weak = Arc::downgrade(&shared);
@@ -270,7 +273,10 @@ impl Dht {
                 shared.relay_hints.clone(),
                 relay_seed,
                 shared.relay_stop.clone(),
-                move || relay_candidates(&weak),
+                move || {
+                    relay_candidates(&weak)
+                        .map(|(server, candidates)| (server || !registers, candidates))
+                },
             ));
             *lock(&shared.relay_task) = Some(client);
         }

@@ -56,6 +56,10 @@ pub enum DhtError {
     /// The node has shut down.
     #[error("the node has shut down")]
     Closed,
+    /// A relay refused to open a session (or this node's socket holds too many relayed
+    /// paths: `Full`).
+    #[error("the relay refused: {0}")]
+    Relay(crate::relay::frame::RelayRefusal),
 }
 
 /// Why a mailbox deposit or delete failed.

@@ -7,6 +7,7 @@ pub(crate) mod dht;
 pub(crate) mod error;
 pub(crate) mod mailbox;
 pub mod persist;
+pub(crate) mod relay_session;
 pub(crate) mod relayed;
 pub(crate) mod relaying;
 pub mod socket;

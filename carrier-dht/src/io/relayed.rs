@@ -3,9 +3,16 @@
 //! never reaches the wire. quinn sends to the stand-in; the socket wraps the packet in a relay
 //! data frame and sends it to the relay. A data frame from the relay for that session comes up
 //! to quinn from the stand-in, its header stripped.
+//!
+//! Each relay in use also keeps when a data frame was last sent to it and last came from it
+//! (atomics, so the hot path takes no write lock): a relay that stops answering while traffic
+//! goes to it is how a node notices a dead relay within seconds ([`RelayTraffic`]).
 
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::wire::path::SessionId;
 
@@ -16,12 +23,48 @@ pub const RELAYED_PREFIX: [u8; 8] = [0xfd, 0x72, 0x65, 0x6c, 0x61, 0x79, 0x65, 0
 /// Relayed paths one socket holds at most.
 pub const MAX_RELAYED_PATHS: usize = 4096;
 
-/// Stand-in addresses both ways.
+/// When data frames last went to a relay and last came from it, as [`NodeSocket::relay_traffic`]
+/// reports it.
+///
+/// [`NodeSocket::relay_traffic`]: crate::socket::NodeSocket::relay_traffic
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RelayTraffic {
+    /// The relay.
+    pub relay: SocketAddr,
+    /// When this node last sent a data frame to it, if ever.
+    pub last_sent: Option<Instant>,
+    /// When a data frame of one of this node's sessions last came from it, if ever.
+    pub last_heard: Option<Instant>,
+}
+
+/// The two times of one relay, in milliseconds since the table's epoch plus one (0: never).
 #[derive(Debug, Default)]
+struct Times {
+    sent: AtomicU64,
+    heard: AtomicU64,
+}
+
+/// Stand-in addresses both ways.
+#[derive(Debug)]
 pub(crate) struct RelayedPaths {
     by_path: HashMap<(SocketAddr, SessionId), SocketAddr>,
     by_addr: HashMap<SocketAddr, (SocketAddr, SessionId)>,
+    /// Each relay in use: how many paths use it, and its traffic times.
+    relays: HashMap<SocketAddr, (usize, Arc<Times>)>,
+    epoch: Instant,
     last: u64,
+}
+
+impl Default for RelayedPaths {
+    fn default() -> Self {
+        Self {
+            by_path: HashMap::new(),
+            by_addr: HashMap::new(),
+            relays: HashMap::new(),
+            epoch: Instant::now(),
+            last: 0,
+        }
+    }
 }
 
 impl RelayedPaths {
@@ -49,6 +92,7 @@ impl RelayedPaths {
         let addr = SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(octets), 1, 0, 0));
         self.by_path.insert((relay, session), addr);
         self.by_addr.insert(addr, (relay, session));
+        self.relays.entry(relay).or_default().0 += 1;
         Some(addr)
     }
 
@@ -56,7 +100,51 @@ impl RelayedPaths {
     pub(crate) fn remove(&mut self, relay: SocketAddr, session: SessionId) {
         if let Some(addr) = self.by_path.remove(&(relay, session)) {
             self.by_addr.remove(&addr);
+            if let Some((paths, _)) = self.relays.get_mut(&relay) {
+                *paths -= 1;
+                if *paths == 0 {
+                    self.relays.remove(&relay);
+                }
+            }
         }
+    }
+
+    /// Notes a data frame sent to `relay` now.
+    pub(crate) fn note_sent(&self, relay: SocketAddr) {
+        if let Some((_, times)) = self.relays.get(&relay) {
+            times.sent.store(self.stamp(), Ordering::Relaxed);
+        }
+    }
+
+    /// Notes a data frame of one of this node's sessions heard from `relay` now.
+    pub(crate) fn note_heard(&self, relay: SocketAddr) {
+        if let Some((_, times)) = self.relays.get(&relay) {
+            times.heard.store(self.stamp(), Ordering::Relaxed);
+        }
+    }
+
+    /// The traffic times of every relay in use.
+    pub(crate) fn traffic(&self) -> Vec<RelayTraffic> {
+        let at = |stamp: u64| {
+            stamp
+                .checked_sub(1)
+                .map(|ms| self.epoch + Duration::from_millis(ms))
+        };
+        self.relays
+            .iter()
+            .map(|(relay, (_, times))| RelayTraffic {
+                relay: *relay,
+                last_sent: at(times.sent.load(Ordering::Relaxed)),
+                last_heard: at(times.heard.load(Ordering::Relaxed)),
+            })
+            .collect()
+    }
+
+    fn stamp(&self) -> u64 {
+        let ms = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_millis();
+        u64::try_from(ms).unwrap_or(u64::MAX - 1) + 1
     }
 
     /// The stand-in of `(relay, session)`, if the socket uses it.

@@ -3,7 +3,15 @@
 //! ([`crate::Dht::relay_hints`]). Knows nothing of the `Dht`: it is handed the socket, the key
 //! and a closure that says where the node stands and which servers it knows (and `None` once
 //! the node has stopped). While the node is not a server it is the reader of the socket's
-//! relay queue (the session frames it takes are for the next stage of issue 19 to hand on).
+//! relay queue: a session a peer opens to it through one of its relays becomes a relayed path
+//! of its socket at once (the socket itself drops the path of a closed one).
+//!
+//! The same task is the relay side's timer: once a second it expires the attached relay
+//! table's silent registrations and idle sessions ([`NodeSocket::expire_relay`]), so a relay
+//! that nobody writes to still lets go of what went silent. Each tick it also hands the
+//! client the socket's traffic with each relay ([`NodeSocket::relay_traffic`]), so a relay
+//! that dies while a link runs through it is found dead within seconds, and a relay found
+//! dead is not chosen again at once.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -14,7 +22,9 @@ use carrier_id::Keypair;
 
 use crate::io::lock;
 use crate::io::socket::NodeSocket;
-use crate::relay::client::{choose_relays, ClientTimings, RelayCandidate, RelayClient};
+use crate::relay::client::{
+    choose_relays, ClientEvent, ClientTimings, RelayCandidate, RelayClient,
+};
 use crate::relay::frame::Control;
 use crate::wire::entropy::Entropy;
 use crate::wire::record::RelayHint;
@@ -45,13 +55,21 @@ pub(crate) async fn run_client(
             return;
         };
         let now = Instant::now();
+        socket.expire_relay();
         if server {
             // A server is reachable itself: it lets its registrations lapse.
             client = RelayClient::new(ClientTimings::default());
         } else {
+            for traffic in socket.relay_traffic() {
+                client.traffic(now, traffic.relay, traffic.last_sent, traffic.last_heard);
+            }
             client.expire(now);
             if client.missing() > 0 {
                 let choice = entropy.bytes32();
+                let candidates: Vec<RelayCandidate> = candidates
+                    .into_iter()
+                    .filter(|c| client.may_add(now, c))
+                    .collect();
                 for candidate in choose_relays(&candidates, client.missing(), choice) {
                     client.add(now, candidate);
                 }
@@ -99,7 +117,12 @@ pub(crate) async fn run_client(
             let mut next = Some(datagram);
             while let Some(datagram) = next {
                 if let Ok(control) = Control::decode(&datagram.data) {
-                    let _ = client.handle(Instant::now(), datagram.from, control);
+                    let event = client.handle(Instant::now(), datagram.from, control);
+                    if let Some(ClientEvent::Incoming { relay, session, .. }) = event {
+                        // A peer opened a session to this node: frames of it are this
+                        // node's from now on (a full table leaves the peer unanswered).
+                        let _ = socket.add_relayed_path(relay, session);
+                    }
                 }
                 next = socket.try_recv_relay_control();
             }

@@ -21,7 +21,8 @@
 //! other data frame, and a control frame meant for a relay, goes to the relay table if one is
 //! attached ([`NodeSocket::set_relay`]), which forwards within its own limits and budget;
 //! control frames from a relay wait in their own bounded queue
-//! ([`NodeSocket::recv_relay_control`]). quinn sends to a stand-in address: each segment (a GSO
+//! ([`NodeSocket::recv_relay_control`]), and a `Closed` one also ends the socket's use of
+//! that session's path. quinn sends to a stand-in address: each segment (a GSO
 //! batch is split) goes to the relay in a data frame.
 
 use std::collections::VecDeque;
@@ -36,7 +37,7 @@ use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
 
 use crate::io::relayed::RelayedPaths;
-pub use crate::io::relayed::{MAX_RELAYED_PATHS, RELAYED_PREFIX};
+pub use crate::io::relayed::{RelayTraffic, MAX_RELAYED_PATHS, RELAYED_PREFIX};
 use crate::relay::frame::{
     decode_data, encode_data, Control, RELAY_CONTROL_CLASS, RELAY_DATA_CLASS,
 };
@@ -48,6 +49,10 @@ pub const QUIC_CLASS_BIT: u8 = 0x40;
 
 /// Datagrams waiting for each side, at most; beyond this the newest are dropped and counted.
 pub const QUEUE_CAPACITY: usize = 1024;
+
+/// Control frames from relays a listener of [`NodeSocket::relay_answers`] may fall behind by
+/// before it misses some.
+const RELAY_ANSWERS: usize = 64;
 
 /// Datagrams read by the DHT side in one system call, at most.
 const DHT_BATCH: usize = 4;
@@ -184,6 +189,8 @@ struct Inner {
     /// Control frames from relays, for the node's relay client.
     relay_control: Mutex<Queue>,
     relay_control_filled: tokio::sync::Notify,
+    /// Every control frame from a relay, also for whoever listens (opening sessions).
+    relay_answers: tokio::sync::broadcast::Sender<Datagram>,
 }
 
 /// The node's UDP socket: cheap to clone, shared by the DHT and QUIC.
@@ -239,6 +246,7 @@ impl NodeSocket {
                 relayed: std::sync::RwLock::new(RelayedPaths::default()),
                 relay_control: Mutex::new(Queue::default()),
                 relay_control_filled: tokio::sync::Notify::new(),
+                relay_answers: tokio::sync::broadcast::channel(RELAY_ANSWERS).0,
             }),
         })
     }
@@ -713,6 +721,35 @@ impl NodeSocket {
         }
     }
 
+    /// When data frames last went to each relay in use and last came from it: a relay that
+    /// stays silent while traffic goes to it may be dead (the relay client then asks it).
+    pub fn relay_traffic(&self) -> Vec<RelayTraffic> {
+        self.relayed_read().traffic()
+    }
+
+    /// Drops the attached relay's silent registrations and idle sessions now, and tells the
+    /// ends that remain (the relay task calls it once a second); returns how many notices
+    /// went out.
+    pub fn expire_relay(&self) -> usize {
+        let now = clock_now();
+        let out = lock_relay(&self.inner.relay)
+            .as_mut()
+            .map(|relay| relay.poll_expired(now))
+            .unwrap_or_default();
+        for transmit in &out {
+            self.relay_send(transmit.dest, &transmit.frame);
+        }
+        out.len()
+    }
+
+    /// Every control frame from a relay from now on, beside the queue
+    /// ([`recv_relay_control`](Self::recv_relay_control)) that the relay client reads: what
+    /// a node opening a session listens to. A listener more than 64 frames behind misses
+    /// some.
+    pub fn relay_answers(&self) -> tokio::sync::broadcast::Receiver<Datagram> {
+        self.inner.relay_answers.subscribe()
+    }
+
     /// The next control frame from a relay already queued, without waiting.
     pub fn try_recv_relay_control(&self) -> Option<Datagram> {
         lock(&self.inner.relay_control).datagrams.pop_front()
@@ -762,6 +799,7 @@ impl NodeSocket {
         transmit: &Transmit<'_>,
     ) -> io::Result<()> {
         let counters = &self.inner.counters;
+        self.relayed_read().note_sent(relay);
         let size = transmit
             .segment_size
             .unwrap_or(transmit.contents.len())
@@ -793,7 +831,14 @@ impl NodeSocket {
         if data_frame {
             // A session this node uses: the payload goes up to quinn from its stand-in.
             if let Ok((session, payload)) = decode_data(&datagram.data) {
-                let stand_in = self.relayed_read().stand_in(datagram.from, session);
+                let stand_in = {
+                    let relayed = self.relayed_read();
+                    let stand_in = relayed.stand_in(datagram.from, session);
+                    if stand_in.is_some() {
+                        relayed.note_heard(datagram.from);
+                    }
+                    stand_in
+                };
                 if let Some(from) = stand_in {
                     if Class::of(payload) == Some(Class::Quic) {
                         counters.relayed_received.fetch_add(1, Ordering::Relaxed);
@@ -841,6 +886,15 @@ impl NodeSocket {
                 }
             }
             return;
+        }
+        if let Control::Closed { session } = control {
+            // Whichever end this node is, a closed session carries nothing any more; every
+            // node drops its path here, registered with relays or not.
+            self.relayed_write().remove(datagram.from, session);
+        }
+        if self.inner.relay_answers.receiver_count() > 0 {
+            // Nobody listening is the usual case: then nothing is copied.
+            let _ = self.inner.relay_answers.send(datagram.clone());
         }
         let mut queue = lock(&self.inner.relay_control);
         if queue.datagrams.len() >= QUEUE_CAPACITY {

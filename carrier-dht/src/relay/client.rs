@@ -6,8 +6,15 @@
 //! different /24 (or IPv6 /64), nodes that are not bootstrap nodes first. Registration is
 //! hello, challenge (an address token), register (signed), registered; a keep-alive follows
 //! every interval the relay asks for (15 s by default). A relay that answers nothing for
-//! [`ClientTimings::silence`] is dropped, so the caller can choose another; [`RelayClient::hints`]
-//! are the registered relays, for the peer record (which has room for 3).
+//! [`ClientTimings::silence`] is dropped, so the caller can choose another (and does not take
+//! it again for [`ClientTimings::avoid`]); [`RelayClient::hints`] are the registered relays,
+//! for the peer record (which has room for 3).
+//!
+//! Between keep-alives a dead relay is noticed from its silence on the node's traffic
+//! ([`RelayClient::traffic`]): data went to it and nothing came back for
+//! [`ClientTimings::retry`], so the client asks it with a keep-alive at once; a relay that
+//! answers that is alive (the peer was the silent one), one that does not is dead
+//! [`ClientTimings::silence`] later: about 6 s after the relay died, not 15 s or more.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -75,6 +82,8 @@ pub struct ClientTimings {
     pub retry: Duration,
     /// A relay that answered nothing for this long since a frame was sent to it is dead.
     pub silence: Duration,
+    /// A relay found dead is not taken again for this long.
+    pub avoid: Duration,
 }
 
 impl Default for ClientTimings {
@@ -82,9 +91,13 @@ impl Default for ClientTimings {
         Self {
             retry: Duration::from_secs(1),
             silence: Duration::from_secs(5),
+            avoid: Duration::from_secs(300),
         }
     }
 }
+
+/// Relays found dead that a client remembers at most (the oldest is forgotten first).
+const MAX_AVOIDED: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
@@ -106,6 +119,8 @@ struct Held {
     heard: Instant,
     /// The oldest frame sent since it last answered.
     unanswered_since: Option<Instant>,
+    /// When [`RelayClient::traffic`] first saw data sent to it and none heard since.
+    data_unanswered_since: Option<Instant>,
 }
 
 /// What a relay said that the layers above care about.
@@ -152,6 +167,8 @@ pub enum ClientEvent {
 pub struct RelayClient {
     relays: Vec<Held>,
     timings: ClientTimings,
+    /// Relays found dead, with when.
+    avoided: Vec<(Key, Instant)>,
 }
 
 impl RelayClient {
@@ -163,14 +180,20 @@ impl RelayClient {
         Self {
             relays: Vec::new(),
             timings,
+            avoided: Vec::new(),
         }
     }
 
-    /// Starts registering with `candidate` unless it is held already or [`Self::WANT`]
-    /// relays are; returns whether it was added.
+    /// Starts registering with `candidate` unless it is held already, was found dead within
+    /// [`ClientTimings::avoid`], or [`Self::WANT`] relays are held; returns whether it was
+    /// added.
     pub fn add(&mut self, now: Instant, candidate: RelayCandidate) -> bool {
+        let avoid = self.timings.avoid;
+        self.avoided
+            .retain(|(_, since)| now.saturating_duration_since(*since) < avoid);
         if self.relays.len() >= Self::WANT
             || self.relays.iter().any(|h| h.candidate.id == candidate.id)
+            || self.avoided.iter().any(|(id, _)| *id == candidate.id)
         {
             return false;
         }
@@ -183,6 +206,7 @@ impl RelayClient {
             sent: None,
             heard: now,
             unanswered_since: None,
+            data_unanswered_since: None,
         });
         true
     }
@@ -190,6 +214,61 @@ impl RelayClient {
     /// How many more relays it wants.
     pub fn missing(&self) -> usize {
         Self::WANT - self.relays.len()
+    }
+
+    /// Whether `candidate` may be added now (not held, not avoided as dead): what a caller
+    /// filters its candidates with before [`choose_relays`].
+    pub fn may_add(&self, now: Instant, candidate: &RelayCandidate) -> bool {
+        !self.relays.iter().any(|h| h.candidate.id == candidate.id)
+            && !self.avoided.iter().any(|(id, since)| {
+                *id == candidate.id && now.saturating_duration_since(*since) < self.timings.avoid
+            })
+    }
+
+    /// Takes the traffic the socket saw with `relay`: a data frame last sent to it at
+    /// `last_sent`, one last heard from it at `last_heard`. Data heard from a relay is an
+    /// answer (it is alive); data sent and nothing heard since for [`ClientTimings::retry`]
+    /// makes the next [`poll_transmit`](Self::poll_transmit) ask the relay with a keep-alive
+    /// (at most one per `retry`). Only relays this client is registered with are looked at.
+    pub fn traffic(
+        &mut self,
+        now: Instant,
+        relay: SocketAddr,
+        last_sent: Option<Instant>,
+        last_heard: Option<Instant>,
+    ) {
+        let relay = canonical_addr(relay);
+        let retry = self.timings.retry;
+        let Some(held) = self.relays.iter_mut().find(|h| h.candidate.addr == relay) else {
+            return;
+        };
+        if let Some(heard) = last_heard {
+            if heard > held.heard {
+                held.heard = heard;
+                held.data_unanswered_since = None;
+                if held.unanswered_since.is_some_and(|since| since <= heard) {
+                    held.unanswered_since = None;
+                }
+            }
+        }
+        let quiet_since = held.heard;
+        if last_sent.is_none_or(|sent| sent <= quiet_since) {
+            // Nothing sent since the relay was last heard from.
+            held.data_unanswered_since = None;
+            return;
+        }
+        let since = *held.data_unanswered_since.get_or_insert(now);
+        let asked_lately = held
+            .sent
+            .is_some_and(|asked| now.saturating_duration_since(asked) < retry);
+        if now.saturating_duration_since(since) >= retry
+            && !asked_lately
+            && matches!(held.stage, Stage::Registered { .. })
+        {
+            // Due at the next poll: `poll_transmit` sends a keep-alive to a relay with no
+            // frame sent yet.
+            held.sent = None;
+        }
     }
 
     /// The relays it is registered with, for the peer record.
@@ -243,6 +322,7 @@ impl RelayClient {
         let held = self.relays.iter_mut().find(|h| h.candidate.addr == from)?;
         held.heard = now;
         held.unanswered_since = None;
+        held.data_unanswered_since = None;
         match control {
             Control::Challenge { token } => {
                 if held.stage == Stage::Hello {
@@ -317,6 +397,12 @@ impl RelayClient {
             }
             !silent
         });
+        for candidate in &dead {
+            if self.avoided.len() >= MAX_AVOIDED {
+                self.avoided.remove(0);
+            }
+            self.avoided.push((candidate.id, now));
+        }
         dead
     }
 

@@ -1,5 +1,5 @@
 //! Joining the DHT if nobody did, and announcing the node's peer record, again when its
-//! addresses change.
+//! addresses or its relays change.
 
 use std::sync::Arc;
 
@@ -58,18 +58,22 @@ pub(super) async fn announce_loop(core: Arc<Core>) {
             failed_joins = 0;
         }
         let addrs = core.addresses();
+        let relays = core.dht.relay_hints();
         let wait = match core.announce().await {
             Ok(stored) if stored > 0 => core.config.announce_interval,
             // Nobody stored it: soon again.
             _ => core.config.retry.initial,
         };
-        // Until the next announce is due, watch for a change of address: friends looking the
-        // node up must find where it is now.
+        // Until the next announce is due, watch for a change of address or of relays (one
+        // found dead and replaced): friends looking the node up must find where it is now.
         let due = tokio::time::Instant::now() + wait;
         loop {
             let check = core.config.address_check_interval.min(wait);
             tokio::time::sleep_until(due.min(tokio::time::Instant::now() + check)).await;
-            if tokio::time::Instant::now() >= due || core.addresses() != addrs {
+            if tokio::time::Instant::now() >= due
+                || core.addresses() != addrs
+                || core.dht.relay_hints() != relays
+            {
                 break;
             }
         }

@@ -34,8 +34,8 @@ pub struct FriendsConfig {
     pub link_retry_initial: Duration,
     /// The longest wait between two attempts to reach a friend without a link.
     pub link_retry_max: Duration,
-    /// How often the node compares its addresses with those it announced, and announces
-    /// again when they changed.
+    /// How often the node compares its addresses and relays with those it announced, and
+    /// announces again when they changed.
     pub address_check_interval: Duration,
     /// Requests waiting for an answer at most. Beyond it a new requester's request is not
     /// taken (its sender tries again later; a letter stays in the mailbox), so strangers who

@@ -1,7 +1,6 @@
 //! Delivering the outbox: directly over a link or `carrier-request/1`, else into the peer's
 //! mailbox; and serving the friend layer's own streams on every link.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +19,16 @@ use crate::outbox::OutboxEntry;
 /// Addresses of a peer record tried per attempt.
 pub(super) const ADDRESSES_PER_ATTEMPT: usize = 3;
 
+/// How long opening a session at one of a peer's relays may take.
+pub(super) const RELAY_OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Core {
-    /// The first addresses of `peer`'s peer record, found within `dial_timeout`: none if
-    /// there is no record, or it is not `peer`'s, or it expired. Where every direct attempt
-    /// (a dial, a delivery) starts.
-    pub(super) async fn find_addresses(&self, peer: CarrierId) -> Vec<SocketAddr> {
+    /// The paths to try for `peer`, found within `dial_timeout`: the first direct addresses
+    /// of its peer record, then a session opened at each relay the record lists (all at
+    /// once, each within [`RELAY_OPEN_TIMEOUT`]; a relay that refuses or is silent is left
+    /// out). None if there is no record, or it is not `peer`'s, or it expired. Where every
+    /// direct attempt (a dial, a delivery) starts.
+    pub(super) async fn find_paths(&self, peer: CarrierId) -> Vec<Path> {
         let found = tokio::time::timeout(self.config.dial_timeout, self.dht.find_peer(&peer));
         let Ok(Ok(Some(record))) = found.await else {
             return Vec::new();
@@ -32,12 +36,27 @@ impl Core {
         if record.id != peer || record.expires_unix_secs < unix_ms() / 1000 {
             return Vec::new();
         }
-        record
+        let mut paths: Vec<Path> = record
             .addrs
             .iter()
             .take(ADDRESSES_PER_ATTEMPT)
-            .copied()
-            .collect()
+            .map(|addr| Path::Direct(*addr))
+            .collect();
+        let mut opening = tokio::task::JoinSet::new();
+        for hint in record.relays.iter() {
+            let dht = self.dht.clone();
+            let relay = hint.addr;
+            opening.spawn(async move {
+                let open = dht.open_relay_session(relay, &peer);
+                tokio::time::timeout(RELAY_OPEN_TIMEOUT, open).await
+            });
+        }
+        while let Some(opened) = opening.join_next().await {
+            if let Ok(Ok(Ok(path))) = opened {
+                paths.push(path);
+            }
+        }
+        paths
     }
 
     /// Tries to hand `entry` to its peer directly; whether the peer took it.
@@ -54,8 +73,7 @@ impl Core {
                 }
             }
         }
-        for addr in self.find_addresses(entry.peer).await {
-            let path = Path::Direct(addr);
+        for path in self.find_paths(entry.peer).await {
             let taken = match entry.kind {
                 KIND_REQUEST => self.send_request(entry.peer, path, &entry.payload).await,
                 _ => self.send_control(entry.peer, path, &entry.payload).await,

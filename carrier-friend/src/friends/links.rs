@@ -39,6 +39,9 @@ fn heard(link: &Link) -> u64 {
     link.connection().stats().udp_rx.datagrams
 }
 
+/// Peers whose last path is remembered, at most.
+const MAX_LAST_PATHS: usize = 4096;
+
 impl Core {
     /// Feeds the machine one input (given `now`), then carries out what it decided, all under
     /// its lock, so events go out in the order they were decided; wakes the driver.
@@ -99,6 +102,22 @@ impl Core {
         let router = self.router.clone();
         let routed = link.clone();
         self.spawn(async move { router.route(routed).await });
+        let path = self
+            .endpoint
+            .paths()
+            .path(link.connection().remote_address());
+        if let Some(path) = path {
+            let mut last = lock(&self.last_paths);
+            if last.len() >= MAX_LAST_PATHS && !last.contains_key(&peer) {
+                // Peers come and go as links do; a full map starts over.
+                last.clear();
+            }
+            last.insert(peer, path);
+        }
+        if path.is_some_and(|path| path.is_relayed()) {
+            let (dht, endpoint, relayed) = (self.dht.clone(), self.endpoint.clone(), link.clone());
+            self.spawn(super::failover::keep_relayed_link(dht, endpoint, relayed));
+        }
         let watcher = self.clone();
         self.spawn(async move { watcher.watch(link).await });
     }
@@ -124,19 +143,59 @@ impl Core {
         self.with_machine(|m, now| m.refresh(peer, now));
     }
 
-    /// Finds `peer`'s record and dials its first addresses; with `unless_held`, gives up as
-    /// soon as a link to `peer` is held (the peer dialled us meanwhile).
+    /// Finds `peer`'s record and dials its first addresses and its relays at once, as one
+    /// connection (the path table keeps the path that answers); with `unless_held`, gives up
+    /// if a link to `peer` is held by then (the peer dialled us meanwhile). The path of the
+    /// peer's last link is dialled at once, before the lookup returns; what the lookup finds
+    /// joins that dial as candidates.
     pub(super) async fn find_and_dial(&self, peer: CarrierId, unless_held: bool) -> Option<Link> {
-        for addr in self.find_addresses(peer).await {
+        let last = lock(&self.last_paths).get(&peer).copied();
+        let last = last.filter(|path| self.dht.socket().addr_of(*path).is_some());
+        if let Some(last) = last {
+            // One attempt: the record's paths join this dial.
             if unless_held && lock(&self.machine).link(&peer).is_some() {
                 return None;
             }
-            let dialling = self.endpoint.dial(peer, Path::Direct(addr));
-            if let Ok(Ok(link)) = tokio::time::timeout(self.config.dial_timeout, dialling).await {
-                return Some(link);
-            }
+            return self.dial_last_known(peer, last).await;
         }
-        None
+        let paths = self.find_paths(peer).await;
+        if paths.is_empty() || (unless_held && lock(&self.machine).link(&peer).is_some()) {
+            return None;
+        }
+        let dialling = self.endpoint.dial_any(peer, &paths);
+        match tokio::time::timeout(self.config.dial_timeout, dialling).await {
+            Ok(Ok(link)) => Some(link),
+            _ => None,
+        }
+    }
+
+    /// Dials `peer` at `last` at once while its record is looked up; the record's paths join
+    /// the dial as candidates as soon as they are known. `None` if no path answered within
+    /// `dial_timeout`.
+    async fn dial_last_known(&self, peer: CarrierId, last: Path) -> Option<Link> {
+        let paths = self.endpoint.paths().clone();
+        // Held while the lookup may add candidates to it.
+        let mapped = paths.mapped_for(last).ok()?;
+        let first = [last];
+        let dialling = tokio::time::timeout(
+            self.config.dial_timeout,
+            self.endpoint.dial_any(peer, &first),
+        );
+        let looking = async {
+            for found in self.find_paths(peer).await {
+                let _ = paths.add_candidate(mapped, found);
+            }
+            std::future::pending::<()>().await
+        };
+        let dialled = tokio::select! {
+            dialled = dialling => dialled,
+            () = looking => return None,
+        };
+        paths.release(mapped);
+        match dialled {
+            Ok(Ok(link)) => Some(link),
+            _ => None,
+        }
     }
 
     /// Looks friend `peer` up and dials it (a dial the machine started); on success the link

@@ -24,6 +24,7 @@ mod config;
 mod delivery;
 mod error;
 mod events;
+mod failover;
 mod links;
 mod machine;
 mod mailbox;
@@ -35,6 +36,7 @@ mod wire;
 pub use config::{FriendsConfig, MAX_INCOMING_REQUESTS};
 pub use error::FriendError;
 pub use events::{Friend, FriendEvent, FriendEvents, FriendRequest, OutgoingRequest};
+pub use failover::{keep_relayed_link, FAILOVER_CHECK_INTERVAL, FAILOVER_SILENCE};
 pub use wire::{
     InfoError, Presence, UserInfo, MAX_DESCRIPTION_BYTES, MAX_EMAIL_BYTES, MAX_GENDER_BYTES,
     MAX_HELLO_BYTES, MAX_LABEL_BYTES, MAX_NAME_BYTES, MAX_PHONE_BYTES, MAX_REGION_BYTES,
@@ -148,6 +150,8 @@ struct Core {
     machine: Mutex<links::Machine>,
     /// Wakes the machine's driver: an input arrived.
     machine_wake: Notify,
+    /// The path each peer's last link ran on: where a dial starts before the lookup returns.
+    last_paths: Mutex<std::collections::HashMap<CarrierId, carrier_dht::Path>>,
 }
 
 /// The gate of `carrier/1`: friends, and peers this node asked to be friends (so their
@@ -225,6 +229,7 @@ impl Friends {
         let core = Arc::new(Core {
             machine: Mutex::new(machine),
             machine_wake: Notify::new(),
+            last_paths: Mutex::new(std::collections::HashMap::new()),
             router,
             id: keypair.id(),
             dht,

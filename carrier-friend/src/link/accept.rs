@@ -74,7 +74,7 @@ fn admits_before_handshake(shared: &AcceptShared, mapped: SocketAddr) -> bool {
     shared
         .paths
         .path(mapped)
-        .is_some_and(|path| shared.limiter.admit(path.ip(), Instant::now()))
+        .is_some_and(|path| shared.limiter.admit(path, Instant::now()))
 }
 
 /// Releases a pending-handshake slot however the task ends.

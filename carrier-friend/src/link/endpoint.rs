@@ -233,7 +233,17 @@ impl LinkEndpoint {
     /// cannot prove `peer`. The peer may still close the link with [`close::NOT_A_FRIEND`] right
     /// after the handshake if its gate refuses us.
     pub async fn dial(&self, peer: CarrierId, path: Path) -> Result<Link, DialError> {
-        let (connection, hold) = self.open(peer, path, Alpn::Friend).await?;
+        let (connection, hold) = self.open(peer, &[path], Alpn::Friend).await?;
+        Ok(Link::new(connection, peer, hold))
+    }
+
+    /// A `carrier/1` link to `peer`, tried on every one of `paths` at once as one connection
+    /// (its first packets go to each; see [`PathTable::mapped_for_candidates`]): the path
+    /// table keeps the first path that answers. Relayed paths the socket does not use are
+    /// left out; with none left the dial fails with [`PathError::NotInUse`] (or
+    /// [`PathError::NoCandidates`] for an empty list).
+    pub async fn dial_any(&self, peer: CarrierId, paths: &[Path]) -> Result<Link, DialError> {
+        let (connection, hold) = self.open(peer, paths, Alpn::Friend).await?;
         Ok(Link::new(connection, peer, hold))
     }
 
@@ -260,34 +270,40 @@ impl LinkEndpoint {
         path: Path,
         alpn: Alpn,
     ) -> Result<quinn::Connection, DialError> {
-        Ok(self.open(peer, path, alpn).await?.0)
+        Ok(self.open(peer, &[path], alpn).await?.0)
     }
 
     /// [`connect`](Self::connect), with the hold on a friend's path that a link keeps.
     async fn open(
         &self,
         peer: CarrierId,
-        path: Path,
+        paths: &[Path],
         alpn: Alpn,
     ) -> Result<(quinn::Connection, Option<Hold>), DialError> {
-        // A relayed path reaches quinn as the socket's stand-in address for it (the path table
-        // keyed by relayed paths themselves is issue 19's next stage).
-        let path = match path {
-            Path::Direct(_) => path,
-            relayed => Path::Direct(
-                self.inner
-                    .socket
-                    .addr_of(relayed)
-                    .ok_or(PathError::NotInUse(relayed))?,
-            ),
+        // A relayed path the socket does not use could carry nothing.
+        let usable: Vec<Path> = paths
+            .iter()
+            .copied()
+            .filter(|path| self.inner.socket.addr_of(*path).is_some())
+            .collect();
+        let Some(first) = usable.first().copied() else {
+            return Err(match paths.first() {
+                Some(path) => PathError::NotInUse(*path),
+                None => PathError::NoCandidates,
+            }
+            .into());
         };
         // If the dial fails or is dropped half-way, the hold goes with it.
         let (mapped, hold) = match alpn {
-            Alpn::Friend => {
-                let mapped = self.inner.paths.mapped_for(path)?;
+            Alpn::Friend if usable.len() > 1 => {
+                let mapped = self.inner.paths.mapped_for_candidates(&usable)?;
                 (mapped, Some(Hold::taken(&self.inner.paths, mapped)))
             }
-            Alpn::Request => (self.inner.paths.mapped_for_a_moment(path)?, None),
+            Alpn::Friend => {
+                let mapped = self.inner.paths.mapped_for(first)?;
+                (mapped, Some(Hold::taken(&self.inner.paths, mapped)))
+            }
+            Alpn::Request => (self.inner.paths.mapped_for_a_moment(first)?, None),
         };
         let tls = self.inner.tls.client_config(peer, alpn.as_bytes())?;
         let crypto = QuicClientConfig::try_from(Arc::new(tls))

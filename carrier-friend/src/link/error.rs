@@ -34,6 +34,9 @@ pub enum PathError {
     /// A relayed path the node's socket does not use (`NodeSocket::add_relayed_path` first).
     #[error("the relayed path {0:?} is not in use on this socket")]
     NotInUse(carrier_dht::Path),
+    /// A dial was given no path to try.
+    #[error("no path to dial")]
+    NoCandidates,
 }
 
 /// Opening the link endpoint on the node's socket failed.

@@ -38,7 +38,9 @@ pub use endpoint::{LinkConfig, LinkEndpoint, LinkStats, MAX_PENDING_HANDSHAKES};
 pub use error::{DialError, EndpointError, PathError, RequestError, TlsError};
 pub use gate::{AllowList, FriendGate};
 pub use handle::{Accepted, IncomingRequest, Link};
-pub use path_table::{PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_MAPPED_ADDRESSES};
+pub use path_table::{
+    PathTable, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_CANDIDATES, MAX_MAPPED_ADDRESSES,
+};
 pub(crate) use request::{encode as encode_request, send as send_request_frame};
 pub use request::{MAX_REQUEST_FRAME_BYTES, REQUEST_TIMEOUT};
 pub use stranger_limit::{StrangerLimit, MAX_TRACKED_SOURCES};

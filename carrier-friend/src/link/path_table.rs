@@ -8,7 +8,18 @@
 //! validation, the congestion state carries on, and packets still in flight on the old path are
 //! still recognised (old real addresses stay aliases of the mapped one).
 //!
-//! A datagram from a real address never seen before gets a fresh mapped address on first sight
+//! The table is keyed by [`Path`] itself: a relayed peer is known by its relay *and* its
+//! session, so many peers behind one relay are many entries, and a peer moved from a direct
+//! path to a relayed one (or from one relay to another) keeps its mapped address.
+//!
+//! A dial may give a peer several *candidate* paths at once ([`PathTable::mapped_for_candidates`]:
+//! a last known address, a record's direct addresses, sessions at its relays): until one of
+//! them answers, every datagram quinn sends to the peer goes to each of them, so the dial is
+//! one connection however many ways it is tried; the first candidate a datagram comes back
+//! from becomes the path, and the others are forgotten (their mappings too, unless they were
+//! aliases already).
+//!
+//! A datagram from a real path never seen before gets a fresh mapped address on first sight
 //! (that is how a stranger's first packet reaches quinn). Such entries are not pinned: when the
 //! table is full the oldest of them is evicted. Entries of friend links are pinned, counted per
 //! holder: [`PathTable::mapped_for`] (a dial) and [`PathTable::pin`] (a friend link accepted)
@@ -41,6 +52,10 @@ pub const MAX_MAPPED_ADDRESSES: usize = 16_384;
 /// path the peer was moved off are recognised rather than mapped anew.
 pub const MAX_ALIASES_PER_PEER: usize = 4;
 
+/// Candidate paths one dial tries at once, at most: a last known address, a peer record's 8
+/// direct addresses and its 3 relays, with room to spare.
+pub const MAX_CANDIDATES: usize = 16;
+
 /// The table from stable mapped addresses (what quinn sees) to real paths. Cheap to clone;
 /// clones share the table.
 ///
@@ -68,8 +83,8 @@ pub struct PathTable {
 struct Table {
     /// Mapped address → its entry.
     entries: HashMap<SocketAddrV6, Entry>,
-    /// Real address (current or alias) → mapped address.
-    by_real: HashMap<SocketAddr, SocketAddrV6>,
+    /// Real path (current or alias) → mapped address.
+    by_real: HashMap<Path, SocketAddrV6>,
     /// Entries that became evictable (first sight, or the last hold released), oldest first;
     /// may name entries since pinned again or removed.
     unpinned: VecDeque<SocketAddrV6>,
@@ -84,8 +99,10 @@ struct Entry {
     holds: u32,
     /// Dialled by this node or a friend link accepted from it: no stranger, even unheld.
     known: bool,
-    /// Real addresses that map here: the current path's first, then older ones.
-    aliases: VecDeque<SocketAddr>,
+    /// Real paths that map here: the current one first, then older ones.
+    aliases: VecDeque<Path>,
+    /// Other paths tried at once until one answers (besides `path`); empty once one did.
+    candidates: Vec<Path>,
 }
 
 impl PathTable {
@@ -111,12 +128,12 @@ impl PathTable {
     }
 
     fn mapped(&self, path: Path, pin: bool) -> Result<SocketAddr, PathError> {
-        let real = canonical(path.socket_addr());
+        let real = canonical_path(path);
         let mut table = self.write();
         if let Some(mapped) = table.by_real.get(&real).copied() {
             // Reused only if `path` is where that peer is now, not an old alias of it.
             if let Some(entry) = table.entries.get_mut(&mapped) {
-                if canonical(entry.path.socket_addr()) == real {
+                if entry.path == real {
                     if pin {
                         entry.holds = entry.holds.saturating_add(1);
                         entry.known = true;
@@ -125,7 +142,79 @@ impl PathTable {
                 }
             }
         }
-        table.insert(path, real, pin).map(SocketAddr::V6)
+        table.insert(real, pin).map(SocketAddr::V6)
+    }
+
+    /// The mapped address for a peer tried on every one of `paths` at once (the first is
+    /// where datagrams go if none ever answers), with one more hold on it like
+    /// [`PathTable::mapped_for`]. A path that already maps to a peer gives that peer's
+    /// mapped address, and the other paths join it as candidates. Until a datagram comes
+    /// back from one of them, [`outbound_all`](Self::outbound_all) gives them all; the first
+    /// that answers becomes the path. At most [`MAX_CANDIDATES`] are kept.
+    pub fn mapped_for_candidates(&self, paths: &[Path]) -> Result<SocketAddr, PathError> {
+        let paths: Vec<Path> = paths.iter().map(|p| canonical_path(*p)).collect();
+        let first = *paths.first().ok_or(PathError::NoCandidates)?;
+        let mapped = paths
+            .iter()
+            .find_map(|path| {
+                let table = self.read();
+                let mapped = table.by_real.get(path).copied()?;
+                table
+                    .entries
+                    .get(&mapped)
+                    .is_some_and(|entry| entry.path == *path)
+                    .then_some(*path)
+            })
+            .unwrap_or(first);
+        let mapped = self.mapped_for(mapped)?;
+        for path in paths {
+            self.add_candidate(mapped, path)?;
+        }
+        Ok(mapped)
+    }
+
+    /// Adds `path` to the candidates tried for `mapped` while none has answered (a relay
+    /// session that opened after the dial began). Nothing changes once a path answered, or
+    /// for a path that is the current one or maps to another peer.
+    pub fn add_candidate(&self, mapped: SocketAddr, path: Path) -> Result<(), PathError> {
+        let SocketAddr::V6(key) = mapped else {
+            return Err(PathError::NotMapped(mapped));
+        };
+        let real = canonical_path(path);
+        let mut table = self.write();
+        if table.by_real.get(&real).is_some_and(|m| *m != key) {
+            return Ok(());
+        }
+        let Some(entry) = table.entries.get_mut(&key) else {
+            return Err(PathError::NotMapped(mapped));
+        };
+        if entry.path == real || entry.candidates.contains(&real) {
+            return Ok(());
+        }
+        if entry.candidates.len() + 1 >= MAX_CANDIDATES {
+            return Ok(());
+        }
+        entry.candidates.push(real);
+        table.by_real.insert(real, key);
+        Ok(())
+    }
+
+    /// Every path a datagram to `mapped` goes to now: the path, then the candidates still
+    /// tried (none once one answered).
+    pub fn outbound_all(&self, mapped: SocketAddr) -> Vec<Path> {
+        let SocketAddr::V6(key) = mapped else {
+            return Vec::new();
+        };
+        self.read()
+            .entries
+            .get(&key)
+            .map(|entry| {
+                let mut all = Vec::with_capacity(1 + entry.candidates.len());
+                all.push(entry.path);
+                all.extend_from_slice(&entry.candidates);
+                all
+            })
+            .unwrap_or_default()
     }
 
     /// Adds a hold on `mapped`, so that strangers' first-sight entries never evict it while
@@ -174,12 +263,12 @@ impl PathTable {
         let SocketAddr::V6(key) = mapped else {
             return Err(PathError::NotMapped(mapped));
         };
-        let real = canonical(path.socket_addr());
+        let real = canonical_path(path);
         let mut table = self.write();
         let Some(entry) = table.entries.get_mut(&key) else {
             return Err(PathError::NotMapped(mapped));
         };
-        entry.path = path;
+        entry.path = real;
         entry.aliases.retain(|alias| *alias != real);
         entry.aliases.push_front(real);
         let dropped = if entry.aliases.len() > MAX_ALIASES_PER_PEER {
@@ -249,31 +338,41 @@ impl PathTable {
 
     /// The mapped address a datagram from `real` is shown to quinn from, made on first sight.
     /// `None` only when the table is full of pinned entries.
-    pub(crate) fn inbound(&self, real: SocketAddr) -> Option<SocketAddr> {
-        let real = canonical(real);
-        if let Some(mapped) = self.read().by_real.get(&real) {
-            return Some(SocketAddr::V6(*mapped));
-        }
+    /// A datagram from one of the candidates of a peer still being tried makes it the path.
+    pub(crate) fn inbound(&self, real: Path) -> Option<SocketAddr> {
+        let real = canonical_path(real);
+        let trying = {
+            let table = self.read();
+            match table.by_real.get(&real) {
+                Some(mapped) => {
+                    let trying = table
+                        .entries
+                        .get(mapped)
+                        .is_some_and(|entry| !entry.candidates.is_empty());
+                    if !trying {
+                        return Some(SocketAddr::V6(*mapped));
+                    }
+                    Some(*mapped)
+                }
+                None => None,
+            }
+        };
         let mut table = self.write();
+        if let Some(mapped) = trying {
+            table.answered(mapped, real);
+            return Some(SocketAddr::V6(mapped));
+        }
         // Another thread may have mapped it between the two locks.
         if let Some(mapped) = table.by_real.get(&real) {
             return Some(SocketAddr::V6(*mapped));
         }
-        table
-            .insert(Path::Direct(real), real, false)
-            .ok()
-            .map(SocketAddr::V6)
+        table.insert(real, false).ok().map(SocketAddr::V6)
     }
 
-    /// The real address to send a datagram quinn addressed to `mapped`, if it has a path.
-    pub(crate) fn outbound(&self, mapped: SocketAddr) -> Option<SocketAddr> {
-        let SocketAddr::V6(key) = mapped else {
-            return None;
-        };
-        self.read()
-            .entries
-            .get(&key)
-            .map(|entry| entry.path.socket_addr())
+    /// The path to send a datagram quinn addressed to `mapped` on, if it has one.
+    #[cfg(test)]
+    pub(crate) fn outbound(&self, mapped: SocketAddr) -> Option<Path> {
+        self.path(mapped)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Table> {
@@ -292,12 +391,44 @@ impl PathTable {
 }
 
 impl Table {
-    fn insert(
-        &mut self,
-        path: Path,
-        real: SocketAddr,
-        pinned: bool,
-    ) -> Result<SocketAddrV6, PathError> {
+    /// `real` answered for `mapped`: if it is one of the candidates still tried (or the
+    /// path), it becomes the path and the other candidates are forgotten.
+    fn answered(&mut self, mapped: SocketAddrV6, real: Path) {
+        let Some(entry) = self.entries.get_mut(&mapped) else {
+            return;
+        };
+        if entry.candidates.is_empty() {
+            return;
+        }
+        let others: Vec<Path> = std::mem::take(&mut entry.candidates)
+            .into_iter()
+            .chain(std::iter::once(entry.path))
+            .filter(|path| *path != real)
+            .collect();
+        if entry.path != real {
+            entry.path = real;
+            entry.aliases.retain(|alias| *alias != real);
+            entry.aliases.push_front(real);
+        }
+        let aliases = entry.aliases.clone();
+        for other in others {
+            if !aliases.contains(&other) && self.by_real.get(&other) == Some(&mapped) {
+                self.by_real.remove(&other);
+            }
+        }
+        // The aliases are bounded as in `set_path`.
+        if let Some(entry) = self.entries.get_mut(&mapped) {
+            while entry.aliases.len() > MAX_ALIASES_PER_PEER {
+                if let Some(old) = entry.aliases.pop_back() {
+                    if self.by_real.get(&old) == Some(&mapped) {
+                        self.by_real.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, real: Path, pinned: bool) -> Result<SocketAddrV6, PathError> {
         if self.entries.len() >= MAX_MAPPED_ADDRESSES {
             self.evict_one()?;
         }
@@ -309,10 +440,11 @@ impl Table {
         self.entries.insert(
             mapped,
             Entry {
-                path,
+                path: real,
                 holds: u32::from(pinned),
                 known: pinned,
                 aliases: VecDeque::from([real]),
+                candidates: Vec::new(),
             },
         );
         self.by_real.insert(real, mapped);
@@ -352,7 +484,7 @@ impl Table {
         let Some(entry) = self.entries.remove(mapped) else {
             return false;
         };
-        for alias in entry.aliases {
+        for alias in entry.aliases.into_iter().chain(entry.candidates) {
             if self.by_real.get(&alias) == Some(mapped) {
                 self.by_real.remove(&alias);
             }
@@ -361,7 +493,19 @@ impl Table {
     }
 }
 
-pub(crate) use carrier_dht::canonical_addr as canonical;
+/// `path` with its addresses as [`carrier_dht::canonical_addr`] writes them, so a peer has one
+/// key whichever way a socket reported its address.
+fn canonical_path(path: Path) -> Path {
+    match path {
+        Path::Direct(addr) => Path::Direct(carrier_dht::canonical_addr(addr)),
+        Path::Relayed { relay, session } => Path::Relayed {
+            relay: carrier_dht::canonical_addr(relay),
+            session,
+        },
+        // `Path` is non-exhaustive: a kind of path to come is kept as it is.
+        other => other,
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -376,18 +520,18 @@ mod tests {
     fn first_sight_maps_once_and_both_ways() {
         let table = PathTable::default();
         let real: SocketAddr = "127.0.0.1:4000".parse().unwrap();
-        let mapped = table.inbound(real).unwrap();
+        let mapped = table.inbound(Path::Direct(real)).unwrap();
         assert!(PathTable::is_mapped(mapped));
         assert!(!PathTable::is_mapped(real));
-        assert_eq!(table.inbound(real), Some(mapped));
-        assert_eq!(table.outbound(mapped), Some(real));
+        assert_eq!(table.inbound(Path::Direct(real)), Some(mapped));
+        assert_eq!(table.outbound(mapped), Some(Path::Direct(real)));
         assert!(!table.is_pinned(mapped));
         // Dialing the same address reuses the mapping and pins it.
         assert_eq!(table.mapped_for(Path::Direct(real)).unwrap(), mapped);
         assert!(table.is_pinned(mapped));
         let v4_mapped: SocketAddr = "[::ffff:127.0.0.1]:4000".parse().unwrap();
         assert_eq!(
-            table.inbound(v4_mapped),
+            table.inbound(Path::Direct(v4_mapped)),
             Some(mapped),
             "one peer, one mapping"
         );
@@ -398,16 +542,16 @@ mod tests {
         let table = PathTable::default();
         let mapped = table.mapped_for(direct("10.0.0.1:1")).unwrap();
         table.set_path(mapped, direct("10.0.0.2:2")).unwrap();
-        assert_eq!(table.outbound(mapped), Some("10.0.0.2:2".parse().unwrap()));
-        assert_eq!(table.inbound("10.0.0.1:1".parse().unwrap()), Some(mapped));
-        assert_eq!(table.inbound("10.0.0.2:2".parse().unwrap()), Some(mapped));
+        assert_eq!(table.outbound(mapped), Some(direct("10.0.0.2:2")));
+        assert_eq!(table.inbound(direct("10.0.0.1:1")), Some(mapped));
+        assert_eq!(table.inbound(direct("10.0.0.2:2")), Some(mapped));
         for port in 3..10 {
             table
                 .set_path(mapped, direct(&format!("10.0.0.9:{port}")))
                 .unwrap();
         }
         assert_ne!(
-            table.inbound("10.0.0.1:1".parse().unwrap()),
+            table.inbound(direct("10.0.0.1:1")),
             Some(mapped),
             "aliases are bounded"
         );
@@ -431,7 +575,7 @@ mod tests {
             table.is_pinned(moment),
             "and a later request does not unpin"
         );
-        let seen = table.inbound("10.0.0.2:2".parse().unwrap()).unwrap();
+        let seen = table.inbound(direct("10.0.0.2:2")).unwrap();
         assert!(!table.is_pinned(seen));
         assert!(table.pin(seen));
         assert!(table.is_pinned(seen));
@@ -456,7 +600,7 @@ mod tests {
             "still mapped"
         );
         assert!(table.is_known(friend), "and no stranger");
-        let stranger = table.inbound("10.6.6.6:6".parse().unwrap()).unwrap();
+        let stranger = table.inbound(direct("10.6.6.6:6")).unwrap();
         assert!(!table.is_known(stranger));
 
         // Released, it is the oldest evictable entry: the first stranger past the cap evicts
@@ -464,11 +608,11 @@ mod tests {
         let held = table.mapped_for(direct("10.8.8.8:8")).unwrap();
         for i in 0..MAX_MAPPED_ADDRESSES - 3 {
             let real = SocketAddr::new(IpAddr::V4((i as u32 + 1).into()), 7);
-            assert!(table.inbound(real).is_some());
+            assert!(table.inbound(Path::Direct(real)).is_some());
         }
         assert_eq!(table.len(), MAX_MAPPED_ADDRESSES);
         assert_eq!(table.path(friend), Some(direct("10.9.9.9:9")));
-        assert!(table.inbound("10.7.7.7:7".parse().unwrap()).is_some());
+        assert!(table.inbound(direct("10.7.7.7:7")).is_some());
         assert_eq!(table.path(friend), None, "the released entry went first");
         assert_eq!(table.path(held), Some(direct("10.8.8.8:8")));
     }
@@ -483,6 +627,73 @@ mod tests {
         }
         assert!(table.read().unpinned.len() <= 2 * MAX_MAPPED_ADDRESSES);
         assert!(table.is_pinned(friend));
+    }
+
+    #[test]
+    fn relayed_peers_behind_one_relay_are_told_apart_by_their_session() {
+        let table = PathTable::default();
+        let relay: SocketAddr = "192.0.2.1:4000".parse().unwrap();
+        let through = |session| Path::Relayed {
+            relay,
+            session: carrier_dht::SessionId(session),
+        };
+        let one = table.inbound(through(1)).unwrap();
+        let two = table.inbound(through(2)).unwrap();
+        assert_ne!(one, two, "two sessions, two peers");
+        assert_ne!(table.inbound(direct("192.0.2.1:4000")), Some(one));
+        assert_eq!(table.outbound(two), Some(through(2)));
+        let v4_mapped = Path::Relayed {
+            relay: "[::ffff:192.0.2.1]:4000".parse().unwrap(),
+            session: carrier_dht::SessionId(1),
+        };
+        assert_eq!(table.inbound(v4_mapped), Some(one), "one relay, one key");
+
+        // A friend moved from a direct path to a relayed one keeps its mapped address, and
+        // packets from either path reach quinn as from it.
+        let friend = table.mapped_for(direct("198.51.100.7:9")).unwrap();
+        table.set_path(friend, through(3)).unwrap();
+        assert_eq!(table.outbound(friend), Some(through(3)));
+        assert_eq!(table.inbound(through(3)), Some(friend));
+        assert_eq!(table.inbound(direct("198.51.100.7:9")), Some(friend));
+        assert_eq!(table.mapped_for(through(3)).unwrap(), friend);
+    }
+
+    #[test]
+    fn a_peer_tried_on_several_paths_keeps_the_one_that_answered() {
+        let table = PathTable::default();
+        let relayed = Path::Relayed {
+            relay: "192.0.2.1:4000".parse().unwrap(),
+            session: carrier_dht::SessionId(9),
+        };
+        let tried = [direct("10.0.0.1:1"), direct("10.0.0.2:2"), relayed];
+        let mapped = table.mapped_for_candidates(&tried).unwrap();
+        assert!(table.is_pinned(mapped));
+        assert_eq!(table.outbound_all(mapped), tried.to_vec(), "all at once");
+        // A late relay session joins the dial; a path another peer holds does not.
+        let other = table.mapped_for(direct("10.9.9.9:9")).unwrap();
+        table.add_candidate(mapped, direct("10.9.9.9:9")).unwrap();
+        table.add_candidate(mapped, direct("10.0.0.3:3")).unwrap();
+        assert_eq!(table.outbound_all(mapped).len(), 4);
+        assert_eq!(table.outbound_all(other), vec![direct("10.9.9.9:9")]);
+
+        // The relayed one answers first: it is the path, and the others are forgotten.
+        assert_eq!(table.inbound(relayed), Some(mapped));
+        assert_eq!(table.outbound_all(mapped), vec![relayed]);
+        assert_eq!(table.path(mapped), Some(relayed));
+        assert_ne!(table.inbound(direct("10.0.0.2:2")), Some(mapped));
+        assert_ne!(table.inbound(direct("10.0.0.3:3")), Some(mapped));
+        // The first path was where datagrams went before: it stays an alias.
+        assert_eq!(table.inbound(direct("10.0.0.1:1")), Some(mapped));
+
+        // A dial that names a path already in use reuses that peer's mapped address.
+        let again = table
+            .mapped_for_candidates(&[direct("10.5.5.5:5"), relayed])
+            .unwrap();
+        assert_eq!(again, mapped);
+        assert!(matches!(
+            table.mapped_for_candidates(&[]),
+            Err(PathError::NoCandidates)
+        ));
     }
 
     #[test]
@@ -502,7 +713,7 @@ mod tests {
         let friend = table.mapped_for(direct("10.9.9.9:9")).unwrap();
         for i in 0..MAX_MAPPED_ADDRESSES + 10 {
             let real = SocketAddr::new(IpAddr::V4((i as u32 + 1).into()), 7);
-            assert!(table.inbound(real).is_some());
+            assert!(table.inbound(Path::Direct(real)).is_some());
         }
         assert_eq!(table.len(), MAX_MAPPED_ADDRESSES);
         assert_eq!(table.path(friend), Some(direct("10.9.9.9:9")));

@@ -1,5 +1,9 @@
 //! quinn's view of the node's shared UDP socket: an [`AsyncUdpSocket`] over the QUIC class of
-//! [`NodeSocket`], translating real addresses to mapped ones through the [`PathTable`].
+//! [`NodeSocket`], translating real paths to mapped addresses through the [`PathTable`]. The
+//! socket shows a relayed path as a stand-in address ([`NodeSocket::path_of`] and
+//! [`NodeSocket::addr_of`] translate), which never reaches the table: it is keyed by [`Path`]s.
+//!
+//! [`Path`]: carrier_dht::Path
 //!
 //! Batching is kept: a GSO transmit from quinn goes to the socket as one GSO send, and a GRO
 //! batch read by quinn stays one batch; the path table is consulted once per transmit and once
@@ -114,25 +118,40 @@ impl AsyncUdpSocket for QuicSocket {
                 .fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        let Some(real) = self.paths.outbound(transmit.destination) else {
-            self.counters
-                .unmapped_dropped
-                .fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        };
-        let destination = self.wire_address(real);
-        // quinn picks the source address from where the peer's packets arrived; it only
-        // applies while the path's address family is the one they arrived on.
-        let src_ip = transmit
-            .src_ip
-            .filter(|ip| ip.is_ipv6() == destination.is_ipv6());
-        self.socket.try_send_transmit(&Transmit {
-            destination,
-            ecn: transmit.ecn,
-            contents: transmit.contents,
-            segment_size: transmit.segment_size,
-            src_ip,
-        })
+        // A relayed path goes out through the socket's stand-in address for it; one the socket
+        // no longer uses has nowhere to go. A peer still tried on several candidate paths
+        // gets the transmit on each; the first path's result is quinn's.
+        let mut sent = None;
+        for path in self.paths.outbound_all(transmit.destination) {
+            let Some(real) = self.socket.addr_of(path) else {
+                continue;
+            };
+            let destination = self.wire_address(real);
+            // quinn picks the source address from where the peer's packets arrived; it only
+            // applies while the path's address family is the one they arrived on.
+            let src_ip = transmit
+                .src_ip
+                .filter(|ip| ip.is_ipv6() == destination.is_ipv6());
+            let result = self.socket.try_send_transmit(&Transmit {
+                destination,
+                ecn: transmit.ecn,
+                contents: transmit.contents,
+                segment_size: transmit.segment_size,
+                src_ip,
+            });
+            if sent.is_none() {
+                sent = Some(result);
+            }
+        }
+        match sent {
+            Some(result) => result,
+            None => {
+                self.counters
+                    .unmapped_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+        }
     }
 
     fn poll_recv(
@@ -149,7 +168,7 @@ impl AsyncUdpSocket for QuicSocket {
             if meta.len == 0 {
                 continue;
             }
-            match self.paths.inbound(meta.addr) {
+            match self.paths.inbound(self.socket.path_of(meta.addr)) {
                 Some(mapped) => meta.addr = mapped,
                 None => {
                     self.counters

@@ -32,9 +32,13 @@
 //!   backstop: for links whose endpoint has no friend layer above it, and for request
 //!   connections.
 //! - **Size of packets**: [`INITIAL_MTU_BYTES`] fits every path, a relay's framing included;
-//!   path MTU discovery may grow it up to [`MAX_MTU_BYTES`] (a 1500-byte Ethernet MTU under
-//!   IPv6 and UDP headers) where the path proves it. See [`super::PathTable`] for why one MTU
-//!   serves a peer whose path changes.
+//!   path MTU discovery may grow it up to [`MAX_MTU_BYTES`] where the path proves it: a
+//!   1500-byte Ethernet MTU under IPv6 and UDP headers (1452) less a relay data frame's
+//!   9-byte header, so a packet fits a relayed path as well as a direct one. quinn keeps one
+//!   MTU per connection and a link moves between direct and relayed paths without quinn
+//!   knowing (see [`super::PathTable`]), so the cap holds for every path. The endpoint also
+//!   tells peers it takes nothing larger ([`endpoint_config`]), so a peer's discovery stops
+//!   there too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,8 +89,9 @@ pub const SILENCE_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 /// The QUIC packet size every link starts at: QUIC's minimum, which fits every path.
 pub const INITIAL_MTU_BYTES: u16 = 1200;
 
-/// The largest QUIC packet path MTU discovery may probe for.
-pub const MAX_MTU_BYTES: u16 = 1452;
+/// The largest QUIC packet path MTU discovery may probe for, and the largest UDP payload the
+/// endpoint accepts: what a relay data frame carries (1452 − 9 = 1443 bytes).
+pub const MAX_MTU_BYTES: u16 = carrier_dht::relay::frame::MAX_RELAYED_PAYLOAD_BYTES as u16;
 
 /// How a link is kept alive and when it counts as gone: settings, so tests on one machine can
 /// see a vanished peer within seconds. The defaults are the constants above.
@@ -175,9 +180,31 @@ fn settings_with(keep_alive: bool, liveness: Liveness) -> TransportConfig {
 }
 
 /// The endpoint settings: the QUIC bit is never greased, so every QUIC packet keeps bit 0x40
-/// set and the node socket can tell it from Carrier's own classes by its first byte.
+/// set and the node socket can tell it from Carrier's own classes by its first byte; and peers
+/// are told to send no UDP payload above [`MAX_MTU_BYTES`], which a relayed path could not
+/// carry.
 pub fn endpoint_config() -> quinn::EndpointConfig {
     let mut config = quinn::EndpointConfig::default();
     config.grease_quic_bit(false);
+    // Within QUIC's bounds (1200..=65527), so this cannot fail; were it to, quinn's default
+    // (1472) applies and our own discovery still stops at the cap.
+    let _ = config.max_udp_payload_size(MAX_MTU_BYTES);
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_packet_fits_a_relay_data_frame() {
+        let header = carrier_dht::relay::frame::DATA_HEADER_BYTES;
+        assert_eq!(usize::from(MAX_MTU_BYTES) + header, 1452);
+        assert!(carrier_dht::relay::frame::encode_data(
+            carrier_dht::SessionId(7),
+            &[0x40; MAX_MTU_BYTES as usize]
+        )
+        .is_some());
+        const { assert!(INITIAL_MTU_BYTES <= MAX_MTU_BYTES) };
+    }
 }

@@ -24,6 +24,7 @@ mod nodes;
 mod quic;
 mod quic_shared;
 mod quinn_frames;
+mod reach;
 mod report;
 mod rpk;
 mod runs;
@@ -83,6 +84,18 @@ const FIGURES: &[Figure] = &[
         unit: "MB/s",
         baseline: Some("quinn.raw_MBps"),
         measure: Measure::Alone(quic_shared::measure),
+    },
+    Figure {
+        name: "reach.direct_MBps",
+        unit: "MB/s",
+        baseline: None,
+        measure: Measure::Joint(&reach::TRANSFER),
+    },
+    Figure {
+        name: "reach.relay_MBps",
+        unit: "MB/s",
+        baseline: Some("reach.direct_MBps"),
+        measure: Measure::Joint(&reach::TRANSFER),
     },
     Figure {
         name: "quinn.frames_per_s",
@@ -263,6 +276,7 @@ impl Mode {
         match self {
             Mode::Full => Scale {
                 transfer_bytes: 1 << 30,
+                relay_transfer_bytes: 256 << 20,
                 sim_nodes: 10_000,
                 sim_big_nodes: 100_000,
                 udp_nodes: 200,
@@ -279,6 +293,7 @@ impl Mode {
             },
             Mode::Quick => Scale {
                 transfer_bytes: 8 << 20,
+                relay_transfer_bytes: 32 << 20,
                 sim_nodes: 300,
                 sim_big_nodes: 600,
                 udp_nodes: 30,
@@ -310,6 +325,9 @@ impl Mode {
 pub(crate) struct Scale {
     /// Bytes each bulk-transfer figure moves per run (1 GiB in the full bench).
     pub(crate) transfer_bytes: u64,
+    /// Bytes each of the `reach` transfers moves per run, direct and relayed (256 MiB in the
+    /// full bench, 32 MiB in the quick one).
+    pub(crate) relay_transfer_bytes: u64,
     /// Nodes in the simulated network of the `dht.sim10k` figures (10,000 in the full bench).
     pub(crate) sim_nodes: usize,
     /// Nodes in the simulated network of the `dht.sim100k` figures (100,000 in the full
