@@ -186,3 +186,30 @@ fn near_buckets_hold_more_than_k_and_give_it_back_once_farther() {
     }
     assert_eq!(bucket_len(&plain, 10), K);
 }
+
+#[test]
+fn empty_buckets_shallower_than_the_kth_closest_are_the_ones_to_fill() {
+    let own = Key([0; 32]);
+    let mut table = RoutingTable::new(own, Some(2), 4, 2).with_near_capacity(4 * K);
+    let now = Instant::now();
+    // Fewer than K entries: the table may hold the whole network, nothing to fill.
+    for c in in_bucket(4, K - 1, 1) {
+        table.insert(c, now);
+    }
+    assert_eq!(table.empty_far_buckets(), Vec::<usize>::new());
+    // The K-th closest entry is in bucket 4 now: buckets 0 to 3 should each hold servers,
+    // and only bucket 1 does. Deeper empty buckets (5, 6, …) are not asked for: their
+    // subtrees may well be empty.
+    table.insert(in_bucket(4, K, 1)[K - 1], now);
+    table.insert(in_bucket(1, 1, 2)[0], now);
+    assert_eq!(table.empty_far_buckets(), vec![0, 2, 3]);
+    for c in in_bucket(9, 2, 3) {
+        table.insert(c, now);
+    }
+    // Two entries deeper: the K-th closest is still in bucket 4.
+    assert_eq!(table.empty_far_buckets(), vec![0, 2, 3]);
+    for b in [0, 2, 3] {
+        table.insert(in_bucket(b, 1, 4 + b as u8)[0], now);
+    }
+    assert_eq!(table.empty_far_buckets(), Vec::<usize>::new());
+}

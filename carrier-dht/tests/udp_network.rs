@@ -45,8 +45,8 @@ async fn network(dirs: &tempfile::TempDir) -> Vec<Dht> {
         nodes.push(Dht::bind(config).await.unwrap());
     }
     // Nodes join one after another, as a network grows (a join takes a few milliseconds
-    // here). Joining all in the same instant leaves early nodes unknown to later neighbours
-    // until their second self-lookup, a minute later.
+    // here). Joining all in the same instant is `udp_mass_join.rs`'s case: the network is one
+    // only once the joins have settled, 1 to 3 s later.
     for node in &nodes[1..] {
         node.bootstrap().await.unwrap();
     }

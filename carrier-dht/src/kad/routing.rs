@@ -389,18 +389,37 @@ impl RoutingTable {
         if near_from == 0 || near_from == usize::MAX {
             return Vec::new();
         }
-        let mut held = 0;
-        let mut kth = 0;
-        for (index, bucket) in self.buckets.iter().enumerate().rev() {
-            held += bucket.entries.len();
-            if held >= K {
-                kth = index;
-                break;
-            }
-        }
+        let kth = self.kth_closest_bucket().unwrap_or(0);
         (near_from..kth)
             .filter(|&i| self.buckets[i].entries.len() < self.near_capacity)
             .collect()
+    }
+
+    /// Indices of the empty buckets shallower than the bucket of the K-th closest entry: the
+    /// subtrees that hold about K servers or more in the network around us, of which the table
+    /// knows none. A table whose every far bucket holds someone reaches any part of the
+    /// network, one bit or more per hop; an empty one is a part it cannot reach (nodes that
+    /// join in the same instant meet only their neighbours and leave them empty, see
+    /// [`crate::Node::bootstrap`]). None while the table holds fewer than K entries.
+    pub fn empty_far_buckets(&self) -> Vec<usize> {
+        let Some(kth) = self.kth_closest_bucket() else {
+            return Vec::new();
+        };
+        (0..kth)
+            .filter(|&i| self.buckets[i].entries.is_empty())
+            .collect()
+    }
+
+    /// The bucket of the K-th closest entry to our own key, if the table holds K entries.
+    fn kth_closest_bucket(&self) -> Option<usize> {
+        let mut held = 0;
+        for (index, bucket) in self.buckets.iter().enumerate().rev() {
+            held += bucket.entries.len();
+            if held >= K {
+                return Some(index);
+            }
+        }
+        None
     }
 
     /// Checks the table's invariants; `Err` says which one broke. For tests.

@@ -225,6 +225,8 @@ impl Node {
                     return self.drive(now, id, query);
                 }
                 Kind::Bootstrap { .. } => {
+                    // The seeds knew fewer than K servers: they are as new as we are.
+                    self.young = query.lookup.answered().len() < K;
                     if !query.lookup.answered().is_empty() {
                         // Spread over [SETTLE_DELAY / 2, 3 × SETTLE_DELAY / 2): nodes that joined
                         // in the same instant settle one after another, not again all at once.
@@ -235,6 +237,12 @@ impl Node {
                                 + SETTLE_DELAY / 2
                                 + std::time::Duration::from_millis(jitter),
                         );
+                    }
+                    return self.finish(now, id, query, QueryOutcome::Nodes);
+                }
+                Kind::Settle => {
+                    if self.young {
+                        self.fill_empty_buckets(now);
                     }
                     return self.finish(now, id, query, QueryOutcome::Nodes);
                 }
@@ -408,7 +416,24 @@ impl Node {
         // nodes around us know as little as we do, while a bootstrap node has by now heard
         // from everyone who joined through it.
         let (own, seeds) = (self.own, self.seeds.clone());
-        let _ = self.start(now, Kind::FindNode, own, seeds, true);
+        let _ = self.start(now, Kind::Settle, own, seeds, true);
+    }
+
+    /// Once the settling lookup of a join into a young network is done: looks up a random key
+    /// in each empty bucket shallower than the K-th closest entry's, through the bootstrap
+    /// contacts. Nodes whose bootstrap found the seeds knowing almost nobody (they all joined
+    /// in the same moment) meet only their neighbours as they settle (the settling lookup goes
+    /// straight to them), so a whole subtree could know nobody of its sibling subtree and no
+    /// lookup from one reached the other; the bootstrap contacts have heard from both by now.
+    /// A node that joins an established network (its bootstrap found K servers) leaves such
+    /// buckets to the refresh of untouched buckets at its first maintenance tick, as before:
+    /// others know those subtrees, so its lookups reach them meanwhile.
+    fn fill_empty_buckets(&mut self, now: Now) {
+        let seeds = self.seeds.clone();
+        for index in self.table.empty_far_buckets() {
+            let target = self.own.with_common_prefix(index, self.entropy.bytes32());
+            let _ = self.start(now, Kind::FindNode, target, seeds.clone(), true);
+        }
     }
 
     /// Looks up a random key in each near bucket that is not full and that a self-lookup

@@ -138,6 +138,10 @@ pub struct Node {
     /// When the lookups that settle a join are due: a self-lookup once the nodes that joined
     /// at the same time are in tables, and the near buckets' refresh.
     settle_at: Option<Instant>,
+    /// The last bootstrap found fewer than K servers: the network around us is young (its
+    /// nodes are joining in the same moment), and settling the join fills the empty far
+    /// buckets.
+    young: bool,
     /// What peers report of our address.
     observations: Observations,
     /// The reachability check.
@@ -215,6 +219,7 @@ impl Node {
             maintenance_at: None,
             rejoin_pending: false,
             settle_at: None,
+            young: false,
             observations: Observations::new(
                 config.observed_quorum,
                 config.max_per_subnet.is_some(),

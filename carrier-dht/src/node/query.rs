@@ -21,6 +21,9 @@ pub(crate) enum Kind {
         seeds: Vec<Contact>,
         rounds_left: usize,
     },
+    /// The lookup of our own key that settles a join (`Node::settle`); once it is done,
+    /// the empty far buckets are filled.
+    Settle,
     Get,
     FindPeer,
     Put {
