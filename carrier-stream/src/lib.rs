@@ -61,6 +61,7 @@
 
 pub use carrier_msg as msg;
 
+pub mod codes;
 mod config;
 mod error;
 mod session;
@@ -73,7 +74,7 @@ pub use config::{
 };
 pub use error::StreamError;
 pub use session::{
-    codes, status, Session, SessionEvent, SessionRequest, SessionRequests, SessionState, Sessions,
+    status, Session, SessionEvent, SessionRequest, SessionRequests, SessionState, Sessions,
     Topology, TransportInfo, SESSION_EXTENSION, STREAM_HEADROOM,
 };
 pub use stream::{DatagramSender, Stream, StreamKind, StreamMode, StreamState, MAX_DATAGRAM_BYTES};

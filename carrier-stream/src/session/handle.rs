@@ -115,7 +115,9 @@ impl Session {
     }
 
     /// Adds a stream of `kind` in `mode`: resolves once the friend holds it too (the stream
-    /// is `Connected`), or fails within the open timeout. The friend gets it as
+    /// is `Connected`), or fails within the open timeout. A deactivated session is waited
+    /// for within that timeout (its link may be between two connections), then the open
+    /// fails with [`StreamError::WrongState`]. The friend gets it as
     /// [`SessionEvent::Stream`].
     pub async fn add_stream(
         &self,
@@ -234,6 +236,10 @@ impl SessionRequest {
             .await
         {
             Ok(()) => Ok(Session::new(core, shared)),
+            // The link closed under the request (a race of dials replaced it): the invites
+            // layer keeps the reply and gives it to the request sent again on the next link
+            // (carrier-msg's decisions 71 and 73), so the session is accepted.
+            Err(carrier_msg::invite::InviteError::InviterGone(_)) => Ok(Session::new(core, shared)),
             Err(error) => {
                 core.remove_session(&(parts.peer, parts.session));
                 Err(StreamError::Failed(error.to_string()))

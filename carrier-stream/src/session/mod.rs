@@ -36,7 +36,8 @@ use self::routing::Routes;
 use crate::config::SessionConfig;
 use crate::error::StreamError;
 use crate::stream::{
-    connection_reason, StateCell, Stream, StreamKind, StreamMode, StreamState, Transport,
+    connection_reason, LinkCount, LinkSlot, StateCell, Stream, StreamHost, StreamKind, StreamMode,
+    StreamState, Transport,
 };
 use crate::wire::{self, Accept, Answer, Offer, Open};
 
@@ -60,16 +61,7 @@ pub mod status {
     pub const NO_SESSIONS: i32 = 6;
 }
 
-/// Application error codes a session's QUIC stream is stopped or reset with. Never
-/// renumbered.
-pub mod codes {
-    use super::VarInt;
-
-    /// The stream was closed by its owner.
-    pub const CLOSED: VarInt = VarInt::from_u32(0x5300);
-    /// The open frame was malformed or late.
-    pub const MALFORMED: VarInt = VarInt::from_u32(0x5301);
-}
+use crate::codes;
 
 /// Headroom of bidirectional streams the accepting side keeps above the streams open on a
 /// link: the link's limit is raised (doubled) once fewer than this are left, so an opener
@@ -123,6 +115,16 @@ pub(crate) struct SessionShared {
     streams: Mutex<HashMap<u32, Entry>>,
 }
 
+impl StreamHost for SessionShared {
+    fn session_id(&self) -> u64 {
+        self.id
+    }
+
+    fn forget_stream(&self, id: u32) {
+        SessionShared::forget_stream(self, id);
+    }
+}
+
 impl SessionShared {
     pub(crate) fn status(&self) -> Status {
         lock(&self.status).clone()
@@ -157,23 +159,6 @@ impl SessionShared {
             entry.datagrams = None;
         }
         streams.clear();
-    }
-}
-
-/// A link's count of streams this node accepted, for raising the link's limit.
-#[derive(Debug)]
-struct LinkCount {
-    open: AtomicUsize,
-    limit: Mutex<u64>,
-}
-
-/// One accepted stream's place in its link's count, given back when dropped.
-#[derive(Debug)]
-pub(crate) struct LinkSlot(Arc<LinkCount>);
-
-impl Drop for LinkSlot {
-    fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -584,17 +569,25 @@ impl Core {
         kind: StreamKind,
         mode: StreamMode,
     ) -> Result<Stream, (StreamError, Option<usize>)> {
-        match session.status() {
-            Status::Active => {}
-            Status::Deactivated => {
-                return Err((
-                    StreamError::WrongState(
-                        "the session is deactivated: its friend's link is down".into(),
-                    ),
-                    None,
-                ))
+        // A deactivated session may be between two links (one replaced in a race of dials,
+        // the other not seen yet): the open waits for it within the open timeout.
+        let deadline = tokio::time::Instant::now() + self.config.open_timeout();
+        loop {
+            match session.status() {
+                Status::Active => break,
+                Status::Deactivated if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(LINK_POLL_INTERVAL).await;
+                }
+                Status::Deactivated => {
+                    return Err((
+                        StreamError::WrongState(
+                            "the session is deactivated: its friend's link is down".into(),
+                        ),
+                        None,
+                    ))
+                }
+                Status::Closed(_) => return Err((StreamError::UnknownSession(session.id), None)),
             }
-            Status::Closed(_) => return Err((StreamError::UnknownSession(session.id), None)),
         }
         let n = session.next_stream.fetch_add(1, Ordering::Relaxed);
         let id = n.wrapping_mul(2) + u32::from(!session.initiator);

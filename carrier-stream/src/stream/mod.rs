@@ -3,9 +3,11 @@
 //! behind one interface; its [`StreamState`]s; its [`StreamKind`].
 
 mod kind;
+mod slot;
 mod state;
 
 pub use kind::{StreamKind, StreamMode};
+pub(crate) use slot::{LinkCount, LinkSlot, StreamHost};
 pub(crate) use state::StateCell;
 pub use state::StreamState;
 
@@ -22,7 +24,6 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::mpsc;
 
 use crate::error::StreamError;
-use crate::session::{LinkSlot, SessionShared};
 use crate::wire::{datagram_tag, DATAGRAM_TAG_BYTES};
 
 /// The largest datagram payload a datagram-mode stream takes: 1100 bytes. Fixed, whatever the
@@ -49,7 +50,7 @@ pub struct Stream {
     id: u32,
     kind: StreamKind,
     mode: StreamMode,
-    session: Arc<SessionShared>,
+    session: Arc<dyn StreamHost>,
     state: Arc<StateCell>,
     changes: mpsc::UnboundedReceiver<StreamState>,
     io: Io,
@@ -95,7 +96,7 @@ impl Stream {
     pub(crate) fn new(
         id: u32,
         kind: StreamKind,
-        session: Arc<SessionShared>,
+        session: Arc<dyn StreamHost>,
         state: Arc<StateCell>,
         changes: mpsc::UnboundedReceiver<StreamState>,
         transport: Transport,
@@ -122,7 +123,7 @@ impl Stream {
                     connection,
                     control,
                     queue,
-                    tag: datagram_tag(session.id, id),
+                    tag: datagram_tag(session.session_id(), id),
                     dropped,
                 },
             ),
@@ -147,7 +148,7 @@ impl Stream {
 
     /// The ID of the session the stream belongs to.
     pub fn session_id(&self) -> u64 {
-        self.session.id
+        self.session.session_id()
     }
 
     /// What the stream carries, as its opener labelled it.
@@ -302,7 +303,7 @@ impl Stream {
                     *sent_fin = true;
                 }
                 if !*recv_fin {
-                    let _ = recv.stop(crate::session::codes::CLOSED);
+                    let _ = recv.stop(crate::codes::CLOSED);
                     *recv_fin = true;
                 }
             }
