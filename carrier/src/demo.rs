@@ -378,7 +378,7 @@ pub(crate) async fn run(servers: u8) -> Result<(), Error> {
     );
 
     println!(
-        "\nDone in {:.1} s. Streams, channels and port forwarding come next; see README.md. \
+        "\nDone in {:.1} s. Streams (try `carrier pipe`), channels and port forwarding join the demo next; see README.md. \
          Stopping every node cleanly…",
         started.elapsed().as_secs_f64()
     );
