@@ -9,25 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use carrier_stream::{
-    Session, SessionConfig, Stream, StreamError, StreamKind, StreamMode, MAX_DATAGRAM_BYTES,
+    SessionConfig, Stream, StreamError, StreamKind, StreamMode, MAX_DATAGRAM_BYTES,
 };
-use common::{within, Node, QuicLoss};
-
-async fn session(alice: &Node, bob: &Node) -> (Session, Session) {
-    let mut requests = bob.sessions.handle("").unwrap();
-    let bob_id = bob.id();
-    let asked = tokio::spawn({
-        let sessions = alice.sessions.clone();
-        async move { sessions.request(&bob_id, "test").await }
-    });
-    let at_bob = within("the request", requests.recv())
-        .await
-        .unwrap()
-        .accept()
-        .await
-        .unwrap();
-    (asked.await.unwrap().unwrap(), at_bob)
-}
+use common::{session, within, QuicLoss};
 
 /// Datagram `i`: its index, then bytes derived from it, of a length that varies with it.
 fn datagram(i: u32) -> Vec<u8> {

@@ -7,26 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use carrier_stream::{Session, SessionConfig, StreamKind, StreamMode};
-use common::{within, Node};
+use carrier_stream::{SessionConfig, StreamKind, StreamMode};
+use common::{session, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A session between the two nodes, as (Alice's end, Bob's end).
-async fn session(alice: &Node, bob: &Node) -> (Session, Session) {
-    let mut requests = bob.sessions.handle("").unwrap();
-    let bob_id = bob.id();
-    let asked = tokio::spawn({
-        let sessions = alice.sessions.clone();
-        async move { sessions.request(&bob_id, "test").await }
-    });
-    let at_bob = within("the request", requests.recv())
-        .await
-        .unwrap()
-        .accept()
-        .await
-        .unwrap();
-    (asked.await.unwrap().unwrap(), at_bob)
-}
 
 /// `len` bytes of a pattern seeded by `seed`.
 fn pattern(seed: u64, len: usize) -> Vec<u8> {

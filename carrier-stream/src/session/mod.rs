@@ -537,6 +537,48 @@ impl Core {
         LinkSlot(count)
     }
 
+    /// Routes stream `id` of `session` (on `connection`) to its state and, in datagram mode,
+    /// to a new bounded queue: the queue's receiving end and drop count, for the stream.
+    fn register_stream(
+        &self,
+        session: &SessionShared,
+        id: u32,
+        cell: &Arc<StateCell>,
+        mode: StreamMode,
+        connection: &quinn::Connection,
+    ) -> Option<(mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>, Arc<AtomicU64>)> {
+        let datagrams = (mode == StreamMode::Datagram).then(|| {
+            let (sender, queue) = mpsc::channel(self.config.datagram_queue());
+            (sender, queue, Arc::new(AtomicU64::new(0)))
+        });
+        lock(&session.streams).insert(
+            id,
+            Entry {
+                state: cell.clone(),
+                datagrams: datagrams
+                    .as_ref()
+                    .map(|(sender, _, dropped)| (sender.clone(), dropped.clone())),
+                connection: connection.stable_id(),
+            },
+        );
+        datagrams
+    }
+
+    /// The session's status once it is not between two links: a deactivated session may be
+    /// (one link replaced in a race of dials, the other not seen yet), so it is waited for
+    /// within the open timeout, on the side that opens a stream and on the side that takes it.
+    async fn settled_status(&self, session: &SessionShared) -> Status {
+        let deadline = tokio::time::Instant::now() + self.config.open_timeout();
+        loop {
+            match session.status() {
+                Status::Deactivated if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(LINK_POLL_INTERVAL).await;
+                }
+                status => return status,
+            }
+        }
+    }
+
     /// Opens a stream of `session` on its friend's link: the [`Open`] exchange, within the
     /// open timeout. An open that fails because its link closed under it (a race of dials
     /// closes one of two links) is tried again on the live link, with a new stream ID, at
@@ -569,25 +611,17 @@ impl Core {
         kind: StreamKind,
         mode: StreamMode,
     ) -> Result<Stream, (StreamError, Option<usize>)> {
-        // A deactivated session may be between two links (one replaced in a race of dials,
-        // the other not seen yet): the open waits for it within the open timeout.
-        let deadline = tokio::time::Instant::now() + self.config.open_timeout();
-        loop {
-            match session.status() {
-                Status::Active => break,
-                Status::Deactivated if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(LINK_POLL_INTERVAL).await;
-                }
-                Status::Deactivated => {
-                    return Err((
-                        StreamError::WrongState(
-                            "the session is deactivated: its friend's link is down".into(),
-                        ),
-                        None,
-                    ))
-                }
-                Status::Closed(_) => return Err((StreamError::UnknownSession(session.id), None)),
+        match self.settled_status(session).await {
+            Status::Active => {}
+            Status::Deactivated => {
+                return Err((
+                    StreamError::WrongState(
+                        "the session is deactivated: its friend's link is down".into(),
+                    ),
+                    None,
+                ))
             }
+            Status::Closed(_) => return Err((StreamError::UnknownSession(session.id), None)),
         }
         let n = session.next_stream.fetch_add(1, Ordering::Relaxed);
         let id = n.wrapping_mul(2) + u32::from(!session.initiator);
@@ -602,20 +636,7 @@ impl Core {
         cell.advance(StreamState::TransportReady);
         let connection = link.connection().clone();
         self.watch(session.peer, &connection);
-        let datagrams = (mode == StreamMode::Datagram).then(|| {
-            let (sender, queue) = mpsc::channel(self.config.datagram_queue());
-            (sender, queue, Arc::new(AtomicU64::new(0)))
-        });
-        lock(&session.streams).insert(
-            id,
-            Entry {
-                state: cell.clone(),
-                datagrams: datagrams
-                    .as_ref()
-                    .map(|(sender, _, dropped)| (sender.clone(), dropped.clone())),
-                connection: connection.stable_id(),
-            },
-        );
+        let datagrams = self.register_stream(session, id, &cell, mode, &connection);
         let open = Open::Stream {
             session: session.id,
             stream: id,
@@ -773,7 +794,9 @@ impl Core {
     ) {
         let refuse = |answer: Answer| wire::prefixed(&answer);
         let session = match self.session(&(peer, session_id)) {
-            Some(session) if matches!(session.status(), Status::Active) => session,
+            Some(session) if matches!(self.settled_status(&session).await, Status::Active) => {
+                session
+            }
             Some(_) => {
                 let _ = send
                     .write_all(&refuse(Answer::Refused(wire::reason(
@@ -816,20 +839,7 @@ impl Core {
         let cell = Arc::new(cell);
         cell.advance(StreamState::TransportReady);
         cell.advance(StreamState::Connecting);
-        let datagrams = (mode == StreamMode::Datagram).then(|| {
-            let (sender, queue) = mpsc::channel(self.config.datagram_queue());
-            (sender, queue, Arc::new(AtomicU64::new(0)))
-        });
-        lock(&session.streams).insert(
-            id,
-            Entry {
-                state: cell.clone(),
-                datagrams: datagrams
-                    .as_ref()
-                    .map(|(sender, _, dropped)| (sender.clone(), dropped.clone())),
-                connection: connection.stable_id(),
-            },
-        );
+        let datagrams = self.register_stream(&session, id, &cell, mode, &connection);
         if let Err(error) = send.write_all(&wire::prefixed(&Answer::Ready)).await {
             session.forget_stream(id);
             cell.advance(StreamState::Failed(error.to_string()));

@@ -13,7 +13,7 @@ use carrier_stream::msg::friend::dht::socket::{Conditioner, Fate, QUIC_CLASS_BIT
 use carrier_stream::msg::friend::dht::{BootstrapNode, Dht, DhtConfig};
 use carrier_stream::msg::friend::{FriendEvent, FriendEvents, Friends, FriendsConfig};
 use carrier_stream::msg::{Messenger, MessengerConfig};
-use carrier_stream::{SessionConfig, Sessions};
+use carrier_stream::{Session, SessionConfig, Sessions};
 
 /// DHT servers besides the friends' own nodes.
 const SEEDS: usize = 3;
@@ -228,4 +228,21 @@ pub(crate) async fn within<T>(what: &str, future: impl std::future::Future<Outpu
     tokio::time::timeout(PATIENCE, future)
         .await
         .unwrap_or_else(|_| panic!("{what}: not within {PATIENCE:?}"))
+}
+
+/// A session between the two nodes (Bob takes every bundle), as (Alice's end, Bob's end).
+pub(crate) async fn session(alice: &Node, bob: &Node) -> (Session, Session) {
+    let mut requests = bob.sessions.handle("").unwrap();
+    let bob_id = bob.id();
+    let asked = tokio::spawn({
+        let sessions = alice.sessions.clone();
+        async move { sessions.request(&bob_id, "test").await }
+    });
+    let at_bob = within("the request", requests.recv())
+        .await
+        .unwrap()
+        .accept()
+        .await
+        .unwrap();
+    (asked.await.unwrap().unwrap(), at_bob)
 }
