@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use carrier_friend::dht::id::Keypair;
+use carrier_friend::dht::id::{CarrierId, Keypair};
 use carrier_friend::dht::socket::{Conditioner, Fate, NodeSocket, QUIC_CLASS_BIT};
 use carrier_friend::dht::Path;
 use carrier_friend::extension::codes;
@@ -192,6 +192,60 @@ impl Conditioner for QuicCut {
 
     fn incoming(&self, from: SocketAddr, data: &[u8]) -> Fate {
         self.fate(from, data)
+    }
+}
+
+/// The lower of two friends starts first and dials the other, who does not listen yet: its
+/// first packets are lost. The other starts and dials it; that link comes up on both sides,
+/// and the first dial, still in its handshake, gives way to it. Without that, quinn sent the
+/// first dial's packets again a second later, its link came up beside the one both were
+/// using, and being dialled by the lower ID it won the race and closed that one on both
+/// sides (and every stream on it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dial_whose_first_packets_were_lost_gives_way_to_the_link_the_peer_dialled() {
+    let net = net(24, 41).await;
+    let mut a = net.node([127, 25, 41, 1], "a").await;
+    let mut b = net.node([127, 25, 42, 1], "b").await;
+    befriend(&mut a, &mut b).await;
+    let (lower, higher) = if a.id().to_bytes() < b.id().to_bytes() {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    let (lower_id, higher_id) = (lower.id(), higher.id());
+    let (lower_dir, lower_bind) = lower.stop().await;
+    let (higher_dir, higher_bind) = higher.stop().await;
+
+    // The lower starts and dials the higher at its last address, where nothing listens.
+    let mut lower = net.start(lower_dir, lower_bind).await;
+    wait_for(|| async { (lower.friends.dials_in_flight() > 0).then_some(()) }).await;
+    // Its lookup finds the higher's record, and its first packets go out and are lost.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut higher = net.start(higher_dir, higher_bind).await;
+    higher.connected(lower_id).await;
+    lower.connected(higher_id).await;
+    let held = |node: &Node, peer: &CarrierId| node.friends.link(peer).unwrap();
+    let (at_lower, at_higher) = (held(&lower, &higher_id), held(&higher, &lower_id));
+    // Past quinn's first retransmission of the lost packets (a second) and then some: the
+    // same link is held on both sides all along, and open.
+    for _ in 0..25 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (node, peer, first) in [
+            (&lower, higher_id, &at_lower),
+            (&higher, lower_id, &at_higher),
+        ] {
+            let now = held(node, &peer);
+            assert_eq!(
+                now.connection().stable_id(),
+                first.connection().stable_id(),
+                "the link held changed: the first closed with {:?}",
+                first.connection().close_reason()
+            );
+        }
+    }
+    for (node, peer) in [(&lower, higher_id), (&higher, lower_id)] {
+        assert!(held(node, &peer).connection().close_reason().is_none());
+        assert_eq!(node.friends.link_count(), 1);
     }
 }
 

@@ -111,10 +111,17 @@ impl Core {
         frame: &[u8],
     ) -> bool {
         let dialling = self.endpoint.dial(peer, path);
-        let Ok(Ok(link)) = tokio::time::timeout(self.config.dial_timeout, dialling).await else {
-            return false;
+        let dialled = tokio::time::timeout(self.config.dial_timeout, dialling);
+        // A link that comes up meanwhile (the peer dialled us) carries the frame instead: a
+        // second link would only race it (see `find_and_dial`).
+        let link = match self.unless_held(peer, dialled).await {
+            Ok(Ok(Ok(link))) => {
+                self.adopt(link.clone(), true);
+                link
+            }
+            Ok(_) => return false,
+            Err(held) => held,
         };
-        self.adopt(link.clone(), true);
         let taken = self.send_on_link(&link, frame).await;
         if !read(&self.state).friends.contains_key(&peer) {
             link.close(close::DONE, b"");

@@ -99,6 +99,8 @@ impl Core {
         let (draw, count) = (draw(&link), heard(&link));
         let held = link.clone();
         self.with_machine(|m, now| m.link_up(peer, held, key, dialled, draw, count, now));
+        self.adopted
+            .send_modify(|count| *count = count.wrapping_add(1));
         let router = self.router.clone();
         let routed = link.clone();
         self.spawn(async move { router.route(routed).await });
@@ -144,22 +146,68 @@ impl Core {
     }
 
     /// Finds `peer`'s record and dials its first addresses and its relays at once, as one
-    /// connection (the path table keeps the path that answers); with `unless_held`, gives up
-    /// if a link to `peer` is held by then (the peer dialled us meanwhile). The path of the
-    /// peer's last link is dialled at once, before the lookup returns; what the lookup finds
-    /// joins that dial as candidates.
+    /// connection (the path table keeps the path that answers). With `unless_held`, gives up
+    /// as soon as a link to `peer` is held (the peer dialled us meanwhile), also half-way
+    /// through the handshake: a dial that has not completed here has not completed at the
+    /// peer either (the client finishes its handshake before the server does), so dropping it
+    /// leaves the peer nothing to race the link it gave us with. Without that, a dial whose
+    /// first packets were lost (the peer was not listening yet) completed a second later,
+    /// at quinn's first retransmission, and when the dialler had the lower ID it won the race
+    /// on both sides and closed the link both had been using since.
     pub(super) async fn find_and_dial(&self, peer: CarrierId, unless_held: bool) -> Option<Link> {
+        if unless_held {
+            self.unless_held(peer, self.find_and_dial_now(peer))
+                .await
+                .unwrap_or(None)
+        } else {
+            self.find_and_dial_now(peer).await
+        }
+    }
+
+    /// Runs `dial` (of `peer`) unless a link to `peer` is held, or until one is: then drops
+    /// it and returns the link held. A dial that completed is returned whatever else
+    /// happened; its link is to be adopted, and the tie-break then keeps one of the two on
+    /// both sides alike.
+    pub(super) async fn unless_held<T>(
+        &self,
+        peer: CarrierId,
+        dial: impl std::future::Future<Output = T>,
+    ) -> Result<T, Link> {
+        // Subscribed before the first look, so no adoption between the two is missed.
+        let mut adopted = self.adopted.subscribe();
+        let held = async {
+            loop {
+                if let Some(link) = lock(&self.machine).link(&peer) {
+                    return link;
+                }
+                if adopted.changed().await.is_err() {
+                    // The core holds the sender as long as this runs.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        if let Some(link) = lock(&self.machine).link(&peer) {
+            return Err(link);
+        }
+        tokio::select! {
+            biased;
+            done = dial => Ok(done),
+            link = held => Err(link),
+        }
+    }
+
+    /// [`find_and_dial`](Self::find_and_dial), whatever is held. The path of the peer's last
+    /// link is dialled at once, before the lookup returns; what the lookup finds joins that
+    /// dial as candidates.
+    async fn find_and_dial_now(&self, peer: CarrierId) -> Option<Link> {
         let last = lock(&self.last_paths).get(&peer).copied();
         let last = last.filter(|path| self.dht.socket().addr_of(*path).is_some());
         if let Some(last) = last {
             // One attempt: the record's paths join this dial.
-            if unless_held && lock(&self.machine).link(&peer).is_some() {
-                return None;
-            }
             return self.dial_last_known(peer, last).await;
         }
         let paths = self.find_paths(peer).await;
-        if paths.is_empty() || (unless_held && lock(&self.machine).link(&peer).is_some()) {
+        if paths.is_empty() {
             return None;
         }
         let dialling = self.endpoint.dial_any(peer, &paths);

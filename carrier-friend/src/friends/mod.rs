@@ -150,6 +150,9 @@ struct Core {
     machine: Mutex<links::Machine>,
     /// Wakes the machine's driver: an input arrived.
     machine_wake: Notify,
+    /// Counts the links adopted: a dial the machine started watches it, and gives up once a
+    /// link to its peer is held (see [`links`]).
+    adopted: tokio::sync::watch::Sender<u64>,
     /// The path each peer's last link ran on: where a dial starts before the lookup returns.
     last_paths: Mutex<std::collections::HashMap<CarrierId, carrier_dht::Path>>,
 }
@@ -229,6 +232,7 @@ impl Friends {
         let core = Arc::new(Core {
             machine: Mutex::new(machine),
             machine_wake: Notify::new(),
+            adopted: tokio::sync::watch::Sender::new(0),
             last_paths: Mutex::new(std::collections::HashMap::new()),
             router,
             id: keypair.id(),
