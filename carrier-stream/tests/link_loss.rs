@@ -245,3 +245,61 @@ async fn a_session_whose_link_does_not_return_within_the_grace_period_closes() {
     }
     assert!(alice.sessions.sessions().is_empty());
 }
+
+/// A race of dials replaces the link under a session: the stream on the link closed fails
+/// (a QUIC stream cannot move to another connection), but the session stays active on both
+/// sides, with no `Deactivated` in between, and takes a new stream on the link kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_replaced_in_a_race_of_dials_leaves_the_session_active() {
+    let (_net, alice, bob) = common::friends(34, 60, SessionConfig::default()).await;
+    let (at_alice, at_bob) = session(&alice, &bob).await;
+    let mut stream = at_alice
+        .add_stream(StreamKind::Application, StreamMode::Reliable)
+        .await
+        .unwrap();
+    let _theirs = within("Bob's stream", at_bob.accept_stream())
+        .await
+        .unwrap();
+    // A dial long enough after the link held (the tie-break's race window, 5 s) replaces it
+    // on both sides, closing the old one as a duplicate.
+    let old = alice.friends.link(&bob.id()).unwrap();
+    tokio::time::sleep(Duration::from_millis(5200)).await;
+    let new = alice.friends.dial_friend(&bob.id()).await.unwrap();
+    let closed = within("the old link closes", old.connection().closed()).await;
+    assert!(
+        matches!(&closed, carrier_stream::msg::friend::quinn::ConnectionError::ApplicationClosed(c) if c.error_code == close::DUPLICATE)
+            || matches!(
+                closed,
+                carrier_stream::msg::friend::quinn::ConnectionError::LocallyClosed
+            ),
+        "{closed:?}"
+    );
+    assert!(new.connection().close_reason().is_none());
+
+    // The stream on the old link failed with a reason.
+    let states = states(&mut stream).await;
+    assert!(
+        matches!(states.last(), Some(StreamState::Failed(_))),
+        "{states:?}"
+    );
+    // The session takes a new stream on the new link at once, and never deactivated.
+    let mut again = at_alice
+        .add_stream(StreamKind::Application, StreamMode::Reliable)
+        .await
+        .unwrap();
+    let mut again_at_bob = within("Bob's new stream", at_bob.accept_stream())
+        .await
+        .unwrap();
+    again.send(b"still here").await.unwrap();
+    again.finish().unwrap();
+    let mut got = Vec::new();
+    while let Some(chunk) = within("the data", again_at_bob.recv()).await.unwrap() {
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got, b"still here");
+    for session in [&at_alice, &at_bob] {
+        assert_eq!(session.state(), SessionState::Active);
+        let event = tokio::time::timeout(Duration::from_millis(300), next_change(session)).await;
+        assert!(event.is_err(), "no deactivation: {event:?}");
+    }
+}

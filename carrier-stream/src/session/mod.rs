@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
+use carrier_msg::friend::close;
 use carrier_msg::friend::dht::id::CarrierId;
 use carrier_msg::friend::quinn::{self, RecvStream, SendStream, VarInt};
 use carrier_msg::friend::transport::MAX_CONCURRENT_BIDI_STREAMS;
@@ -73,6 +74,10 @@ pub(crate) const OPEN_ATTEMPTS: u32 = 3;
 
 /// How often an open that found no live link looks again.
 pub(crate) const LINK_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// How long a session whose link closed as the loser of a race of dials waits for the
+/// winner before it deactivates: the friend layer's own grace for the same wait.
+pub(crate) const DUPLICATE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often the links of deactivated sessions are looked for.
 pub(crate) const LINK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -487,8 +492,18 @@ impl Core {
             for session in sessions {
                 session.fail_streams(&reason, Some(id));
             }
-            // The friend layer may have replaced the link without a word (a race of dials):
-            // the sessions deactivate now and reactivate when a live link is seen.
+            // Closed as the loser of a race of dials: the winner is a handshake away if this
+            // side has not seen it yet, and the sessions stay active if it comes in time.
+            let duplicate = matches!(
+                &error,
+                quinn::ConnectionError::ApplicationClosed(c) if c.error_code == close::DUPLICATE
+            );
+            if duplicate {
+                let deadline = tokio::time::Instant::now() + DUPLICATE_WAIT;
+                while !core.live_link(&peer, Some(id)) && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(LINK_POLL_INTERVAL).await;
+                }
+            }
             core.link_down(peer, Some(id));
         });
         count
@@ -910,13 +925,11 @@ impl Core {
         &self.friends
     }
 
-    /// The friend's sessions lost their link (connection `closed`, when a watch saw it):
-    /// streams on it fail, the sessions deactivate, and reactivate at once if a live link is
-    /// up already (a race of dials replaced it). A `Disconnected` event (`closed` is `None`)
-    /// while a live link is up is stale and changes nothing.
+    /// The friend's sessions lost their link (connection `closed`, when a watch saw it, whose
+    /// streams failed already): unless a live link is up (a race of dials replaced the one
+    /// closed, or a `Disconnected` event is stale), the sessions deactivate.
     fn link_down(&self, peer: CarrierId, closed: Option<usize>) {
-        let live = self.live_link(&peer, closed);
-        if live && closed.is_none() {
+        if self.live_link(&peer, closed) {
             return;
         }
         let now = tokio::time::Instant::now().into_std();
@@ -936,9 +949,6 @@ impl Core {
             lock(&self.grace).link_down((peer, session.id), now);
             session.fail_streams("the link to the friend went down", closed);
             session.emit(SessionEvent::Deactivated);
-        }
-        if live {
-            self.link_up(peer);
         }
         self.grace_wake.notify_one();
     }
