@@ -22,8 +22,9 @@
 //! attached ([`NodeSocket::set_relay`]), which forwards within its own limits and budget;
 //! control frames from a relay wait in their own bounded queue
 //! ([`NodeSocket::recv_relay_control`]), and a `Closed` one also ends the socket's use of
-//! that session's path. quinn sends to a stand-in address: each segment (a GSO
-//! batch is split) goes to the relay in a data frame.
+//! that session's path. quinn sends to a stand-in address: each segment goes to the relay
+//! in a data frame, a GSO batch as one GSO batch of frames; and the frames a relay forwards
+//! from one GRO batch leave as GSO batches, one per destination.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -39,7 +40,8 @@ use tokio::io::Interest;
 use crate::io::relayed::RelayedPaths;
 pub use crate::io::relayed::{RelayTraffic, MAX_RELAYED_PATHS, RELAYED_PREFIX};
 use crate::relay::frame::{
-    decode_data, encode_data, Control, RELAY_CONTROL_CLASS, RELAY_DATA_CLASS,
+    decode_data, encode_data, Control, DATA_HEADER_BYTES, MAX_RELAYED_PAYLOAD_BYTES,
+    RELAY_CONTROL_CLASS, RELAY_DATA_CLASS,
 };
 use crate::relay::table::{RelayCounters, RelayTable};
 use crate::wire::path::{canonical_addr, Path, SessionId};
@@ -56,6 +58,10 @@ const RELAY_ANSWERS: usize = 64;
 
 /// Datagrams read by the DHT side in one system call, at most.
 const DHT_BATCH: usize = 4;
+
+/// The most bytes one GSO batch carries: one UDP datagram's limit (65,535 less the IPv4 and
+/// UDP headers).
+const MAX_GSO_BYTES: usize = 65_507;
 
 /// The largest UDP payload.
 const MAX_UDP_PAYLOAD: usize = 65_527;
@@ -360,12 +366,40 @@ impl NodeSocket {
             };
             for (i, meta) in meta.iter().take(count).enumerate() {
                 let received = &buffer[i * slot..i * slot + meta.len];
-                for segment in received.chunks(meta.stride.max(1)) {
-                    self.route(meta, segment, Reader::Carrier);
-                }
+                self.route_buffer(meta, received, Reader::Carrier);
             }
             Ok(())
         })
+    }
+
+    /// Routes each segment of one received buffer (a GRO batch, or one datagram). The relay
+    /// data frames of a batch that this node forwards go out again as GSO batches, one per
+    /// run of frames to one destination: what came in with one system call leaves with one.
+    fn route_buffer(&self, meta: &RecvMeta, received: &[u8], reader: Reader) {
+        let stride = meta.stride.max(1);
+        let batched = received.len() > stride
+            && received.first() == Some(&RELAY_DATA_CLASS)
+            && self.conditioner().is_none();
+        if !batched {
+            for segment in received.chunks(stride) {
+                self.route(meta, segment, reader);
+            }
+            return;
+        }
+        let mut out = Forwarded::default();
+        for segment in received.chunks(stride) {
+            if segment.first() == Some(&RELAY_DATA_CLASS) {
+                let datagram = Datagram {
+                    from: canonical_addr(meta.addr),
+                    to_ip: meta.dst_ip,
+                    data: segment.to_vec(),
+                };
+                self.relay_frame(datagram, Some(&mut out));
+            } else {
+                self.route(meta, segment, reader);
+            }
+        }
+        out.flush(self);
     }
 
     fn route(&self, meta: &RecvMeta, segment: &[u8], reader: Reader) {
@@ -395,7 +429,7 @@ impl NodeSocket {
             datagram.data.first(),
             Some(&RELAY_CONTROL_CLASS) | Some(&RELAY_DATA_CLASS)
         ) {
-            self.relay_frame(datagram);
+            self.relay_frame(datagram, None);
             return;
         }
         let counters = &self.inner.counters;
@@ -613,9 +647,7 @@ impl NodeSocket {
                 kept += 1;
                 continue;
             }
-            for segment in received.chunks(stride) {
-                self.route(meta, segment, Reader::Quic);
-            }
+            self.route_buffer(meta, received, Reader::Quic);
             meta.len = 0;
         }
         kept
@@ -791,7 +823,10 @@ impl NodeSocket {
         self.relayed_read().path(addr)
     }
 
-    /// Sends each segment of `transmit` to `relay` in a data frame of `session`.
+    /// Sends `transmit` (one datagram or a GSO batch of equal segments) to `relay` in data
+    /// frames of `session`. The frames are equal too (the header has one size), so a batch
+    /// goes out as one GSO batch of frames, whole or not at all: one system call instead of
+    /// one per segment, and never a batch cut short by a full buffer half-way.
     fn send_relayed(
         &self,
         relay: SocketAddr,
@@ -804,28 +839,79 @@ impl NodeSocket {
             .segment_size
             .unwrap_or(transmit.contents.len())
             .max(1);
-        for (i, segment) in transmit.contents.chunks(size).enumerate() {
-            let Some(frame) = encode_data(session, segment) else {
-                counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
-                continue;
+        if transmit
+            .contents
+            .chunks(size)
+            .any(|s| s.len() > MAX_RELAYED_PAYLOAD_BYTES)
+        {
+            counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        let stride = DATA_HEADER_BYTES + size;
+        // A UDP datagram (and so a GSO batch) carries at most 65,507 bytes.
+        let per_batch = (MAX_GSO_BYTES / stride).max(1);
+        let segments: Vec<&[u8]> = transmit.contents.chunks(size).collect();
+        for (i, batch) in segments.chunks(per_batch).enumerate() {
+            let mut frames = Vec::with_capacity(batch.len() * stride);
+            for segment in batch {
+                frames.push(RELAY_DATA_CLASS);
+                frames.extend_from_slice(&session.0.to_be_bytes());
+                frames.extend_from_slice(segment);
+            }
+            let sent = if batch.len() == 1 {
+                self.try_send(relay, &frames)
+            } else {
+                self.try_send_batch(relay, &frames, stride)
             };
-            match self.try_send(relay, &frame) {
+            match sent {
                 Ok(()) => {
-                    counters.relayed_sent.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .relayed_sent
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
                 // Nothing sent yet: quinn waits and tries again.
                 Err(e) if i == 0 => return Err(e),
-                // Part of a batch went out: the rest is lost, as on a congested link.
+                // Part of a transmit went out: the rest is lost, as on a congested link.
                 Err(_) => {
-                    counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                    counters
+                        .relay_dropped
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
             }
         }
         Ok(())
     }
 
+    /// Sends `datagrams`, segments of `stride` bytes (the last may be shorter), to `to` in
+    /// one GSO batch now, or fails with `WouldBlock`. Where the OS takes no GSO batch of that
+    /// many, they go one by one (the first failure ends it).
+    fn try_send_batch(&self, to: SocketAddr, datagrams: &[u8], stride: usize) -> io::Result<()> {
+        let count = datagrams.len().div_ceil(stride.max(1));
+        if count <= 1 {
+            return self.try_send(to, datagrams);
+        }
+        if self.conditioner().is_some() || count > self.inner.state.max_gso_segments() {
+            for datagram in datagrams.chunks(stride.max(1)) {
+                self.try_send(to, datagram)?;
+            }
+            return Ok(());
+        }
+        let transmit = Transmit {
+            destination: self.outgoing(to),
+            ecn: None,
+            contents: datagrams,
+            segment_size: Some(stride),
+            src_ip: None,
+        };
+        self.inner.io.try_io(Interest::WRITABLE, || {
+            self.inner.state.send((&self.inner.io).into(), &transmit)
+        })
+    }
+
     /// Handles a relay frame where it was read.
-    fn relay_frame(&self, datagram: Datagram) {
+    /// A data frame this node forwards joins `batch` if there is one, and goes out at once
+    /// if not.
+    fn relay_frame(&self, datagram: Datagram, batch: Option<&mut Forwarded>) {
         let counters = &self.inner.counters;
         let data_frame = datagram.data.first() == Some(&RELAY_DATA_CLASS);
         if data_frame {
@@ -859,7 +945,10 @@ impl NodeSocket {
                 .as_mut()
                 .map(|relay| relay.forward(now, datagram.from, &datagram.data));
             match dest {
-                Some(Ok(dest)) => self.relay_send(dest, &datagram.data),
+                Some(Ok(dest)) => match batch {
+                    Some(batch) => batch.push(self, dest, &datagram.data),
+                    None => self.relay_send(dest, &datagram.data),
+                },
                 _ => {
                     counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
                 }
@@ -917,6 +1006,54 @@ impl NodeSocket {
             Err(_) => &self.inner.counters.relay_dropped,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Relay data frames read in one batch and forwarded, gathered into GSO batches: a run of
+/// frames to one destination, each as long as the first but the last, which may be shorter
+/// (what GSO sends).
+#[derive(Default)]
+struct Forwarded {
+    to: Option<SocketAddr>,
+    stride: usize,
+    frames: Vec<u8>,
+    count: usize,
+    /// A shorter frame ended the run: the next starts another.
+    ended: bool,
+}
+
+impl Forwarded {
+    fn push(&mut self, socket: &NodeSocket, to: SocketAddr, frame: &[u8]) {
+        let joins = self.to == Some(to)
+            && !self.ended
+            && frame.len() <= self.stride
+            && self.frames.len() + frame.len() <= MAX_GSO_BYTES
+            && self.count < socket.inner.state.max_gso_segments();
+        if !joins {
+            self.flush(socket);
+            self.to = Some(to);
+            self.stride = frame.len();
+        }
+        self.frames.extend_from_slice(frame);
+        self.count += 1;
+        self.ended = frame.len() < self.stride;
+    }
+
+    /// Sends what was gathered: a full socket buffer loses it (the relay never waits).
+    fn flush(&mut self, socket: &NodeSocket) {
+        let Some(to) = self.to.take() else {
+            return;
+        };
+        let counters = &socket.inner.counters;
+        let sent = socket.try_send_batch(to, &self.frames, self.stride);
+        let counter = match sent {
+            Ok(()) => &counters.relay_sent,
+            Err(_) => &counters.relay_dropped,
+        };
+        counter.fetch_add(self.count as u64, Ordering::Relaxed);
+        self.frames.clear();
+        self.count = 0;
+        self.ended = false;
     }
 }
 
