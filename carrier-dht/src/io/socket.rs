@@ -9,7 +9,9 @@
 //! quinn's buffers, so bulk traffic is never copied when quinn is the reader; a QUIC datagram
 //! that the DHT side happens to read is copied once into the QUIC queue. The DHT side waits with
 //! `readable()`, which wakes every waiter, so quinn's single-waker `poll_recv_ready` never
-//! starves it.
+//! starves it; but while quinn is reading, the DHT side leaves the socket to it for a moment
+//! and takes what quinn hands over. A reader holds a lock from its system call until what it
+//! read is routed, so QUIC datagrams reach quinn in the order they arrived.
 //!
 //! Batching is quinn-udp's: GSO on send and GRO on receive; GRO batches are split into their
 //! segments before they are classified.
@@ -55,6 +57,13 @@ pub const QUEUE_CAPACITY: usize = 1024;
 /// Control frames from relays a listener of [`NodeSocket::relay_answers`] may fall behind by
 /// before it misses some.
 const RELAY_ANSWERS: usize = 64;
+
+/// The QUIC side counts as reading the socket if it asked for datagrams this recently.
+const QUIC_SIDE_ACTIVE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// How long the DHT side, finding the socket readable while the QUIC side reads it, waits
+/// for the QUIC side to hand its datagrams over before it reads a batch itself.
+const QUIC_SIDE_GRACE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Datagrams read by the DHT side in one system call, at most.
 const DHT_BATCH: usize = 4;
@@ -187,6 +196,14 @@ struct Inner {
     /// Wakes the DHT side when the QUIC side (or a delayed datagram) fills its queue.
     carrier_filled: tokio::sync::Notify,
     quic: Mutex<Queue>,
+    /// Held by a reader from its system call until every datagram it read is routed, so the
+    /// two sides' batches are routed (and queued) in the order they were read: datagrams the
+    /// QUIC side gets from the queue keep their order, which QUIC's loss detection takes
+    /// for loss when it breaks.
+    reading: Mutex<()>,
+    /// When the QUIC side last asked for datagrams, in nanoseconds since `born`.
+    quic_polled: AtomicU64,
+    born: std::time::Instant,
     counters: Counters,
     /// The relay side, if this node relays: its own lock, never the DHT core's.
     relay: Mutex<Option<RelayTable>>,
@@ -247,6 +264,9 @@ impl NodeSocket {
                 carrier: Mutex::new(Queue::default()),
                 carrier_filled: tokio::sync::Notify::new(),
                 quic: Mutex::new(Queue::default()),
+                reading: Mutex::new(()),
+                quic_polled: AtomicU64::new(u64::MAX),
+                born: std::time::Instant::now(),
                 counters: Counters::default(),
                 relay: Mutex::new(None),
                 relayed: std::sync::RwLock::new(RelayedPaths::default()),
@@ -326,10 +346,24 @@ impl NodeSocket {
                 Some(Err(e)) => return Err(e),
                 Some(Ok(())) => {}
             }
-            let read = self
-                .inner
-                .io
-                .try_io(Interest::READABLE, || self.read_for_carrier_side());
+            if self.quic_side_reading() {
+                // quinn reads the socket now, in larger batches and straight into its own
+                // buffers, and hands what is for this side over: wait for that, and read a
+                // batch here only if it does not come soon.
+                let filled = self.inner.carrier_filled.notified();
+                let mut filled = std::pin::pin!(filled);
+                filled.as_mut().enable();
+                if let Some(datagram) = lock(&self.inner.carrier).datagrams.pop_front() {
+                    return Ok(datagram);
+                }
+                if tokio::time::timeout(QUIC_SIDE_GRACE, filled).await.is_ok() {
+                    continue;
+                }
+            }
+            let read = self.inner.io.try_io(Interest::READABLE, || {
+                let _reading = read_lock(&self.inner.reading);
+                self.read_for_carrier_side()
+            });
             match read {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -598,6 +632,8 @@ impl NodeSocket {
         bufs: &mut [IoSliceMut<'_>],
         meta: &mut [RecvMeta],
     ) -> Poll<io::Result<usize>> {
+        let now = u64::try_from(self.inner.born.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        self.inner.quic_polled.store(now, Ordering::Relaxed);
         if let Some(n) = self.drain_quic_queue(cx, bufs, meta) {
             return Poll::Ready(Ok(n));
         }
@@ -606,6 +642,12 @@ impl NodeSocket {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
+            }
+            let reading = read_lock(&self.inner.reading);
+            // What the other side read before this lock was taken is queued by now, and
+            // comes first.
+            if let Some(n) = self.drain_quic_queue(cx, bufs, meta) {
+                return Poll::Ready(Ok(n));
             }
             let read = self.inner.io.try_io(Interest::READABLE, || {
                 self.inner.state.recv((&self.inner.io).into(), bufs, meta)
@@ -616,6 +658,7 @@ impl NodeSocket {
                 Err(e) => return Poll::Ready(Err(e)),
             };
             let kept = self.keep_quic(bufs, meta, count);
+            drop(reading);
             if kept > 0 {
                 return Poll::Ready(Ok(count));
             }
@@ -624,6 +667,17 @@ impl NodeSocket {
                 return Poll::Ready(Ok(n));
             }
         }
+    }
+
+    /// Whether the QUIC side asked for datagrams within [`QUIC_SIDE_ACTIVE`]: it is reading
+    /// the socket, busily (a transfer) or at least often.
+    fn quic_side_reading(&self) -> bool {
+        let polled = self.inner.quic_polled.load(Ordering::Relaxed);
+        if polled == u64::MAX {
+            return false;
+        }
+        let now = u64::try_from(self.inner.born.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+        now.saturating_sub(polled) <= QUIC_SIDE_ACTIVE.as_nanos() as u64
     }
 
     /// Hands Carrier-class segments in quinn's buffers to the DHT side; a buffer that held any
@@ -1055,6 +1109,13 @@ impl Forwarded {
         self.count = 0;
         self.ended = false;
     }
+}
+
+fn read_lock(reading: &Mutex<()>) -> MutexGuard<'_, ()> {
+    // It guards no data.
+    reading
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn lock_relay(relay: &Mutex<Option<RelayTable>>) -> MutexGuard<'_, Option<RelayTable>> {
