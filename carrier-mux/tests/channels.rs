@@ -199,3 +199,15 @@ async fn each_close_reason_is_seen_on_the_other_side() {
     assert_eq!(last, b"last words");
     assert!(at_bob[1].write_all(b"too late").await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_the_friend_never_answers_times_out() {
+    let config = MuxConfig::default().with_open_timeout(std::time::Duration::from_millis(300));
+    let (_net, _alice, _bob, _sa, _sb, (mux, _), (_bob_mux, mut requests)) =
+        muxed(40, 80, config).await;
+    let held = tokio::spawn(async move { requests.recv().await.map(|r| (r, requests)) });
+    let opened = within("the open's timeout", mux.open_channel(b"slow")).await;
+    assert!(matches!(opened, Err(MuxError::Timeout(_))), "{opened:?}");
+    assert_eq!(mux.open_channels(), 0, "nothing left behind");
+    assert!(within("the held request", held).await.unwrap().is_some());
+}
