@@ -7,7 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use carrier_stream::msg::friend::dht::bounded::BoundedBytes;
 use carrier_stream::msg::friend::quinn::{RecvStream, SendStream, VarInt};
-use carrier_stream::{ChannelOpener, IncomingChannels, LinkShare, Session, Stream, StreamKind};
+use carrier_stream::{
+    ChannelOpener, IncomingChannels, LinkShare, Session, Stream, StreamKind, StreamState,
+};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
 
@@ -71,10 +73,11 @@ impl Mux {
         let incoming = stream.incoming_channels()?;
         let (control, frames) = mpsc::unbounded_channel();
         let shared = MuxShared::new(config, control);
+        let ended = stream.ended();
         let (reader, writer) = tokio::io::split(stream);
         let tasks = vec![
             tokio::spawn(write_control(shared.clone(), writer, frames)).abort_handle(),
-            tokio::spawn(read_control(shared.clone(), reader)).abort_handle(),
+            tokio::spawn(read_control(shared.clone(), reader, ended)).abort_handle(),
         ];
         let life = Arc::new(MuxLife { shared, tasks });
         let mux = Mux {
@@ -350,10 +353,26 @@ async fn write_control(
 }
 
 /// Reads the friend's control frames from the multiplexed stream and applies them; its end
-/// (or failure) loses every channel.
-async fn read_control(shared: Arc<MuxShared>, mut reader: ReadHalf<Stream>) {
+/// or failure, or the stream's (its session closed, its link lost), loses every channel.
+async fn read_control(
+    shared: Arc<MuxShared>,
+    mut reader: ReadHalf<Stream>,
+    ended: impl std::future::Future<Output = StreamState>,
+) {
+    let mut ended = std::pin::pin!(ended);
     loop {
-        let frame = match wire::read_frame::<Control>(&mut reader).await {
+        let read = tokio::select! {
+            read = wire::read_frame::<Control>(&mut reader) => read,
+            state = &mut ended => {
+                let why = match state {
+                    StreamState::Failed(reason) => reason,
+                    _ => "the multiplexed stream closed with its session".to_owned(),
+                };
+                shared.lose(&why);
+                return;
+            }
+        };
+        let frame = match read {
             Ok(Some(frame)) => frame,
             Ok(None) => {
                 shared.lose("the friend ended the multiplexed stream");

@@ -115,3 +115,40 @@ async fn a_stream_without_multiplexing_opens_no_channels_and_takes_no_mux() {
         Err(MuxError::WrongState(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_session_closes_every_channel_with_a_reason() {
+    let (_net, _alice, _bob, at_alice, _at_bob, (mux, _), (bob_mux, mut requests)) =
+        muxed(42, 40, MuxConfig::default()).await;
+    let accepted = tokio::spawn(async move {
+        let mut channels = Vec::new();
+        for _ in 0..2 {
+            channels.push(requests.recv().await.unwrap().accept().await.unwrap());
+        }
+        channels
+    });
+    let mut mine = Vec::new();
+    for i in 0..2u8 {
+        mine.push(within("a channel", mux.open_channel(&[i])).await.unwrap());
+    }
+    let mut theirs = within("Bob's channels", accepted).await.unwrap();
+    let blocked_read = tokio::spawn(async move {
+        let mut buf = [0u8; 16];
+        let read = mine[0].read(&mut buf).await;
+        (mine, read)
+    });
+    within("the session's close", at_alice.close("done for today"))
+        .await
+        .unwrap();
+    for seen in [closed(&mux, 2).await, closed(&bob_mux, 2).await] {
+        assert!(seen
+            .values()
+            .all(|reason| matches!(reason, CloseReason::Lost(_))));
+    }
+    let (_mine, read) = within("the blocked reader", blocked_read).await.unwrap();
+    assert!(
+        read.is_err(),
+        "a waiting reader fails when the session closes"
+    );
+    assert!(theirs[0].write_all(b"after").await.is_err());
+}

@@ -160,6 +160,25 @@ impl Stream {
         self
     }
 
+    /// Resolves once the stream is over (`Closed` or `Failed`: its session closed, its link
+    /// was lost, or it ended both ways), with that state. Needs no borrow of the stream: the
+    /// hook for a layer that moved the stream's halves into tasks of its own (carrier-mux).
+    pub fn ended(&self) -> impl std::future::Future<Output = StreamState> + Send + 'static {
+        let mut watch = self.state.watch();
+        async move {
+            loop {
+                let state = watch.borrow_and_update().clone();
+                if state.is_terminal() {
+                    return state;
+                }
+                if watch.changed().await.is_err() {
+                    // The state's cell is gone with the stream's last holder.
+                    return StreamState::Closed;
+                }
+            }
+        }
+    }
+
     /// Whether channels may be opened on this stream
     /// ([`Session::add_multiplexed_stream`](crate::Session::add_multiplexed_stream) on either
     /// side).
