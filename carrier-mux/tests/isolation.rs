@@ -220,3 +220,68 @@ async fn a_reader_that_stops_holds_one_credit_and_slows_no_other_channel() {
     // Channels hold their shares until dropped; Bob's shutdown is unused here.
     let _ = slow_theirs.shutdown().await;
 }
+
+/// Channels whose readers stop, together holding more unread data than the link's base
+/// receive window (8 MiB).
+const STALLED: usize = 48;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_channels_holding_more_than_the_base_window_do_not_stall_another() {
+    let (_net, _alice, _bob, _sa, _sb, (mux, _), (_bob_mux, mut requests)) =
+        muxed(41, 40, MuxConfig::default()).await;
+    let accepted = tokio::spawn(async move {
+        let mut channels = Vec::new();
+        for _ in 0..=STALLED {
+            channels.push(requests.recv().await.unwrap().accept().await.unwrap());
+        }
+        channels
+    });
+    let mut mine = Vec::new();
+    for i in 0..=STALLED {
+        mine.push(
+            within("a channel", mux.open_channel(&(i as u32).to_le_bytes()))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut theirs = within("Bob's channels", accepted).await.unwrap();
+    theirs.sort_by_key(|c| c.cookie().to_vec());
+    let fast_theirs = theirs.remove(0);
+    let fast_mine = mine.remove(0);
+
+    // Each stalled writer runs out its credit, and Bob reads none of it.
+    let mut counts = Vec::new();
+    let mut writers = Vec::new();
+    for (i, channel) in mine.into_iter().enumerate() {
+        let written = Arc::new(AtomicU64::new(0));
+        counts.push(written.clone());
+        let counted = Counted { channel, written };
+        writers.push(tokio::spawn(write_pattern(counted, i as u64, PENDED_BYTES)));
+    }
+    let credit = u64::from(CHANNEL_WINDOW_BYTES);
+    within("every stalled writer at its credit", async {
+        while counts.iter().any(|c| c.load(Ordering::SeqCst) < credit) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let unread: u64 = counts.iter().map(|c| c.load(Ordering::SeqCst)).sum();
+    assert!(
+        unread > 8 * 1024 * 1024,
+        "{unread} bytes unread: more than the base window"
+    );
+    assert!(counts.iter().all(|c| c.load(Ordering::SeqCst) == credit));
+
+    let reader = tokio::spawn(read_all(fast_theirs));
+    let sent = within(
+        "the transfer past them",
+        write_pattern(fast_mine, 7, BULK_BYTES),
+    )
+    .await;
+    let (got, len) = within("its end", reader).await.unwrap();
+    assert_eq!((got, len), (sent, BULK_BYTES));
+    for writer in &writers {
+        assert!(!writer.is_finished());
+    }
+    drop(theirs);
+}
