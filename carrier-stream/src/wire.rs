@@ -26,8 +26,8 @@ pub(crate) const MAX_FRAME_BYTES: usize = 512;
 pub(crate) const MAX_REASON_BYTES: usize = 255;
 /// The tag in front of every datagram of a datagram-mode stream.
 pub(crate) const DATAGRAM_TAG_BYTES: usize = 12;
-/// The longest header a channel is opened with: what an [`Open::Channel`] frame holds
-/// within [`MAX_FRAME_BYTES`] beside its IDs.
+/// The longest header a channel is opened with: what a channel's open frame holds within
+/// the frames' cap (512 bytes) beside its IDs.
 pub const MAX_CHANNEL_HEADER_BYTES: usize = 400;
 
 /// The data of a session request (the invite).

@@ -56,8 +56,8 @@ impl ChannelOpener {
     /// [`MAX_CHANNEL_HEADER_BYTES`](crate::MAX_CHANNEL_HEADER_BYTES)): resolves once the
     /// friend's node routed it to the stream's [`IncomingChannels`], within the session's
     /// open timeout. The channel ID is the caller's to choose and to keep unique; this layer
-    /// does not look at it. Fails with [`StreamError::Refused`]-like
-    /// [`StreamError::Failed`] if the friend's stream takes no channels.
+    /// does not look at it. Fails with [`StreamError::Failed`] and the friend's reason if
+    /// its stream takes no channels (or is gone).
     pub async fn open(&self, channel: u32, header: &[u8]) -> Result<ChannelStream, StreamError> {
         if header.len() > crate::MAX_CHANNEL_HEADER_BYTES {
             return Err(StreamError::Invalid(format!(
