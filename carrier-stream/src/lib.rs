@@ -19,11 +19,19 @@
 //! session takes new streams again ([`SessionEvent::Reactivated`]), otherwise it closes.
 //! Errors are [`StreamError`]s, one variant per case.
 //!
+//! A reliable stream may carry **channels** ([`Session::add_multiplexed_stream`]): the hook
+//! for carrier-mux. Each channel is a QUIC stream of its own on the friend's link, opened
+//! with a header through the stream's [`ChannelOpener`] and routed to the friend's
+//! [`IncomingChannels`]; each open channel grows the link's receive window by
+//! [`CHANNEL_WINDOW_BYTES`], and the side that takes channels keeps [`CHANNEL_HEADROOM`]
+//! streams of the link's limit free.
+//!
 //! # Rooms
 //!
 //! - `session`: [`Sessions`] (the driver), [`Session`], requests and handlers, the
 //!   longest-prefix rule and the grace period (both without I/O), [`TransportInfo`].
-//! - `stream`: [`Stream`], its kinds, modes and states (the order rule without I/O).
+//! - `stream`: [`Stream`], its kinds, modes and states (the order rule without I/O); the
+//!   channels' hook ([`ChannelOpener`], [`IncomingChannels`], [`ChannelStream`]).
 //! - `wire`: the frames, bounded and strictly decoded.
 //! - `config`: [`SessionConfig`]. `error`: [`StreamError`].
 //!
@@ -77,4 +85,8 @@ pub use session::{
     status, Session, SessionEvent, SessionRequest, SessionRequests, SessionState, Sessions,
     Topology, TransportInfo, SESSION_EXTENSION, STREAM_HEADROOM,
 };
-pub use stream::{DatagramSender, Stream, StreamKind, StreamMode, StreamState, MAX_DATAGRAM_BYTES};
+pub use stream::{
+    ChannelOpener, ChannelStream, DatagramSender, IncomingChannels, LinkShare, Stream, StreamKind,
+    StreamMode, StreamState, CHANNEL_HEADROOM, CHANNEL_WINDOW_BYTES, MAX_DATAGRAM_BYTES,
+};
+pub use wire::MAX_CHANNEL_HEADER_BYTES;

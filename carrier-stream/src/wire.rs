@@ -26,6 +26,9 @@ pub(crate) const MAX_FRAME_BYTES: usize = 512;
 pub(crate) const MAX_REASON_BYTES: usize = 255;
 /// The tag in front of every datagram of a datagram-mode stream.
 pub(crate) const DATAGRAM_TAG_BYTES: usize = 12;
+/// The longest header a channel is opened with: what a channel's open frame holds within
+/// the frames' cap (512 bytes) beside its IDs.
+pub const MAX_CHANNEL_HEADER_BYTES: usize = 400;
 
 /// The data of a session request (the invite).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +57,17 @@ pub(crate) enum Open {
     CloseSession {
         session: u64,
         reason: BoundedBytes<MAX_REASON_BYTES>,
+    },
+    /// A new reliable stream of `session` with channels multiplexed on it: as
+    /// [`Open::Stream`] in reliable mode, and either side may open channels on it.
+    MultiplexedStream { session: u64, stream: u32, kind: u8 },
+    /// A channel of the multiplexed `stream` of `session`, on a QUIC stream of its own: routed
+    /// to that stream's inbox of channels with its `header` (the multiplexing layer's).
+    Channel {
+        session: u64,
+        stream: u32,
+        channel: u32,
+        header: BoundedBytes<MAX_CHANNEL_HEADER_BYTES>,
     },
 }
 
@@ -182,6 +196,44 @@ mod tests {
         assert_eq!(decode::<Answer>(&encode(&refused)).unwrap(), refused);
         let offer = Offer { session: 7 };
         assert_eq!(decode::<Offer>(&encode(&offer)).unwrap(), offer);
+        let multiplexed = Open::MultiplexedStream {
+            session: u64::MAX,
+            stream: u32::MAX,
+            kind: 4,
+        };
+        assert_eq!(decode::<Open>(&encode(&multiplexed)).unwrap(), multiplexed);
+        let channel = Open::Channel {
+            session: u64::MAX,
+            stream: u32::MAX,
+            channel: u32::MAX,
+            header: BoundedBytes::from_slice(&[0xff; MAX_CHANNEL_HEADER_BYTES]).unwrap(),
+        };
+        let bytes = encode(&channel);
+        assert!(bytes.len() <= MAX_FRAME_BYTES, "{} bytes", bytes.len());
+        assert_eq!(decode::<Open>(&bytes).unwrap(), channel);
+    }
+
+    #[test]
+    fn the_first_variants_keep_their_numbers() {
+        // Appended variants leave the earlier ones' bytes as they were.
+        let stream = Open::Stream {
+            session: 1,
+            stream: 2,
+            kind: 0,
+            mode: 0,
+        };
+        assert_eq!(encode(&stream)[1], 0);
+        let close = Open::CloseSession {
+            session: 1,
+            reason: reason("x"),
+        };
+        assert_eq!(encode(&close)[1], 1);
+        let multiplexed = Open::MultiplexedStream {
+            session: 1,
+            stream: 2,
+            kind: 0,
+        };
+        assert_eq!(encode(&multiplexed)[1], 2);
     }
 
     #[test]

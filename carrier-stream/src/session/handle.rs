@@ -124,7 +124,18 @@ impl Session {
         kind: StreamKind,
         mode: StreamMode,
     ) -> Result<Stream, StreamError> {
-        self.core.open_stream(&self.shared, kind, mode).await
+        self.core.open_stream(&self.shared, kind, mode, false).await
+    }
+
+    /// Adds a reliable stream of `kind` with channels multiplexed on it, as
+    /// [`add_stream`](Self::add_stream) does: both sides may open channels on it
+    /// ([`Stream::channel_opener`], [`Stream::incoming_channels`]), each a QUIC stream of its
+    /// own on the friend's link. The hook for carrier-mux; the friend gets it as
+    /// [`SessionEvent::Stream`] with [`Stream::is_multiplexed`] true.
+    pub async fn add_multiplexed_stream(&self, kind: StreamKind) -> Result<Stream, StreamError> {
+        self.core
+            .open_stream(&self.shared, kind, StreamMode::Reliable, true)
+            .await
     }
 
     /// The next event; `None` once the session closed and every event was taken.

@@ -8,6 +8,7 @@
 //! - `grace`: the grace period of deactivated sessions, without I/O, taking `now`.
 //! - `info`: [`TransportInfo`], from the link's current path.
 
+mod channels;
 mod grace;
 mod handle;
 mod info;
@@ -104,6 +105,8 @@ pub(crate) struct Entry {
     state: Arc<StateCell>,
     datagrams: Option<(mpsc::Sender<Bytes>, Arc<AtomicU64>)>,
     connection: usize,
+    /// For a multiplexed stream: where the friend's channels go.
+    channels: Option<mpsc::Sender<crate::stream::ChannelStream>>,
 }
 
 /// What a session's handles and streams share.
@@ -152,6 +155,7 @@ impl SessionShared {
             if only_connection.is_none_or(|c| c == entry.connection) {
                 entry.state.link_lost(reason);
                 entry.datagrams = None;
+                entry.channels = None;
             }
         }
     }
@@ -162,6 +166,7 @@ impl SessionShared {
         for entry in streams.values_mut() {
             entry.state.advance(StreamState::Closed);
             entry.datagrams = None;
+            entry.channels = None;
         }
         streams.clear();
     }
@@ -478,6 +483,7 @@ impl Core {
         let count = Arc::new(LinkCount {
             open: AtomicUsize::new(0),
             limit: Mutex::new(u64::from(MAX_CONCURRENT_BIDI_STREAMS)),
+            channels: Mutex::new(0),
         });
         links.insert(id, count.clone());
         drop(links);
@@ -537,9 +543,28 @@ impl Core {
     /// One more stream accepted on `connection`: raises the link's limit when fewer than
     /// [`STREAM_HEADROOM`] are left, before the opener needs them.
     fn take_slot(self: &Arc<Self>, peer: CarrierId, connection: &quinn::Connection) -> LinkSlot {
+        self.take_slot_with(peer, connection, STREAM_HEADROOM)
+    }
+
+    /// [`take_slot`](Self::take_slot) keeping `headroom` streams above those open.
+    fn take_slot_with(
+        self: &Arc<Self>,
+        peer: CarrierId,
+        connection: &quinn::Connection,
+        headroom: usize,
+    ) -> LinkSlot {
         let count = self.watch(peer, connection);
         let open = count.open.fetch_add(1, Ordering::Relaxed) + 1;
-        let needed = (open + STREAM_HEADROOM) as u64;
+        raise_limit(&count, connection, open + headroom);
+        LinkSlot(count)
+    }
+}
+
+/// Raises `connection`'s limit of bidirectional streams (at least doubling it) if it is below
+/// `needed`.
+fn raise_limit(count: &LinkCount, connection: &quinn::Connection, needed: usize) {
+    {
+        let needed = needed as u64;
         let mut limit = lock(&count.limit);
         if needed > *limit {
             let raised = (*limit * 2).max(needed);
@@ -548,10 +573,10 @@ impl Core {
                 *limit = raised;
             }
         }
-        drop(limit);
-        LinkSlot(count)
     }
+}
 
+impl Core {
     /// Routes stream `id` of `session` (on `connection`) to its state and, in datagram mode,
     /// to a new bounded queue: the queue's receiving end and drop count, for the stream.
     fn register_stream(
@@ -574,6 +599,7 @@ impl Core {
                     .as_ref()
                     .map(|(sender, _, dropped)| (sender.clone(), dropped.clone())),
                 connection: connection.stable_id(),
+                channels: None,
             },
         );
         datagrams
@@ -603,10 +629,14 @@ impl Core {
         session: &Arc<SessionShared>,
         kind: StreamKind,
         mode: StreamMode,
+        multiplexed: bool,
     ) -> Result<Stream, StreamError> {
         let mut attempt = 1;
         loop {
-            match self.open_stream_once(session, kind, mode).await {
+            match self
+                .open_stream_once(session, kind, mode, multiplexed)
+                .await
+            {
                 Ok(stream) => return Ok(stream),
                 Err((error, Some(_closed))) if attempt < OPEN_ATTEMPTS => {
                     // The open never reached the friend's application: nothing is lost.
@@ -625,6 +655,7 @@ impl Core {
         session: &Arc<SessionShared>,
         kind: StreamKind,
         mode: StreamMode,
+        multiplexed: bool,
     ) -> Result<Stream, (StreamError, Option<usize>)> {
         match self.settled_status(session).await {
             Status::Active => {}
@@ -652,11 +683,19 @@ impl Core {
         let connection = link.connection().clone();
         self.watch(session.peer, &connection);
         let datagrams = self.register_stream(session, id, &cell, mode, &connection);
-        let open = Open::Stream {
-            session: session.id,
-            stream: id,
-            kind: kind.byte(),
-            mode: mode.byte(),
+        let channels = multiplexed.then(|| self.multiplex(session, id, &connection));
+        let open = match multiplexed {
+            true => Open::MultiplexedStream {
+                session: session.id,
+                stream: id,
+                kind: kind.byte(),
+            },
+            false => Open::Stream {
+                session: session.id,
+                stream: id,
+                kind: kind.byte(),
+                mode: mode.byte(),
+            },
         };
         let exchange = exchange(&link, &open, &cell);
         let answer = match tokio::time::timeout(self.config.open_timeout(), exchange).await {
@@ -710,15 +749,11 @@ impl Core {
                 }
             }
         };
-        Ok(Stream::new(
-            id,
-            kind,
-            session.clone(),
-            cell,
-            changes,
-            transport,
-            None,
-        ))
+        let stream = Stream::new(id, kind, session.clone(), cell, changes, transport, None);
+        Ok(match channels {
+            Some((opener, incoming)) => stream.with_channels(opener, incoming),
+            None => stream,
+        })
     }
 
     /// Follows the control stream of a datagram-mode stream: its end closes the stream.
@@ -790,7 +825,26 @@ impl Core {
                 kind,
                 mode,
             } => {
-                self.take_session_stream(peer, session, stream, kind, mode, send, recv)
+                self.take_session_stream(peer, session, stream, kind, mode, false, send, recv)
+                    .await
+            }
+            Open::MultiplexedStream {
+                session,
+                stream,
+                kind,
+            } => {
+                let mode = StreamMode::Reliable.byte();
+                self.take_session_stream(peer, session, stream, kind, mode, true, send, recv)
+                    .await
+            }
+            Open::Channel {
+                session,
+                stream,
+                channel,
+                header,
+            } => {
+                let key = (peer, session);
+                self.take_channel(key, stream, channel, header, send, recv)
                     .await
             }
         }
@@ -804,6 +858,7 @@ impl Core {
         id: u32,
         kind: u8,
         mode: u8,
+        multiplexed: bool,
         mut send: SendStream,
         recv: RecvStream,
     ) {
@@ -855,6 +910,7 @@ impl Core {
         cell.advance(StreamState::TransportReady);
         cell.advance(StreamState::Connecting);
         let datagrams = self.register_stream(&session, id, &cell, mode, &connection);
+        let channels = multiplexed.then(|| self.multiplex(&session, id, &connection));
         if let Err(error) = send.write_all(&wire::prefixed(&Answer::Ready)).await {
             session.forget_stream(id);
             cell.advance(StreamState::Failed(error.to_string()));
@@ -882,6 +938,10 @@ impl Core {
             transport,
             Some(slot),
         );
+        let stream = match channels {
+            Some((opener, incoming)) => stream.with_channels(opener, incoming),
+            None => stream,
+        };
         session.emit(SessionEvent::Stream(stream));
     }
 

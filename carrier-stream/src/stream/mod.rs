@@ -2,10 +2,16 @@
 //! own) or [`StreamMode::Datagram`] (QUIC datagrams with the stream's own receive queue),
 //! behind one interface; its [`StreamState`]s; its [`StreamKind`].
 
+mod channel;
 mod kind;
 mod slot;
 mod state;
 
+pub(crate) use channel::ChannelHost;
+pub use channel::{
+    ChannelOpener, ChannelStream, IncomingChannels, LinkShare, CHANNEL_HEADROOM,
+    CHANNEL_WINDOW_BYTES,
+};
 pub use kind::{StreamKind, StreamMode};
 pub(crate) use slot::{LinkCount, LinkSlot, StreamHost};
 pub(crate) use state::StateCell;
@@ -56,6 +62,9 @@ pub struct Stream {
     io: Io,
     /// For a stream this node accepted: its place in the link's stream count.
     _slot: Option<LinkSlot>,
+    /// For a multiplexed stream: its opener of channels, and its inbox of the friend's
+    /// channels until taken.
+    channels: Option<(ChannelOpener, Option<IncomingChannels>)>,
 }
 
 #[derive(Debug)]
@@ -137,6 +146,68 @@ impl Stream {
             changes,
             io,
             _slot: slot,
+            channels: None,
+        }
+    }
+
+    /// The stream made multiplexed: channels open through `opener` and arrive in `incoming`.
+    pub(crate) fn with_channels(
+        mut self,
+        opener: ChannelOpener,
+        incoming: IncomingChannels,
+    ) -> Self {
+        self.channels = Some((opener, Some(incoming)));
+        self
+    }
+
+    /// Resolves once the stream is over (`Closed` or `Failed`: its session closed, its link
+    /// was lost, or it ended both ways), with that state. Needs no borrow of the stream: the
+    /// hook for a layer that moved the stream's halves into tasks of its own (carrier-mux).
+    pub fn ended(&self) -> impl std::future::Future<Output = StreamState> + Send + 'static {
+        let mut watch = self.state.watch();
+        async move {
+            loop {
+                let state = watch.borrow_and_update().clone();
+                if state.is_terminal() {
+                    return state;
+                }
+                if watch.changed().await.is_err() {
+                    // The state's cell is gone with the stream's last holder.
+                    return StreamState::Closed;
+                }
+            }
+        }
+    }
+
+    /// Whether channels may be opened on this stream
+    /// ([`Session::add_multiplexed_stream`](crate::Session::add_multiplexed_stream) on either
+    /// side).
+    pub fn is_multiplexed(&self) -> bool {
+        self.channels.is_some()
+    }
+
+    /// The hook for a multiplexing layer (carrier-mux): a handle that opens channels on this
+    /// multiplexed stream, each a QUIC stream of its own; [`StreamError::WrongState`] if the
+    /// stream is not multiplexed.
+    pub fn channel_opener(&self) -> Result<ChannelOpener, StreamError> {
+        match &self.channels {
+            Some((opener, _)) => Ok(opener.clone()),
+            None => Err(not_multiplexed(self.id)),
+        }
+    }
+
+    /// The hook for a multiplexing layer (carrier-mux): the channels the friend opens on this
+    /// multiplexed stream. Taken once; [`StreamError::WrongState`] if the stream is not
+    /// multiplexed or it was taken already.
+    pub fn incoming_channels(&mut self) -> Result<IncomingChannels, StreamError> {
+        match &mut self.channels {
+            Some((_, incoming)) => incoming.take().ok_or_else(|| {
+                StreamError::WrongState(format!(
+                    "the incoming channels of stream {} were taken already",
+                    self.id
+                ))
+            }),
+            None => Err(not_multiplexed(self.id)),
         }
     }
 
@@ -405,6 +476,10 @@ impl DatagramSender {
         }
         result
     }
+}
+
+fn not_multiplexed(id: u32) -> StreamError {
+    StreamError::WrongState(format!("stream {id} is not multiplexed"))
 }
 
 fn write_error(error: quinn::WriteError) -> StreamError {

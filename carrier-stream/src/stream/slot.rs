@@ -18,6 +18,8 @@ pub(crate) trait StreamHost: Send + Sync + std::fmt::Debug {
 pub(crate) struct LinkCount {
     pub(crate) open: AtomicUsize,
     pub(crate) limit: Mutex<u64>,
+    /// Channels open on the link (both ways), each with its share of the receive window.
+    pub(crate) channels: Mutex<usize>,
 }
 
 /// One accepted stream's place in its link's count, given back when dropped.

@@ -56,6 +56,8 @@ impl StreamState {
 pub(crate) struct StateCell {
     current: Mutex<StreamState>,
     changes: mpsc::UnboundedSender<StreamState>,
+    /// The current state for watchers that hold no stream ([`StateCell::watch`]).
+    watch: tokio::sync::watch::Sender<StreamState>,
 }
 
 impl StateCell {
@@ -67,6 +69,7 @@ impl StateCell {
         let cell = StateCell {
             current: Mutex::new(StreamState::Initialized),
             changes,
+            watch: tokio::sync::watch::Sender::new(StreamState::Initialized),
         };
         (cell, receiver)
     }
@@ -85,9 +88,15 @@ impl StateCell {
             return false;
         }
         *current = next.clone();
+        self.watch.send_replace(next.clone());
         // Nobody following the states is the application's choice.
         let _ = self.changes.send(next);
         true
+    }
+
+    /// A watch of the state, for a task that holds no stream.
+    pub(crate) fn watch(&self) -> tokio::sync::watch::Receiver<StreamState> {
+        self.watch.subscribe()
     }
 
     /// The link went down: `Deactivated`, then `Failed` with `reason`.
@@ -100,6 +109,20 @@ impl StateCell {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_watch_sees_the_latest_state() {
+        let (cell, _changes) = StateCell::new();
+        let mut watch = cell.watch();
+        assert_eq!(*watch.borrow_and_update(), StreamState::Initialized);
+        cell.advance(StreamState::Connected);
+        cell.link_lost("gone");
+        assert!(watch.has_changed().unwrap());
+        assert_eq!(
+            *watch.borrow_and_update(),
+            StreamState::Failed("gone".into())
+        );
+    }
 
     #[test]
     fn states_only_move_forward_and_an_ending_is_final() {

@@ -20,6 +20,7 @@ mod friend;
 mod latency;
 mod memory;
 mod msg;
+mod mux;
 mod nodes;
 mod quic;
 mod quic_shared;
@@ -230,6 +231,12 @@ const FIGURES: &[Figure] = &[
         measure: Measure::Joint(&msg::OFFLINE),
     },
     Figure {
+        name: "mux.channels_open_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Joint(&mux::CHANNELS_OPEN),
+    },
+    Figure {
         name: "idle.cpu_pct",
         unit: "% of a core",
         baseline: None,
@@ -290,6 +297,7 @@ impl Mode {
                 idle_links: 50,
                 idle_cpu_window: Duration::from_secs(60),
                 offline_nodes: 20,
+                mux_channels: 4096,
             },
             Mode::Quick => Scale {
                 transfer_bytes: 8 << 20,
@@ -307,6 +315,7 @@ impl Mode {
                 idle_links: 10,
                 idle_cpu_window: Duration::from_secs(10),
                 offline_nodes: 8,
+                mux_channels: 512,
             },
         }
     }
@@ -356,6 +365,8 @@ pub(crate) struct Scale {
     pub(crate) idle_cpu_window: Duration,
     /// Nodes in the DHT of `msg.offline_ms`, the two friends included (20 in the full bench).
     pub(crate) offline_nodes: usize,
+    /// Channels opened at once per run of `mux.channels_open_ms` (4,096 in the full bench).
+    pub(crate) mux_channels: usize,
 }
 
 /// What the command line asked for.
