@@ -22,7 +22,9 @@ pub enum SessionEvent {
     /// The friend's link went down: the session's streams failed, and new ones wait for the
     /// link to return within the grace period.
     Deactivated,
-    /// The link came back within the grace period: the session takes new streams again.
+    /// The link came back within the grace period and the friend confirmed the session (it
+    /// kept it, or its node restarted and its handler took it back as a resume): the session
+    /// takes new streams again.
     Reactivated,
     /// The session closed (by either side, or its grace period ended), with the reason.
     Closed(String),
