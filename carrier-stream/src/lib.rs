@@ -16,7 +16,9 @@
 //! A stream reports its [`StreamState`]s in order. When the friend's link goes down, open
 //! streams fail with a reason and the session deactivates ([`SessionEvent::Deactivated`]);
 //! if the link returns within the [grace period](SessionConfig::with_grace_period) the
-//! session takes new streams again ([`SessionEvent::Reactivated`]), otherwise it closes.
+//! session takes new streams again ([`SessionEvent::Reactivated`]), otherwise it closes. A
+//! friend that restarted meanwhile is asked to resume it: its handler gets a
+//! [`SessionRequest`] whose [`is_resume`](SessionRequest::is_resume) is true.
 //! Errors are [`StreamError`]s, one variant per case.
 //!
 //! A reliable stream may carry **channels** ([`Session::add_multiplexed_stream`]): the hook

@@ -36,6 +36,37 @@ pub(crate) struct Offer {
     pub(crate) session: u64,
 }
 
+/// What a session request that resumes a session adds after its [`Offer`]: a request without
+/// it is exactly an `Offer`, as before resumes existed, so a node that knows no resumes still
+/// reads every fresh request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Resume {
+    /// Whether the sender of the resume requested the session originally: the receiver takes
+    /// the other role, and so the other stream-ID parity.
+    pub(crate) sender_requested: bool,
+    /// Where the receiver's stream numbers go on (a stream's ID is twice its number plus the
+    /// opener's parity): past every stream of the receiver's the sender still holds.
+    pub(crate) next_stream: u32,
+}
+
+/// The data of a session request that resumes a session: an [`Offer`] and its [`Resume`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ResumeOffer {
+    pub(crate) session: u64,
+    pub(crate) resume: Resume,
+}
+
+/// A session request's data: its session ID, and what it resumes if it resumes one.
+pub(crate) fn decode_offer(bytes: &[u8]) -> Result<(u64, Option<Resume>), WireError> {
+    match decode::<Offer>(bytes) {
+        Ok(Offer { session }) => Ok((session, None)),
+        Err(plain) => match decode::<ResumeOffer>(bytes) {
+            Ok(ResumeOffer { session, resume }) => Ok((session, Some(resume))),
+            Err(_) => Err(plain),
+        },
+    }
+}
+
 /// The data of a confirming reply to a session request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Accept {
@@ -211,6 +242,20 @@ mod tests {
         let bytes = encode(&channel);
         assert!(bytes.len() <= MAX_FRAME_BYTES, "{} bytes", bytes.len());
         assert_eq!(decode::<Open>(&bytes).unwrap(), channel);
+        assert_eq!(decode_offer(&encode(&offer)), Ok((7, None)));
+        let resume = ResumeOffer {
+            session: u64::MAX,
+            resume: Resume {
+                sender_requested: true,
+                next_stream: u32::MAX,
+            },
+        };
+        let bytes = encode(&resume);
+        assert!(bytes.len() <= MAX_FRAME_BYTES);
+        assert_eq!(
+            decode_offer(&bytes),
+            Ok((u64::MAX, Some(resume.resume.clone())))
+        );
     }
 
     #[test]
@@ -234,6 +279,26 @@ mod tests {
             kind: 0,
         };
         assert_eq!(encode(&multiplexed)[1], 2);
+    }
+
+    #[test]
+    fn a_resume_is_an_offer_with_bytes_after_it() {
+        // A node that knows no resumes reads a fresh request as before, and refuses a resume
+        // as malformed rather than take it for a fresh one.
+        let fresh = encode(&Offer { session: 9 });
+        let resume = encode(&ResumeOffer {
+            session: 9,
+            resume: Resume {
+                sender_requested: false,
+                next_stream: 3,
+            },
+        });
+        assert!(resume.starts_with(&fresh));
+        assert_eq!(decode::<Offer>(&resume), Err(WireError::Malformed));
+        assert_eq!(
+            decode_offer(&resume[..resume.len() - 1]),
+            Err(WireError::Malformed)
+        );
     }
 
     #[test]
@@ -277,6 +342,7 @@ mod tests {
             let _ = decode::<Answer>(&bytes);
             let _ = decode::<Offer>(&bytes);
             let _ = decode::<Accept>(&bytes);
+            let _ = decode_offer(&bytes);
             let _ = split_datagram(&bytes);
             if bytes.len() >= 2 {
                 let _ = frame_len([bytes[0], bytes[1]]);

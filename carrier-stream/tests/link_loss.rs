@@ -1,7 +1,7 @@
 //! A session when its friend's link goes: open streams fail with a reason, the session
 //! deactivates, and it takes new streams again when the link returns within the grace
-//! period; a friend that restarted forgot the session, and one that never returns closes it
-//! when the grace period ends.
+//! period; a friend that never returns closes it when the grace period ends (a friend that
+//! restarted: `tests/resume.rs`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -163,69 +163,6 @@ async fn carried_within(carried: &tokio::task::JoinHandle<Vec<u8>>) -> bool {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_friends_node_stops_streams_fail_the_session_deactivates_and_a_restart_has_forgotten_it(
-) {
-    // A short open timeout: an open on the deactivated session waits that long for its link.
-    let config = SessionConfig::default().with_open_timeout(Duration::from_secs(2));
-    let (net, alice, bob) = common::friends(34, 20, config).await;
-    let (at_alice, at_bob) = session(&alice, &bob).await;
-    let mut stream = at_alice
-        .add_stream(StreamKind::Application, StreamMode::Reliable)
-        .await
-        .unwrap();
-    let theirs = within("Bob's stream", at_bob.accept_stream())
-        .await
-        .unwrap();
-    // Bob's application never closes them: his node stops under them.
-    let held = (theirs, at_bob);
-    let (dir, bind) = bob.stop().await;
-    // What Bob's application held goes with his node: a session holds its node's friend
-    // layer (and so its socket) until dropped.
-    drop(held);
-
-    let failure = within("the read fails", stream.recv()).await.unwrap_err();
-    assert!(matches!(failure, StreamError::Failed(_)), "{failure:?}");
-    failed_on_link_loss(&states(&mut stream).await);
-    assert!(matches!(
-        next_change(&at_alice).await,
-        SessionEvent::Deactivated
-    ));
-    assert_eq!(at_alice.state(), SessionState::Deactivated);
-    assert!(matches!(
-        at_alice
-            .add_stream(StreamKind::Application, StreamMode::Reliable)
-            .await,
-        Err(StreamError::WrongState(_))
-    ));
-
-    // Bob's node comes back within the grace period: the session reactivates, but Bob's
-    // node holds sessions in memory only, so the first new stream learns it is gone.
-    let _bob = net.start(dir, bind, SessionConfig::default()).await;
-    assert!(matches!(
-        next_change(&at_alice).await,
-        SessionEvent::Reactivated
-    ));
-    assert!(matches!(
-        at_alice
-            .add_stream(StreamKind::Application, StreamMode::Reliable)
-            .await,
-        Err(StreamError::UnknownSession(_))
-    ));
-    // The restarted node's first link may still lose a race of dials to a second one, which
-    // deactivates and reactivates the session once more before it closes.
-    loop {
-        match next_change(&at_alice).await {
-            SessionEvent::Closed(reason) => {
-                assert!(reason.contains("does not know"), "{reason}");
-                break;
-            }
-            SessionEvent::Deactivated | SessionEvent::Reactivated => {}
-            other => panic!("not closed: {other:?}"),
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,11 +1,22 @@
 //! `carrier pipe`: stdin and stdout through a reliable stream of a session between two
-//! daemons, as netcat: 16 MiB cross with an equal hash, and the end of stdin is passed on.
+//! daemons, as netcat: 16 MiB cross with an equal hash, and the end of stdin is passed on;
+//! a pipe's session kept by a library node through its friend's daemon SIGKILLed and
+//! started again, taken back by the restarted daemon's next listener.
 #![allow(clippy::unwrap_used)] // Helpers outside #[test] functions unwrap too.
 
 mod support;
 
+use std::net::SocketAddr;
 use std::process::Stdio;
+use std::time::Duration;
 
+use carrier::dht::BootstrapNode;
+use carrier::friend::{FriendEvent, FriendsConfig};
+use carrier::id::CarrierId;
+use carrier::stream::{
+    status, Session, SessionEvent, SessionState, StreamError, StreamKind, StreamMode, StreamState,
+};
+use carrier::{Carrier, Event};
 use serde_json::json;
 use support::{contact, seeds, Daemon, PATIENCE, PROGRAM};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -142,4 +153,179 @@ async fn pipe_carries_16_mib_with_an_equal_hash_and_passes_the_end_of_stdin_on()
             ("session", "closed")
         ]
     );
+}
+
+/// Reads `out` until it holds `want`, within [`PATIENCE`].
+async fn read_exactly(out: &mut tokio::process::ChildStdout, want: &[u8]) {
+    let mut got = vec![0u8; want.len()];
+    tokio::time::timeout(PATIENCE, out.read_exact(&mut got))
+        .await
+        .expect("the listener printed it in time")
+        .unwrap();
+    assert_eq!(got, want);
+}
+
+/// Alice's next session event other than a stream.
+async fn next_change(session: &Session) -> SessionEvent {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match session
+                .next_event()
+                .await
+                .expect("the session's events ended")
+            {
+                SessionEvent::Stream(_) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("a session event in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipe_session_survives_its_daemons_sigkill_and_restart_within_the_grace_period() {
+    let seeds = seeds(63).await;
+    let dir = tempfile::tempdir().unwrap();
+    let seed = contact(&seeds[0]);
+    let bob = Daemon::start(&dir.path().join("bob"), [127, 64, 2, 1], &seed).await;
+    let mut bob_control = bob.control().await;
+    bob_control.ok("auto_accept", json!({})).await;
+    let bob_id: CarrierId = bob.id.parse().unwrap();
+
+    // Alice is a library node in this process: she survives; Bob's daemon is killed.
+    let (alice, mut alice_events) = Carrier::builder()
+        .local(SocketAddr::from(([127, 64, 1, 1], 0)))
+        .bootstrap([BootstrapNode::new(seeds[0].id(), seeds[0].local_addr())])
+        .data_dir(dir.path().join("alice"))
+        .friends_config(
+            FriendsConfig::for_tests()
+                .with_liveness(Duration::from_secs(1), Duration::from_secs(3)),
+        )
+        .start()
+        .await
+        .unwrap();
+    alice
+        .friends()
+        .add_friend(&bob.address, b"a pipe?")
+        .await
+        .unwrap();
+    tokio::time::timeout(PATIENCE, async {
+        while let Some(event) = alice_events.recv().await {
+            if matches!(event, Event::Friend(FriendEvent::Connected(id)) if id == bob_id) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("linked in time");
+
+    // Bob listens; Alice's session request waits for his listener (refused until it does).
+    let mut listener = pipe(&bob.data, &["--listen"]);
+    let _listener_in = listener.stdin.take().unwrap();
+    let mut listener_out = listener.stdout.take().unwrap();
+    let session = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match alice.sessions().request(&bob_id, "pipe").await {
+                Ok(session) => return session,
+                Err(StreamError::Refused { status, .. }) if status == status::NO_HANDLER => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a session in time");
+    let mut before = session
+        .add_stream(StreamKind::Application, StreamMode::Reliable)
+        .await
+        .unwrap();
+    before.send(b"before|").await.unwrap();
+    read_exactly(&mut listener_out, b"before|").await;
+
+    // SIGKILL: Alice's stream fails with a reason, then her session deactivates.
+    bob.kill().await;
+    drop(listener);
+    let failure = tokio::time::timeout(PATIENCE, before.recv())
+        .await
+        .expect("the stream failed in time")
+        .unwrap_err();
+    assert!(matches!(failure, StreamError::Failed(_)), "{failure:?}");
+    assert!(matches!(before.state(), StreamState::Failed(_)));
+    assert!(matches!(
+        next_change(&session).await,
+        SessionEvent::Deactivated
+    ));
+
+    // Bob's daemon starts again on its data directory, within the grace period, and listens:
+    // its listener takes the session back (a resume) and Alice's session is active again.
+    let bob = Daemon::start(&dir.path().join("bob"), [127, 64, 2, 1], &seed).await;
+    let mut bob_control = bob.control().await;
+    let mut listener = pipe(&bob.data, &["--listen"]);
+    let listener_in = listener.stdin.take().unwrap();
+    let mut listener_out = listener.stdout.take().unwrap();
+    loop {
+        match next_change(&session).await {
+            SessionEvent::Reactivated => break,
+            // The restarted node's first link may lose a race of dials to a second one.
+            SessionEvent::Deactivated => {}
+            other => panic!("not reactivated: {other:?}"),
+        }
+    }
+    assert_eq!(session.state(), SessionState::Active);
+
+    // A new stream of the same session carries data to Bob's new listener, and back.
+    let mut after = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match session
+                .add_stream(StreamKind::Application, StreamMode::Reliable)
+                .await
+            {
+                Ok(stream) => return stream,
+                Err(StreamError::WrongState(_) | StreamError::Failed(_)) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    })
+    .await
+    .expect("a new stream in time");
+    after.send(b"after").await.unwrap();
+    after.finish().unwrap();
+    read_exactly(&mut listener_out, b"after").await;
+    // Bob's stdin ends: Alice reads the end of the stream, and the listener exits.
+    drop(listener_in);
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, listener_out.read_to_end(&mut rest))
+        .await
+        .expect("the listener's output ended in time")
+        .unwrap();
+    assert!(rest.is_empty(), "{rest:?}");
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, after.recv())
+            .await
+            .expect("Bob's end in time")
+            .unwrap(),
+        None
+    );
+    let status = tokio::time::timeout(PATIENCE, listener.wait())
+        .await
+        .expect("bob's pipe exited")
+        .unwrap();
+    assert!(status.success());
+
+    // Bob's watchers saw the session come back as a resume, then end with the pipe.
+    let alice_id = alice.id().to_string();
+    bob_control.events_at_least("session", &alice_id, 2).await;
+    let states: Vec<&str> = bob_control
+        .events
+        .iter()
+        .filter(|e| e["event"] == "session")
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["resumed", "closed"]);
+    let _ = session.close("done").await;
+    alice.shutdown().await;
 }

@@ -11,7 +11,7 @@ use super::info::{transport_info, TransportInfo};
 use super::{status, Core, SessionShared, Status};
 use crate::error::StreamError;
 use crate::stream::{Stream, StreamKind, StreamMode};
-use crate::wire::{self, Accept};
+use crate::wire::{self, Accept, Resume};
 
 /// What happens to a session, in order.
 #[derive(Debug)]
@@ -22,7 +22,9 @@ pub enum SessionEvent {
     /// The friend's link went down: the session's streams failed, and new ones wait for the
     /// link to return within the grace period.
     Deactivated,
-    /// The link came back within the grace period: the session takes new streams again.
+    /// The link came back within the grace period and the friend confirmed the session (it
+    /// kept it, or its node restarted and its handler took it back as a resume): the session
+    /// takes new streams again.
     Reactivated,
     /// The session closed (by either side, or its grace period ended), with the reason.
     Closed(String),
@@ -74,6 +76,9 @@ pub struct Session {
 
 impl Session {
     pub(crate) fn new(core: Arc<Core>, shared: Arc<SessionShared>) -> Self {
+        shared
+            .established
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let last = Arc::new(LastHandle {
             core: core.clone(),
             shared: shared.clone(),
@@ -187,6 +192,9 @@ pub(crate) struct RequestParts {
     pub(crate) peer: CarrierId,
     pub(crate) bundle: String,
     pub(crate) session: u64,
+    /// For a request that resumes a session the friend still holds: the roles and where
+    /// this side's stream numbers go on.
+    pub(crate) resume: Option<Resume>,
 }
 
 /// A friend's request for a session, for a handler to [`accept`](Self::accept) or
@@ -218,13 +226,31 @@ impl SessionRequest {
         &self.parts.bundle
     }
 
+    /// Whether the friend asks to resume a session this node held before it restarted (the
+    /// friend kept it through its grace period): accepting it re-creates that session, with
+    /// its ID and the roles both sides had, and the friend's side raises
+    /// [`SessionEvent::Reactivated`]. Its streams did not survive; new ones may be added.
+    pub fn is_resume(&self) -> bool {
+        self.parts.resume.is_some()
+    }
+
     /// Accepts: the session is open on both sides once this returns.
     pub async fn accept(mut self) -> Result<Session, StreamError> {
         self.answered = true;
         let core = self.core.clone();
         let parts = &self.parts;
-        let Some(shared) = core.insert_session(parts.peer, parts.session, &parts.bundle, false)
-        else {
+        // A resumed session keeps its roles: the friend's stream-ID parity stays its own.
+        let (initiator, next_stream) = match &parts.resume {
+            Some(resume) => (!resume.sender_requested, resume.next_stream),
+            None => (false, 0),
+        };
+        let Some(shared) = core.insert_session(
+            parts.peer,
+            parts.session,
+            &parts.bundle,
+            initiator,
+            next_stream,
+        ) else {
             let _ = core
                 .invites
                 .reply_invite(

@@ -6,12 +6,14 @@
 //! - `handle`: [`Session`], [`SessionEvent`], [`SessionRequest`], [`SessionRequests`].
 //! - `routing`: the longest-prefix rule, without I/O.
 //! - `grace`: the grace period of deactivated sessions, without I/O, taking `now`.
+//! - `resume`: the rules of resuming a session across its friend's restart, without I/O.
 //! - `info`: [`TransportInfo`], from the link's current path.
 
 mod channels;
 mod grace;
 mod handle;
 mod info;
+mod resume;
 mod routing;
 
 pub use handle::{Session, SessionEvent, SessionRequest, SessionRequests, SessionState};
@@ -34,6 +36,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
 use self::grace::Grace;
+use self::resume::{Closed, OfferAnswer, REMEMBERED_CLOSED_SESSIONS};
 use self::routing::Routes;
 use crate::config::SessionConfig;
 use crate::error::StreamError;
@@ -41,7 +44,7 @@ use crate::stream::{
     connection_reason, LinkCount, LinkSlot, StateCell, Stream, StreamHost, StreamKind, StreamMode,
     StreamState, Transport,
 };
-use crate::wire::{self, Accept, Answer, Offer, Open};
+use crate::wire::{self, Accept, Answer, Offer, Open, Resume, ResumeOffer};
 
 /// The invite extension sessions are requested on.
 pub const SESSION_EXTENSION: &str = "session";
@@ -61,6 +64,8 @@ pub mod status {
     pub const SHUT_DOWN: i32 = 5;
     /// The friend's node takes no sessions (nobody started its sessions layer).
     pub const NO_SESSIONS: i32 = 6;
+    /// The session a resume names was closed on the friend's node.
+    pub const SESSION_CLOSED: i32 = 7;
 }
 
 use crate::codes;
@@ -117,6 +122,14 @@ pub(crate) struct SessionShared {
     pub(crate) bundle: String,
     pub(crate) initiator: bool,
     next_stream: AtomicU32,
+    /// The friend's next stream number, past every stream of its this side has seen: where a
+    /// friend that resumes the session after a restart goes on.
+    peer_next_stream: AtomicU32,
+    /// Whether a resume of the session is in flight.
+    resuming: AtomicBool,
+    /// Whether both sides hold the session: the application has its handle. Before that (a
+    /// request waiting for its answer) there is nothing to resume.
+    pub(crate) established: AtomicBool,
     status: Mutex<Status>,
     events: mpsc::UnboundedSender<SessionEvent>,
     pub(crate) inbox: tokio::sync::Mutex<mpsc::UnboundedReceiver<SessionEvent>>,
@@ -180,6 +193,8 @@ pub(crate) struct Core {
     routes: Mutex<Routes<mpsc::UnboundedSender<SessionRequest>>>,
     grace: Mutex<Grace<Key>>,
     grace_wake: Notify,
+    /// The sessions closed here lately, whose resumes are refused.
+    closed_sessions: Mutex<Closed<Key>>,
     /// By connection (`stable_id`): streams accepted, the limit set; and whose closing is
     /// watched.
     links: Mutex<HashMap<usize, Arc<LinkCount>>>,
@@ -248,6 +263,7 @@ impl Sessions {
             sessions: Mutex::new(HashMap::new()),
             routes: Mutex::new(Routes::default()),
             grace_wake: Notify::new(),
+            closed_sessions: Mutex::new(Closed::new(REMEMBERED_CLOSED_SESSIONS)),
             links: Mutex::new(HashMap::new()),
             work: Mutex::new(JoinSet::new()),
             closed: AtomicBool::new(false),
@@ -287,7 +303,7 @@ impl Sessions {
         // Registered before the invite leaves: the friend may open a stream the moment it
         // accepted, before its reply reaches us.
         let session = core
-            .insert_session(*friend, id, bundle, true)
+            .insert_session(*friend, id, bundle, true, 0)
             .ok_or(StreamError::Failed("a session ID drawn twice".into()))?;
         let offer = wire::encode(&Offer { session: id });
         let invited = tokio::time::timeout(
@@ -397,13 +413,15 @@ impl Core {
         })
     }
 
-    /// A new session in the table; `None` if the key is taken.
+    /// A new session in the table, its own streams numbered from `next_stream`; `None` if
+    /// the key is taken.
     fn insert_session(
         self: &Arc<Self>,
         peer: CarrierId,
         id: u64,
         bundle: &str,
         initiator: bool,
+        next_stream: u32,
     ) -> Option<Arc<SessionShared>> {
         let (events, receiver) = mpsc::unbounded_channel();
         let active = self.friends.is_online(&peer);
@@ -412,7 +430,10 @@ impl Core {
             peer,
             bundle: bundle.to_owned(),
             initiator,
-            next_stream: AtomicU32::new(0),
+            next_stream: AtomicU32::new(next_stream),
+            peer_next_stream: AtomicU32::new(0),
+            resuming: AtomicBool::new(false),
+            established: AtomicBool::new(false),
             status: Mutex::new(if active {
                 Status::Active
             } else {
@@ -459,6 +480,7 @@ impl Core {
     /// Closes the session `key` here, with `reason`.
     pub(crate) fn close_here(&self, key: &Key, reason: &str) {
         if let Some(session) = self.remove_session(key) {
+            lock(&self.closed_sessions).insert(*key);
             self.end_session(&session, reason);
         }
     }
@@ -649,7 +671,8 @@ impl Core {
     }
 
     /// One attempt of [`open_stream`](Self::open_stream); on failure, the error and, if the
-    /// link closed under it, the closed connection's ID.
+    /// open may be tried again (the link closed under it, or the friend had forgotten the
+    /// session, which is being resumed), the connection's ID.
     async fn open_stream_once(
         self: &Arc<Self>,
         session: &Arc<SessionShared>,
@@ -723,11 +746,13 @@ impl Core {
                 cell.advance(StreamState::Failed(
                     "the friend knows no such session".into(),
                 ));
-                self.close_here(
-                    &(session.peer, session.id),
-                    "the friend does not know this session any more",
-                );
-                return Err((StreamError::UnknownSession(session.id), None));
+                // The friend restarted before this side saw its link go: the session is
+                // resumed as after a link that went, and the open waits for it once more.
+                self.forgotten(session);
+                return Err((
+                    StreamError::UnknownSession(session.id),
+                    Some(connection.stable_id()),
+                ));
             }
             (Answer::Refused(reason), ..) => {
                 session.forget_stream(id);
@@ -900,6 +925,9 @@ impl Core {
             let _ = send.finish();
             return;
         }
+        session
+            .peer_next_stream
+            .fetch_max(id / 2 + 1, Ordering::Relaxed);
         let Some(link) = self.friends.link(&peer) else {
             return;
         };
@@ -987,8 +1015,9 @@ impl Core {
 
     /// The friend's sessions lost their link (connection `closed`, when a watch saw it, whose
     /// streams failed already): unless a live link is up (a race of dials replaced the one
-    /// closed, or a `Disconnected` event is stale), the sessions deactivate.
-    fn link_down(&self, peer: CarrierId, closed: Option<usize>) {
+    /// closed, or a `Disconnected` event is stale), the sessions deactivate. A friend that
+    /// restarted behind a live link answers the next stream `UnknownSession`, which resumes.
+    fn link_down(self: &Arc<Self>, peer: CarrierId, closed: Option<usize>) {
         if self.live_link(&peer, closed) {
             return;
         }
@@ -1013,23 +1042,113 @@ impl Core {
         self.grace_wake.notify_one();
     }
 
-    fn link_up(&self, peer: CarrierId) {
+    /// The friend's link is live: each of its deactivated sessions asks the friend to
+    /// confirm it (module `resume`), and is active again once it did.
+    fn link_up(self: &Arc<Self>, peer: CarrierId) {
         let sessions: Vec<Arc<SessionShared>> = lock(&self.sessions)
             .values()
             .filter(|s| s.peer == peer)
             .cloned()
             .collect();
         for session in sessions {
-            {
-                let mut status = lock(&session.status);
-                if !matches!(*status, Status::Deactivated) {
-                    continue;
-                }
-                *status = Status::Active;
+            if !matches!(session.status(), Status::Deactivated) {
+                continue;
             }
-            lock(&self.grace).link_up(&(peer, session.id));
-            session.emit(SessionEvent::Reactivated);
+            if session.established.load(Ordering::SeqCst) {
+                self.resume(&session);
+            } else {
+                self.reactivate(&session);
+            }
         }
+    }
+
+    /// Asks the friend to confirm `session`, unless that is under way.
+    fn resume(self: &Arc<Self>, session: &Arc<SessionShared>) {
+        if session.resuming.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let core = self.clone();
+        let session = session.clone();
+        self.spawn(async move {
+            let answer = core.ask_resume(&session).await;
+            session.resuming.store(false, Ordering::SeqCst);
+            match resume::outcome(answer) {
+                resume::Outcome::Reactivate => core.reactivate(&session),
+                resume::Outcome::Close(reason) => {
+                    core.close_here(&(session.peer, session.id), &reason)
+                }
+                // The grace period's loop looks for the link again and asks once more.
+                resume::Outcome::Retry | resume::Outcome::Nothing => {}
+            }
+        });
+    }
+
+    /// The resume request for `session` (an invite with its ID, bundle and roles) and how it
+    /// ended.
+    async fn ask_resume(&self, session: &SessionShared) -> resume::Answer {
+        let offer = wire::encode(&ResumeOffer {
+            session: session.id,
+            resume: Resume {
+                sender_requested: session.initiator,
+                next_stream: session.peer_next_stream.load(Ordering::Relaxed),
+            },
+        });
+        let invited = tokio::time::timeout(
+            self.config.request_timeout(),
+            self.invites.invite(
+                &session.peer,
+                SESSION_EXTENSION,
+                session.bundle.as_bytes(),
+                &offer,
+            ),
+        )
+        .await;
+        match invited {
+            Err(_) => resume::Answer::Silent,
+            Ok(Ok(reply)) if reply.is_confirmed() => match wire::decode::<Accept>(&reply.data) {
+                Ok(Accept { session: id }) if id == session.id => resume::Answer::Confirmed,
+                _ => resume::Answer::ConfirmedOther,
+            },
+            Ok(Ok(reply)) => resume::Answer::Refused {
+                status: reply.status,
+                reason: reply.reason,
+            },
+            Ok(Err(InviteError::NotAFriend(_))) => resume::Answer::NotAFriend,
+            Ok(Err(InviteError::UnknownExtension { .. })) => resume::Answer::NoSessions,
+            Ok(Err(InviteError::Closed)) => resume::Answer::ShutDown,
+            Ok(Err(_)) => resume::Answer::Silent,
+        }
+    }
+
+    /// `session` was confirmed by its friend: active again, and the application is told.
+    fn reactivate(&self, session: &SessionShared) {
+        {
+            let mut status = lock(&session.status);
+            if !matches!(*status, Status::Deactivated) {
+                return;
+            }
+            *status = Status::Active;
+        }
+        lock(&self.grace).link_up(&(session.peer, session.id));
+        session.emit(SessionEvent::Reactivated);
+    }
+
+    /// The friend answered a stream of `session` with `UnknownSession`: it restarted before
+    /// this side saw its link go. The session deactivates and is resumed, as after a link
+    /// that went.
+    fn forgotten(self: &Arc<Self>, session: &Arc<SessionShared>) {
+        {
+            let mut status = lock(&session.status);
+            if !matches!(*status, Status::Active) {
+                return;
+            }
+            *status = Status::Deactivated;
+        }
+        let now = tokio::time::Instant::now().into_std();
+        lock(&self.grace).link_down((session.peer, session.id), now);
+        session.emit(SessionEvent::Deactivated);
+        self.grace_wake.notify_one();
+        self.resume(session);
     }
 }
 
@@ -1080,7 +1199,7 @@ async fn take_requests(core: Arc<Core>, mut requests: InviteInbox) {
                 let _ = invites.reply_invite(id, status, &reason, b"").await;
             });
         };
-        let Ok(Offer { session }) = wire::decode::<Offer>(&invite.data) else {
+        let Ok((session, resume)) = wire::decode_offer(&invite.data) else {
             refuse(status::MALFORMED, "a malformed session request".into());
             continue;
         };
@@ -1088,6 +1207,28 @@ async fn take_requests(core: Arc<Core>, mut requests: InviteInbox) {
             refuse(status::MALFORMED, "a bundle that is not UTF-8".into());
             continue;
         };
+        if resume.is_some() {
+            let key = (invite.from, session);
+            let holds = core.session(&key).is_some();
+            let closed = lock(&core.closed_sessions).contains(&key);
+            match resume::on_resume_offer(holds, closed) {
+                OfferAnswer::Confirm => {
+                    let invites = core.invites.clone();
+                    let id = invite.id;
+                    let accept = wire::encode(&Accept { session });
+                    core.spawn(async move {
+                        // The inviter may be gone; it asks again on its next link.
+                        let _ = invites.reply_invite(id, 0, "", &accept).await;
+                    });
+                    continue;
+                }
+                OfferAnswer::RefuseClosed => {
+                    refuse(resume::CLOSED_STATUS, "the session was closed".into());
+                    continue;
+                }
+                OfferAnswer::AskHandler => {}
+            }
+        }
         let routes = lock(&core.routes);
         let Some(handler) = routes.route(&bundle, |s| !s.is_closed()).cloned() else {
             drop(routes);
@@ -1098,7 +1239,8 @@ async fn take_requests(core: Arc<Core>, mut requests: InviteInbox) {
             continue;
         };
         drop(routes);
-        let request = SessionRequest::new(core.clone(), invite_parts(invite, bundle, session));
+        let request =
+            SessionRequest::new(core.clone(), invite_parts(invite, bundle, session, resume));
         if let Err(unsent) = handler.send(request) {
             // The handler went between the lookup and now: its request refuses itself.
             drop(unsent);
@@ -1106,12 +1248,18 @@ async fn take_requests(core: Arc<Core>, mut requests: InviteInbox) {
     }
 }
 
-fn invite_parts(invite: IncomingInvite, bundle: String, session: u64) -> handle::RequestParts {
+fn invite_parts(
+    invite: IncomingInvite,
+    bundle: String,
+    session: u64,
+    resume: Option<Resume>,
+) -> handle::RequestParts {
     handle::RequestParts {
         invite: invite.id,
         peer: invite.from,
         bundle,
         session,
+        resume,
     }
 }
 

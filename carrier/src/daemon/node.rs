@@ -11,7 +11,7 @@ use carrier::dht::{BootstrapNode, Dht, DhtConfig, NatMapping, PublicPort, Reacha
 use carrier::friend::{FriendError, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
 use carrier::msg::{Messenger, MessengerConfig};
-use carrier::stream::{SessionRequests, Sessions};
+use carrier::stream::Sessions;
 use carrier::{Carrier, CarrierBuilder};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -21,6 +21,7 @@ use super::protocol::{
     echo, ConnectionStatus, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields,
     OutgoingEntry, PresenceName, Request, Requests, Standing, Status,
 };
+use super::streams::PipeRequests;
 
 /// Events kept for a watcher that falls behind; beyond it the oldest are lost (and it is
 /// told how many).
@@ -138,8 +139,8 @@ pub(crate) struct DaemonNode {
     pub(super) messenger: Messenger,
     /// Sessions with friends (`pipe`).
     pub(super) sessions: Sessions,
-    /// The handler of `pipe` sessions, once a `pipe --listen` registered it.
-    pub(super) pipe_requests: tokio::sync::Mutex<Option<SessionRequests>>,
+    /// The friends' `pipe` requests, for the `pipe --listen`s.
+    pub(super) pipe_requests: Arc<PipeRequests>,
     events: broadcast::Sender<Event>,
     /// The latest events, sent under this lock so a watcher replays them without a gap.
     history: Mutex<std::collections::VecDeque<Event>>,
@@ -164,7 +165,7 @@ impl DaemonNode {
             friends: carrier.friends().clone(),
             messenger: carrier.messenger().clone(),
             sessions: carrier.sessions().clone(),
-            pipe_requests: tokio::sync::Mutex::new(None),
+            pipe_requests: PipeRequests::start(carrier.sessions()).map_err(|e| e.to_string())?,
             carrier,
             events,
             history: Mutex::new(std::collections::VecDeque::new()),

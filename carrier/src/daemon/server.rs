@@ -198,11 +198,11 @@ async fn connection(
                         // The reply goes first; then the connection carries the pipe's bytes
                         // (the client sends its own only after reading the reply).
                         let _ = outgoing
-                            .send((encode_line(&Reply::ok(id, result)), None))
+                            .send((encode_line(&Reply::ok(id, result.clone())), None))
                             .await;
                         drop(outgoing);
                         if let Ok(write) = writer.await {
-                            streams::splice(&node, reader, write, session, stream).await;
+                            streams::splice(&node, reader, write, (&result, session, stream)).await;
                         }
                         return;
                     }

@@ -30,6 +30,7 @@ mod report;
 mod rpk;
 mod runs;
 mod scratch;
+mod stream;
 mod tcp;
 mod tls;
 mod transfer;
@@ -235,6 +236,30 @@ const FIGURES: &[Figure] = &[
         unit: "ms",
         baseline: None,
         measure: Measure::Joint(&mux::CHANNELS_OPEN),
+    },
+    Figure {
+        name: "stream.reliable_MBps",
+        unit: "MB/s",
+        baseline: Some("quinn.raw_MBps"),
+        measure: Measure::Alone(stream::measure_reliable),
+    },
+    Figure {
+        name: "stream.datagram_MBps",
+        unit: "MB/s",
+        baseline: None,
+        measure: Measure::Joint(&stream::DATAGRAMS),
+    },
+    Figure {
+        name: "stream.datagram_loss",
+        unit: "fraction",
+        baseline: None,
+        measure: Measure::Joint(&stream::DATAGRAMS),
+    },
+    Figure {
+        name: "session.open_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Alone(stream::measure_open),
     },
     Figure {
         name: "idle.cpu_pct",
