@@ -46,6 +46,9 @@ pub(crate) struct Settings {
     /// For tests: how often the peer record is announced, in place of the settings' interval
     /// (hidden `--test-announce-secs`).
     pub(crate) announce_interval: Option<Duration>,
+    /// For tests: how long a link may stay silent before it is closed, in place of the
+    /// settings' limit (hidden `--test-silence-secs`); keep-alives then go every second.
+    pub(crate) silence_limit: Option<Duration>,
 }
 
 impl Settings {
@@ -99,6 +102,9 @@ impl Settings {
         };
         if let Some(interval) = self.announce_interval {
             config.announce_interval = interval;
+        }
+        if let Some(limit) = self.silence_limit {
+            config = config.with_liveness(Duration::from_secs(1), limit);
         }
         config
     }
