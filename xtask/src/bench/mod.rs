@@ -26,6 +26,8 @@ mod quic_shared;
 mod quinn_frames;
 mod reach;
 mod relay;
+#[cfg(target_os = "linux")]
+mod relay_lab;
 mod report;
 mod rpk;
 mod runs;
@@ -103,6 +105,12 @@ const FIGURES: &[Figure] = &[
         unit: "ms",
         baseline: None,
         measure: Measure::Alone(relay::failover_gap),
+    },
+    Figure {
+        name: "reach.relay_connect_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Alone(relay_connect),
     },
     Figure {
         name: "relay.mem_kib_per_registration",
@@ -249,6 +257,16 @@ const FIGURES: &[Figure] = &[
         measure: Measure::Joint(&friend::IDLE),
     },
 ];
+
+/// `reach.relay_connect_ms` runs in the network lab, which only Linux has.
+#[cfg(target_os = "linux")]
+use relay_lab::relay_connect;
+
+/// `reach.relay_connect_ms` elsewhere: skipped, with the reason.
+#[cfg(not(target_os = "linux"))]
+fn relay_connect(_scale: &Scale) -> Result<f64, String> {
+    Err(format!("{}the network lab needs Linux", runs::SKIPPED))
+}
 
 /// `xtask bench-child TASK …`: the fresh processes some figures are measured in.
 pub(crate) fn run_child(args: &[String]) -> Result<(), String> {

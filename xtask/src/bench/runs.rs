@@ -9,6 +9,11 @@
 use super::report::{self, Summary};
 use super::{Figure, Mode, Scale};
 
+/// How a measurement's error starts when the figure cannot be measured here at all (the
+/// network lab without root): the figure is reported as skipped, with the reason, and is
+/// neither given a value nor counted as a failure.
+pub(crate) const SKIPPED: &str = "skipped: ";
+
 /// Measures one run of a figure on its own at the given sizes and returns its value.
 pub(crate) type MeasureOne = fn(&Scale) -> Result<f64, String>;
 
@@ -110,6 +115,10 @@ pub(crate) fn measure_all<'a>(
         };
         match samples.and_then(|samples| Summary::of(&samples)) {
             Ok(summary) => summaries.push((figure, summary)),
+            Err(message) if message.contains(SKIPPED) => {
+                let why = message.split_once(SKIPPED).map_or("", |(_, why)| why);
+                println!("bench: {} SKIPPED: {why}", figure.name);
+            }
             Err(message) => {
                 eprintln!("bench: {} FAILED: {message}", figure.name);
                 failed.push(figure.name);
