@@ -246,6 +246,18 @@ mod tests {
     }
 
     #[test]
+    fn a_figure_that_cannot_be_measured_here_is_skipped_neither_valued_nor_failed() {
+        let skipped = figure(
+            "lab",
+            Measure::Alone(|_| Err(format!("{SKIPPED}no network lab here"))),
+        );
+        let broken = figure("broken", Measure::Alone(|_| Err("it broke".into())));
+        let (summaries, failed) = measure_all(&[&skipped, &broken], Mode::Quick);
+        assert!(summaries.is_empty());
+        assert_eq!(failed, ["broken"]);
+    }
+
+    #[test]
     fn a_failed_joint_measurement_fails_each_of_its_figures_but_runs_once() {
         static CALLS: AtomicUsize = AtomicUsize::new(0);
         const BROKEN: Joint = Joint {
