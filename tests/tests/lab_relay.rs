@@ -288,6 +288,17 @@ async fn friends_behind_symmetric_nats_link_through_a_relay_and_a_transfer_survi
         }
     }
 
+    // `status` shows the relays each holds.
+    for daemon in [&mut alice, &mut bob] {
+        let status = daemon.ok("status", json!({})).await;
+        let held = status["relays"].as_array().unwrap();
+        assert!(held.len() >= 2, "{status}");
+        for relay in held {
+            let addr: SocketAddr = relay.as_str().unwrap().parse().unwrap();
+            assert!(relays.iter().any(|r| r.addr == addr), "{status}");
+        }
+    }
+
     // A friend request and its accept, both NATed, then one link through a relay.
     let address = alice.ok("address", json!({})).await["address"].clone();
     bob.ok(

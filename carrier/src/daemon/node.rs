@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use super::events;
 use super::protocol::{
     echo, ConnectionStatus, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields,
-    OutgoingEntry, PresenceName, Request, Requests, Standing, Status,
+    OutgoingEntry, PresenceName, Relaying, Request, Requests, Standing, Status,
 };
 
 /// Events kept for a watcher that falls behind; beyond it the oldest are lost (and it is
@@ -427,6 +427,20 @@ impl DaemonNode {
             standing: standing(&self.dht),
             friends: friends.friends().len(),
             friends_online: friends.online().len(),
+            relays: self
+                .dht
+                .relay_hints()
+                .iter()
+                .map(|hint| hint.addr.to_string())
+                .collect(),
+            relaying: self
+                .dht
+                .relay_status()
+                .map(|(counters, registrations, sessions)| Relaying {
+                    registrations,
+                    sessions,
+                    forwarded_bytes: counters.forwarded_bytes,
+                }),
         }
     }
 
