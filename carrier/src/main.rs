@@ -68,6 +68,10 @@ enum Command {
         /// For tests: seconds between announcements of the peer record.
         #[arg(long, hide = true, value_name = "SECS")]
         test_announce_secs: Option<u64>,
+        /// For tests: seconds of silence after which a friend's link is closed, in place of
+        /// `--test-timers`' 3 s (the network lab's relay failover needs the usual margin).
+        #[arg(long, hide = true, value_name = "SECS")]
+        test_silence_secs: Option<u64>,
     },
     /// Runs a public DHT node (a bootstrap node) until interrupted; prints its contact,
     /// `ID@address`, which others join through.
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
                 test_timers,
                 test_client,
                 test_announce_secs,
+                test_silence_secs,
             } => {
                 log::init(cli.verbose);
                 let data = required_data(cli.data, "daemon")?;
@@ -133,6 +138,7 @@ fn main() -> ExitCode {
                     test_timers,
                     test_client,
                     announce_interval: test_announce_secs.map(std::time::Duration::from_secs),
+                    silence_limit: test_silence_secs.map(std::time::Duration::from_secs),
                 };
                 daemon::run(settings)
                     .await

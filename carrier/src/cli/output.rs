@@ -236,6 +236,24 @@ fn print_status(out: &mut String, status: &Status) {
     );
     say!(
         out,
+        "relays:         {}",
+        if status.relays.is_empty() {
+            "none".to_string()
+        } else {
+            status.relays.join(", ")
+        }
+    );
+    if let Some(relaying) = &status.relaying {
+        say!(
+            out,
+            "relaying for:   {} registered, {} sessions, {} bytes forwarded",
+            relaying.registrations,
+            relaying.sessions,
+            relaying.forwarded_bytes
+        );
+    }
+    say!(
+        out,
         "friends online: {} of {}",
         status.friends_online,
         status.friends

@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use super::events;
 use super::protocol::{
     echo, ConnectionStatus, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields,
-    OutgoingEntry, PresenceName, Request, Requests, Standing, Status,
+    OutgoingEntry, PresenceName, Relaying, Request, Requests, Standing, Status,
 };
 use super::streams::PipeRequests;
 
@@ -47,6 +47,9 @@ pub(crate) struct Settings {
     /// For tests: how often the peer record is announced, in place of the settings' interval
     /// (hidden `--test-announce-secs`).
     pub(crate) announce_interval: Option<Duration>,
+    /// For tests: how long a link may stay silent before it is closed, in place of the
+    /// settings' limit (hidden `--test-silence-secs`); keep-alives then go every second.
+    pub(crate) silence_limit: Option<Duration>,
 }
 
 impl Settings {
@@ -100,6 +103,9 @@ impl Settings {
         };
         if let Some(interval) = self.announce_interval {
             config.announce_interval = interval;
+        }
+        if let Some(limit) = self.silence_limit {
+            config = config.with_liveness(Duration::from_secs(1), limit);
         }
         config
     }
@@ -422,6 +428,20 @@ impl DaemonNode {
             standing: standing(&self.dht),
             friends: friends.friends().len(),
             friends_online: friends.online().len(),
+            relays: self
+                .dht
+                .relay_hints()
+                .iter()
+                .map(|hint| hint.addr.to_string())
+                .collect(),
+            relaying: self
+                .dht
+                .relay_status()
+                .map(|(counters, registrations, sessions)| Relaying {
+                    registrations,
+                    sessions,
+                    forwarded_bytes: counters.forwarded_bytes,
+                }),
         }
     }
 

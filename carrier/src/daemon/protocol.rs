@@ -463,6 +463,24 @@ pub(crate) struct Status {
     pub(crate) standing: Standing,
     pub(crate) friends: usize,
     pub(crate) friends_online: usize,
+    /// The relays this node is registered with (`IP:port`), as a NATed node: empty for a
+    /// server.
+    #[serde(default)]
+    pub(crate) relays: Vec<String>,
+    /// What this node relays for others, or `null` if it never relays.
+    #[serde(default)]
+    pub(crate) relaying: Option<Relaying>,
+}
+
+/// What a node relays for NATed nodes, in the result of `status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Relaying {
+    /// NATed nodes registered with it now.
+    pub(crate) registrations: usize,
+    /// Relay sessions open now.
+    pub(crate) sessions: usize,
+    /// Bytes it has forwarded since it started.
+    pub(crate) forwarded_bytes: u64,
 }
 
 /// A friend in the result of `friend_list`.

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 /// The hidden subcommand the bench starts itself with; see [`child`].
-const CHILD_TASK: &str = "bench-child";
+pub(crate) const CHILD_TASK: &str = "bench-child";
 const MEM_NODE: &str = "mem-node";
 
 /// What the child prints before the figure's value on its result line.
@@ -86,13 +86,13 @@ pub(crate) fn resident_kib() -> Result<u64, String> {
 }
 
 /// The `VmRSS:` line of a `/proc/<pid>/status`, in KiB (the kernel's "kB" are KiB).
-fn parse_vm_rss(status: &str) -> Result<u64, String> {
+pub(crate) fn parse_vm_rss(status: &str) -> Result<u64, String> {
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().strip_suffix("kB"))
         .and_then(|kib| kib.trim().parse().ok())
-        .ok_or_else(|| "no VmRSS line in /proc/self/status".to_string())
+        .ok_or_else(|| "no VmRSS line in the process status".to_string())
 }
 
 #[cfg(test)]

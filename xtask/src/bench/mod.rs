@@ -26,6 +26,9 @@ mod quic;
 mod quic_shared;
 mod quinn_frames;
 mod reach;
+mod relay;
+#[cfg(target_os = "linux")]
+mod relay_lab;
 mod report;
 mod rpk;
 mod runs;
@@ -98,6 +101,24 @@ const FIGURES: &[Figure] = &[
         unit: "MB/s",
         baseline: Some("reach.direct_MBps"),
         measure: Measure::Joint(&reach::TRANSFER),
+    },
+    Figure {
+        name: "reach.failover_gap_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Alone(relay::failover_gap),
+    },
+    Figure {
+        name: "reach.relay_connect_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Alone(relay_connect),
+    },
+    Figure {
+        name: "relay.mem_kib_per_registration",
+        unit: "KiB",
+        baseline: None,
+        measure: Measure::Alone(relay::mem_per_registration),
     },
     Figure {
         name: "quinn.frames_per_s",
@@ -269,11 +290,22 @@ const FIGURES: &[Figure] = &[
     },
 ];
 
+/// `reach.relay_connect_ms` runs in the network lab, which only Linux has.
+#[cfg(target_os = "linux")]
+use relay_lab::relay_connect;
+
+/// `reach.relay_connect_ms` elsewhere: skipped, with the reason.
+#[cfg(not(target_os = "linux"))]
+fn relay_connect(_scale: &Scale) -> Result<f64, String> {
+    Err(format!("{}the network lab needs Linux", runs::SKIPPED))
+}
+
 /// `xtask bench-child TASK …`: the fresh processes some figures are measured in.
 pub(crate) fn run_child(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
         Some(friend::HUB) => friend::hub(&args[1..]),
         Some(friend::SPOKES) => friend::spokes(&args[1..]),
+        Some(relay::RELAY_NODE) => relay::relay_node(&args[1..]),
         _ => memory::child(args),
     }
 }
@@ -309,6 +341,8 @@ impl Mode {
             Mode::Full => Scale {
                 transfer_bytes: 1 << 30,
                 relay_transfer_bytes: 256 << 20,
+                failover_transfer_bytes: 64 << 20,
+                relay_registrations: 1000,
                 sim_nodes: 10_000,
                 sim_big_nodes: 100_000,
                 udp_nodes: 200,
@@ -327,6 +361,8 @@ impl Mode {
             Mode::Quick => Scale {
                 transfer_bytes: 8 << 20,
                 relay_transfer_bytes: 32 << 20,
+                failover_transfer_bytes: 16 << 20,
+                relay_registrations: 200,
                 sim_nodes: 300,
                 sim_big_nodes: 600,
                 udp_nodes: 30,
@@ -362,6 +398,12 @@ pub(crate) struct Scale {
     /// Bytes each of the `reach` transfers moves per run, direct and relayed (256 MiB in the
     /// full bench, 32 MiB in the quick one).
     pub(crate) relay_transfer_bytes: u64,
+    /// Bytes the transfer of `reach.failover_gap_ms` moves while its relay dies a quarter of
+    /// the way (64 MiB in the full bench).
+    pub(crate) failover_transfer_bytes: u64,
+    /// Idle registrations the relay of `relay.mem_kib_per_registration` takes (1000 in the
+    /// full bench, 200 in the quick one).
+    pub(crate) relay_registrations: usize,
     /// Nodes in the simulated network of the `dht.sim10k` figures (10,000 in the full bench).
     pub(crate) sim_nodes: usize,
     /// Nodes in the simulated network of the `dht.sim100k` figures (100,000 in the full

@@ -9,6 +9,11 @@
 use super::report::{self, Summary};
 use super::{Figure, Mode, Scale};
 
+/// How a measurement's error starts when the figure cannot be measured here at all (the
+/// network lab without root): the figure is reported as skipped, with the reason, and is
+/// neither given a value nor counted as a failure.
+pub(crate) const SKIPPED: &str = "skipped: ";
+
 /// Measures one run of a figure on its own at the given sizes and returns its value.
 pub(crate) type MeasureOne = fn(&Scale) -> Result<f64, String>;
 
@@ -110,6 +115,10 @@ pub(crate) fn measure_all<'a>(
         };
         match samples.and_then(|samples| Summary::of(&samples)) {
             Ok(summary) => summaries.push((figure, summary)),
+            Err(message) if message.contains(SKIPPED) => {
+                let why = message.split_once(SKIPPED).map_or("", |(_, why)| why);
+                println!("bench: {} SKIPPED: {why}", figure.name);
+            }
             Err(message) => {
                 eprintln!("bench: {} FAILED: {message}", figure.name);
                 failed.push(figure.name);
@@ -234,6 +243,18 @@ mod tests {
         assert_eq!(CALLS.load(Ordering::SeqCst), warmups + runs);
         // The warm-up's value (0) is not reported.
         assert_eq!(summaries[0].1.min, warmups as f64);
+    }
+
+    #[test]
+    fn a_figure_that_cannot_be_measured_here_is_skipped_neither_valued_nor_failed() {
+        let skipped = figure(
+            "lab",
+            Measure::Alone(|_| Err(format!("{SKIPPED}no network lab here"))),
+        );
+        let broken = figure("broken", Measure::Alone(|_| Err("it broke".into())));
+        let (summaries, failed) = measure_all(&[&skipped, &broken], Mode::Quick);
+        assert!(summaries.is_empty());
+        assert_eq!(failed, ["broken"]);
     }
 
     #[test]
