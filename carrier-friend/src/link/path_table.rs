@@ -173,17 +173,27 @@ impl PathTable {
         Ok(mapped)
     }
 
-    /// Adds `path` to the candidates tried for `mapped` while none has answered (a relay
-    /// session that opened after the dial began). Nothing changes once a path answered, or
-    /// for a path that is the current one or maps to another peer.
+    /// Adds `path` to the candidates tried for `mapped` (a relay session that opened after
+    /// the dial began, or one a failover opened). Nothing changes for a path that is the
+    /// current one or maps to another peer's link. A path that maps to a first-sight entry
+    /// no link holds (a late datagram from a candidate an earlier dial gave up, seen as a
+    /// stranger's) is taken from it: a relay hands the same session back to the same opener,
+    /// so a failover reopening it must be able to use it.
     pub fn add_candidate(&self, mapped: SocketAddr, path: Path) -> Result<(), PathError> {
         let SocketAddr::V6(key) = mapped else {
             return Err(PathError::NotMapped(mapped));
         };
         let real = canonical_path(path);
         let mut table = self.write();
-        if table.by_real.get(&real).is_some_and(|m| *m != key) {
-            return Ok(());
+        if let Some(other) = table.by_real.get(&real).copied().filter(|m| *m != key) {
+            let stray = table
+                .entries
+                .get(&other)
+                .is_some_and(|entry| entry.holds == 0 && !entry.known);
+            if !stray {
+                return Ok(());
+            }
+            table.remove(&other);
         }
         let Some(entry) = table.entries.get_mut(&key) else {
             return Err(PathError::NotMapped(mapped));
@@ -656,6 +666,36 @@ mod tests {
         assert_eq!(table.inbound(through(3)), Some(friend));
         assert_eq!(table.inbound(direct("198.51.100.7:9")), Some(friend));
         assert_eq!(table.mapped_for(through(3)).unwrap(), friend);
+    }
+
+    #[test]
+    fn a_failover_takes_back_a_candidate_an_earlier_dial_gave_up_and_a_late_datagram_mapped() {
+        let table = PathTable::default();
+        let at = |relay: &str, session: u64| Path::Relayed {
+            relay: relay.parse().unwrap(),
+            session: carrier_dht::SessionId(session),
+        };
+        let (first, second) = (at("192.0.2.1:4000", 1), at("192.0.2.2:4000", 2));
+        let mapped = table.mapped_for_candidates(&[first, second]).unwrap();
+        assert_eq!(table.inbound(first), Some(mapped));
+        // A datagram still on its way through the second relay arrives after the first
+        // answered: a stranger's first sight.
+        let stray = table.inbound(second).unwrap();
+        assert_ne!(stray, mapped);
+        // The first relay dies; the failover reopens a session at the second, which hands
+        // back the same session: it is tried again, for this link.
+        table.add_candidate(mapped, second).unwrap();
+        assert_eq!(table.outbound_all(mapped), vec![first, second]);
+        assert_eq!(table.inbound(second), Some(mapped));
+        assert_eq!(table.path(mapped), Some(second));
+        assert_eq!(table.path(stray), None);
+        // A path another link holds is never taken.
+        let held = table.mapped_for(at("192.0.2.3:4000", 3)).unwrap();
+        table
+            .add_candidate(mapped, at("192.0.2.3:4000", 3))
+            .unwrap();
+        assert_eq!(table.outbound_all(mapped), vec![second]);
+        assert_eq!(table.path(held), Some(at("192.0.2.3:4000", 3)));
     }
 
     #[test]
