@@ -197,28 +197,39 @@ impl LabDaemon {
 
 /// A new control connection to the daemon on `data` turned into a pipe (docs/CONTROL.md,
 /// `pipe`): its reader (with what it buffered past the reply) and writer, once the session's
-/// stream is open.
+/// stream is open. A request the friend refuses because no listener waits there yet (the
+/// friend's `pipe --listen` is a moment behind) is made again, as a user would.
 async fn pipe(data: &Path, request: Value) -> (BufReader<OwnedReadHalf>, OwnedWriteHalf) {
-    let (read, mut writer) = UnixStream::connect(data.join("control.sock"))
-        .await
-        .unwrap()
-        .into_split();
-    let mut line = request;
-    line["id"] = json!(1);
-    line["request"] = json!("pipe");
-    writer
-        .write_all(format!("{line}\n").as_bytes())
-        .await
-        .unwrap();
-    let mut reader = BufReader::new(read);
-    let mut reply = String::new();
-    tokio::time::timeout(PATIENCE, reader.read_line(&mut reply))
-        .await
-        .expect("the pipe opened in time")
-        .unwrap();
-    let reply: Value = serde_json::from_str(&reply).unwrap();
-    assert_eq!(reply["ok"], true, "pipe: {reply}");
-    (reader, writer)
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (read, mut writer) = UnixStream::connect(data.join("control.sock"))
+            .await
+            .unwrap()
+            .into_split();
+        let mut line = request.clone();
+        line["id"] = json!(1);
+        line["request"] = json!("pipe");
+        writer
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut reader = BufReader::new(read);
+        let mut reply = String::new();
+        tokio::time::timeout(PATIENCE, reader.read_line(&mut reply))
+            .await
+            .expect("the pipe opened in time")
+            .unwrap();
+        let reply: Value = serde_json::from_str(&reply).unwrap();
+        let nobody_listens = reply["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nobody listens"));
+        if nobody_listens && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        assert_eq!(reply["ok"], true, "pipe: {reply}");
+        return (reader, writer);
+    }
 }
 
 /// The transfer's byte at each offset: a counter through splitmix64, so a lost, repeated or
