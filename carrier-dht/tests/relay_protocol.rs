@@ -622,10 +622,18 @@ fn a_node_that_moves_takes_its_sessions_along() {
     let peer = addr("198.51.100.7:50000");
     let (node, session) = session_between(&mut lab, nated, peer);
     let moved = addr("192.0.2.10:40123");
-    assert!(matches!(
-        lab.register(&node, moved),
-        Control::Registered { .. }
-    ));
+    let token = lab.token(moved);
+    let out = lab.send(moved, &Control::register(&node, &relay_key(), token));
+    let frames: Vec<Control> = out
+        .iter()
+        .map(|t| {
+            assert_eq!(t.dest, moved, "only the node hears of its move");
+            Control::decode(&t.frame).expect("decodes")
+        })
+        .collect();
+    assert!(matches!(frames[0], Control::Registered { .. }));
+    // It is told of its session again: a node that restarted on another port knows none.
+    assert_eq!(frames[1..], [Control::Incoming { session, peer }]);
     let frame = encode_data(session, b"x").expect("fits");
     assert_eq!(lab.forward(peer, &frame), Ok(moved));
     assert_eq!(lab.forward(moved, &frame), Ok(peer));
@@ -745,7 +753,7 @@ fn new_sessions_are_limited_per_source_and_per_target() {
 }
 
 #[test]
-fn an_open_retransmitted_gets_the_same_session() {
+fn an_open_retransmitted_gets_the_same_session_and_the_target_is_told_again() {
     let mut lab = Lab::new(RelayLimits::default());
     let nated = addr("192.0.2.10:40000");
     let peer = addr("198.51.100.7:50000");
@@ -758,7 +766,13 @@ fn an_open_retransmitted_gets_the_same_session() {
             target: key_of(&node)
         }
     );
-    assert!(notices.is_empty());
+    // The target is told again: the first notice may have been lost.
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].dest, nated);
+    assert_eq!(
+        Control::decode(&notices[0].frame).expect("decodes"),
+        Control::Incoming { session, peer }
+    );
     assert_eq!(lab.relay.sessions(), 1);
 }
 

@@ -339,10 +339,25 @@ impl RelayTable {
         match self.registrations.get_mut(&key) {
             Some(registration) => {
                 if registration.addr != src {
-                    // The node moved (a new NAT mapping): its sessions follow it.
+                    // The node moved (a new NAT mapping, or it restarted on another port):
+                    // its sessions follow it, and it is told of each again, since it may
+                    // not know them (a restarted node's first notice went to its old
+                    // address, and an opener's retransmitted open would get that session).
                     self.by_addr.remove(&registration.addr);
                     registration.addr = src;
                     self.counters.registered += 1;
+                    for (id, session) in &self.sessions {
+                        if session.target == key {
+                            out.push(RelayTransmit {
+                                dest: src,
+                                frame: Control::Incoming {
+                                    session: *id,
+                                    peer: session.opener,
+                                }
+                                .encode(),
+                            });
+                        }
+                    }
                 }
                 registration.last_seen = now.instant;
             }
@@ -429,7 +444,12 @@ impl RelayTable {
         }
         let target_addr = registration.addr;
         if let Some(&session) = self.by_pair.get(&(src, target)) {
-            // A retransmitted open: the same session again.
+            // A retransmitted open: the same session again, and the target told of it again
+            // (the first notice is one datagram, and may have been lost).
+            out.push(RelayTransmit {
+                dest: target_addr,
+                frame: Control::Incoming { session, peer: src }.encode(),
+            });
             return Ok(Control::Opened { session, target });
         }
         if self.sessions.len() >= self.limits.max_sessions

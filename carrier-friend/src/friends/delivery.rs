@@ -113,13 +113,17 @@ impl Core {
         let dialling = self.endpoint.dial(peer, path);
         let dialled = tokio::time::timeout(self.config.dial_timeout, dialling);
         // A link that comes up meanwhile (the peer dialled us) carries the frame instead: a
-        // second link would only race it (see `find_and_dial`).
+        // second link would only race it (see `find_and_dial`). A relayed one carries it if
+        // the dial, kept to direct paths, fails.
         let link = match self.unless_held(peer, dialled).await {
             Ok(Ok(Ok(link))) => {
                 self.adopt(link.clone(), true);
                 link
             }
-            Ok(_) => return false,
+            Ok(_) => match lock(&self.machine).link(&peer) {
+                Some(held) => held,
+                None => return false,
+            },
             Err(held) => held,
         };
         let taken = self.send_on_link(&link, frame).await;

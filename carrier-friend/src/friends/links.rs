@@ -15,7 +15,7 @@ use super::state::OUTBOX;
 use super::tiebreak::draw;
 use super::{lock, unix_ms, Core};
 use crate::link::close;
-use crate::link::{Accepted, Link};
+use crate::link::{Accepted, DialsInProgress, Link};
 use crate::outbox::RetryPolicy;
 
 /// The friend layer's links: the state machine, and the handles it holds.
@@ -31,8 +31,19 @@ pub(super) fn machine_settings(config: &FriendsConfig) -> Settings {
             republish: config.retry.republish,
         },
         max_concurrent_dials: config.max_concurrent_dials,
+        direct_retry: RetryPolicy {
+            initial: config.link_retry_initial,
+            max: config
+                .link_retry_max
+                .saturating_mul(DIRECT_RETRY_CAP_FACTOR),
+            republish: config.retry.republish,
+        },
     }
 }
+
+/// How much longer than a friend's redial the wait between tries of a direct link to a friend
+/// linked through a relay grows (10 minutes by default): each try costs a lookup.
+const DIRECT_RETRY_CAP_FACTOR: u32 = 10;
 
 /// Datagrams `link` has received so far: what the machine watches for silence.
 fn heard(link: &Link) -> u64 {
@@ -57,8 +68,9 @@ impl Core {
         out
     }
 
-    /// Carries out the machine's actions but its dials, which it returns for the driver.
-    fn perform(&self, machine: &mut Machine) -> Vec<CarrierId> {
+    /// Carries out the machine's actions but its dials, which it returns for the driver: each
+    /// peer with whether only its direct paths are to be dialled.
+    fn perform(&self, machine: &mut Machine) -> Vec<(CarrierId, bool)> {
         let mut dials = Vec::new();
         while let Some(action) = machine.pop_action() {
             match action {
@@ -70,7 +82,8 @@ impl Core {
                     };
                     link.close(code, reason);
                 }
-                Action::Dial(peer) => dials.push(peer),
+                Action::Dial(peer) => dials.push((peer, false)),
+                Action::DialDirect(peer) => dials.push((peer, true)),
                 Action::Connected(peer) => {
                     self.emit(FriendEvent::Connected(peer));
                     // A friend that comes online gets its waiting outbox items at once.
@@ -97,8 +110,9 @@ impl Core {
     pub(super) fn adopt(self: &Arc<Self>, link: Link, dialled: bool) {
         let (peer, key) = (link.peer(), link.connection().stable_id());
         let (draw, count) = (draw(&link), heard(&link));
+        let relayed = self.is_relayed(&link);
         let held = link.clone();
-        self.with_machine(|m, now| m.link_up(peer, held, key, dialled, draw, count, now));
+        self.with_machine(|m, now| m.link_up(peer, held, key, dialled, draw, relayed, count, now));
         self.adopted
             .send_modify(|count| *count = count.wrapping_add(1));
         let router = self.router.clone();
@@ -147,13 +161,21 @@ impl Core {
 
     /// Finds `peer`'s record and dials its first addresses and its relays at once, as one
     /// connection (the path table keeps the path that answers). With `unless_held`, gives up
-    /// as soon as a link to `peer` is held (the peer dialled us meanwhile), also half-way
-    /// through the handshake: a dial that has not completed here has not completed at the
-    /// peer either (the client finishes its handshake before the server does), so dropping it
-    /// leaves the peer nothing to race the link it gave us with. Without that, a dial whose
-    /// first packets were lost (the peer was not listening yet) completed a second later,
-    /// at quinn's first retransmission, and when the dialler had the lower ID it won the race
-    /// on both sides and closed the link both had been using since.
+    /// as soon as a direct link to `peer` is held (the peer dialled us meanwhile), also
+    /// half-way through the handshake: a dial that has not completed here has not completed
+    /// at the peer either (the client finishes its handshake before the server does), so
+    /// dropping it leaves the peer nothing to race the link it gave us with. Without that, a
+    /// dial whose first packets were lost (the peer was not listening yet) completed a second
+    /// later, at quinn's first retransmission, and when the dialler had the lower ID it won
+    /// the race on both sides and closed the link both had been using since.
+    ///
+    /// A relayed link held does not stop a dial that can still go direct: the dial goes on
+    /// on its direct paths only ([`LinkEndpoint::keep_dials_direct`]), since a direct link
+    /// beats a relayed one in the tie-break ([`super::tiebreak`]). A friend behind a NAT that
+    /// a moved friend reached through a relay first still gets the direct link its own dial
+    /// finds (decision 107).
+    ///
+    /// [`LinkEndpoint::keep_dials_direct`]: crate::LinkEndpoint::keep_dials_direct
     pub(super) async fn find_and_dial(&self, peer: CarrierId, unless_held: bool) -> Option<Link> {
         if unless_held {
             self.unless_held(peer, self.find_and_dial_now(peer))
@@ -165,9 +187,10 @@ impl Core {
     }
 
     /// Runs `dial` (of `peer`) unless a link to `peer` is held, or until one is: then drops
-    /// it and returns the link held. A dial that completed is returned whatever else
-    /// happened; its link is to be adopted, and the tie-break then keeps one of the two on
-    /// both sides alike.
+    /// it and returns the link held. A relayed link held stops the dial only once the dial
+    /// can complete nowhere but on a relay (see [`find_and_dial`](Self::find_and_dial)). A
+    /// dial that completed is returned whatever else happened; its link is to be adopted, and
+    /// the tie-break then keeps one of the two on both sides alike.
     pub(super) async fn unless_held<T>(
         &self,
         peer: CarrierId,
@@ -177,7 +200,7 @@ impl Core {
         let mut adopted = self.adopted.subscribe();
         let held = async {
             loop {
-                if let Some(link) = lock(&self.machine).link(&peer) {
+                if let Some(link) = self.gives_way_to(peer) {
                     return link;
                 }
                 if adopted.changed().await.is_err() {
@@ -187,13 +210,45 @@ impl Core {
             }
         };
         if let Some(link) = lock(&self.machine).link(&peer) {
-            return Err(link);
+            if !self.is_relayed(&link) {
+                return Err(link);
+            }
         }
         tokio::select! {
             biased;
             done = dial => Ok(done),
             link = held => Err(link),
         }
+    }
+
+    /// The link to `peer` a dial of it gives way to: the link held, if it is direct, or if
+    /// it is relayed and the dials of `peer` in their handshake can only complete through a
+    /// relay too. Dials that can still go direct are kept to their direct paths.
+    fn gives_way_to(&self, peer: CarrierId) -> Option<Link> {
+        let link = lock(&self.machine).link(&peer)?;
+        if !self.is_relayed(&link) {
+            return Some(link);
+        }
+        match self.endpoint.keep_dials_direct(peer) {
+            DialsInProgress::OnlyRelayed => Some(link),
+            // Still looking the peer up: its relayed paths are left out when it returns.
+            DialsInProgress::Direct | DialsInProgress::None => None,
+        }
+    }
+
+    /// Whether `link` runs through a relay now.
+    fn is_relayed(&self, link: &Link) -> bool {
+        self.endpoint
+            .paths()
+            .path(link.connection().remote_address())
+            .is_some_and(|path| path.is_relayed())
+    }
+
+    /// Whether the link held to `peer` is relayed: a dial of `peer` then tries only direct
+    /// paths.
+    fn holds_relayed(&self, peer: CarrierId) -> bool {
+        let held = lock(&self.machine).link(&peer);
+        held.is_some_and(|link| self.is_relayed(&link))
     }
 
     /// [`find_and_dial`](Self::find_and_dial), whatever is held. The path of the peer's last
@@ -206,7 +261,10 @@ impl Core {
             // One attempt: the record's paths join this dial.
             return self.dial_last_known(peer, last).await;
         }
-        let paths = self.find_paths(peer).await;
+        let mut paths = self.find_paths(peer).await;
+        if self.holds_relayed(peer) {
+            paths.retain(|path| !path.is_relayed());
+        }
         if paths.is_empty() {
             return None;
         }
@@ -250,11 +308,35 @@ impl Core {
     /// is held.
     async fn dial_friend(self: Arc<Self>, peer: CarrierId) {
         let link = self.find_and_dial(peer, true).await;
-        let up = link.is_some();
+        // Given way to a link held: the peer is linked all the same.
+        let up = link.is_some() || lock(&self.machine).link(&peer).is_some();
         if let Some(link) = link {
             self.adopt(link, true);
         }
         self.with_machine(|m, now| m.dial_ended(peer, up, now));
+    }
+
+    /// Looks friend `peer`, linked through a relay, up and dials only its direct paths (a
+    /// dial the machine started). A link that comes up is adopted: the tie-break keeps it
+    /// over the relayed one on both sides. Streams open on the relayed link end with it; the
+    /// tries come early in a relayed link's life, and back off.
+    async fn dial_direct(self: Arc<Self>, peer: CarrierId) {
+        let mut paths = self.find_paths(peer).await;
+        paths.retain(|path| !path.is_relayed());
+        let link = if paths.is_empty() {
+            None
+        } else {
+            let dialling = self.endpoint.dial_any(peer, &paths);
+            match tokio::time::timeout(self.config.dial_timeout, dialling).await {
+                Ok(Ok(link)) => Some(link),
+                _ => None,
+            }
+        };
+        let up = link.is_some();
+        if let Some(link) = link {
+            self.adopt(link, true);
+        }
+        self.with_machine(|m, now| m.direct_dial_ended(peer, up, now));
     }
 }
 
@@ -288,8 +370,12 @@ pub(super) async fn machine_loop(core: Arc<Core>) {
             let next = machine.poll(Instant::now(), heard);
             let dials = core.perform(&mut machine);
             drop(machine);
-            for peer in dials {
-                core.spawn(core.clone().dial_friend(peer));
+            for (peer, direct) in dials {
+                if direct {
+                    core.spawn(core.clone().dial_direct(peer));
+                } else {
+                    core.spawn(core.clone().dial_friend(peer));
+                }
             }
             next
         };

@@ -14,6 +14,9 @@
 //!   `max_concurrent_dials` at once;
 //! - **backoff**: a failed attempt doubles the wait before the next, up to a cap
 //!   ([`RetryPolicy::backoff`], the outbox's rule); a link that comes up resets it;
+//! - **direct tries**: a friend whose held link runs through a relay is dialled again on
+//!   direct paths only, on a backoff of its own ([`Settings::direct_retry`]), until a direct
+//!   link replaces the relayed one (a direct link beats a relayed one in the tie-break);
 //! - **online**: which friends count as connected, reported once per change.
 //!
 //! The machine is generic over the link handle `L` it hands back in [`Action::Close`], so its
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 use carrier_dht::id::CarrierId;
 use quinn::VarInt;
 
-use super::tiebreak::beats;
+use super::tiebreak::{beats, Contender};
 use crate::link::close;
 use crate::outbox::RetryPolicy;
 
@@ -45,6 +48,9 @@ pub(super) struct Settings {
     pub(super) backoff: RetryPolicy,
     /// Friends looked up and dialled at once, at most.
     pub(super) max_concurrent_dials: usize,
+    /// The wait before each try of a direct link to a friend linked through a relay:
+    /// `initial` after the relayed link came up, doubling up to `max` while tries fail.
+    pub(super) direct_retry: RetryPolicy,
 }
 
 /// Why a held link closed, as far as the machine cares.
@@ -70,6 +76,9 @@ pub(super) enum Action<L> {
     },
     /// Look the friend up and dial it; report the end with [`LinkMachine::dial_ended`].
     Dial(CarrierId),
+    /// Look the friend, linked through a relay, up and dial only its direct paths; report
+    /// the end with [`LinkMachine::direct_dial_ended`].
+    DialDirect(CarrierId),
     /// The friend counts as connected now.
     Connected(CarrierId),
     /// The friend counts as disconnected now.
@@ -84,11 +93,38 @@ struct Held<L> {
     dialled: bool,
     since: Instant,
     draw: u64,
+    /// Whether it ran through a relay when it came up.
+    relayed: bool,
+    /// For a relayed link: the next try of a direct one.
+    direct: Option<DirectTry>,
     /// Datagrams the link had received at the last sample, and since when that count stands.
     heard: u64,
     heard_since: Instant,
     /// Closed as silent already: waiting for its close to be reported.
     closing: bool,
+}
+
+impl<L> Held<L> {
+    /// What the tie-break weighs.
+    fn contender(&self) -> Contender {
+        Contender {
+            dialled: self.dialled,
+            since: self.since,
+            draw: self.draw,
+            relayed: self.relayed,
+        }
+    }
+}
+
+/// Tries of a direct link to a friend linked through a relay.
+#[derive(Clone, Copy, Debug)]
+struct DirectTry {
+    /// Tries that failed so far.
+    failed: u32,
+    /// When the next may start.
+    at: Instant,
+    /// One is in progress.
+    trying: bool,
 }
 
 /// Failed attempts to reach a friend, and when the next may start.
@@ -144,7 +180,7 @@ impl<L: Clone> LinkMachine<L> {
     }
 
     /// A link `link` (with key `key`) to `peer` is up at `now`: `dialled` by this node or
-    /// accepted, with its `draw`, having received `heard` datagrams. If a link to `peer` is
+    /// accepted, with its `draw`, `relayed` or direct, having received `heard` datagrams. If a link to `peer` is
     /// held already, the tie-break keeps one and the other is closed with
     /// [`close::DUPLICATE`]. A link up resets the peer's backoff.
     #[allow(clippy::too_many_arguments)]
@@ -155,6 +191,7 @@ impl<L: Clone> LinkMachine<L> {
         key: LinkKey,
         dialled: bool,
         draw: u64,
+        relayed: bool,
         heard: u64,
         now: Instant,
     ) {
@@ -166,6 +203,12 @@ impl<L: Clone> LinkMachine<L> {
             dialled,
             since: now,
             draw,
+            relayed,
+            direct: relayed.then(|| DirectTry {
+                failed: 0,
+                at: now + self.settings.direct_retry.backoff(1),
+                trying: false,
+            }),
             heard,
             heard_since: now,
             closing: false,
@@ -181,11 +224,7 @@ impl<L: Clone> LinkMachine<L> {
             }
             Some(old) => {
                 let lower_dials = self.me.to_bytes() < peer.to_bytes();
-                let (winner, loser) = if beats(
-                    lower_dials,
-                    (new.dialled, new.since, new.draw),
-                    (old.dialled, old.since, old.draw),
-                ) {
+                let (winner, loser) = if beats(lower_dials, new.contender(), old.contender()) {
                     (new, old)
                 } else {
                     (old, new)
@@ -245,6 +284,23 @@ impl<L: Clone> LinkMachine<L> {
         }
     }
 
+    /// A direct dial of `peer` ([`Action::DialDirect`]) ended at `now`: `up` if it gave a
+    /// link (already reported with [`link_up`](Self::link_up)). While the link held is still
+    /// relayed, the next try waits longer.
+    pub(super) fn direct_dial_ended(&mut self, peer: CarrierId, up: bool, now: Instant) {
+        let policy = self.settings.direct_retry;
+        let Some(held) = self.held.get_mut(&peer) else {
+            return;
+        };
+        if let Some(direct) = held.direct.as_mut() {
+            direct.trying = false;
+            if !up {
+                direct.failed = direct.failed.saturating_add(1);
+            }
+            direct.at = now + policy.backoff(direct.failed.saturating_add(1));
+        }
+    }
+
     fn failed(&mut self, peer: CarrierId, now: Instant) {
         let attempts = self
             .backoff
@@ -287,7 +343,8 @@ impl<L: Clone> LinkMachine<L> {
     pub(super) fn poll(&mut self, now: Instant, heard: impl Fn(&L) -> u64) -> Instant {
         let limit = self.settings.silence_limit;
         let mut next = now + limit;
-        for held in self.held.values_mut() {
+        let mut direct_dials = Vec::new();
+        for (peer, held) in self.held.iter_mut() {
             let count = heard(&held.link);
             if count != held.heard {
                 held.heard = count;
@@ -303,10 +360,21 @@ impl<L: Clone> LinkMachine<L> {
                     link: held.link.clone(),
                     code: close::SILENT,
                 });
-            } else {
-                next = next.min(silent_at);
+                continue;
+            }
+            next = next.min(silent_at);
+            if let Some(direct) = held.direct.as_mut().filter(|d| !d.trying) {
+                if direct.at <= now {
+                    direct.trying = true;
+                    direct_dials.push(*peer);
+                } else {
+                    next = next.min(direct.at);
+                }
             }
         }
+        direct_dials.sort_unstable_by_key(CarrierId::to_bytes);
+        self.actions
+            .extend(direct_dials.into_iter().map(Action::DialDirect));
         let awaited: Vec<(CarrierId, Instant)> =
             self.awaited.iter().map(|(p, u)| (*p, *u)).collect();
         for (peer, until) in awaited {
@@ -387,6 +455,11 @@ mod tests {
                 republish: SECOND,
             },
             max_concurrent_dials: 2,
+            direct_retry: RetryPolicy {
+                initial: SECOND,
+                max: 4 * SECOND,
+                republish: SECOND,
+            },
         }
     }
 
@@ -438,6 +511,7 @@ mod tests {
                     first as usize,
                     dialled_by_me(first),
                     u64::from(first) * 7,
+                    false,
                     0,
                     now,
                 );
@@ -447,6 +521,7 @@ mod tests {
                     second as usize,
                     dialled_by_me(second),
                     u64::from(second) * 7,
+                    false,
                     0,
                     soon,
                 );
@@ -475,8 +550,8 @@ mod tests {
         let chatty = Keypair::generate().id();
         let start = Instant::now();
         let mut m = machine(me, &[quiet, chatty]);
-        m.link_up(quiet, 1, 1, true, 0, 5, start);
-        m.link_up(chatty, 2, 2, true, 0, 5, start);
+        m.link_up(quiet, 1, 1, true, 0, false, 5, start);
+        m.link_up(chatty, 2, 2, true, 0, false, 5, start);
         assert_eq!(
             actions(&mut m)
                 .iter()
@@ -512,6 +587,66 @@ mod tests {
     }
 
     #[test]
+    fn a_relayed_link_is_followed_by_direct_tries_that_back_off_until_a_direct_one_replaces_it() {
+        let (low, high) = pair();
+        let mut m = machine(low, &[high]);
+        let start = Instant::now();
+        let at = |secs: f64| start + Duration::from_secs_f64(secs);
+        // Each poll hears something new, so no link falls silent here.
+        let heard = std::cell::Cell::new(0u64);
+        let poll = |m: &mut LinkMachine<u32>, secs: f64| {
+            heard.set(heard.get() + 1);
+            let count = heard.get();
+            m.poll(at(secs), |_| count);
+            actions(m)
+        };
+        let direct_dials = |actions: &[Action<u32>]| {
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::DialDirect(_)))
+                .count()
+        };
+        m.link_up(high, 1, 1, true, 0, true, 0, start);
+        assert_eq!(
+            direct_dials(&poll(&mut m, 0.5)),
+            0,
+            "not before the first wait"
+        );
+        assert_eq!(
+            poll(&mut m, 1.0),
+            vec![Action::DialDirect(high)],
+            "a direct try after it"
+        );
+        assert_eq!(direct_dials(&poll(&mut m, 1.5)), 0, "one at a time");
+        // Failed tries wait 2, 4, then 4 s (the cap).
+        let mut now = 1.0;
+        for wait in [2.0, 4.0, 4.0] {
+            m.direct_dial_ended(high, false, at(now));
+            assert_eq!(direct_dials(&poll(&mut m, now + wait - 0.1)), 0);
+            assert_eq!(direct_dials(&poll(&mut m, now + wait)), 1);
+            now += wait;
+        }
+        // The try gives a direct link: it replaces the relayed one, and tries stop.
+        m.link_up(high, 2, 2, true, 9, false, 0, at(now));
+        m.direct_dial_ended(high, true, at(now));
+        let closed = actions(&mut m);
+        assert!(closed.contains(&Action::Close {
+            link: 1,
+            code: close::DUPLICATE
+        }));
+        assert_eq!(m.link(&high), Some(2));
+        for later in 1..20 {
+            assert_eq!(direct_dials(&poll(&mut m, now + f64::from(later))), 0);
+        }
+        // A direct link never starts tries.
+        let mut direct = machine(low, &[high]);
+        direct.link_up(high, 3, 3, true, 0, false, 0, start);
+        for secs in 1..20 {
+            assert_eq!(direct_dials(&poll(&mut direct, f64::from(secs))), 0);
+        }
+    }
+
+    #[test]
     fn attempts_space_out_and_cap_and_a_success_resets() {
         let (me, friend) = pair();
         let start = Instant::now();
@@ -539,7 +674,7 @@ mod tests {
         m.poll(now, |_| 0);
         let dialled = dials(&actions(&mut m));
         assert_eq!(dialled, [friend]);
-        m.link_up(friend, 1, 1, true, 0, 0, now);
+        m.link_up(friend, 1, 1, true, 0, false, 0, now);
         m.dial_ended(friend, true, now);
         m.link_closed(friend, 1, Closed::Other, now + SECOND);
         now += SECOND;
@@ -587,7 +722,7 @@ mod tests {
         let (me, friend) = pair();
         let now = Instant::now();
         let mut m = machine(me, &[friend]);
-        m.link_up(friend, 1, 1, false, 0, 0, now);
+        m.link_up(friend, 1, 1, false, 0, false, 0, now);
         assert_eq!(actions(&mut m), [Action::Connected(friend)]);
         m.link_closed(friend, 1, Closed::Duplicate, now);
         assert!(actions(&mut m).is_empty() && m.is_online(&friend));
@@ -606,7 +741,7 @@ mod tests {
         let (me, friend) = pair();
         let now = Instant::now();
         let mut m = machine(me, &[friend]);
-        m.link_up(friend, 1, 1, true, 0, 0, now);
+        m.link_up(friend, 1, 1, true, 0, false, 0, now);
         assert_eq!(actions(&mut m), [Action::Connected(friend)]);
         m.set_friends([]);
         m.poll(now, |_| 1);

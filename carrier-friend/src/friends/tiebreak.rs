@@ -4,7 +4,9 @@
 //! The rule is the same on both sides, and decided only by facts both sides share, so both keep
 //! the same link:
 //!
-//! - Two links that came up within [`RACE_WINDOW`] of each other raced: the one dialled by the
+//! - Two links that came up within [`RACE_WINDOW`] of each other raced: a direct one beats a
+//!   relayed one (a link runs through a relay at both ends or at neither, so both sides see
+//!   the same kinds; decision 107), and between two of one kind the one dialled by the
 //!   lower Carrier ID (in byte order) stays; between two dialled the same way (one node dialled
 //!   twice at once: its connect loop and an outbox delivery), the one with the lower *draw*:
 //!   eight bytes both ends derive from the link's TLS secrets ([`draw`]). Not the older: the
@@ -43,17 +45,33 @@ pub(super) fn draw(link: &Link) -> u64 {
     }
 }
 
-/// Whether link `a` beats link `b`, each `(dialled by this node, since, draw)`, for a node
-/// whose ID is the lower of the pair if `lower_dials`. Equal draws (only if both exporters
-/// failed) keep `b`, the link already held.
-pub(super) fn beats(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instant, u64)) -> bool {
-    let ((a_dialled, a_since, a_draw), (b_dialled, b_since, b_draw)) = (a, b);
-    if a_since.saturating_duration_since(b_since) > RACE_WINDOW {
+/// What the tie-break knows of a link.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Contender {
+    /// Dialled by this node (or accepted).
+    pub(super) dialled: bool,
+    /// When it came up here.
+    pub(super) since: Instant,
+    /// Its [`draw`].
+    pub(super) draw: u64,
+    /// Whether it ran through a relay when it came up.
+    pub(super) relayed: bool,
+}
+
+/// Whether link `a` beats link `b`, for a node whose ID is the lower of the pair if
+/// `lower_dials`. Equal draws (only if both exporters failed) keep `b`, the link already
+/// held.
+pub(super) fn beats(lower_dials: bool, a: Contender, b: Contender) -> bool {
+    if a.since.saturating_duration_since(b.since) > RACE_WINDOW {
         return true;
     }
-    if b_since.saturating_duration_since(a_since) > RACE_WINDOW {
+    if b.since.saturating_duration_since(a.since) > RACE_WINDOW {
         return false;
     }
+    if a.relayed != b.relayed {
+        return !a.relayed;
+    }
+    let ((a_dialled, a_draw), (b_dialled, b_draw)) = ((a.dialled, a.draw), (b.dialled, b.draw));
     // The link dialled by the lower ID: ours if we are lower, the accepted one if not.
     if a_dialled != b_dialled {
         return a_dialled == lower_dials;
@@ -67,12 +85,56 @@ pub(super) fn beats(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instan
 mod tests {
     use super::*;
 
+    /// A direct link `(dialled, since, draw)`.
+    fn direct((dialled, since, draw): (bool, Instant, u64)) -> Contender {
+        Contender {
+            dialled,
+            since,
+            draw,
+            relayed: false,
+        }
+    }
+
+    /// [`beats`] between two direct links.
+    fn wins(lower_dials: bool, a: (bool, Instant, u64), b: (bool, Instant, u64)) -> bool {
+        beats(lower_dials, direct(a), direct(b))
+    }
+
     /// What the machine keeps when `second` arrives while `first` is held: its draw.
     fn kept(lower_dials: bool, first: (bool, Instant, u64), second: (bool, Instant, u64)) -> u64 {
-        if beats(lower_dials, second, first) {
+        if wins(lower_dials, second, first) {
             second.2
         } else {
             first.2
+        }
+    }
+
+    #[test]
+    fn a_direct_link_beats_a_relayed_one_on_both_sides_whoever_dialled() {
+        let now = Instant::now();
+        let soon = now + Duration::from_millis(30);
+        let relayed = |link| Contender {
+            relayed: true,
+            ..direct(link)
+        };
+        for lower_dials in [true, false] {
+            for (first_dialled, first_at) in [(true, now), (false, soon)] {
+                // This side dialled one (or accepted it), the peer the other; the relayed
+                // one came first here or second.
+                let (a, b) = ((first_dialled, first_at, 1), (!first_dialled, now, 2));
+                assert!(beats(lower_dials, direct(a), relayed(b)));
+                assert!(!beats(lower_dials, relayed(b), direct(a)));
+                // The peer sees the same two links the other way round: the same verdict.
+                let (a_there, b_there) = ((!a.0, a.1, a.2), (!b.0, b.1, b.2));
+                assert!(beats(!lower_dials, direct(a_there), relayed(b_there)));
+            }
+            // Long after, any new link replaces the held one, relayed or not.
+            let later = now + RACE_WINDOW + Duration::from_millis(1);
+            assert!(beats(
+                lower_dials,
+                relayed((true, later, 1)),
+                direct((true, now, 2))
+            ));
         }
     }
 
@@ -81,12 +143,12 @@ mod tests {
         let now = Instant::now();
         let soon = now + Duration::from_millis(30);
         // The lower node holds its own dial and gets the other's: its own stays.
-        assert!(beats(true, (true, now, 1), (false, soon, 2)));
-        assert!(!beats(true, (false, soon, 2), (true, now, 1)));
+        assert!(wins(true, (true, now, 1), (false, soon, 2)));
+        assert!(!wins(true, (false, soon, 2), (true, now, 1)));
         // The higher node holds its own dial and gets the lower's: the lower's wins, whatever
         // came first.
-        assert!(beats(false, (false, soon, 2), (true, now, 1)));
-        assert!(beats(false, (false, now, 1), (true, soon, 2)));
+        assert!(wins(false, (false, soon, 2), (true, now, 1)));
+        assert!(wins(false, (false, now, 1), (true, soon, 2)));
     }
 
     #[test]
@@ -96,12 +158,12 @@ mod tests {
         for lower_dials in [true, false] {
             for (new, old) in [(true, true), (true, false), (false, true), (false, false)] {
                 for (new_draw, old_draw) in [(1, 2), (2, 1)] {
-                    assert!(beats(
+                    assert!(wins(
                         lower_dials,
                         (new, later, new_draw),
                         (old, now, old_draw)
                     ));
-                    assert!(!beats(
+                    assert!(!wins(
                         lower_dials,
                         (old, now, old_draw),
                         (new, later, new_draw)
@@ -128,7 +190,7 @@ mod tests {
         }
         // Equal draws keep the link held.
         assert_eq!(kept(true, (true, now, 5), (true, soon, 5)), 5);
-        assert!(!beats(true, (true, soon, 5), (true, now, 5)));
+        assert!(!wins(true, (true, soon, 5), (true, now, 5)));
     }
 
     #[tokio::test]

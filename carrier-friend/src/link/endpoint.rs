@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::accept::{accept_loop, AcceptCounters, AcceptShared};
 use super::alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
+use super::dials::{Dials, DialsInProgress};
 use super::error::{DialError, EndpointError, PathError, RequestError, TlsError};
 use super::gate::FriendGate;
 use super::handle::{Accepted, Hold, Link};
@@ -133,6 +134,8 @@ struct Inner {
     endpoint: quinn::Endpoint,
     socket: NodeSocket,
     paths: PathTable,
+    /// Friend dials in their handshake, by peer.
+    dials: Dials,
     tls: TlsIdentity,
     transport: Arc<TransportConfig>,
     accepted: Mutex<mpsc::Receiver<Accepted>>,
@@ -204,6 +207,7 @@ impl LinkEndpoint {
                 endpoint,
                 socket,
                 paths,
+                dials: Dials::default(),
                 tls,
                 transport,
                 accepted: Mutex::new(receiver),
@@ -245,6 +249,15 @@ impl LinkEndpoint {
     pub async fn dial_any(&self, peer: CarrierId, paths: &[Path]) -> Result<Link, DialError> {
         let (connection, hold) = self.open(peer, paths, Alpn::Friend).await?;
         Ok(Link::new(connection, peer, hold))
+    }
+
+    /// Makes every dial of `peer` still in its handshake go on only on direct paths: its
+    /// relayed paths are dropped, and relays found later are not tried. Returns what those
+    /// dials can still come to. The friend layer calls it when the peer gives it a relayed
+    /// link meanwhile: a direct link would still beat that one, a second relayed link only
+    /// race it.
+    pub fn keep_dials_direct(&self, peer: CarrierId) -> DialsInProgress {
+        self.inner.dials.keep_direct(peer, &self.inner.paths)
     }
 
     /// Sends one friend request `frame` to `peer` at `path` over `carrier-request/1`, and
@@ -314,6 +327,10 @@ impl LinkEndpoint {
             .inner
             .endpoint
             .connect_with(config, mapped, SERVER_NAME)?;
+        let _dialling = match alpn {
+            Alpn::Friend => Some(self.inner.dials.start(peer, mapped)),
+            Alpn::Request => None,
+        };
         Ok((connecting.await?, hold))
     }
 

@@ -16,10 +16,12 @@
 //! - [`extension`]: the one-byte extension header of every stream and datagram, and the
 //!   router that hands each to the inbox of its extension.
 //! - `handle`: [`Link`], [`Accepted`], [`IncomingRequest`].
+//! - `dials`: the friend dials in their handshake, by peer ([`DialsInProgress`]).
 
 mod accept;
 pub mod alpn;
 pub mod close;
+mod dials;
 mod endpoint;
 mod error;
 pub mod extension;
@@ -34,6 +36,7 @@ pub mod transport;
 
 pub use accept::HANDSHAKE_TIMEOUT;
 pub use alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
+pub use dials::DialsInProgress;
 pub use endpoint::{LinkConfig, LinkEndpoint, LinkStats, MAX_PENDING_HANDSHAKES};
 pub use error::{DialError, EndpointError, PathError, RequestError, TlsError};
 pub use gate::{AllowList, FriendGate};

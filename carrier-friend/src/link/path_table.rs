@@ -103,6 +103,9 @@ struct Entry {
     aliases: VecDeque<Path>,
     /// Other paths tried at once until one answers (besides `path`); empty once one did.
     candidates: Vec<Path>,
+    /// The dial in progress goes on only on direct paths ([`PathTable::keep_direct`]):
+    /// relayed candidates are not added. Cleared when a path answers or a new dial starts.
+    direct_only: bool,
 }
 
 impl PathTable {
@@ -137,6 +140,7 @@ impl PathTable {
                     if pin {
                         entry.holds = entry.holds.saturating_add(1);
                         entry.known = true;
+                        entry.direct_only = false;
                     }
                     return Ok(SocketAddr::V6(mapped));
                 }
@@ -201,12 +205,62 @@ impl PathTable {
         if entry.path == real || entry.candidates.contains(&real) {
             return Ok(());
         }
+        if entry.direct_only && real.is_relayed() {
+            return Ok(());
+        }
         if entry.candidates.len() + 1 >= MAX_CANDIDATES {
             return Ok(());
         }
         entry.candidates.push(real);
         table.by_real.insert(real, key);
         Ok(())
+    }
+
+    /// Makes the dial still being tried on `mapped` go on only on its direct paths: its
+    /// relayed candidates are forgotten (a late answer from one is a stranger's), and none is
+    /// added from now on. Returns whether a direct path is still tried: `false` if the entry
+    /// is gone, if every path tried is relayed, or if a relayed path answered already.
+    ///
+    /// A friend dialling a peer that has just given it a relayed link calls this: a direct
+    /// link is still worth having (it beats the relayed one in the tie-break), a second
+    /// relayed one would only race the first.
+    pub fn keep_direct(&self, mapped: SocketAddr) -> bool {
+        let SocketAddr::V6(key) = mapped else {
+            return false;
+        };
+        let mut table = self.write();
+        let Some(entry) = table.entries.get_mut(&key) else {
+            return false;
+        };
+        if entry.candidates.is_empty() {
+            // One path only, or one that answered already.
+            if !entry.path.is_relayed() {
+                entry.direct_only = true;
+            }
+            return !entry.path.is_relayed();
+        }
+        let tried: Vec<Path> = std::iter::once(entry.path)
+            .chain(entry.candidates.iter().copied())
+            .collect();
+        let (direct, relayed): (Vec<Path>, Vec<Path>) =
+            tried.into_iter().partition(|path| !path.is_relayed());
+        let Some(first) = direct.first().copied() else {
+            return false;
+        };
+        entry.direct_only = true;
+        entry.path = first;
+        entry.candidates = direct[1..].to_vec();
+        entry
+            .aliases
+            .retain(|alias| !alias.is_relayed() && *alias != first);
+        entry.aliases.push_front(first);
+        for path in relayed {
+            if table.by_real.get(&path) == Some(&key) {
+                table.by_real.remove(&path);
+            }
+        }
+        table.by_real.insert(first, key);
+        true
     }
 
     /// Every path a datagram to `mapped` goes to now: the path, then the candidates still
@@ -407,6 +461,7 @@ impl Table {
         let Some(entry) = self.entries.get_mut(&mapped) else {
             return;
         };
+        entry.direct_only = false;
         if entry.candidates.is_empty() {
             return;
         }
@@ -455,6 +510,7 @@ impl Table {
                 known: pinned,
                 aliases: VecDeque::from([real]),
                 candidates: Vec::new(),
+                direct_only: false,
             },
         );
         self.by_real.insert(real, mapped);
@@ -734,6 +790,53 @@ mod tests {
             table.mapped_for_candidates(&[]),
             Err(PathError::NoCandidates)
         ));
+    }
+
+    #[test]
+    fn a_dial_kept_direct_forgets_its_relays_and_takes_no_more() {
+        let table = PathTable::default();
+        let relayed = |session| Path::Relayed {
+            relay: "192.0.2.1:4000".parse().unwrap(),
+            session: carrier_dht::SessionId(session),
+        };
+        // The relayed path first: where datagrams went if nothing answered.
+        let tried = [relayed(1), direct("10.0.0.1:1"), direct("10.0.0.2:2")];
+        let mapped = table.mapped_for_candidates(&tried).unwrap();
+        assert!(table.keep_direct(mapped));
+        assert_eq!(
+            table.outbound_all(mapped),
+            vec![direct("10.0.0.1:1"), direct("10.0.0.2:2")]
+        );
+        // A late answer through the relay is a stranger's, and no relay joins the dial.
+        assert_ne!(table.inbound(relayed(1)), Some(mapped));
+        table.add_candidate(mapped, relayed(2)).unwrap();
+        table.add_candidate(mapped, direct("10.0.0.3:3")).unwrap();
+        assert_eq!(table.outbound_all(mapped).len(), 3);
+        // A direct path answers: the link's path, and a later dial may try relays again.
+        assert_eq!(table.inbound(direct("10.0.0.2:2")), Some(mapped));
+        assert_eq!(table.path(mapped), Some(direct("10.0.0.2:2")));
+        let again = table
+            .mapped_for_candidates(&[direct("10.0.0.2:2"), relayed(3)])
+            .unwrap();
+        assert_eq!(again, mapped);
+        assert_eq!(table.outbound_all(mapped).len(), 2, "relays tried again");
+
+        // Only relays tried, or a relay that answered: nothing direct is left to try.
+        let only = table
+            .mapped_for_candidates(&[relayed(4), relayed(5)])
+            .unwrap();
+        assert!(!table.keep_direct(only));
+        let answered = table
+            .mapped_for_candidates(&[relayed(6), direct("10.0.0.6:6")])
+            .unwrap();
+        assert_eq!(table.inbound(relayed(6)), Some(answered));
+        assert!(!table.keep_direct(answered));
+        // One direct path, no candidates: still tried, and relays found later stay out.
+        let single = table.mapped_for(direct("10.0.0.7:7")).unwrap();
+        assert!(table.keep_direct(single));
+        table.add_candidate(single, relayed(7)).unwrap();
+        assert_eq!(table.outbound_all(single), vec![direct("10.0.0.7:7")]);
+        assert!(!table.keep_direct("[fd63:6172:7269:6572::ffff]:1".parse().unwrap()));
     }
 
     #[test]
