@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use carrier_mux::stream::msg::friend::dht::id::CarrierId;
 use carrier_mux::stream::{Sessions, StreamError};
-use tokio::sync::mpsc;
-use tokio::task::AbortHandle;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::config::{ForwardConfig, FORWARD_BUNDLE};
 use crate::error::ForwardError;
@@ -14,14 +14,13 @@ use crate::events::ForwardEvents;
 use crate::forwarding::{lock, serve_sessions, Forwarding, Shared};
 use crate::service::{Allowed, ServiceInfo, ServiceName};
 
-/// The serving task; it and every served connection stop when the last forwarder goes.
+/// The serving task; it and every served connection stop at
+/// [`shutdown`](Forwarder::shutdown), or when the last forwarder goes (its `stop` sender
+/// with it).
 #[derive(Debug)]
-struct ServingTask(AbortHandle);
-
-impl Drop for ServingTask {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+struct ServingTask {
+    stop: watch::Sender<bool>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 /// A node's services and forwardings: offers services to friends by name
@@ -32,7 +31,7 @@ impl Drop for ServingTask {
 #[derive(Clone, Debug)]
 pub struct Forwarder {
     shared: Arc<Shared>,
-    _serving: Arc<ServingTask>,
+    serving: Arc<ServingTask>,
 }
 
 impl Forwarder {
@@ -54,11 +53,15 @@ impl Forwarder {
         })?;
         let (sender, receiver) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::new(sessions.clone(), config, sender));
-        let serving = tokio::spawn(serve_sessions(shared.clone(), requests)).abort_handle();
+        let (stop, stopping) = watch::channel(false);
+        let task = tokio::spawn(serve_sessions(shared.clone(), requests, stopping));
         Ok((
             Forwarder {
                 shared,
-                _serving: Arc::new(ServingTask(serving)),
+                serving: Arc::new(ServingTask {
+                    stop,
+                    task: std::sync::Mutex::new(Some(task)),
+                }),
             },
             ForwardEvents { receiver },
         ))
@@ -104,6 +107,22 @@ impl Forwarder {
         let service: ServiceName = service.parse()?;
         self.shared.link(friend).await?;
         Forwarding::start(self.shared.clone(), *friend, service, local).await
+    }
+}
+
+impl Forwarder {
+    /// Stops serving (the connections served end) and lets go of the sessions layer and of
+    /// this node's forwarding sessions; returns once nothing the forwarder ran holds the
+    /// layers below (forwardings still open have their connections fail). Later
+    /// [`forward`](Self::forward)s fail with [`ForwardError::WrongState`].
+    pub async fn shutdown(&self) {
+        let _ = self.serving.stop.send(true);
+        let task = lock(&self.serving.task).take();
+        if let Some(task) = task {
+            // It returns once its sessions and connections ended.
+            let _ = task.await;
+        }
+        self.shared.release();
     }
 }
 

@@ -313,4 +313,13 @@ async fn each_failure_is_its_own_error() {
         carrier_forward::Forwarder::start(&alice.sessions, Default::default()),
         Err(ForwardError::WrongState(_))
     ));
+    // Shut down, the forwarder opens nothing more.
+    within("the shutdown", alice.forwarder.shutdown()).await;
+    assert!(matches!(
+        alice
+            .forwarder
+            .forward(&bob.id(), "echo", any_local())
+            .await,
+        Err(ForwardError::WrongState(_))
+    ));
 }

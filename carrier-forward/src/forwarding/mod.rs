@@ -48,7 +48,8 @@ impl Link {
 /// What a forwarder's handles, its forwardings and its tasks share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) sessions: Sessions,
+    /// Taken at shutdown: nothing here holds the layers below after it.
+    sessions: Mutex<Option<Sessions>>,
     pub(crate) config: ForwardConfig,
     pub(crate) services: Mutex<ServiceTable>,
     links: Mutex<HashMap<CarrierId, Arc<tokio::sync::Mutex<Option<Link>>>>>,
@@ -62,7 +63,7 @@ impl Shared {
         events: mpsc::UnboundedSender<ForwardEvent>,
     ) -> Self {
         Shared {
-            sessions,
+            sessions: Mutex::new(Some(sessions)),
             config,
             services: Mutex::new(ServiceTable::default()),
             links: Mutex::new(HashMap::new()),
@@ -85,8 +86,10 @@ impl Shared {
             return Ok(link.mux.clone());
         }
         *slot = None;
-        let session = self
-            .sessions
+        let sessions = lock(&self.sessions)
+            .clone()
+            .ok_or_else(|| ForwardError::WrongState("the forwarder is shut down".into()))?;
+        let session = sessions
             .request(friend, FORWARD_BUNDLE)
             .await
             .map_err(|e| ForwardError::from_session(friend, e))?;
@@ -97,6 +100,13 @@ impl Shared {
             mux: mux.clone(),
         });
         Ok(mux)
+    }
+
+    /// Lets go of the sessions layer and of every session this node opened for its
+    /// forwardings (they close).
+    pub(crate) fn release(&self) {
+        lock(&self.sessions).take();
+        lock(&self.links).clear();
     }
 
     /// A channel to `friend`'s `service`; once more on a new session if the one held went

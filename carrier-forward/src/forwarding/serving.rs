@@ -7,6 +7,7 @@ use carrier_mux::stream::msg::friend::dht::id::CarrierId;
 use carrier_mux::stream::{Session, SessionRequests};
 use carrier_mux::{ChannelRequest, Mux};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::relay::{relay, Counts};
@@ -17,29 +18,50 @@ use crate::service::ServiceName;
 /// The reason a friend hears when its service did not answer at its target.
 const UNREACHABLE: &str = "the service is unreachable";
 
-/// Takes every friend's forwarding session; the sessions and their connections are this
-/// task's, so they end with it.
-pub(crate) async fn serve_sessions(shared: Arc<Shared>, mut requests: SessionRequests) {
+/// Resolves once `stop` says so (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Takes every friend's forwarding session until `stop`; the sessions and their
+/// connections are this task's: at `stop` they end before it returns, so nothing it ran
+/// holds the layers below any more.
+pub(crate) async fn serve_sessions(
+    shared: Arc<Shared>,
+    mut requests: SessionRequests,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut sessions = JoinSet::new();
-    while let Some(request) = requests.recv().await {
+    loop {
+        let request = tokio::select! {
+            request = requests.recv() => request,
+            () = stopped(&mut stop) => None,
+        };
+        let Some(request) = request else { break };
         while sessions.try_join_next().is_some() {}
         let friend = request.peer();
         match request.accept().await {
             Ok(session) => {
-                sessions.spawn(serve_session(shared.clone(), session));
+                sessions.spawn(serve_session(shared.clone(), session, stop.clone()));
             }
             Err(error) => {
                 tracing::info!(target: "carrier_forward", %friend, %error, "a forwarding session failed to open")
             }
         }
     }
+    sessions.shutdown().await;
 }
 
 /// One friend's session: its multiplexed stream, each channel the friend opens on it.
-async fn serve_session(shared: Arc<Shared>, session: Session) {
+async fn serve_session(shared: Arc<Shared>, session: Session, mut stop: watch::Receiver<bool>) {
     let friend = session.peer();
     let mut connections = JoinSet::new();
-    while let Some(stream) = session.accept_stream().await {
+    loop {
+        let stream = tokio::select! {
+            stream = session.accept_stream() => stream,
+            () = stopped(&mut stop) => None,
+        };
+        let Some(stream) = stream else { break };
         let (_mux, mut requests) = match Mux::accept(stream, shared.config.mux().clone()) {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -47,13 +69,28 @@ async fn serve_session(shared: Arc<Shared>, session: Session) {
                 continue;
             }
         };
-        while let Some(request) = requests.recv().await {
+        loop {
+            let request = tokio::select! {
+                request = requests.recv() => request,
+                () = stopped(&mut stop) => {
+                    connections.shutdown().await;
+                    return;
+                }
+            };
+            let Some(request) = request else { break };
             while connections.try_join_next().is_some() {}
             connections.spawn(serve_channel(shared.clone(), friend, request));
         }
     }
+    if *stop.borrow() {
+        connections.shutdown().await;
+        return;
+    }
     // The session is over; what runs on it fails with it.
-    while connections.join_next().await.is_some() {}
+    tokio::select! {
+        () = async { while connections.join_next().await.is_some() {} } => {}
+        () = stopped(&mut stop) => connections.shutdown().await,
+    }
 }
 
 /// One channel: the service its cookie names, if `friend` may use it, connected.

@@ -1,13 +1,15 @@
 //! The node a daemon runs: the DHT and the friend layer on one data directory (each layer
 //! above adds its part here as it lands), the events it reports, and the answers to requests.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use carrier::dht::{BootstrapNode, Dht, DhtConfig, NatMapping, PublicPort, Reachability};
+use carrier::forward::{Forwarder, Forwarding};
 use carrier::friend::{FriendError, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
 use carrier::msg::{Messenger, MessengerConfig};
@@ -140,6 +142,11 @@ pub(crate) struct DaemonNode {
     pub(super) sessions: Sessions,
     /// The handler of `pipe` sessions, once a `pipe --listen` registered it.
     pub(super) pipe_requests: tokio::sync::Mutex<Option<SessionRequests>>,
+    /// Services offered and forwardings to friends' services.
+    pub(super) forwarder: Forwarder,
+    /// The forwardings open, each while the control connection that asked for it lasts.
+    pub(super) forwardings: Mutex<HashMap<u64, Forwarding>>,
+    pub(super) next_forwarding: AtomicU64,
     events: broadcast::Sender<Event>,
     /// The latest events, sent under this lock so a watcher replays them without a gap.
     history: Mutex<std::collections::VecDeque<Event>>,
@@ -165,6 +172,9 @@ impl DaemonNode {
             messenger: carrier.messenger().clone(),
             sessions: carrier.sessions().clone(),
             pipe_requests: tokio::sync::Mutex::new(None),
+            forwarder: carrier.forwarder().clone(),
+            forwardings: Mutex::new(HashMap::new()),
+            next_forwarding: AtomicU64::new(1),
             carrier,
             events,
             history: Mutex::new(std::collections::VecDeque::new()),
@@ -189,6 +199,8 @@ impl DaemonNode {
 
     /// Stops every layer, saving what each keeps, and releases the data directory.
     pub(crate) async fn shutdown(&self) {
+        // Their connections hold sessions: closed before the layers stop.
+        lock(&self.forwardings).clear();
         self.carrier.shutdown().await;
     }
 
@@ -386,6 +398,17 @@ impl DaemonNode {
                 return Err((
                     ErrorKind::BadArguments,
                     "pipe is answered by its connection".into(),
+                ))
+            }
+            Request::Serve { name, target, only } => self.serve(&name, &target, &only)?,
+            Request::Unserve { name } => self.unserve(&name)?,
+            Request::Services => self.services(),
+            Request::Forwards => self.forwards(),
+            // The connection answers it: it holds the forwarding.
+            Request::Forward { .. } => {
+                return Err((
+                    ErrorKind::BadArguments,
+                    "forward is answered by its connection".into(),
                 ))
             }
             Request::AutoAccept => {
