@@ -133,6 +133,38 @@ pub(crate) enum ClientCommand {
         #[arg(long)]
         listen: bool,
     },
+    /// Offers a service to friends: connections to it from a friend's forwarding go to
+    /// HOST:PORT (every friend may use it, or only those given with `--only`).
+    Serve {
+        /// The service's name (1 to 64 ASCII letters, digits, '.', '_', '-').
+        name: String,
+        /// Where its connections go.
+        #[arg(value_name = "HOST:PORT")]
+        target: String,
+        /// Only this friend may use it (Carrier ID or label; repeat for several).
+        #[arg(long, value_name = "FRIEND")]
+        only: Vec<String>,
+    },
+    /// Withdraws a service (connections open to it keep running).
+    Unserve {
+        /// The service's name.
+        name: String,
+    },
+    /// Lists the services offered.
+    Services,
+    /// Forwards a local TCP address to a friend's service until interrupted: each
+    /// connection to LOCAL-ADDR reaches the service on the friend's node.
+    Forward {
+        /// Carrier ID or label.
+        friend: String,
+        /// The service's name on the friend's node.
+        name: String,
+        /// Where to listen (default 127.0.0.1:0, any free port).
+        #[arg(value_name = "LOCAL-ADDR")]
+        local: Option<String>,
+    },
+    /// Lists the forwardings open, with their connections and bytes.
+    Forwards,
     /// Stops the daemon; returns once it has exited.
     Stop,
 }
@@ -209,6 +241,11 @@ pub(crate) async fn run(
     let request = match command {
         ClientCommand::Watch { replay } => return watch(client, replay).await,
         ClientCommand::Pipe { friend, listen } => return pipe(client, friend, listen).await,
+        ClientCommand::Forward {
+            friend,
+            name,
+            local,
+        } => return forward(client, json, friend, name, local).await,
         ClientCommand::Stop => {
             client.request(Request::Stop).await?;
             // The daemon keeps the connection until it has exited.
@@ -278,6 +315,10 @@ pub(crate) async fn run(
             data: payload.join(" "),
         },
         ClientCommand::Invites { extension } => Request::Invites { extension },
+        ClientCommand::Serve { name, target, only } => Request::Serve { name, target, only },
+        ClientCommand::Unserve { name } => Request::Unserve { name },
+        ClientCommand::Services => Request::Services,
+        ClientCommand::Forwards => Request::Forwards,
         ClientCommand::Reply { id, status, text } => {
             let text = text.join(" ");
             let (reason, data) = if status == 0 {
@@ -368,6 +409,32 @@ async fn pipe(mut client: Client, friend: Option<String>, listen: bool) -> Resul
     up.and(down)
         .map(|_| ())
         .map_err(|e| Failure::Failed(format!("the pipe failed: {e}")))
+}
+
+/// Asks for a forwarding, prints where it listens, and holds it until interrupted or the
+/// daemon stops.
+async fn forward(
+    mut client: Client,
+    json: bool,
+    friend: String,
+    service: String,
+    local: Option<String>,
+) -> Result<(), Failure> {
+    let opened = client
+        .request(Request::Forward {
+            friend,
+            service,
+            local,
+        })
+        .await?;
+    output::print(json, "forward", &opened);
+    eprintln!("forwarding: Ctrl-C stops");
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    tokio::select! {
+        _ = client.next_line() => Err(Failure::Failed("the daemon stopped".into())),
+        _ = &mut interrupted => Ok(()),
+    }
 }
 
 /// The protocol name of a request, as its JSON spells it.

@@ -163,6 +163,17 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
             }
         }
         "stop" => say!(out, "the daemon stopped"),
+        "serve" => say!(out, "serving {} at {}", text("name"), text("target")),
+        "unserve" => say!(out, "no longer serving {}", text("name")),
+        "forward" => say!(
+            out,
+            "{} forwards to {}'s {}",
+            text("local"),
+            text("friend"),
+            text("service")
+        ),
+        "services" => print_services(out, result),
+        "forwards" => print_forwards(out, result),
         _ => {
             let _ = line(result);
         }
@@ -172,6 +183,73 @@ pub(crate) fn print(json: bool, request: &str, result: &Value) {
     let _ = stdout
         .write_all(buffer.as_bytes())
         .and_then(|()| stdout.flush());
+}
+
+fn print_services(out: &mut String, result: &Value) {
+    let list = result
+        .get("services")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if list.is_empty() {
+        say!(out, "no services");
+    }
+    for service in &list {
+        let text = |key: &str| service.get(key).and_then(Value::as_str).unwrap_or_default();
+        let only: Vec<&str> = service
+            .get("only")
+            .and_then(Value::as_array)
+            .map(|ids| ids.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let who = if only.is_empty() {
+            "every friend".to_string()
+        } else {
+            only.join(", ")
+        };
+        say!(out, "{} -> {} ({who})", text("name"), text("target"));
+    }
+}
+
+fn print_forwards(out: &mut String, result: &Value) {
+    let list = result
+        .get("forwards")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if list.is_empty() {
+        say!(out, "no forwardings");
+    }
+    for forwarding in &list {
+        let text = |key: &str| {
+            forwarding
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        };
+        let connections = forwarding
+            .get("connections")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        say!(
+            out,
+            "{} -> {}'s {}: {} connection(s)",
+            text("local"),
+            text("friend"),
+            text("service"),
+            connections.len()
+        );
+        for c in &connections {
+            let number = |key: &str| c.get(key).and_then(Value::as_u64).unwrap_or_default();
+            say!(
+                out,
+                "  {}: {} bytes in, {} bytes out",
+                c.get("peer").and_then(Value::as_str).unwrap_or_default(),
+                number("bytes_in"),
+                number("bytes_out")
+            );
+        }
+    }
 }
 
 fn print_inbox(out: &mut String, messages: &[MessageEntry]) {

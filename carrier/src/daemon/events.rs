@@ -8,9 +8,9 @@ use std::sync::Weak;
 use carrier::dht::DhtEvent;
 use carrier::friend::FriendEvent;
 
-use super::messages;
 use super::node::{info, presence_name, standing, DaemonNode};
 use super::protocol::{ConnectionStatus, Event};
+use super::{forwards, messages};
 
 /// Turns the node's events into protocol events for watchers, and logs them, until the node
 /// is gone.
@@ -24,6 +24,7 @@ pub(super) async fn pump(node: Weak<DaemonNode>, mut events: carrier::Events) {
             carrier::Event::Message(event) => messages::message_event(&node, event),
             carrier::Event::Dht(event) => dht_event(&node, event),
             carrier::Event::Connection(status) => connection_event(&node, status),
+            carrier::Event::Forward(event) => forwards::forward_event(&node, event),
             other => tracing::debug!("event not reported: {other:?}"),
         }
     }

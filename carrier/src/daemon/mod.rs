@@ -5,9 +5,11 @@
 //! - [`node`]: the node it runs and the answers to requests;
 //! - `events`: what the layers report, as events for watchers and log lines;
 //! - [`server`]: the socket's connections;
-//! - `streams`: `pipe`, a connection turned into a byte pipe to a session's stream.
+//! - `streams`: `pipe`, a connection turned into a byte pipe to a session's stream;
+//! - `forwards`: services and forwardings (`serve`, `forward`, …).
 
 mod events;
+mod forwards;
 mod invites;
 mod messages;
 pub(crate) mod node;

@@ -1,13 +1,15 @@
 //! The node a daemon runs: the DHT and the friend layer on one data directory (each layer
 //! above adds its part here as it lands), the events it reports, and the answers to requests.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use carrier::dht::{BootstrapNode, Dht, DhtConfig, NatMapping, PublicPort, Reachability};
+use carrier::forward::{Forwarder, Forwarding};
 use carrier::friend::{FriendError, Friends, FriendsConfig, Presence, UserInfo};
 use carrier::id::{CarrierId, Nospam};
 use carrier::msg::{Messenger, MessengerConfig};
@@ -147,6 +149,11 @@ pub(crate) struct DaemonNode {
     pub(super) sessions: Sessions,
     /// The friends' `pipe` requests, for the `pipe --listen`s.
     pub(super) pipe_requests: Arc<PipeRequests>,
+    /// Services offered and forwardings to friends' services.
+    pub(super) forwarder: Forwarder,
+    /// The forwardings open, each while the control connection that asked for it lasts.
+    pub(super) forwardings: Mutex<HashMap<u64, Forwarding>>,
+    pub(super) next_forwarding: AtomicU64,
     events: broadcast::Sender<Event>,
     /// The latest events, sent under this lock so a watcher replays them without a gap.
     history: Mutex<std::collections::VecDeque<Event>>,
@@ -172,6 +179,9 @@ impl DaemonNode {
             messenger: carrier.messenger().clone(),
             sessions: carrier.sessions().clone(),
             pipe_requests: PipeRequests::start(carrier.sessions()).map_err(|e| e.to_string())?,
+            forwarder: carrier.forwarder().clone(),
+            forwardings: Mutex::new(HashMap::new()),
+            next_forwarding: AtomicU64::new(1),
             carrier,
             events,
             history: Mutex::new(std::collections::VecDeque::new()),
@@ -196,6 +206,8 @@ impl DaemonNode {
 
     /// Stops every layer, saving what each keeps, and releases the data directory.
     pub(crate) async fn shutdown(&self) {
+        // Their connections hold sessions: closed before the layers stop.
+        lock(&self.forwardings).clear();
         self.carrier.shutdown().await;
     }
 
@@ -393,6 +405,17 @@ impl DaemonNode {
                 return Err((
                     ErrorKind::BadArguments,
                     "pipe is answered by its connection".into(),
+                ))
+            }
+            Request::Serve { name, target, only } => self.serve(&name, &target, &only)?,
+            Request::Unserve { name } => self.unserve(&name)?,
+            Request::Services => self.services(),
+            Request::Forwards => self.forwards(),
+            // The connection answers it: it holds the forwarding.
+            Request::Forward { .. } => {
+                return Err((
+                    ErrorKind::BadArguments,
+                    "forward is answered by its connection".into(),
                 ))
             }
             Request::AutoAccept => {

@@ -121,6 +121,28 @@ pub(crate) enum Request {
         #[serde(default)]
         listen: bool,
     },
+    /// Offers the service `name` at `target` (`host:port`) to every friend, or to the
+    /// friends in `only` (IDs or labels).
+    Serve {
+        name: String,
+        target: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        only: Vec<String>,
+    },
+    /// Withdraws a service; connections open to it keep running.
+    Unserve { name: String },
+    /// The services offered.
+    Services,
+    /// Forwards `local` (default `127.0.0.1:0`) to `friend`'s `service` for as long as this
+    /// connection stays open (answered by the connection).
+    Forward {
+        friend: String,
+        service: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local: Option<String>,
+    },
+    /// The forwardings open, with their connections and bytes.
+    Forwards,
     /// Replies to a pending invite: `status` 0 confirms with `data`; any other refuses with
     /// a `reason`.
     Reply {
@@ -163,6 +185,11 @@ const REQUEST_NAMES: &[&str] = &[
     "invites",
     "reply",
     "pipe",
+    "serve",
+    "unserve",
+    "services",
+    "forward",
+    "forwards",
 ];
 
 /// A presence, as the protocol spells it.
@@ -307,6 +334,12 @@ pub(crate) enum ErrorKind {
     UnknownInvite,
     /// The invite was replied to already.
     AlreadyReplied,
+    /// No service of that name is offered here.
+    UnknownService,
+    /// A forwarding's local address is taken.
+    AddressInUse,
+    /// The friend refused (a session).
+    Refused,
     /// The daemon is stopping: the request was not answered.
     Stopping,
     /// The daemon serves as many connections as it will; this one is closed.
@@ -373,6 +406,9 @@ pub(crate) enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// A forwarded connection or a refusal (`state`: `opened`, `closed`, `refused`, `denied`,
+    /// `unreachable`).
+    Forward(ForwardEntry),
     /// A session's stream reached a state (`connected`, `deactivated`, `closed`, `failed`).
     Stream {
         friend: String,
@@ -382,6 +418,28 @@ pub(crate) enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+}
+
+/// A forwarding's event: a connection opened or closed (`side`: `forwarding` here, or
+/// `serving` a friend), a connection refused by the friend, a friend denied a service, a
+/// service unreachable at its target.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ForwardEntry {
+    pub(crate) state: String,
+    pub(crate) friend: String,
+    pub(crate) service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) side: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) peer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) bytes_in: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) bytes_out: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
 }
 
 /// An invite received: in `invites`, and the `invite` event.
@@ -788,7 +846,7 @@ mod tests {
     fn every_request_name_decodes_to_a_request() {
         for name in REQUEST_NAMES {
             let line = format!(
-                r#"{{"id":1,"request":"{name}","friend":"x","label":"l","address":"a","hello":"h","message":"m","extension":"e","data":"d","invite":1,"status":0}}"#
+                r#"{{"id":1,"request":"{name}","friend":"x","label":"l","address":"a","hello":"h","message":"m","extension":"e","data":"d","invite":1,"status":0,"name":"n","target":"t","service":"s"}}"#
             );
             assert!(decode_request(line.as_bytes()).is_ok(), "{name}");
         }
@@ -841,6 +899,9 @@ mod tests {
             ErrorKind::Timeout,
             ErrorKind::UnknownInvite,
             ErrorKind::AlreadyReplied,
+            ErrorKind::UnknownService,
+            ErrorKind::AddressInUse,
+            ErrorKind::Refused,
             ErrorKind::Stopping,
             ErrorKind::Busy,
             ErrorKind::Failed,
@@ -918,6 +979,7 @@ mod tests {
                 state: friend(),
                 reason: None,
             },
+            Event::Forward(ForwardEntry::default()),
             Event::Invite(InviteEntry {
                 id: 1,
                 from: friend(),

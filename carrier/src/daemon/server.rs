@@ -209,6 +209,28 @@ async fn connection(
                 },
                 Ok(RequestLine {
                     id,
+                    request:
+                        Request::Forward {
+                            friend,
+                            service,
+                            local,
+                        },
+                }) if watcher.is_none() => {
+                    match node.open_forward(&friend, &service, local.as_deref()).await {
+                        Err((kind, message)) => Reply::error(Some(id), kind, message),
+                        Ok((result, key)) => {
+                            let _ = outgoing
+                                .send((encode_line(&Reply::ok(id, result)), None))
+                                .await;
+                            // The forwarding runs while the client holds the connection.
+                            while let Ok(true) = read_line(&mut reader, &mut line).await {}
+                            node.close_forward(key);
+                            break;
+                        }
+                    }
+                }
+                Ok(RequestLine {
+                    id,
                     request: Request::Stop,
                 }) => {
                     tracing::info!("stop requested on the control socket");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::{Carrier, CarrierError, Events};
 use crate::dht::{BootstrapNode, DhtConfig};
+use crate::forward::ForwardConfig;
 use crate::friend::{FriendsConfig, UserInfo};
 use crate::msg::MessengerConfig;
 use crate::stream::SessionConfig;
@@ -23,6 +24,7 @@ pub struct CarrierBuilder {
     pub(super) friends: FriendsConfig,
     pub(super) messages: MessengerConfig,
     pub(super) sessions: SessionConfig,
+    pub(super) forward: ForwardConfig,
     pub(super) user_info: Option<UserInfo>,
     pub(super) join_attempts: u32,
     pub(super) join_wait: Duration,
@@ -38,6 +40,7 @@ impl Default for CarrierBuilder {
             friends: FriendsConfig::default(),
             messages: MessengerConfig::default(),
             sessions: SessionConfig::default(),
+            forward: ForwardConfig::default(),
             user_info: None,
             join_attempts: 3,
             join_wait: Duration::from_secs(1),
@@ -99,6 +102,12 @@ impl CarrierBuilder {
     /// The sessions layer's settings.
     pub fn sessions_config(mut self, config: SessionConfig) -> Self {
         self.sessions = config;
+        self
+    }
+
+    /// The forwarder's settings (services and TCP forwardings).
+    pub fn forward_config(mut self, config: ForwardConfig) -> Self {
+        self.forward = config;
         self
     }
 

@@ -31,6 +31,9 @@ pub enum CarrierError {
     /// The sessions layer could not start.
     #[error("cannot start the sessions layer: {0}")]
     Sessions(#[source] crate::stream::StreamError),
+    /// The forwarder could not start (something else handles its session bundle).
+    #[error("cannot start the forwarder: {0}")]
+    Forward(#[source] crate::forward::ForwardError),
     /// The user information given to the builder could not be set.
     #[error("cannot set the user information: {0}")]
     UserInfo(#[source] crate::friend::FriendError),

@@ -5,6 +5,7 @@ use tokio::sync::mpsc;
 
 use super::connection::ConnectionStatus;
 use crate::dht::DhtEvent;
+use crate::forward::ForwardEvent;
 use crate::friend::FriendEvent;
 use crate::msg::MessageEvent;
 
@@ -20,6 +21,8 @@ pub enum Event {
     Friend(FriendEvent),
     /// Messages received, and the receipts of those sent.
     Message(MessageEvent),
+    /// Forwarded connections opened and closed, refused and denied, services unreachable.
+    Forward(ForwardEvent),
 }
 
 /// The receiving end of a node's events. Unbounded: a slow reader costs memory, never a

@@ -19,13 +19,15 @@ pub use error::CarrierError;
 pub use events::{Event, Events};
 
 use crate::dht::{Dht, DhtError, DhtEvent};
+use crate::forward::{ForwardEvents, Forwarder};
 use crate::friend::{FriendEvents, Friends};
 use crate::id::{Address, CarrierId};
 use crate::msg::{MessageEvents, Messenger};
 use crate::stream::Sessions;
 
-/// A running Carrier node: the DHT, the friend layer, the messenger and the sessions on one
-/// data directory and one UDP socket, with one event stream ([`Events`]) for all of them.
+/// A running Carrier node: the DHT, the friend layer, the messenger, the sessions and the
+/// forwarder on one data directory and one UDP socket, with one event stream ([`Events`])
+/// for all of them.
 /// Cheap to clone; [`shutdown`](Self::shutdown) stops every layer and releases the data
 /// directory.
 ///
@@ -48,6 +50,7 @@ struct Inner {
     friends: Friends,
     messenger: Messenger,
     sessions: Sessions,
+    forwarder: Forwarder,
     data_dir: PathBuf,
     connection: Arc<Mutex<SelfConnection>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
@@ -128,6 +131,19 @@ impl Carrier {
                 return Err(CarrierError::Sessions(e));
             }
         };
+        let (forwarder, forward_events) = match Forwarder::start(&sessions, builder.forward) {
+            Ok(started) => started,
+            Err(e) => {
+                if let Some(task) = joining {
+                    task.abort();
+                }
+                sessions.shutdown().await;
+                messenger.shutdown().await;
+                friends.shutdown().await;
+                let _ = dht.shutdown().await;
+                return Err(CarrierError::Forward(e));
+            }
+        };
         if let Some(info) = builder.user_info {
             if friends.user_info() != info {
                 if let Err(e) = friends.set_user_info(info).await {
@@ -147,6 +163,7 @@ impl Carrier {
         let mut tasks = vec![
             tokio::spawn(forward_friends(friend_events, sender.clone())),
             tokio::spawn(forward_messages(message_events, sender.clone())),
+            tokio::spawn(forward_forwarding(forward_events, sender.clone())),
             tokio::spawn(forward_dht(dht_events, sender.clone())),
             tokio::spawn(watch_connection(
                 dht.clone(),
@@ -162,6 +179,7 @@ impl Carrier {
                 friends,
                 messenger,
                 sessions,
+                forwarder,
                 data_dir,
                 connection,
                 tasks: Mutex::new(tasks),
@@ -210,6 +228,11 @@ impl Carrier {
         &self.inner.sessions
     }
 
+    /// Services offered to friends and local TCP ports forwarded to theirs.
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.inner.forwarder
+    }
+
     /// Stops every layer from the top down, saving what each keeps, and releases the data
     /// directory: a node may start on it again as soon as this returns. The event stream
     /// ends once its last events are read.
@@ -222,6 +245,7 @@ impl Carrier {
             // Cancelled, as asked.
             let _ = task.await;
         }
+        self.inner.forwarder.shutdown().await;
         self.inner.sessions.shutdown().await;
         self.inner.messenger.shutdown().await;
         self.inner.friends.shutdown().await;
@@ -280,6 +304,14 @@ async fn forward_friends(mut events: FriendEvents, to: mpsc::UnboundedSender<Eve
 async fn forward_messages(mut events: MessageEvents, to: mpsc::UnboundedSender<Event>) {
     while let Some(event) = events.recv().await {
         if to.send(Event::Message(event)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn forward_forwarding(mut events: ForwardEvents, to: mpsc::UnboundedSender<Event>) {
+    while let Some(event) = events.recv().await {
+        if to.send(Event::Forward(event)).is_err() {
             return;
         }
     }

@@ -301,6 +301,22 @@ impl Control {
         }
     }
 
+    /// Waits, reading events as they come, until one seen on this connection satisfies
+    /// `want`.
+    pub(crate) async fn until_event(&mut self, want: impl Fn(&Value) -> bool) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !self.events.iter().any(&want) {
+            let line = tokio::time::timeout_at(deadline, self.reader.next_line())
+                .await
+                .unwrap_or_else(|_| panic!("no such event: {:?}", self.events))
+                .unwrap()
+                .expect("the daemon closed the connection");
+            let value: Value = serde_json::from_str(&line).unwrap();
+            assert!(value.get("event").is_some(), "{value}");
+            self.events.push(value);
+        }
+    }
+
     /// Waits for one `event` about `friend`.
     pub(crate) async fn event(&mut self, event: &str, friend: &str) {
         self.events_at_least(event, friend, 1).await;

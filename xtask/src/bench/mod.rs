@@ -16,6 +16,7 @@
 mod dht_sim;
 mod dht_udp;
 mod disk;
+mod forward;
 mod friend;
 mod latency;
 mod memory;
@@ -283,6 +284,24 @@ const FIGURES: &[Figure] = &[
         measure: Measure::Alone(stream::measure_open),
     },
     Figure {
+        name: "forward.tcp_MBps",
+        unit: "MB/s",
+        baseline: Some("quinn.raw_MBps"),
+        measure: Measure::Joint(&forward::FORWARD),
+    },
+    Figure {
+        name: "forward.connect_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Joint(&forward::FORWARD),
+    },
+    Figure {
+        name: "forward.refused_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Joint(&forward::FORWARD),
+    },
+    Figure {
         name: "idle.cpu_pct",
         unit: "% of a core",
         baseline: None,
@@ -357,6 +376,7 @@ impl Mode {
                 idle_cpu_window: Duration::from_secs(60),
                 offline_nodes: 20,
                 mux_channels: 4096,
+                forward_bytes: 1 << 30,
             },
             Mode::Quick => Scale {
                 transfer_bytes: 8 << 20,
@@ -377,6 +397,7 @@ impl Mode {
                 idle_cpu_window: Duration::from_secs(10),
                 offline_nodes: 8,
                 mux_channels: 512,
+                forward_bytes: 64 << 20,
             },
         }
     }
@@ -434,6 +455,9 @@ pub(crate) struct Scale {
     pub(crate) offline_nodes: usize,
     /// Channels opened at once per run of `mux.channels_open_ms` (4,096 in the full bench).
     pub(crate) mux_channels: usize,
+    /// Bytes through a forwarding per run of `forward.tcp_MBps` (1 GiB in the full bench,
+    /// 64 MiB in the quick one).
+    pub(crate) forward_bytes: u64,
 }
 
 /// What the command line asked for.
