@@ -1,5 +1,5 @@
 //! `carrier node`: a public DHT node (a bootstrap node), persistent in its data directory,
-//! logging its joins and its standing.
+//! logging its joins, its standing, and every minute what it relays, when that changed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,6 +7,34 @@ use std::path::PathBuf;
 use carrier::dht::{BootstrapNode, Dht, DhtConfig, DhtEvent};
 
 use crate::daemon::node::standing;
+
+/// How often the node logs what it relays, when that changed.
+const RELAY_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Logs what the node relays (registrations and sessions held, frames and bytes forwarded,
+/// frames dropped) if it changed since `last`, which it returns updated.
+fn log_relaying(
+    dht: &Dht,
+    last: Option<(usize, usize, u64, u64)>,
+) -> Option<(usize, usize, u64, u64)> {
+    let (counters, registrations, sessions) = dht.relay_status()?;
+    let dropped =
+        counters.dropped_outside_session + counters.dropped_over_budget + counters.malformed;
+    let now = (registrations, sessions, counters.forwarded_bytes, dropped);
+    if last != Some(now) {
+        tracing::info!(
+            registrations,
+            sessions,
+            forwarded_frames = counters.forwarded_frames,
+            forwarded_bytes = counters.forwarded_bytes,
+            dropped_outside_session = counters.dropped_outside_session,
+            dropped_over_budget = counters.dropped_over_budget,
+            malformed = counters.malformed,
+            "relaying"
+        );
+    }
+    Some(now)
+}
 
 /// Runs the node until SIGINT or SIGTERM.
 pub(crate) async fn run(
@@ -43,8 +71,17 @@ pub(crate) async fn run(
         let dht = dht.clone();
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
+            let mut relaying = tokio::time::interval(RELAY_LOG_INTERVAL);
+            let mut last = None;
             loop {
-                match events.recv().await {
+                let event = tokio::select! {
+                    event = events.recv() => event,
+                    _ = relaying.tick() => {
+                        last = log_relaying(&dht, last);
+                        continue;
+                    }
+                };
+                match event {
                     Ok(DhtEvent::Standing(_)) => {
                         let standing = standing(&dht);
                         tracing::info!(
