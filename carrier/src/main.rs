@@ -83,6 +83,10 @@ enum Command {
         /// contacts rejoins through those when none is given.
         #[arg(long = "bootstrap", value_name = "ID@HOST:PORT")]
         bootstrap: Vec<BootstrapNode>,
+        /// How often, in seconds, to log what the node relays (registrations, sessions,
+        /// bytes forwarded, frames dropped), when it changed.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+        relay_log_secs: u64,
     },
     /// Runs a small Carrier network on this machine (127.0.0.1 only) and shows two friends
     /// meeting: a friend request, the accept, their encrypted link, presence, and a profile
@@ -114,10 +118,15 @@ fn main() -> ExitCode {
             Command::Demo { servers } => demo::run(servers)
                 .await
                 .map_err(|e| Failure::Failed(e.to_string())),
-            Command::Node { listen, bootstrap } => {
+            Command::Node {
+                listen,
+                bootstrap,
+                relay_log_secs,
+            } => {
                 log::init(cli.verbose);
                 let data = required_data(cli.data, "node")?;
-                node::run(listen, data, bootstrap)
+                let relay_log = std::time::Duration::from_secs(relay_log_secs);
+                node::run(listen, data, bootstrap, relay_log)
                     .await
                     .map_err(Failure::Failed)
             }

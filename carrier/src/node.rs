@@ -1,5 +1,6 @@
 //! `carrier node`: a public DHT node (a bootstrap node), persistent in its data directory,
-//! logging its joins, its standing, and every minute what it relays, when that changed.
+//! logging its joins, its standing, and what it relays (every minute by default, when that
+//! changed).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,9 +8,6 @@ use std::path::PathBuf;
 use carrier::dht::{BootstrapNode, Dht, DhtConfig, DhtEvent};
 
 use crate::daemon::node::standing;
-
-/// How often the node logs what it relays, when that changed.
-const RELAY_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Logs what the node relays (registrations and sessions held, frames and bytes forwarded,
 /// frames dropped) if it changed since `last`, which it returns updated.
@@ -41,6 +39,7 @@ pub(crate) async fn run(
     listen: SocketAddr,
     data: PathBuf,
     bootstrap: Vec<BootstrapNode>,
+    relay_log: std::time::Duration,
 ) -> Result<(), String> {
     let mut signals = crate::daemon::Signals::install();
     let joins = !bootstrap.is_empty();
@@ -71,7 +70,7 @@ pub(crate) async fn run(
         let dht = dht.clone();
         tokio::spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
-            let mut relaying = tokio::time::interval(RELAY_LOG_INTERVAL);
+            let mut relaying = tokio::time::interval(relay_log);
             let mut last = None;
             loop {
                 let event = tokio::select! {

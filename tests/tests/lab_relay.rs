@@ -53,6 +53,8 @@ const RELAYS: usize = 4;
 struct RelayNode {
     child: Child,
     addr: SocketAddr,
+    /// Its log (stderr).
+    log: std::path::PathBuf,
 }
 
 impl RelayNode {
@@ -61,7 +63,13 @@ impl RelayNode {
         let listen = SocketAddr::new(IpAddr::V4(ipv4(device).unwrap()), 0);
         let mut command = tokio::process::Command::new(carrier_program());
         command
-            .args(["node", "--listen", &listen.to_string()])
+            .args([
+                "node",
+                "--listen",
+                &listen.to_string(),
+                "--relay-log-secs",
+                "1",
+            ])
             .args(["--bootstrap", &seed(bootstrap).to_string(), "--data"])
             .arg(&data)
             .env("RUST_LOG", "info")
@@ -77,7 +85,38 @@ impl RelayNode {
             .unwrap()
             .expect("the relay node printed its contact");
         let addr = contact.split_once('@').unwrap().1.parse().unwrap();
-        RelayNode { child, addr }
+        RelayNode {
+            child,
+            addr,
+            log: data.with_extension("log"),
+        }
+    }
+
+    /// The fields of the last `relaying` line of its log, once one says it forwarded at
+    /// least `bytes` (it logs every second, when that changed).
+    async fn relaying_at_least(&self, bytes: u64) -> std::collections::HashMap<String, u64> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let last = log.lines().rev().find(|line| line.contains(" relaying "));
+            let fields: std::collections::HashMap<String, u64> = last
+                .into_iter()
+                .flat_map(|line| line.split_whitespace())
+                .filter_map(|field| {
+                    let (name, value) = field.split_once('=')?;
+                    Some((name.to_string(), value.parse().ok()?))
+                })
+                .collect();
+            if fields.get("forwarded_bytes").is_some_and(|b| *b >= bytes) {
+                return fields;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} logged no relaying of {bytes} bytes: {last:?}",
+                self.addr
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 
@@ -444,6 +483,19 @@ async fn friends_behind_symmetric_nats_link_through_a_relay_and_a_transfer_survi
         ),
         disconnected,
         "the link was never lost"
+    );
+    // `carrier node` logs what it relays: the relay that took the link over carried most of
+    // the transfer (the rest after the kill, less what was in flight), for its one
+    // registration (or more) and session.
+    let logged = relays
+        .iter()
+        .find(|relay| relay.addr == now_via)
+        .unwrap()
+        .relaying_at_least(TRANSFER_BYTES / 2)
+        .await;
+    assert!(
+        logged["registrations"] >= 1 && logged["sessions"] >= 1,
+        "{logged:?}"
     );
     eprintln!(
         "linked through a relay {linked:?} after the daemons started; 64 MiB in {done:?}, \
