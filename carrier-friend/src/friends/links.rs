@@ -308,8 +308,10 @@ impl Core {
     /// is held.
     async fn dial_friend(self: Arc<Self>, peer: CarrierId) {
         let link = self.find_and_dial(peer, true).await;
-        // Given way to a link held: the peer is linked all the same.
-        let up = link.is_some() || lock(&self.machine).link(&peer).is_some();
+        // A dial that gave way counts as failed, as before decision 107: the machine dials
+        // nobody it holds a link to, and counting it as up changed the backoff after a race
+        // of dials enough to flap sessions (`carrier-stream`'s `link_loss.rs`, 4 runs in 31).
+        let up = link.is_some();
         if let Some(link) = link {
             self.adopt(link, true);
         }
