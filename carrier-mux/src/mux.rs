@@ -193,7 +193,9 @@ impl Mux {
             return Some(event);
         }
         if self.shared().gone().is_some() {
-            return None;
+            // Every event of the loss was queued before the mux counted as gone: take what
+            // arrived since the first look.
+            return inbox.try_recv().ok();
         }
         inbox.recv().await
     }

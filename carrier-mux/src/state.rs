@@ -119,15 +119,15 @@ impl MuxShared {
         lock(&self.channels).remove(&id);
     }
 
-    /// The multiplexed stream is gone: every channel closes with `reason`, once.
+    /// The multiplexed stream is gone: every channel closes with `reason`, once. The events
+    /// are all queued before anyone sees the mux gone (the lock is held meanwhile), so
+    /// [`Mux::next_event`](crate::Mux::next_event) never ends before the last of them.
     pub(crate) fn lose(&self, reason: &str) {
-        {
-            let mut gone = lock(&self.gone);
-            if gone.is_some() {
-                return;
-            }
-            *gone = Some(reason.to_owned());
+        let mut gone = lock(&self.gone);
+        if gone.is_some() {
+            return;
         }
+        *gone = Some(reason.to_owned());
         let channels: Vec<(u32, Arc<ChannelShared>)> = lock(&self.channels).drain().collect();
         for (id, channel) in channels {
             let mut newly = false;
@@ -144,6 +144,7 @@ impl MuxShared {
                 ));
             }
         }
+        drop(gone);
     }
 }
 

@@ -22,12 +22,18 @@ pub(crate) fn init(verbose: u8) {
         },
         _ => Targets::new().with_default(default),
     };
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    // Colours (where the build has them) for a terminal only: a log file or a pipe gets plain
+    // text. Never `with_ansi(true)`: a build without the `ansi` feature refuses it.
+    let layer = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        layer
+    } else {
+        layer.with_ansi(false)
+    };
     let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false),
-        )
+        .with(layer)
         .with(filter)
         .try_init();
 }

@@ -97,7 +97,7 @@ impl RelayNode {
     async fn relaying_at_least(&self, bytes: u64) -> std::collections::HashMap<String, u64> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let log = without_colours(&std::fs::read_to_string(&self.log).unwrap_or_default());
             let last = log.lines().rev().find(|line| line.contains(" relaying "));
             let fields: std::collections::HashMap<String, u64> = last
                 .into_iter()
@@ -118,6 +118,24 @@ impl RelayNode {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// `text` without ANSI colour sequences (`ESC [ … m`), in case a log has them.
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A `carrier daemon` in a lab host (SIGKILLed when dropped), and a control connection that

@@ -48,7 +48,7 @@ use std::time::Duration;
 /// instead of starting another.
 pub(crate) const RELEASE_BUILD_ENV: &str = "CARRIER_BENCH_RELEASE_BUILD";
 
-const USAGE: &str = "usage: cargo xtask bench [--quick] [--only PREFIX]";
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--only PREFIX[,PREFIX…]]";
 
 /// One measured quantity.
 #[derive(Debug)]
@@ -534,14 +534,17 @@ fn rerun_in_release(args: &[String]) -> Result<(), String> {
     }
 }
 
-/// The figures whose names start with `only` (all when `None`), or whose joint measurement's
-/// name does (`friend.links` selects both figures of that measurement), plus the baselines they
-/// cite, in registry order: a ratio needs its baseline measured in the same invocation.
+/// The figures whose names start with `only` (all when `None`; several prefixes separated by
+/// commas, `forward.,tcp.`), or whose joint measurement's name does (`friend.links` selects
+/// both figures of that measurement), plus the baselines they cite, in registry order: a ratio
+/// needs its baseline measured in the same invocation.
 fn select<'a>(registry: &'a [Figure], only: Option<&str>) -> Result<Vec<&'a Figure>, String> {
     let wanted = |f: &Figure| {
-        only.is_none_or(|prefix| {
-            f.name.starts_with(prefix)
-                || matches!(f.measure, Measure::Joint(joint) if joint.name.starts_with(prefix))
+        only.is_none_or(|list| {
+            list.split(',').filter(|p| !p.is_empty()).any(|prefix| {
+                f.name.starts_with(prefix)
+                    || matches!(f.measure, Measure::Joint(joint) if joint.name.starts_with(prefix))
+            })
         })
     };
     let cited: Vec<&str> = registry
@@ -631,8 +634,13 @@ mod tests {
             ["tcp.raw_MBps", "tls_tcp.raw_MBps"]
         );
         assert_eq!(
-            names(&select(&registry, Some("quinn.")).unwrap()),
+            names(&select(&registry, Some("zzz,quinn.")).unwrap()),
             ["quinn.raw_MBps"]
+        );
+        // Several prefixes: the union, still in registry order.
+        assert_eq!(
+            names(&select(&registry, Some("quinn.,tcp.")).unwrap()),
+            ["tcp.raw_MBps", "quinn.raw_MBps"]
         );
     }
 
