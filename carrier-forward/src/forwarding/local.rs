@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use carrier_mux::stream::msg::friend::dht::id::CarrierId;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::{JoinHandle, JoinSet};
 
 use super::relay::{relay, Counts};
 use super::{lock, Shared};
@@ -58,7 +58,8 @@ struct ForwardingShared {
 #[derive(Debug)]
 pub struct Forwarding {
     shared: Arc<ForwardingShared>,
-    task: AbortHandle,
+    // Taken by `close`, which waits for it to end: the listener is closed when it returns.
+    task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Forwarding {
@@ -85,8 +86,11 @@ impl Forwarding {
             next: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
-        let task = tokio::spawn(accept(link, shared.clone(), listener)).abort_handle();
-        Ok(Forwarding { shared, task })
+        let task = tokio::spawn(accept(link, shared.clone(), listener));
+        Ok(Forwarding {
+            shared,
+            task: Mutex::new(Some(task)),
+        })
     }
 
     /// The address the forwarding listens on (its port chosen when `local`'s was 0).
@@ -130,24 +134,36 @@ impl Forwarding {
         self.shared.closed.load(Ordering::SeqCst)
     }
 
-    /// Stops listening and closes its connections;
-    /// [`ForwardError::WrongState`] if it was closed already.
-    pub fn close(&self) -> Result<(), ForwardError> {
+    /// Stops listening and closes its connections: once it returns, a connection to
+    /// [`local_addr`](Self::local_addr) is refused. [`ForwardError::WrongState`] if it was
+    /// closed already.
+    pub async fn close(&self) -> Result<(), ForwardError> {
         if self.shared.closed.swap(true, Ordering::SeqCst) {
             return Err(ForwardError::WrongState(format!(
                 "the forwarding on {} is closed already",
                 self.shared.local
             )));
         }
-        self.task.abort();
+        let task = lock(&self.task).take();
+        if let Some(task) = task {
+            task.abort();
+            // An abort takes effect when the runtime next drops the task: until then its
+            // listener, and the kernel's backlog behind it, still take connections.
+            let _ = task.await;
+        }
         lock(&self.shared.connections).clear();
         Ok(())
     }
 }
 
 impl Drop for Forwarding {
+    /// Stops the listener and its connections as soon as the runtime gets to it; use
+    /// [`close`](Self::close) to know when it has.
     fn drop(&mut self) {
-        let _ = self.close();
+        self.shared.closed.store(true, Ordering::SeqCst);
+        if let Some(task) = lock(&self.task).take() {
+            task.abort();
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use carrier_mux::stream::msg::friend::dht::id::CarrierId;
 use carrier_mux::stream::{Session, SessionRequests};
-use carrier_mux::{ChannelRequest, Mux};
+use carrier_mux::{ChannelRequest, ChannelRequests, Mux};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -52,41 +52,67 @@ pub(crate) async fn serve_sessions(
     sessions.shutdown().await;
 }
 
-/// One friend's session: its multiplexed stream, each channel the friend opens on it.
+/// One friend's session: each multiplexed stream the friend opens on it, served at once
+/// and side by side (a friend whose link was replaced opens a new one while the old one is
+/// still winding down here).
 async fn serve_session(shared: Arc<Shared>, session: Session, mut stop: watch::Receiver<bool>) {
     let friend = session.peer();
-    let mut connections = JoinSet::new();
+    let mut muxes = JoinSet::new();
     loop {
         let stream = tokio::select! {
             stream = session.accept_stream() => stream,
             () = stopped(&mut stop) => None,
         };
         let Some(stream) = stream else { break };
-        let (_mux, mut requests) = match Mux::accept(stream, shared.config.mux().clone()) {
-            Ok(accepted) => accepted,
+        while muxes.try_join_next().is_some() {}
+        match Mux::accept(stream, shared.config.mux().clone()) {
+            Ok((mux, requests)) => {
+                muxes.spawn(serve_mux(
+                    shared.clone(),
+                    friend,
+                    mux,
+                    requests,
+                    stop.clone(),
+                ));
+            }
             Err(error) => {
                 tracing::info!(target: "carrier_forward", %friend, %error, "not a forwarding stream");
-                continue;
             }
-        };
-        loop {
-            let request = tokio::select! {
-                request = requests.recv() => request,
-                () = stopped(&mut stop) => {
-                    connections.shutdown().await;
-                    return;
-                }
-            };
-            let Some(request) = request else { break };
-            while connections.try_join_next().is_some() {}
-            connections.spawn(serve_channel(shared.clone(), friend, request));
         }
     }
     if *stop.borrow() {
-        connections.shutdown().await;
+        muxes.shutdown().await;
         return;
     }
     // The session is over; what runs on it fails with it.
+    tokio::select! {
+        () = async { while muxes.join_next().await.is_some() {} } => {}
+        () = stopped(&mut stop) => muxes.shutdown().await,
+    }
+}
+
+/// One multiplexed stream: each channel the friend opens on it, until the stream ends and
+/// its connections with it, or until `stop`.
+async fn serve_mux(
+    shared: Arc<Shared>,
+    friend: CarrierId,
+    _mux: Mux,
+    mut requests: ChannelRequests,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let request = tokio::select! {
+            request = requests.recv() => request,
+            () = stopped(&mut stop) => {
+                connections.shutdown().await;
+                return;
+            }
+        };
+        let Some(request) = request else { break };
+        while connections.try_join_next().is_some() {}
+        connections.spawn(serve_channel(shared.clone(), friend, request));
+    }
     tokio::select! {
         () = async { while connections.join_next().await.is_some() {} } => {}
         () = stopped(&mut stop) => connections.shutdown().await,
