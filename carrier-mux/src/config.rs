@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use carrier_stream::CHANNEL_WINDOW_BYTES;
+use tokio::sync::mpsc;
+
+use crate::report::ChannelReport;
 
 /// How long a channel open may wait for the friend's answer (its node's and its
 /// application's), by default.
@@ -25,6 +28,7 @@ pub const MIN_CREDIT_BYTES: u32 = 16 * 1024;
 pub struct MuxConfig {
     open_timeout: Duration,
     credit: u32,
+    reports: Option<mpsc::UnboundedSender<ChannelReport>>,
 }
 
 impl Default for MuxConfig {
@@ -32,6 +36,7 @@ impl Default for MuxConfig {
         MuxConfig {
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             credit: CHANNEL_WINDOW_BYTES,
+            reports: None,
         }
     }
 }
@@ -50,6 +55,18 @@ impl MuxConfig {
     pub fn with_credit(mut self, bytes: u32) -> Self {
         self.credit = bytes.clamp(MIN_CREDIT_BYTES, CHANNEL_WINDOW_BYTES);
         self
+    }
+
+    /// Where every mux started with this config reports its channels' changes
+    /// ([`ChannelReport`]): for one event stream of a node, a log. Default: nowhere.
+    pub fn with_reports(mut self, to: mpsc::UnboundedSender<ChannelReport>) -> Self {
+        self.reports = Some(to);
+        self
+    }
+
+    /// Where channel reports go, if anywhere.
+    pub(crate) fn reports(&self) -> Option<&mpsc::UnboundedSender<ChannelReport>> {
+        self.reports.as_ref()
     }
 
     /// How long a channel open may wait.

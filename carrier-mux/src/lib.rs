@@ -74,6 +74,7 @@ mod credit;
 mod error;
 mod event;
 mod mux;
+mod report;
 mod state;
 mod wire;
 
@@ -82,4 +83,5 @@ pub use config::{MuxConfig, DEFAULT_OPEN_TIMEOUT, MIN_CREDIT_BYTES};
 pub use error::{CloseReason, MuxError};
 pub use event::{ChannelId, MuxEvent};
 pub use mux::{ChannelRequest, ChannelRequests, Mux};
+pub use report::{ChannelChange, ChannelReport};
 pub use wire::{MAX_COOKIE_BYTES, MAX_REASON_BYTES};

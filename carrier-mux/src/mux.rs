@@ -17,6 +17,7 @@ use crate::channel::Channel;
 use crate::config::MuxConfig;
 use crate::error::{CloseReason, MuxError};
 use crate::event::{ChannelId, MuxEvent};
+use crate::report::{ChannelChange, Reporter};
 use crate::state::{ChannelShared, MuxLife, MuxShared};
 use crate::wire::{self, Control, Hello, Reply, MAX_COOKIE_BYTES};
 
@@ -72,7 +73,13 @@ impl Mux {
         let opener = stream.channel_opener()?;
         let incoming = stream.incoming_channels()?;
         let (control, frames) = mpsc::unbounded_channel();
-        let shared = MuxShared::new(config, control);
+        let reporter = Reporter {
+            to: config.reports().cloned(),
+            peer: stream.peer(),
+            session: stream.session_id(),
+            stream: stream.id(),
+        };
+        let shared = MuxShared::new(config, control, reporter);
         let ended = stream.ended();
         let (reader, writer) = tokio::io::split(stream);
         let tasks = vec![
@@ -135,6 +142,13 @@ impl Mux {
         match reply {
             Reply::Accepted { credit } => {
                 channel.update(false, |state| state.credit.grant(u64::from(credit)));
+                self.shared().reporter.report(
+                    ChannelId(id),
+                    ChannelChange::Opened {
+                        cookie: Bytes::copy_from_slice(cookie),
+                        by_friend: false,
+                    },
+                );
                 Ok(Channel::new(
                     ChannelId(id),
                     Bytes::copy_from_slice(cookie),
@@ -147,7 +161,16 @@ impl Mux {
             }
             Reply::Refused(reason) => {
                 self.shared().forget(id);
-                Err(MuxError::Refused(wire::reason_text(&reason)))
+                let reason = wire::reason_text(&reason);
+                self.shared().reporter.report(
+                    ChannelId(id),
+                    ChannelChange::Refused {
+                        cookie: Bytes::copy_from_slice(cookie),
+                        by_friend: false,
+                        reason: reason.clone(),
+                    },
+                );
+                Err(MuxError::Refused(reason))
             }
         }
     }
@@ -292,6 +315,13 @@ impl ChannelRequest {
             shared.forget(self.id);
             return Err(MuxError::Gone(format!("the channel's answer: {error}")));
         }
+        shared.reporter.report(
+            ChannelId(self.id),
+            ChannelChange::Opened {
+                cookie: self.cookie.clone(),
+                by_friend: true,
+            },
+        );
         Ok(Channel::new(
             ChannelId(self.id),
             self.cookie.clone(),
@@ -316,6 +346,14 @@ impl ChannelRequest {
             .map_err(|e| MuxError::Gone(format!("the channel's answer: {e}")))?;
         let _ = send.finish();
         let _ = recv.stop(REFUSED_CODE);
+        self.life.shared.reporter.report(
+            ChannelId(self.id),
+            ChannelChange::Refused {
+                cookie: self.cookie.clone(),
+                by_friend: true,
+                reason: wire::reason_text(&wire::reason(reason)),
+            },
+        );
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ use crate::config::MuxConfig;
 use crate::credit::SendCredit;
 use crate::error::CloseReason;
 use crate::event::{ChannelId, MuxEvent};
+use crate::report::{ChannelChange, Reporter};
 use crate::wire::Control;
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,6 +73,8 @@ impl ChannelShared {
 #[derive(Debug)]
 pub(crate) struct MuxShared {
     pub(crate) config: MuxConfig,
+    /// The observer of every mux of the node, if the config names one.
+    pub(crate) reporter: Reporter,
     pub(crate) channels: Mutex<HashMap<u32, Arc<ChannelShared>>>,
     control: mpsc::UnboundedSender<Control>,
     events: mpsc::UnboundedSender<MuxEvent>,
@@ -83,10 +86,12 @@ impl MuxShared {
     pub(crate) fn new(
         config: MuxConfig,
         control: mpsc::UnboundedSender<Control>,
+        reporter: Reporter,
     ) -> Arc<MuxShared> {
         let (events, event_inbox) = mpsc::unbounded_channel();
         Arc::new(MuxShared {
             config,
+            reporter,
             channels: Mutex::new(HashMap::new()),
             control,
             events,
@@ -102,6 +107,12 @@ impl MuxShared {
     }
 
     pub(crate) fn emit(&self, event: MuxEvent) {
+        let (channel, change) = match &event {
+            MuxEvent::Pending(channel) => (*channel, ChannelChange::Pending),
+            MuxEvent::Resumed(channel) => (*channel, ChannelChange::Resumed),
+            MuxEvent::Closed(channel, reason) => (*channel, ChannelChange::Closed(reason.clone())),
+        };
+        self.reporter.report(channel, change);
         // Nobody listening is the application's choice.
         let _ = self.events.send(event);
     }

@@ -211,3 +211,78 @@ async fn an_open_the_friend_never_answers_times_out() {
     assert_eq!(mux.open_channels(), 0, "nothing left behind");
     assert!(within("the held request", held).await.unwrap().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_channel_change_reaches_the_observer_named_by_friend_session_and_stream() {
+    use carrier_mux::{ChannelChange, ChannelReport};
+
+    let (to, mut reports) = tokio::sync::mpsc::unbounded_channel();
+    let config = MuxConfig::default().with_reports(to);
+    let (_net, alice, bob, session, _sb, (mux, _), (bob_mux, mut requests)) =
+        muxed(40, 100, config).await;
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(request) = requests.recv().await {
+            match request.cookie() {
+                b"ftp" => request.refuse("no ftp here").await.unwrap(),
+                _ => held.push(request.accept().await.unwrap()),
+            }
+        }
+    });
+    let mut chat = within("the chat channel", mux.open_channel(b"chat"))
+        .await
+        .unwrap();
+    assert!(mux.open_channel(b"ftp").await.is_err());
+    bob_mux.pend(chat.id()).await.unwrap();
+    within("the pend", mux.next_event()).await.unwrap();
+    bob_mux.resume(chat.id()).await.unwrap();
+    within("the resume", mux.next_event()).await.unwrap();
+    chat.close(CloseReason::Normal).await.unwrap();
+
+    // Alice's mux reports with Bob as its friend, Bob's with Alice, both naming the stream.
+    let mut seen: Vec<ChannelReport> = Vec::new();
+    within("the reports", async {
+        while seen.len() < 7 {
+            seen.push(reports.recv().await.unwrap());
+        }
+    })
+    .await;
+    let of = |peer| {
+        seen.iter()
+            .filter(|r| r.peer == peer)
+            .map(|r| {
+                assert_eq!(r.session, session.id());
+                (r.channel, r.change.clone())
+            })
+            .collect::<Vec<_>>()
+    };
+    let opened = |by_friend| ChannelChange::Opened {
+        cookie: bytes::Bytes::from_static(b"chat"),
+        by_friend,
+    };
+    let refused = |by_friend| ChannelChange::Refused {
+        cookie: bytes::Bytes::from_static(b"ftp"),
+        by_friend,
+        reason: "no ftp here".into(),
+    };
+    let ftp = ChannelId(chat.id().0 + 2);
+    let at_alice = of(bob.id());
+    assert_eq!(
+        at_alice,
+        [
+            (chat.id(), opened(false)),
+            (ftp, refused(false)),
+            (chat.id(), ChannelChange::Pending),
+            (chat.id(), ChannelChange::Resumed),
+        ]
+    );
+    let at_bob = of(alice.id());
+    assert_eq!(
+        at_bob,
+        [
+            (chat.id(), opened(true)),
+            (ftp, refused(true)),
+            (chat.id(), ChannelChange::Closed(CloseReason::Normal)),
+        ]
+    );
+}

@@ -84,8 +84,8 @@ pub use config::{
 };
 pub use error::StreamError;
 pub use session::{
-    status, Session, SessionEvent, SessionRequest, SessionRequests, SessionState, Sessions,
-    Topology, TransportInfo, SESSION_EXTENSION, STREAM_HEADROOM,
+    status, Session, SessionEvent, SessionReport, SessionReports, SessionRequest, SessionRequests,
+    SessionState, Sessions, Topology, TransportInfo, SESSION_EXTENSION, STREAM_HEADROOM,
 };
 pub use stream::{
     ChannelOpener, ChannelStream, DatagramSender, IncomingChannels, LinkShare, Stream, StreamKind,

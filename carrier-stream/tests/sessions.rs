@@ -263,3 +263,88 @@ async fn closing_a_session_closes_it_and_its_streams_on_the_other_side_with_the_
     assert!(alice.sessions.sessions().is_empty());
     assert!(bob.sessions.sessions().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_and_stream_is_reported_to_the_layers_subscribers() {
+    use carrier_stream::SessionReport;
+
+    let (_net, alice, bob) = common::friends(31, 120, SessionConfig::default()).await;
+    let mut alice_reports = alice.sessions.subscribe();
+    let mut bob_reports = bob.sessions.subscribe();
+    let mut requests = bob.sessions.handle("").unwrap();
+    let bob_id = bob.id();
+    let asked = tokio::spawn({
+        let sessions = alice.sessions.clone();
+        async move { sessions.request(&bob_id, "files").await }
+    });
+    let at_bob = requests.recv().await.unwrap().accept().await.unwrap();
+    let at_alice = asked.await.unwrap().unwrap();
+    let session = at_alice.id();
+    let mut mine = at_alice
+        .add_stream(StreamKind::Text, StreamMode::Reliable)
+        .await
+        .unwrap();
+    let mut theirs = within("Bob's stream", at_bob.accept_stream())
+        .await
+        .unwrap();
+    mine.send(b"x").await.unwrap();
+    mine.finish().unwrap();
+    while theirs.recv().await.unwrap().is_some() {}
+    theirs.finish().unwrap();
+    while mine.recv().await.unwrap().is_some() {}
+    at_alice.close("done").await.unwrap();
+
+    // Each side's subscriber heard the session open, the stream's every state in order,
+    // and the close with its reason, named by friend, session and stream.
+    for (reports, peer, requester) in [
+        (&mut alice_reports, bob.id(), true),
+        (&mut bob_reports, alice.id(), false),
+    ] {
+        let mut seen = Vec::new();
+        within("the reports", async {
+            loop {
+                let report = reports.recv().await.unwrap();
+                let last = matches!(report, SessionReport::Closed { .. });
+                seen.push(report);
+                if last {
+                    break;
+                }
+            }
+        })
+        .await;
+        let stream = |state| SessionReport::Stream {
+            peer,
+            session,
+            stream: mine.id(),
+            kind: StreamKind::Text,
+            mode: StreamMode::Reliable,
+            state,
+        };
+        let expected = vec![
+            SessionReport::Opened {
+                peer,
+                session,
+                bundle: "files".into(),
+                requester,
+            },
+            stream(StreamState::Initialized),
+            stream(StreamState::TransportReady),
+            stream(StreamState::Connecting),
+            stream(StreamState::Connected),
+            stream(StreamState::Closed),
+            SessionReport::Closed {
+                peer,
+                session,
+                reason: "done".into(),
+            },
+        ];
+        // A race of first dials may deactivate and reactivate the session on the way.
+        seen.retain(|r| {
+            !matches!(
+                r,
+                SessionReport::Deactivated { .. } | SessionReport::Reactivated { .. }
+            )
+        });
+        assert_eq!(seen, expected, "requester: {requester}");
+    }
+}

@@ -8,6 +8,7 @@ use carrier_msg::invite::InviteId;
 use tokio::sync::mpsc;
 
 use super::info::{transport_info, TransportInfo};
+use super::report::SessionReport;
 use super::{status, Core, SessionShared, Status};
 use crate::error::StreamError;
 use crate::stream::{Stream, StreamKind, StreamMode};
@@ -79,6 +80,12 @@ impl Session {
         shared
             .established
             .store(true, std::sync::atomic::Ordering::SeqCst);
+        core.reporter.report(SessionReport::Opened {
+            peer: shared.peer,
+            session: shared.id,
+            bundle: shared.bundle.clone(),
+            requester: shared.initiator,
+        });
         let last = Arc::new(LastHandle {
             core: core.clone(),
             shared: shared.clone(),

@@ -8,16 +8,19 @@
 //! - `grace`: the grace period of deactivated sessions, without I/O, taking `now`.
 //! - `resume`: the rules of resuming a session across its friend's restart, without I/O.
 //! - `info`: [`TransportInfo`], from the link's current path.
+//! - `report`: [`SessionReport`]s of the whole layer, to its subscribers.
 
 mod channels;
 mod grace;
 mod handle;
 mod info;
+mod report;
 mod resume;
 mod routing;
 
 pub use handle::{Session, SessionEvent, SessionRequest, SessionRequests, SessionState};
 pub use info::{Topology, TransportInfo};
+pub use report::{SessionReport, SessionReports};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -36,6 +39,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::{JoinHandle, JoinSet};
 
 use self::grace::Grace;
+use self::report::Reporter;
 use self::resume::{Closed, OfferAnswer, REMEMBERED_CLOSED_SESSIONS};
 use self::routing::Routes;
 use crate::config::SessionConfig;
@@ -132,6 +136,8 @@ pub(crate) struct SessionShared {
     pub(crate) established: AtomicBool,
     status: Mutex<Status>,
     events: mpsc::UnboundedSender<SessionEvent>,
+    /// The layer's subscribers, told what the session's holder is told.
+    reporter: Reporter,
     pub(crate) inbox: tokio::sync::Mutex<mpsc::UnboundedReceiver<SessionEvent>>,
     streams: Mutex<HashMap<u32, Entry>>,
 }
@@ -139,6 +145,10 @@ pub(crate) struct SessionShared {
 impl StreamHost for SessionShared {
     fn session_id(&self) -> u64 {
         self.id
+    }
+
+    fn peer(&self) -> CarrierId {
+        self.peer
     }
 
     fn forget_stream(&self, id: u32) {
@@ -157,8 +167,40 @@ impl SessionShared {
     }
 
     fn emit(&self, event: SessionEvent) {
+        // A request that was never answered was never reported open.
+        if self.established.load(Ordering::SeqCst) {
+            let (peer, session) = (self.peer, self.id);
+            let report = match &event {
+                SessionEvent::Deactivated => Some(SessionReport::Deactivated { peer, session }),
+                SessionEvent::Reactivated => Some(SessionReport::Reactivated { peer, session }),
+                SessionEvent::Closed(reason) => Some(SessionReport::Closed {
+                    peer,
+                    session,
+                    reason: reason.clone(),
+                }),
+                // Its states are reported, `Initialized` first.
+                SessionEvent::Stream(_) => None,
+            };
+            if let Some(report) = report {
+                self.reporter.report(report);
+            }
+        }
         // Nobody listening is the application's choice.
         let _ = self.events.send(event);
+    }
+
+    /// A cell for the state of this session's stream `id`, reported to the layer's
+    /// subscribers.
+    fn state_cell(
+        &self,
+        id: u32,
+        kind: StreamKind,
+        mode: StreamMode,
+    ) -> (StateCell, mpsc::UnboundedReceiver<StreamState>) {
+        StateCell::observed(
+            self.reporter
+                .stream_observer(self.peer, self.id, id, kind, mode),
+        )
     }
 
     /// Fails every stream (the link is gone) and stops routing datagrams to them.
@@ -200,6 +242,8 @@ pub(crate) struct Core {
     links: Mutex<HashMap<usize, Arc<LinkCount>>>,
     work: Mutex<JoinSet<()>>,
     closed: AtomicBool,
+    /// Who hears of every session and stream ([`Sessions::subscribe`]).
+    pub(crate) reporter: Reporter,
 }
 
 impl std::fmt::Debug for Core {
@@ -267,6 +311,7 @@ impl Sessions {
             links: Mutex::new(HashMap::new()),
             work: Mutex::new(JoinSet::new()),
             closed: AtomicBool::new(false),
+            reporter: Reporter::default(),
         });
         let loops = vec![
             tokio::spawn(take_requests(core.clone(), requests)),
@@ -329,6 +374,13 @@ impl Sessions {
         core.remove_session(&(*friend, id));
         drop(session);
         Err(refusal)
+    }
+
+    /// Every session of the node and every stream of theirs, as they open, change and close
+    /// ([`SessionReport`]): for one event stream of the node, a log, a UI. Each
+    /// subscriber gets every report from now on, until it drops its receiver.
+    pub fn subscribe(&self) -> SessionReports {
+        self.core.reporter.subscribe()
     }
 
     /// The requests whose bundle starts with `bundle_prefix` (`""`: every request no longer
@@ -440,6 +492,7 @@ impl Core {
                 Status::Deactivated
             }),
             events,
+            reporter: self.reporter.clone(),
             inbox: tokio::sync::Mutex::new(receiver),
             streams: Mutex::new(HashMap::new()),
         });
@@ -694,7 +747,7 @@ impl Core {
         }
         let n = session.next_stream.fetch_add(1, Ordering::Relaxed);
         let id = n.wrapping_mul(2) + u32::from(!session.initiator);
-        let (cell, changes) = StateCell::new();
+        let (cell, changes) = session.state_cell(id, kind, mode);
         let cell = Arc::new(cell);
         let link = self.wait_link(&session.peer).await.ok_or_else(|| {
             (
@@ -933,7 +986,7 @@ impl Core {
         };
         let connection = link.connection().clone();
         let slot = self.take_slot(peer, &connection);
-        let (cell, changes) = StateCell::new();
+        let (cell, changes) = session.state_cell(id, kind, mode);
         let cell = Arc::new(cell);
         cell.advance(StreamState::TransportReady);
         cell.advance(StreamState::Connecting);

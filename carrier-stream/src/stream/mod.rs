@@ -14,8 +14,8 @@ pub use channel::{
 };
 pub use kind::{StreamKind, StreamMode};
 pub(crate) use slot::{LinkCount, LinkSlot, StreamHost};
-pub(crate) use state::StateCell;
 pub use state::StreamState;
+pub(crate) use state::{StateCell, StateObserver};
 
 use std::io;
 use std::pin::Pin;
@@ -220,6 +220,11 @@ impl Stream {
     /// The ID of the session the stream belongs to.
     pub fn session_id(&self) -> u64 {
         self.session.session_id()
+    }
+
+    /// The friend at the other end.
+    pub fn peer(&self) -> carrier_msg::friend::dht::id::CarrierId {
+        self.session.peer()
     }
 
     /// What the stream carries, as its opener labelled it.

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 pub(crate) trait StreamHost: Send + Sync + std::fmt::Debug {
     /// The session's ID.
     fn session_id(&self) -> u64;
+    /// The friend the session is with.
+    fn peer(&self) -> carrier_msg::friend::dht::id::CarrierId;
     /// The stream `id` is over: the session no longer routes to it.
     fn forget_stream(&self, id: u32);
 }

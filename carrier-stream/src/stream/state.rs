@@ -50,14 +50,26 @@ impl StreamState {
     }
 }
 
+/// Called by a stream's state cell with each state it reaches (the layer's reports).
+pub(crate) type StateObserver = Box<dyn Fn(&StreamState) + Send + Sync>;
+
 /// A stream's current state and the channel its changes are reported on, shared by the
 /// stream and the session that may end it.
-#[derive(Debug)]
 pub(crate) struct StateCell {
     current: Mutex<StreamState>,
     changes: mpsc::UnboundedSender<StreamState>,
     /// The current state for watchers that hold no stream ([`StateCell::watch`]).
     watch: tokio::sync::watch::Sender<StreamState>,
+    /// Told of each state too, under the same lock, so in the same order.
+    observer: Option<StateObserver>,
+}
+
+impl std::fmt::Debug for StateCell {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateCell")
+            .field("current", &self.get())
+            .finish_non_exhaustive()
+    }
 }
 
 impl StateCell {
@@ -70,7 +82,19 @@ impl StateCell {
             current: Mutex::new(StreamState::Initialized),
             changes,
             watch: tokio::sync::watch::Sender::new(StreamState::Initialized),
+            observer: None,
         };
+        (cell, receiver)
+    }
+
+    /// A cell as [`new`](Self::new) whose every state, `Initialized` first, `observer`
+    /// is told of too.
+    pub(crate) fn observed(
+        observer: StateObserver,
+    ) -> (Self, mpsc::UnboundedReceiver<StreamState>) {
+        let (mut cell, receiver) = Self::new();
+        observer(&StreamState::Initialized);
+        cell.observer = Some(observer);
         (cell, receiver)
     }
 
@@ -88,6 +112,9 @@ impl StateCell {
             return false;
         }
         *current = next.clone();
+        if let Some(observer) = &self.observer {
+            observer(&next);
+        }
         self.watch.send_replace(next.clone());
         // Nobody following the states is the application's choice.
         let _ = self.changes.send(next);
