@@ -197,3 +197,30 @@ fn a_second_open_of_the_same_directory_is_an_error() {
     let err = Store::open(dir.path()).unwrap_err();
     assert!(matches!(err, DatabaseError::Database(_)), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_commits_what_is_queued_and_frees_the_directory_for_every_clone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // A layer above still holds its clone after the node closed the store.
+    let held = store.clone();
+    store.write_detached(put(1, b"queued")).unwrap();
+    store.close().await;
+    assert!(held.is_closed());
+    assert!(matches!(held.read(|_| Ok(())), Err(DatabaseError::Closed)));
+    assert!(matches!(
+        held.write(put(2, b"late")).await,
+        Err(DatabaseError::Closed)
+    ));
+    assert!(matches!(
+        held.write_detached(put(3, b"late")),
+        Err(DatabaseError::Closed)
+    ));
+    assert_eq!(held.queued_writes(), 0);
+    // Opened again at once, with the held clone still alive; the queued write was committed.
+    let again = Store::open(dir.path()).unwrap();
+    assert_eq!(get(&again, 1), Some(b"queued".to_vec()));
+    assert_eq!(get(&again, 2), None);
+    // Closing twice is harmless.
+    held.close().await;
+}

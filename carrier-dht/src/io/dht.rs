@@ -548,11 +548,11 @@ impl Dht {
         Ok(())
     }
 
-    /// Saves the routing table, stops the node's task, waits until it has stopped, and lets go
-    /// of the database: once this returns, the DHT holds no handle to it, so a node started
-    /// on the same data directory opens it at once (if no other layer still holds the
-    /// [`Store`]). Queries on other clones fail with [`DhtError::Closed`] from then on; the
-    /// socket closes when the last clone is dropped.
+    /// Saves the routing table, stops the node's task, waits until it has stopped, and closes
+    /// the database ([`Store::close`]) for every layer that holds a clone of it: once this
+    /// returns, a node started on the same data directory opens it at once. Queries on other
+    /// clones fail with [`DhtError::Closed`] from then on, and the layers' reads and writes
+    /// with a closed store; the socket closes when the last clone is dropped.
     pub async fn shutdown(self) -> Result<(), DhtError> {
         let saved = self.save_contacts().await;
         self.shared
@@ -571,9 +571,9 @@ impl Dht {
         }
         let store = lock(&self.shared.store).take();
         if let Some(store) = store {
-            // The last handle's drop waits for the writer thread to commit what is queued:
-            // off the runtime's threads.
-            let _ = tokio::task::spawn_blocking(move || drop(store)).await;
+            // For every layer that holds a clone: the node's data directory is free once this
+            // returns, whatever handles of the layers above an application still holds.
+            store.close().await;
         }
         saved
     }

@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::thread::JoinHandle;
 
 use redb::{
@@ -126,22 +126,53 @@ pub struct StoreStats {
 }
 
 struct Shared {
-    db: Arc<Database>,
-    queue: mpsc::Sender<Job>,
+    /// `None` once closed; each read clones it for its transaction.
+    db: std::sync::RwLock<Option<Arc<Database>>>,
+    /// `None` once closed; each write clones it to queue its job.
+    queue: std::sync::RwLock<Option<mpsc::Sender<Job>>>,
     counters: Arc<Counters>,
     writer: std::sync::Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        // The queue's sender goes with `self`; the writer drains what is queued and exits.
-        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
-        let (closed, _) = mpsc::channel(1);
-        drop(std::mem::replace(&mut self.queue, closed));
+impl Shared {
+    fn db(&self) -> Result<Arc<Database>, DatabaseError> {
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        db.clone().ok_or(DatabaseError::Closed)
+    }
+
+    fn queue(&self) -> Result<mpsc::Sender<Job>, DatabaseError> {
+        let queue = self.queue.read().unwrap_or_else(PoisonError::into_inner);
+        queue.clone().ok_or(DatabaseError::Closed)
+    }
+
+    /// Lets the writer drain what is queued, waits for it, and drops this store's handle
+    /// of the database. Blocking; idempotent.
+    fn close(&self) {
+        // Writes queueing right now hold a sender of their own until their job is in: the
+        // writer takes it, then sees the queue closed and exits.
+        self.queue
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(handle) = handle {
             let _ = handle.join();
         }
+        self.db
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
@@ -181,8 +212,8 @@ impl Store {
             })?;
         Ok(Store {
             shared: Arc::new(Shared {
-                db,
-                queue,
+                db: std::sync::RwLock::new(Some(db)),
+                queue: std::sync::RwLock::new(Some(queue)),
                 counters,
                 writer: std::sync::Mutex::new(Some(writer)),
                 dir,
@@ -200,7 +231,7 @@ impl Store {
         &self,
         f: impl FnOnce(&ReadTransaction) -> Result<T, DatabaseError>,
     ) -> Result<T, DatabaseError> {
-        let txn = self.shared.db.begin_read()?;
+        let txn = self.shared.db()?.begin_read()?;
         f(&txn)
     }
 
@@ -215,7 +246,7 @@ impl Store {
     {
         let (job, output, done) = job(f);
         self.shared
-            .queue
+            .queue()?
             .send(job)
             .await
             .map_err(|_| DatabaseError::Closed)?;
@@ -235,7 +266,7 @@ impl Store {
         }
         let (job, output, done) = job(f);
         self.shared
-            .queue
+            .queue()?
             .blocking_send(job)
             .map_err(|_| DatabaseError::Closed)?;
         finish(done.blocking_recv(), output)
@@ -249,7 +280,7 @@ impl Store {
         F: FnMut(&WriteTransaction) -> Result<(), DatabaseError> + Send + 'static,
     {
         let (job, _output, _done) = job(f);
-        self.shared.queue.try_send(job).map_err(|e| match e {
+        self.shared.queue()?.try_send(job).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => DatabaseError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => DatabaseError::Closed,
         })
@@ -300,7 +331,24 @@ impl Store {
 
     /// Writes queued and not yet taken by the writer thread.
     pub fn queued_writes(&self) -> usize {
-        self.shared.queue.max_capacity() - self.shared.queue.capacity()
+        self.shared
+            .queue()
+            .map_or(0, |queue| queue.max_capacity() - queue.capacity())
+    }
+
+    /// Closes the store for every clone of it: what is queued is committed, then the
+    /// database is let go of, so a store opened on the same directory opens at once. Later
+    /// reads and writes on any clone fail with [`DatabaseError::Closed`]. Dropping the last
+    /// clone does the same.
+    pub async fn close(&self) {
+        let shared = self.shared.clone();
+        // Joining the writer thread blocks: off the runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || shared.close()).await;
+    }
+
+    /// Whether the store was closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.db().is_err()
     }
 
     /// Commits and writes applied so far.

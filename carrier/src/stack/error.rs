@@ -37,4 +37,10 @@ pub enum CarrierError {
     /// The user information given to the builder could not be set.
     #[error("cannot set the user information: {0}")]
     UserInfo(#[source] crate::friend::FriendError),
+    /// An extension's invites could not be taken (another part of the node takes them).
+    #[error("cannot take the invites of this extension: {0}")]
+    Invites(#[source] crate::msg::invite::InviteError),
+    /// The node was shut down.
+    #[error("the node is shut down")]
+    ShutDown,
 }

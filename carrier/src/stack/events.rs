@@ -7,7 +7,10 @@ use super::connection::ConnectionStatus;
 use crate::dht::DhtEvent;
 use crate::forward::ForwardEvent;
 use crate::friend::FriendEvent;
+use crate::msg::invite::IncomingInvite;
 use crate::msg::MessageEvent;
+use crate::mux::ChannelReport;
+use crate::stream::SessionReport;
 
 /// Something a layer of the node reports.
 #[derive(Clone, Debug)]
@@ -21,6 +24,16 @@ pub enum Event {
     Friend(FriendEvent),
     /// Messages received, and the receipts of those sent.
     Message(MessageEvent),
+    /// An invite to an extension whose invites the node takes
+    /// ([`Carrier::take_invites`](super::Carrier::take_invites)); answer it with the
+    /// messenger's invites.
+    Invite(IncomingInvite),
+    /// Sessions opened, deactivated, reactivated and closed, and every state of their
+    /// streams.
+    Session(SessionReport),
+    /// Channels opened, refused, pended, resumed and closed, on the forwarder's muxes and
+    /// on those started with [`Carrier::mux_config`](super::Carrier::mux_config).
+    Channel(ChannelReport),
     /// Forwarded connections opened and closed, refused and denied, services unreachable.
     Forward(ForwardEvent),
 }

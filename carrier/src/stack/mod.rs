@@ -22,8 +22,10 @@ use crate::dht::{Dht, DhtError, DhtEvent};
 use crate::forward::{ForwardEvents, Forwarder};
 use crate::friend::{FriendEvents, Friends};
 use crate::id::{Address, CarrierId};
+use crate::msg::invite::InviteInbox;
 use crate::msg::{MessageEvents, Messenger};
-use crate::stream::Sessions;
+use crate::mux::{ChannelReport, MuxConfig};
+use crate::stream::{SessionReports, Sessions};
 
 /// A running Carrier node: the DHT, the friend layer, the messenger, the sessions and the
 /// forwarder on one data directory and one UDP socket, with one event stream ([`Events`])
@@ -51,8 +53,12 @@ struct Inner {
     messenger: Messenger,
     sessions: Sessions,
     forwarder: Forwarder,
+    /// The forwarder's mux settings: its channels are reported on the event stream.
+    mux_config: MuxConfig,
     data_dir: PathBuf,
     connection: Arc<Mutex<SelfConnection>>,
+    /// Where the node's events go; taken at shutdown, so the stream ends.
+    events: Mutex<Option<mpsc::UnboundedSender<Event>>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -131,7 +137,12 @@ impl Carrier {
                 return Err(CarrierError::Sessions(e));
             }
         };
-        let (forwarder, forward_events) = match Forwarder::start(&sessions, builder.forward) {
+        // Subscribed before any session can open.
+        let session_reports = sessions.subscribe();
+        let (channel_sender, channel_reports) = mpsc::unbounded_channel();
+        let mux_config = builder.forward.mux().clone().with_reports(channel_sender);
+        let forward_config = builder.forward.with_mux(mux_config.clone());
+        let (forwarder, forward_events) = match Forwarder::start(&sessions, forward_config) {
             Ok(started) => started,
             Err(e) => {
                 if let Some(task) = joining {
@@ -164,12 +175,14 @@ impl Carrier {
             tokio::spawn(forward_friends(friend_events, sender.clone())),
             tokio::spawn(forward_messages(message_events, sender.clone())),
             tokio::spawn(forward_forwarding(forward_events, sender.clone())),
+            tokio::spawn(forward_sessions(session_reports, sender.clone())),
+            tokio::spawn(forward_channels(channel_reports, sender.clone())),
             tokio::spawn(forward_dht(dht_events, sender.clone())),
             tokio::spawn(watch_connection(
                 dht.clone(),
                 connection.clone(),
                 builder.connection_tick,
-                sender,
+                sender.clone(),
             )),
         ];
         tasks.extend(joining);
@@ -180,8 +193,10 @@ impl Carrier {
                 messenger,
                 sessions,
                 forwarder,
+                mux_config,
                 data_dir,
                 connection,
+                events: Mutex::new(Some(sender)),
                 tasks: Mutex::new(tasks),
             }),
         };
@@ -233,10 +248,43 @@ impl Carrier {
         &self.inner.forwarder
     }
 
+    /// Mux settings whose channels are reported on the node's event stream
+    /// ([`Event::Channel`]): start muxes of your own with these, or with changes of them.
+    ///
+    /// ```no_run
+    /// # async fn run(node: carrier::Carrier, session: carrier::stream::Session) -> Result<(), carrier::mux::MuxError> {
+    /// let (mux, _requests) = carrier::mux::Mux::open(&session, node.mux_config()).await?;
+    /// let channel = mux.open_channel(b"chat").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn mux_config(&self) -> MuxConfig {
+        self.inner.mux_config.clone()
+    }
+
+    /// Takes the invites friends send to `extension` (an application's name for its kind of
+    /// invite): each one arrives on the event stream as [`Event::Invite`], to be answered
+    /// with the messenger's [`Invites::reply_invite`](crate::msg::invite::Invites::reply_invite).
+    /// [`CarrierError::Invites`] if something takes them already (the sessions layer takes
+    /// `session`).
+    pub fn take_invites(&self, extension: &str) -> Result<(), CarrierError> {
+        let Some(sender) = lock(&self.inner.events).clone() else {
+            return Err(CarrierError::ShutDown);
+        };
+        let inbox = self
+            .inner
+            .messenger
+            .invites()
+            .register_extension(extension)
+            .map_err(CarrierError::Invites)?;
+        lock(&self.inner.tasks).push(tokio::spawn(forward_invites(inbox, sender)));
+        Ok(())
+    }
+
     /// Stops every layer from the top down, saving what each keeps, and releases the data
     /// directory: a node may start on it again as soon as this returns. The event stream
     /// ends once its last events are read.
     pub async fn shutdown(&self) {
+        lock(&self.inner.events).take();
         let tasks: Vec<JoinHandle<()>> = lock(&self.inner.tasks).drain(..).collect();
         for task in &tasks {
             task.abort();
@@ -312,6 +360,33 @@ async fn forward_messages(mut events: MessageEvents, to: mpsc::UnboundedSender<E
 async fn forward_forwarding(mut events: ForwardEvents, to: mpsc::UnboundedSender<Event>) {
     while let Some(event) = events.recv().await {
         if to.send(Event::Forward(event)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn forward_sessions(mut reports: SessionReports, to: mpsc::UnboundedSender<Event>) {
+    while let Some(report) = reports.recv().await {
+        if to.send(Event::Session(report)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn forward_channels(
+    mut reports: mpsc::UnboundedReceiver<ChannelReport>,
+    to: mpsc::UnboundedSender<Event>,
+) {
+    while let Some(report) = reports.recv().await {
+        if to.send(Event::Channel(report)).is_err() {
+            return;
+        }
+    }
+}
+
+async fn forward_invites(mut inbox: InviteInbox, to: mpsc::UnboundedSender<Event>) {
+    while let Some(invite) = inbox.recv().await {
+        if to.send(Event::Invite(invite)).is_err() {
             return;
         }
     }
