@@ -17,10 +17,11 @@ use carrier::{Carrier, Event, Events};
 use super::network::LOOPBACK;
 use super::steps::{Error, STEP_LIMIT};
 
-/// How long the last stop waits for a node's QUIC connections to drain. Closed links drain in
-/// milliseconds, but a dial still in its handshake to an address nobody answers (Bob's to
-/// Alice's while she was away, caught or not by her restarted node) waits for QUIC's idle
-/// timeout, 25 s: the demo does not.
+/// How long the last stop waits for a node's QUIC connections to drain: a closed link drains
+/// within three probe timeouts (about 3 s before a round trip was measured). After Alice's
+/// restart one node has so far always held a connection that only QUIC's idle timeout
+/// ends, 25 s later (seemingly a dial begun while she was away): the demo does not wait
+/// for it.
 const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// A friend's node (DHT, friend layer, messenger, sessions, forwarder) and the events it

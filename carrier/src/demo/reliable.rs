@@ -68,10 +68,11 @@ pub(super) async fn transfer(started: Instant, session: &Pair) -> Result<(), Err
     Ok(())
 }
 
-/// The bar on stderr while Alice sends (hidden when stderr is not a terminal).
+/// The bar on stderr while Alice sends (hidden when stderr is not a terminal), narrow
+/// enough for an 80-column terminal.
 fn progress_bar() -> Result<ProgressBar, Error> {
     let style = ProgressStyle::with_template(
-        "             {bar:32} {bytes}/{total_bytes} at {bytes_per_sec}, {elapsed}",
+        "             {bar:24} {bytes}/{total_bytes} at {bytes_per_sec}",
     )?;
     Ok(ProgressBar::new(TOTAL).with_style(style))
 }
