@@ -5,7 +5,8 @@
 //!   it (see docs/CONTROL.md);
 //! - `carrier node` runs a public DHT node, the bootstrap node operators give their users;
 //! - `carrier demo` runs a whole Carrier network on this machine (loopback only) and shows two
-//!   friends meeting, linking up, and catching up after one was offline.
+//!   friends meeting, linking up, catching up after one was offline, then using a session's
+//!   streams, channels and a forwarded port; a failure names the step it stopped at.
 //!
 //! Exit codes: 0 success, 1 refused by the node (or failed), 2 usage, 3 no daemon.
 
@@ -89,8 +90,9 @@ enum Command {
         relay_log_secs: u64,
     },
     /// Runs a small Carrier network on this machine (127.0.0.1 only) and shows two friends
-    /// meeting: a friend request, the accept, their encrypted link, presence, and a profile
-    /// change that reaches a friend who was offline.
+    /// meeting: a friend request, the accept, their encrypted link, presence, messages that
+    /// reach a friend who was offline; then a session with a reliable and a datagram stream,
+    /// channels, and a TCP port forwarded to a web server.
     Demo {
         /// DHT nodes besides the two friends'.
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..))]

@@ -1,4 +1,5 @@
-//! The `carrier` program: `carrier demo` runs its network to the end and shows each step;
+//! The `carrier` program: `carrier demo` runs its network to the end and shows each step's
+//! outcome (friends, messages, a session's streams, channels, a forwarded port);
 //! `carrier node` prints its contact and serves: a DHT node joins the network through it.
 #![allow(clippy::unwrap_used)]
 
@@ -39,10 +40,31 @@ async fn the_demo_runs_every_step_and_exits_cleanly() {
         "he confirms with \"see you there\"",
         "the message waits sealed in her mailbox",
         "\"Running late, sorry!\" (offline: true)",
+        // The session and its streams.
+        "his handler for \"demo\" accepts it",
+        "64 MiB arrived intact in",
+        // Every channel's echo, and the refusal with Bob's reason.
+        "channel 0 \"chat\": \"hello on chat\" echoed back",
+        "channel 2 \"photos\": \"hello on photos\" echoed back",
+        "channel 4 \"music\": \"hello on music\" echoed back",
+        "\"videos\": Bob refuses the channel: \"no videos here, only chat, photos, music\"",
+        // The page from Bob's web server, through the forwarded port.
+        "             HTTP/1.1 200 OK\n             Hello from Bob's web server\n",
         "Done in",
+        "Stopped in",
     ] {
         assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
     }
+    // Datagrams may be lost, but not all of them.
+    let datagrams = stdout
+        .lines()
+        .find_map(|line| {
+            line.trim()
+                .strip_suffix(" of 200 datagrams arrived, each one whole")
+        })
+        .unwrap_or_else(|| panic!("no datagram count in:\n{stdout}"));
+    let arrived: u32 = datagrams.parse().unwrap();
+    assert!((1..=200).contains(&arrived), "{arrived} datagrams arrived");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
