@@ -27,7 +27,8 @@ struct Args {
     #[command(flatten)]
     node: common::NodeArgs,
     /// Offers the service NAME to the friend: its connections go to HOST:PORT.
-    #[arg(long, num_args = 2, value_names = ["NAME", "HOST:PORT"], required_unless_present = "forward")]
+    #[arg(long, num_args = 2, value_names = ["NAME", "HOST:PORT"])]
+    #[arg(required_unless_present = "forward")]
     serve: Option<Vec<String>>,
     /// Forwards a local TCP address to the friend's service NAME.
     #[arg(long, value_name = "NAME", conflicts_with = "serve")]
@@ -44,13 +45,13 @@ async fn main() -> Result<(), common::Error> {
     let friend = common::befriend(&node, &mut events, args.node.friend.as_ref()).await?;
 
     // Held until the end: dropping a forwarding closes its port.
-    let mut _forwarding = None;
-    if let Some([name, target]) = args.serve.as_deref() {
+    let _forwarding = if let Some([name, target]) = args.serve.as_deref() {
         // Offered before the link is up, so the friend's first connection finds it.
         node.forwarder()
             .serve(name, target, Allowed::Only(vec![friend]))?;
         println!("serving {name} ({target}) to {friend}");
         common::linked(&node, &mut events, friend).await?;
+        None
     } else if let Some(name) = &args.forward {
         common::linked(&node, &mut events, friend).await?;
         let forwarding = node.forwarder().forward(&friend, name, args.at).await?;
@@ -58,26 +59,42 @@ async fn main() -> Result<(), common::Error> {
             "forwarding {} to {name} at {friend}",
             forwarding.local_addr()
         );
-        _forwarding = Some(forwarding);
-    }
+        Some(forwarding)
+    } else {
+        None
+    };
 
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         tokio::select! {
-            event = events.recv() => match event.ok_or("the node stopped")? {
-                Event::Forward(ForwardEvent::Opened { service, peer, .. }) => {
-                    println!("{service}: a connection opened ({peer})");
+            event = events.recv() => {
+                if let Event::Forward(event) = event.ok_or("the node stopped")? {
+                    report(event);
                 }
-                Event::Forward(ForwardEvent::Closed { service, bytes_in, bytes_out, error, .. }) => {
-                    let how = error.unwrap_or_else(|| "cleanly".into());
-                    println!("{service}: a connection closed {how}, {bytes_out} bytes out, {bytes_in} in");
-                }
-                Event::Forward(event) => println!("{event:?}"),
-                _ => {}
-            },
+            }
             _ = &mut ctrl_c => break,
         }
     }
     node.shutdown().await;
     Ok(())
+}
+
+/// Prints a forwarded connection as it opens and closes (and any other forwarding event).
+fn report(event: ForwardEvent) {
+    match event {
+        ForwardEvent::Opened { service, peer, .. } => {
+            println!("{service}: a connection opened ({peer})");
+        }
+        ForwardEvent::Closed {
+            service,
+            bytes_in,
+            bytes_out,
+            error,
+            ..
+        } => {
+            let how = error.map_or("cleanly".into(), |e| format!("on an error ({e})"));
+            println!("{service}: a connection closed {how}, {bytes_out} bytes out, {bytes_in} in");
+        }
+        other => println!("{other:?}"),
+    }
 }
