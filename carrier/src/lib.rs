@@ -21,11 +21,25 @@
 //! println!("my Carrier ID is {}", keypair.id());
 //! ```
 //!
+//! # Examples
+//!
+//! Three programs in `carrier/examples/`, each a minute to read, run as two processes (one
+//! per friend; `--help` shows the options, `carrier node` gives them a bootstrap node):
+//!
+//! - `chat`: a two-party chat on [`Carrier::messenger`]: each line typed is sent, each
+//!   message received printed, with the receipts;
+//! - `file`: a file sent over a reliable stream of a session ([`Carrier::sessions`]), with a
+//!   progress bar and the throughput at both ends;
+//! - `forward`: a TCP service offered to a friend and a local port forwarded to it
+//!   ([`Carrier::forwarder`]).
+//!
+//! `cargo run -p carrier --example chat -- --data DIR --local --bootstrap ID@HOST:PORT`
+//! starts one; the README shows the others, and `carrier/tests/examples.rs` runs all three.
+//!
 //! The `carrier` program (this package's binary) is built on [`Carrier`]: `carrier daemon`
-//! runs a node and serves its control socket, `carrier demo` a whole network on this
-//! machine, `carrier node` a public DHT node. Sessions, streams, channels and forwarding join
-//! the node as their layers land. See `docs/ARCHITECTURE.md` at the repository root for the
-//! layers.
+//! runs a node and serves its control socket (friends, messages, pipes, services and
+//! forwardings), `carrier demo` a whole network on this machine, `carrier node` a public DHT
+//! node. See `docs/ARCHITECTURE.md` at the repository root for the layers.
 
 mod stack;
 
