@@ -28,6 +28,33 @@ async fn next_change(session: &Session) -> SessionEvent {
     .await
 }
 
+/// How a session came through its link's break, once it is active again: deactivated and
+/// then reactivated (true) if its friend had no live link for a moment, which is what
+/// usually happens; untouched (false) if the friend's new link came up before this side saw
+/// the old one close (decision 97: a session deactivates only when its friend has no live
+/// link), a race of the redial that a loaded machine sometimes wins.
+async fn came_through(session: &Session) -> bool {
+    within("the session active again", async {
+        let mut deactivated = false;
+        loop {
+            let event = tokio::time::timeout(QUIET, session.next_event()).await;
+            match event {
+                Ok(Some(SessionEvent::Stream(_))) => continue,
+                Ok(Some(SessionEvent::Deactivated)) if !deactivated => deactivated = true,
+                Ok(Some(SessionEvent::Reactivated)) if deactivated => return true,
+                Ok(other) => panic!("unexpected {other:?} (deactivated: {deactivated})"),
+                Err(_) if !deactivated && session.state() == SessionState::Active => return false,
+                Err(_) => continue,
+            }
+        }
+    })
+    .await
+}
+
+/// How long a session that was not deactivated must stay quiet and active to count as
+/// untouched by a link's break.
+const QUIET: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Every state the stream reported, until it ended.
 async fn states(stream: &mut Stream) -> Vec<StreamState> {
     within("the stream's end", async {
@@ -101,14 +128,7 @@ async fn when_the_link_breaks_streams_fail_and_the_session_is_usable_again_once_
     ));
 
     for session in [&at_alice, &at_bob] {
-        assert!(matches!(
-            next_change(session).await,
-            SessionEvent::Deactivated
-        ));
-        assert!(matches!(
-            next_change(session).await,
-            SessionEvent::Reactivated
-        ));
+        came_through(session).await;
         assert_eq!(session.state(), SessionState::Active);
     }
     // The same session takes a new stream on the new link. Both nodes redial at once after
