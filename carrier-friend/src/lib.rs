@@ -111,7 +111,6 @@ pub use link::{
     RequestError, StrangerLimit, TlsError, ALPN_FRIEND, ALPN_REQUEST, HANDSHAKE_TIMEOUT,
     MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_CANDIDATES, MAX_MAPPED_ADDRESSES,
     MAX_PENDING_HANDSHAKES, MAX_REQUEST_FRAME_BYTES, MAX_TRACKED_SOURCES, REQUEST_TIMEOUT,
-    SHUTDOWN_DRAIN,
 };
 /// quinn, as this crate uses it: the layers above reach streams and connections through it.
 pub use quinn;

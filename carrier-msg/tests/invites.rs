@@ -344,3 +344,33 @@ async fn an_invite_whose_link_closes_is_sent_again_raised_once_and_answered_on_t
     alice.stop().await;
     bob.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_stream_the_invitee_lets_go_unanswered_is_sent_again_and_answered() {
+    let net = net(59, 11).await;
+    let config = InviteConfig::default().with_timeout(PATIENCE);
+    let mut alice = net.node([127, 60, 11, 1], "alice", config.clone()).await;
+    let mut bob = net.node([127, 60, 12, 1], "bob", config).await;
+    befriend(&mut alice, &mut bob).await;
+    let chat = bob.invites.register_extension("chat").unwrap();
+    let answering = answer_all(bob.invites.clone(), chat);
+    // Bob's node reads the first stream and finishes it with no answer: an end with nothing
+    // is no answer, not a malformed one, and the invite goes again.
+    bob.drop_unanswered
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let reply = alice
+        .invites
+        .invite(&bob.id(), "chat", b"", b"hello")
+        .await
+        .unwrap();
+    assert_eq!(reply.data, b"hello");
+    assert_eq!(
+        bob.drop_unanswered
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the first stream was let go"
+    );
+    answering.abort();
+    alice.stop().await;
+    bob.stop().await;
+}

@@ -26,9 +26,6 @@ use super::tls::{Clients, TlsIdentity, SERVER_NAME};
 use super::transport::{self, Liveness};
 use super::{close, request};
 
-/// The longest [`LinkEndpoint::shutdown`] waits for its connections to drain.
-pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// Handshakes (and request connections being read) in progress at once, by default; over it,
 /// new connections are refused until some finish.
 pub const MAX_PENDING_HANDSHAKES: usize = 256;
@@ -361,12 +358,12 @@ impl LinkEndpoint {
         }
     }
 
-    /// Closes every connection with [`close::DONE`] and waits, at most [`SHUTDOWN_DRAIN`],
-    /// for them to drain. The close frames leave at once; draining only absorbs the peers'
-    /// late packets, and a connection whose peer never answered (a dial to a friend that
-    /// was offline) drains for three of its probe timeouts, seconds without an RTT sample.
+    /// Closes every connection with [`close::DONE`] and waits until the peers know (or time
+    /// out), so nothing is left half-open. It waits for every connection to drain, however
+    /// long (seconds for a dial never answered): until then quinn's driver holds the node's
+    /// socket, and a node restarted on the same port could not bind it.
     pub async fn shutdown(&self) {
         self.inner.endpoint.close(close::DONE, b"");
-        let _ = tokio::time::timeout(SHUTDOWN_DRAIN, self.inner.endpoint.wait_idle()).await;
+        self.inner.endpoint.wait_idle().await;
     }
 }

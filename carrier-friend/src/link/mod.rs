@@ -37,7 +37,7 @@ pub mod transport;
 pub use accept::HANDSHAKE_TIMEOUT;
 pub use alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
 pub use dials::DialsInProgress;
-pub use endpoint::{LinkConfig, LinkEndpoint, LinkStats, MAX_PENDING_HANDSHAKES, SHUTDOWN_DRAIN};
+pub use endpoint::{LinkConfig, LinkEndpoint, LinkStats, MAX_PENDING_HANDSHAKES};
 pub use error::{DialError, EndpointError, PathError, RequestError, TlsError};
 pub use gate::{AllowList, FriendGate};
 pub use handle::{Accepted, IncomingRequest, Link};

@@ -154,6 +154,10 @@ fn now() -> Instant {
 enum Attempt {
     /// The link closed under it: try the next link.
     LinkLost,
+    /// The invitee's node let go of the stream without an answer on it (it holds the same
+    /// invite on a newer stream, or its read of this one failed): send it again, on
+    /// whichever link is current. The invitee's table answers a repeat from what it holds.
+    Unanswered,
     /// Anything else: the invite fails.
     Failed(InviteError),
 }
@@ -530,6 +534,11 @@ impl Inner {
             match attempt(&link, invite).await {
                 Ok(answer) => return Ok(answer),
                 Err(Attempt::LinkLost) => failed = Some(link.connection().stable_id()),
+                Err(Attempt::Unanswered) => {
+                    // Bounded by the invite's own timeout, which wraps this loop.
+                    tokio::time::sleep(LINK_RETRY).await;
+                    failed = None;
+                }
                 Err(Attempt::Failed(error)) => return Err(error),
             }
         }
@@ -647,6 +656,10 @@ async fn attempt(link: &Link, invite: &OutgoingInvite) -> Result<AnswerFrame, At
     // Only fails if the stream was reset already, which a later read reports.
     let _ = send.finish();
     let bytes = recv.read_to_end(MAX_ANSWER_FRAME_BYTES).await?;
+    // Every answer is a frame of at least one byte: an end with nothing is no answer.
+    if bytes.is_empty() {
+        return Err(Attempt::Unanswered);
+    }
     AnswerFrame::decode(&bytes)
         .map_err(|error| Attempt::Failed(InviteError::Stream(format!("the answer: {error}"))))
 }

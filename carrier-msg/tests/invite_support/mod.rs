@@ -5,6 +5,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use carrier_msg::friend::dht::id::CarrierId;
@@ -63,6 +65,9 @@ pub(crate) struct Node {
     pump: JoinHandle<()>,
     /// Whether the pump hands invite streams over now (`false` parks them until `true`).
     pub(crate) pump_open: watch::Sender<bool>,
+    /// How many of the next invite streams the pump reads and lets go of unanswered, as a
+    /// node does that holds the invite on a newer stream.
+    pub(crate) drop_unanswered: Arc<AtomicUsize>,
     dir: PathBuf,
     bind: SocketAddr,
 }
@@ -121,7 +126,8 @@ impl Net {
             .unwrap();
         let invites = Invites::new(friends.clone(), config);
         let (pump_open, open) = watch::channel(true);
-        let pump = pump(&friends, invites.clone(), open);
+        let drop_unanswered = Arc::new(AtomicUsize::new(0));
+        let pump = pump(&friends, invites.clone(), open, drop_unanswered.clone());
         let bind = friends.dht().local_addr();
         Node {
             friends,
@@ -129,6 +135,7 @@ impl Net {
             invites,
             pump,
             pump_open,
+            drop_unanswered,
             dir,
             bind,
         }
@@ -137,7 +144,12 @@ impl Net {
 
 /// Stands in for the messages layer: every invite stream on `Extension::MSG` to `invites`,
 /// once `open` says so.
-fn pump(friends: &Friends, invites: Invites, open: watch::Receiver<bool>) -> JoinHandle<()> {
+fn pump(
+    friends: &Friends,
+    invites: Invites,
+    open: watch::Receiver<bool>,
+    drop_unanswered: Arc<AtomicUsize>,
+) -> JoinHandle<()> {
     let mut inbox = friends.register(Extension::MSG).unwrap();
     tokio::spawn(async move {
         while let Some(inbound) = inbox.recv().await {
@@ -151,12 +163,22 @@ fn pump(friends: &Friends, invites: Invites, open: watch::Receiver<bool>) -> Joi
             };
             let invites = invites.clone();
             let mut open = open.clone();
+            let drop_unanswered = drop_unanswered.clone();
             tokio::spawn(async move {
                 let mut kind = [0u8; 1];
                 if recv.read_exact(&mut kind).await.is_ok()
                     && kind[0] == INVITE_KIND
                     && open.wait_for(|open| *open).await.is_ok()
                 {
+                    let dropped = drop_unanswered
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    if dropped {
+                        let _ = recv.read_to_end(64 * 1024).await;
+                        let mut send = send;
+                        let _ = send.finish();
+                        return;
+                    }
                     invites.accept(peer, send, recv);
                 }
             });
