@@ -19,18 +19,10 @@ const UNSERVED: &str = "videos";
 
 /// Alice opens a multiplexed stream and a channel per cookie; Bob answers each.
 pub(super) async fn echoes(started: Instant, session: &Pair) -> Result<(), Error> {
-    let ((alice, _her_requests), stream) = tokio::try_join!(
-        async { Ok::<_, Error>(Mux::open(&session.alice, MuxConfig::default()).await?) },
-        async {
-            Ok::<_, Error>(
-                session
-                    .bob
-                    .accept_stream()
-                    .await
-                    .ok_or("the session closed before Bob got the stream")?,
-            )
-        },
-    )?;
+    let ((alice, _her_requests), stream) = session
+        .alongside_bob(async { Ok(Mux::open(&session.alice, MuxConfig::default()).await?) })
+        .await?;
+
     let (_bob, requests) = Mux::accept(stream, MuxConfig::default())?;
     let _serving = Task::spawn(serve(requests));
     step(

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use carrier::stream::{Stream, StreamKind, StreamMode, MAX_DATAGRAM_BYTES};
+use carrier::stream::{Stream, StreamMode, MAX_DATAGRAM_BYTES};
 
 use super::pattern;
 use super::session::Pair;
@@ -23,28 +23,7 @@ const QUIET: Duration = Duration::from_millis(500);
 
 /// Alice adds a datagram stream and sends [`COUNT`] datagrams; Bob counts those that arrive.
 pub(super) async fn burst(started: Instant, session: &Pair) -> Result<(), Error> {
-    let (mut sending, receiving) = tokio::try_join!(
-        async {
-            Ok::<_, Error>(
-                session
-                    .alice
-                    .add_stream(StreamKind::Application, StreamMode::Datagram)
-                    .await?,
-            )
-        },
-        async {
-            Ok::<_, Error>(
-                session
-                    .bob
-                    .accept_stream()
-                    .await
-                    .ok_or("the session closed before Bob got the stream")?,
-            )
-        },
-    )?;
-    if receiving.mode() != StreamMode::Datagram {
-        return Err(format!("Bob got a {:?} stream", receiving.mode()).into());
-    }
+    let (mut sending, receiving) = session.stream(StreamMode::Datagram).await?;
     let counting = Task::spawn(count(receiving));
     let began = Instant::now();
     let mut datagram = vec![0; SIZE];

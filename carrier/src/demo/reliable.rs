@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use carrier::stream::{Stream, StreamKind, StreamMode};
+use carrier::stream::{Stream, StreamMode};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::pattern;
@@ -19,28 +19,7 @@ const CHUNK: usize = 256 * 1024;
 
 /// Alice adds a reliable stream and sends [`TOTAL`] bytes; Bob checks them as they come.
 pub(super) async fn transfer(started: Instant, session: &Pair) -> Result<(), Error> {
-    let (mut sending, receiving) = tokio::try_join!(
-        async {
-            Ok::<_, Error>(
-                session
-                    .alice
-                    .add_stream(StreamKind::Application, StreamMode::Reliable)
-                    .await?,
-            )
-        },
-        async {
-            Ok::<_, Error>(
-                session
-                    .bob
-                    .accept_stream()
-                    .await
-                    .ok_or("the session closed before Bob got the stream")?,
-            )
-        },
-    )?;
-    if receiving.mode() != StreamMode::Reliable {
-        return Err(format!("Bob got a {:?} stream", receiving.mode()).into());
-    }
+    let (mut sending, receiving) = session.stream(StreamMode::Reliable).await?;
     // Bob checks on a task of his own, so the checking runs beside the sending.
     let checking = Task::spawn(read_all(receiving));
     let began = Instant::now();

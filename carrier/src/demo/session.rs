@@ -3,7 +3,9 @@
 
 use std::time::Instant;
 
-use carrier::stream::Session;
+use std::future::Future;
+
+use carrier::stream::{Session, Stream, StreamKind, StreamMode};
 
 use super::steps::{ms, step, Error};
 use super::Demo;
@@ -16,6 +18,36 @@ const BUNDLE: &str = "demo/files";
 pub(super) struct Pair {
     pub(super) alice: Session,
     pub(super) bob: Session,
+}
+
+impl Pair {
+    /// Alice adds a stream in `mode`; Bob takes it. (Alice's end, Bob's end).
+    pub(super) async fn stream(&self, mode: StreamMode) -> Result<(Stream, Stream), Error> {
+        let (sending, receiving) = self
+            .alongside_bob(async {
+                Ok(self.alice.add_stream(StreamKind::Application, mode).await?)
+            })
+            .await?;
+        if receiving.mode() != mode {
+            return Err(format!("Bob got a {:?} stream", receiving.mode()).into());
+        }
+        Ok((sending, receiving))
+    }
+
+    /// What Alice does to add a stream (`adding`), while Bob takes the stream it adds.
+    /// (What Alice got, Bob's end).
+    pub(super) async fn alongside_bob<T>(
+        &self,
+        adding: impl Future<Output = Result<T, Error>>,
+    ) -> Result<(T, Stream), Error> {
+        let taking = async {
+            self.bob
+                .accept_stream()
+                .await
+                .ok_or_else(|| Error::from("the session closed before Bob got the stream"))
+        };
+        tokio::try_join!(adding, taking)
+    }
 }
 
 /// Bob registers his handler; Alice requests a session; Bob accepts it.
