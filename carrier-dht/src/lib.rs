@@ -68,6 +68,8 @@
 //!   [`Reachability`]);
 //! - [`relay`]: relays for NATed nodes: the frames, the limits, and the relay's table of
 //!   registrations and sessions with its bandwidth budget ([`RelayTable`]), without I/O;
+//! - [`punch`]: hole punching between two nodes linked through a relay: the probes, the
+//!   link's key, and the rules of a round ([`punch::Puncher`]), without I/O;
 //! - `node/`: [`Node`], which ties them together, counted in [`Counters`];
 //! - `io/`: on the network: [`socket`] (the shared UDP socket), [`Dht`] (the driver), [`store`]
 //!   (the node's database, shared by every layer) and [`persist`] (the DHT's tables in it);
@@ -101,6 +103,8 @@ mod kad;
 pub mod mailbox;
 /// The protocol core: the [`Node`] state machine, without I/O.
 mod node;
+/// Hole punching: probes between two friends' nodes linked through a relay, without I/O.
+pub mod punch;
 /// Where the node stands: observed addresses, the prober, reachability.
 mod reach;
 /// Relays: the relay protocol's frames, limits and the relay's table, without I/O.

@@ -34,6 +34,10 @@ proptest! {
         let _ = decode_exact::<RequestBody>(&bytes);
         let _ = decode_exact::<ResponseBody>(&bytes);
         let _ = Header::parse(&bytes);
+        let _ = carrier_dht::punch::PunchFrame::decode(&bytes);
+        let mut punch = bytes.clone();
+        punch.insert(0, carrier_dht::punch::PUNCH_CLASS);
+        let _ = carrier_dht::punch::PunchFrame::decode(&punch);
     }
 
     #[test]

@@ -45,6 +45,7 @@ use crate::relay::frame::{
     decode_data, encode_data, Control, DATA_HEADER_BYTES, MAX_RELAYED_PAYLOAD_BYTES,
     RELAY_CONTROL_CLASS, RELAY_DATA_CLASS,
 };
+use crate::punch::frame::PUNCH_CLASS;
 use crate::relay::table::{RelayCounters, RelayTable};
 use crate::wire::path::{canonical_addr, Path, SessionId};
 
@@ -53,6 +54,13 @@ pub const QUIC_CLASS_BIT: u8 = 0x40;
 
 /// Datagrams waiting for each side, at most; beyond this the newest are dropped and counted.
 pub const QUEUE_CAPACITY: usize = 1024;
+
+/// Punch frames waiting for the puncher, at most; beyond this the newest are dropped and
+/// counted (a round sends about ten a second per candidate).
+pub const PUNCH_QUEUE_CAPACITY: usize = 256;
+
+/// The payload of a relay data frame that only keeps its session open.
+pub const RELAY_KEEPALIVE: u8 = 0x00;
 
 /// Control frames from relays a listener of [`NodeSocket::relay_answers`] may fall behind by
 /// before it misses some.
@@ -158,6 +166,8 @@ pub struct SocketStats {
     pub relay_sent: u64,
     /// Control frames from relays queued for this node.
     pub relay_control_received: u64,
+    /// Punch frames queued for the node's puncher ([`NodeSocket::recv_punch`]).
+    pub punch_received: u64,
 }
 
 /// Which side read a datagram from the OS.
@@ -180,6 +190,7 @@ struct Counters {
     relay_dropped: AtomicU64,
     relay_sent: AtomicU64,
     relay_control_received: AtomicU64,
+    punch_received: AtomicU64,
 }
 
 #[derive(Default)]
@@ -214,6 +225,9 @@ struct Inner {
     relay_control_filled: tokio::sync::Notify,
     /// Every control frame from a relay, also for whoever listens (opening sessions).
     relay_answers: tokio::sync::broadcast::Sender<Datagram>,
+    /// Punch frames (probes and answers), for the node's puncher.
+    punch: Mutex<Queue>,
+    punch_filled: tokio::sync::Notify,
 }
 
 /// The node's UDP socket: cheap to clone, shared by the DHT and QUIC.
@@ -273,6 +287,8 @@ impl NodeSocket {
                 relay_control: Mutex::new(Queue::default()),
                 relay_control_filled: tokio::sync::Notify::new(),
                 relay_answers: tokio::sync::broadcast::channel(RELAY_ANSWERS).0,
+                punch: Mutex::new(Queue::default()),
+                punch_filled: tokio::sync::Notify::new(),
             }),
         })
     }
@@ -313,6 +329,7 @@ impl NodeSocket {
             relay_dropped: c.relay_dropped.load(Ordering::Relaxed),
             relay_sent: c.relay_sent.load(Ordering::Relaxed),
             relay_control_received: c.relay_control_received.load(Ordering::Relaxed),
+            punch_received: c.punch_received.load(Ordering::Relaxed),
         }
     }
 
@@ -467,6 +484,18 @@ impl NodeSocket {
             return;
         }
         let counters = &self.inner.counters;
+        if datagram.data.first() == Some(&PUNCH_CLASS) {
+            let mut queue = lock(&self.inner.punch);
+            if queue.datagrams.len() >= PUNCH_QUEUE_CAPACITY {
+                counters.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            counters.punch_received.fetch_add(1, Ordering::Relaxed);
+            queue.datagrams.push_back(datagram);
+            drop(queue);
+            self.inner.punch_filled.notify_one();
+            return;
+        }
         let class = Class::of(&datagram.data);
         let (queue, counter) = match class {
             None => {
@@ -841,6 +870,40 @@ impl NodeSocket {
         lock(&self.inner.relay_control).datagrams.pop_front()
     }
 
+    /// The next punch frame already queued, without waiting.
+    pub fn try_recv_punch(&self) -> Option<Datagram> {
+        lock(&self.inner.punch).datagrams.pop_front()
+    }
+
+    /// Waits for the next punch frame (first byte [`PUNCH_CLASS`]): probes and answers for
+    /// the node's links, taken off the socket by whichever side reads it, never handed to
+    /// the DHT core. At most [`PUNCH_QUEUE_CAPACITY`] wait; more are dropped and counted.
+    pub async fn recv_punch(&self) -> Datagram {
+        loop {
+            let filled = self.inner.punch_filled.notified();
+            let mut filled = std::pin::pin!(filled);
+            filled.as_mut().enable();
+            if let Some(datagram) = self.try_recv_punch() {
+                return datagram;
+            }
+            filled.await;
+        }
+    }
+
+    /// Sends a keep-alive through the relay session of `path` (a one-byte payload the far
+    /// end's socket drops), so that the relay does not close the session for idleness while
+    /// the link runs elsewhere. Nothing for a direct path or a session not in use.
+    pub fn keep_relayed_path(&self, path: Path) -> io::Result<()> {
+        let Path::Relayed { relay, session } = path else {
+            return Ok(());
+        };
+        if self.relayed_read().stand_in(relay, session).is_none() {
+            return Ok(());
+        }
+        let frame = encode_data(session, &[RELAY_KEEPALIVE]).ok_or_else(too_large)?;
+        self.try_send(relay, &frame)
+    }
+
     /// Waits for the next control frame from a relay. Frames are taken off the socket by
     /// whichever side reads it (a [`crate::Dht`] always does), so this only waits.
     pub async fn recv_relay_control(&self) -> Datagram {
@@ -980,6 +1043,10 @@ impl NodeSocket {
                     stand_in
                 };
                 if let Some(from) = stand_in {
+                    if payload == [RELAY_KEEPALIVE] {
+                        // Kept the session open; nothing to hand over.
+                        return;
+                    }
                     if Class::of(payload) == Some(Class::Quic) {
                         counters.relayed_received.fetch_add(1, Ordering::Relaxed);
                         let unwrapped = Datagram {
