@@ -11,7 +11,9 @@
 //!    (a fresh nonce per probe). A valid probe is answered at the address it came from (so a
 //!    port that a symmetric NAT chose, which no candidate names, still gets its answer), and
 //!    that address becomes an alias of the link ([`PunchOutput::Alias`]): QUIC packets the
-//!    peer sends from it reach the same connection.
+//!    peer sends from it reach the same connection; while the round lasts it is probed too
+//!    (a probe outside a round opens none, so a replayed probe cannot make this side probe
+//!    a victim).
 //! 3. The first valid answer to one of its own probes moves the link to the address it came
 //!    from ([`PunchOutput::Direct`]). Each side moves on its own answer; QUIC sees nothing.
 //! 4. A round that ends without an answer leaves the link relayed; the dialler tries again
@@ -257,11 +259,6 @@ impl Puncher {
                         self.reflexive.remove(0);
                     }
                     self.reflexive.push(from);
-                }
-                if self.direct.is_none() {
-                    // Probe back where the peer is seen from, now if this side is not
-                    // probing already: that is the path its NAT opened for us.
-                    self.open_window(now);
                 }
             }
             PunchFrame::Answer { nonce, .. } => {

@@ -14,7 +14,7 @@ use super::wire::{
 };
 use super::{lock, read, unix_ms, Friends};
 use crate::link::extension::{AlreadyRegistered, Extension, ExtensionInbox, ExtensionRouter};
-use crate::link::{Link, LinkEndpoint};
+use crate::link::{Link, LinkEndpoint, LinkPath};
 use crate::outbox::{OutboxEntry, OutboxId, Route};
 
 impl Friends {
@@ -52,6 +52,13 @@ impl Friends {
             return None;
         }
         lock(&self.core.machine).link(id)
+    }
+
+    /// The path `link` (a friend's, from [`Friends::link`]) runs on now: its topology (LAN,
+    /// P2P or relayed), this node's socket and the real path. `None` once the link's mapped
+    /// address is gone.
+    pub fn link_path(&self, link: &Link) -> Option<LinkPath> {
+        self.core.link_path_of(link)
     }
 
     /// Looks friend `id` up and dials it now, whatever the backoff and even if a link is held

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use carrier_dht::punch::PunchTimings;
+
 use crate::link::{Liveness, StrangerLimit, MAX_PENDING_HANDSHAKES};
 use crate::outbox::RetryPolicy;
 
@@ -48,6 +50,10 @@ pub struct FriendsConfig {
     /// The keep-alive interval of the links this node dials and the silence limit after which
     /// a held link counts as gone (defaults 15 s and 20 s; QUIC's idle timeout follows).
     pub liveness: Liveness,
+    /// Hole punching of links that come up through a relay: their timings, or `None` to
+    /// leave relayed links relayed (then a friend linked through a relay is dialled again on
+    /// its direct paths from time to time instead, as a second connection).
+    pub punch: Option<PunchTimings>,
 }
 
 /// Requests waiting for an answer at most, by default ([`FriendsConfig::max_incoming_requests`]):
@@ -71,6 +77,7 @@ impl Default for FriendsConfig {
             max_incoming_requests: MAX_INCOMING_REQUESTS,
             max_concurrent_dials: 16,
             liveness: Liveness::default(),
+            punch: Some(PunchTimings::default()),
         }
     }
 }

@@ -238,15 +238,24 @@ pub(super) async fn outbox_loop(core: Arc<Core>) {
 }
 
 /// Takes the friend layer's own streams of every link: control items, profiles,
-/// acknowledgements. Unidirectional streams and datagrams are not the friend layer's: refused.
+/// acknowledgements on bidirectional streams, hole punching's candidates on unidirectional
+/// ones. Datagrams are not the friend layer's: dropped.
 pub(super) async fn friend_inbox_loop(core: Arc<Core>, mut inbox: ExtensionInbox) {
     while let Some(inbound) = inbox.recv().await {
         match inbound {
             Inbound::Bi { peer, send, recv } => {
                 core.spawn(core.clone().serve_stream(peer, send, recv));
             }
-            Inbound::Uni { mut recv, .. } => {
-                let _ = recv.stop(crate::link::extension::codes::NO_RECEIVER);
+            Inbound::Uni { peer, mut recv } => {
+                // The one unidirectional stream of the friend layer: hole punching's
+                // candidates (`punch::Candidates`), one bounded frame.
+                let taking = core.clone();
+                core.spawn(async move {
+                    let reading = recv.read_to_end(super::punch::MAX_CANDIDATES_FRAME_BYTES);
+                    if let Ok(Ok(frame)) = tokio::time::timeout(REQUEST_TIMEOUT, reading).await {
+                        taking.take_candidates(peer, &frame);
+                    }
+                });
             }
             Inbound::Datagram { .. } => {}
         }

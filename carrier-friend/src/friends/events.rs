@@ -5,6 +5,7 @@ use carrier_dht::id::{Address, CarrierId};
 use tokio::sync::mpsc;
 
 use super::wire::{Presence, UserInfo};
+use crate::link::LinkPath;
 
 /// A friend in the friend list.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +69,11 @@ pub enum FriendEvent {
     /// [silence limit](crate::Liveness::silence_limit) is closed), or stopped being a
     /// friend (then after `Removed`).
     Disconnected(CarrierId),
+    /// A friend's link moved to another path on the same connection: a relayed link went
+    /// direct (hole punching), or a direct one fell back to its relay. Nothing above the
+    /// link sees an interruption. [`Friends::link_path`](crate::Friends::link_path) gives
+    /// the path at any time.
+    PathChanged(CarrierId, LinkPath),
     /// A friend's user info changed (the new info).
     InfoChanged(CarrierId, UserInfo),
     /// A friend's presence changed (the new presence).

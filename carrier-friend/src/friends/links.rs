@@ -31,13 +31,15 @@ pub(super) fn machine_settings(config: &FriendsConfig) -> Settings {
             republish: config.retry.republish,
         },
         max_concurrent_dials: config.max_concurrent_dials,
-        direct_retry: RetryPolicy {
+        // Hole punching moves a relayed link on its own connection; without it, direct
+        // dials are tried instead (decision 107).
+        direct_retry: config.punch.is_none().then_some(RetryPolicy {
             initial: config.link_retry_initial,
             max: config
                 .link_retry_max
                 .saturating_mul(DIRECT_RETRY_CAP_FACTOR),
             republish: config.retry.republish,
-        },
+        }),
     }
 }
 
@@ -130,9 +132,10 @@ impl Core {
             }
             last.insert(peer, path);
         }
-        if path.is_some_and(|path| path.is_relayed()) {
+        if let Some(relay) = path.filter(|path| path.is_relayed()) {
             let (dht, endpoint, relayed) = (self.dht.clone(), self.endpoint.clone(), link.clone());
             self.spawn(super::failover::keep_relayed_link(dht, endpoint, relayed));
+            self.start_punching(&link, relay);
         }
         let watcher = self.clone();
         self.spawn(async move { watcher.watch(link).await });

@@ -50,7 +50,8 @@ pub(super) struct Settings {
     pub(super) max_concurrent_dials: usize,
     /// The wait before each try of a direct link to a friend linked through a relay:
     /// `initial` after the relayed link came up, doubling up to `max` while tries fail.
-    pub(super) direct_retry: RetryPolicy,
+    /// `None` when hole punching moves relayed links instead (no second connection).
+    pub(super) direct_retry: Option<RetryPolicy>,
 }
 
 /// Why a held link closed, as far as the machine cares.
@@ -204,11 +205,15 @@ impl<L: Clone> LinkMachine<L> {
             since: now,
             draw,
             relayed,
-            direct: relayed.then(|| DirectTry {
-                failed: 0,
-                at: now + self.settings.direct_retry.backoff(1),
-                trying: false,
-            }),
+            direct: self
+                .settings
+                .direct_retry
+                .filter(|_| relayed)
+                .map(|policy| DirectTry {
+                    failed: 0,
+                    at: now + policy.backoff(1),
+                    trying: false,
+                }),
             heard,
             heard_since: now,
             closing: false,
@@ -288,7 +293,9 @@ impl<L: Clone> LinkMachine<L> {
     /// link (already reported with [`link_up`](Self::link_up)). While the link held is still
     /// relayed, the next try waits longer.
     pub(super) fn direct_dial_ended(&mut self, peer: CarrierId, up: bool, now: Instant) {
-        let policy = self.settings.direct_retry;
+        let Some(policy) = self.settings.direct_retry else {
+            return;
+        };
         let Some(held) = self.held.get_mut(&peer) else {
             return;
         };
@@ -298,6 +305,17 @@ impl<L: Clone> LinkMachine<L> {
                 direct.failed = direct.failed.saturating_add(1);
             }
             direct.at = now + policy.backoff(direct.failed.saturating_add(1));
+        }
+    }
+
+    /// Link `key` to `peer` moved on the same connection (hole punching): to a direct path,
+    /// or back to a relay (`relayed`). A held link that runs direct needs no direct tries.
+    pub(super) fn path_moved(&mut self, peer: CarrierId, key: LinkKey, relayed: bool) {
+        if let Some(held) = self.held.get_mut(&peer).filter(|held| held.key == key) {
+            held.relayed = relayed;
+            if !relayed {
+                held.direct = None;
+            }
         }
     }
 
@@ -455,11 +473,11 @@ mod tests {
                 republish: SECOND,
             },
             max_concurrent_dials: 2,
-            direct_retry: RetryPolicy {
+            direct_retry: Some(RetryPolicy {
                 initial: SECOND,
                 max: 4 * SECOND,
                 republish: SECOND,
-            },
+            }),
         }
     }
 

@@ -28,6 +28,7 @@ mod failover;
 mod links;
 mod machine;
 mod mailbox;
+mod punch;
 mod rules;
 mod state;
 mod tiebreak;
@@ -155,6 +156,10 @@ struct Core {
     adopted: tokio::sync::watch::Sender<u64>,
     /// The path each peer's last link ran on: where a dial starts before the lookup returns.
     last_paths: Mutex<std::collections::HashMap<CarrierId, carrier_dht::Path>>,
+    /// The links that came up relayed, being punched ([`punch`]).
+    punching: Mutex<punch::Punching>,
+    /// Wakes the punchers' driver: a link to punch, candidates arrived.
+    punch_wake: Notify,
 }
 
 /// The gate of `carrier/1`: friends, and peers this node asked to be friends (so their
@@ -234,6 +239,8 @@ impl Friends {
             machine_wake: Notify::new(),
             adopted: tokio::sync::watch::Sender::new(0),
             last_paths: Mutex::new(std::collections::HashMap::new()),
+            punching: Mutex::new(punch::Punching::default()),
+            punch_wake: Notify::new(),
             router,
             id: keypair.id(),
             dht,
@@ -257,6 +264,7 @@ impl Friends {
             tokio::spawn(announce_loop(core.clone())),
             tokio::spawn(friend_inbox_loop(core.clone(), inbox)),
             tokio::spawn(machine_loop(core.clone())),
+            tokio::spawn(punch::punch_loop(core.clone())),
         ];
         let friends = Friends {
             tasks: Arc::new(Tasks {

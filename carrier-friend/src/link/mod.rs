@@ -17,6 +17,7 @@
 //!   router that hands each to the inbox of its extension.
 //! - `handle`: [`Link`], [`Accepted`], [`IncomingRequest`].
 //! - `dials`: the friend dials in their handshake, by peer ([`DialsInProgress`]).
+//! - `topology`: where a link's traffic goes ([`Topology`], [`LinkPath`]).
 
 mod accept;
 pub mod alpn;
@@ -32,6 +33,7 @@ mod quic_socket;
 mod request;
 mod stranger_limit;
 pub mod tls;
+mod topology;
 pub mod transport;
 
 pub use accept::HANDSHAKE_TIMEOUT;
@@ -47,4 +49,5 @@ pub use path_table::{
 pub(crate) use request::{encode as encode_request, send as send_request_frame};
 pub use request::{MAX_REQUEST_FRAME_BYTES, REQUEST_TIMEOUT};
 pub use stranger_limit::{StrangerLimit, MAX_TRACKED_SOURCES};
+pub use topology::{is_local, LinkPath, Topology};
 pub use transport::Liveness;

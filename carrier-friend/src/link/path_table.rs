@@ -189,15 +189,8 @@ impl PathTable {
         };
         let real = canonical_path(path);
         let mut table = self.write();
-        if let Some(other) = table.by_real.get(&real).copied().filter(|m| *m != key) {
-            let stray = table
-                .entries
-                .get(&other)
-                .is_some_and(|entry| entry.holds == 0 && !entry.known);
-            if !stray {
-                return Ok(());
-            }
-            table.remove(&other);
+        if !table.take_stray(real, key) && table.by_real.get(&real).is_some_and(|m| *m != key) {
+            return Ok(());
         }
         let Some(entry) = table.entries.get_mut(&key) else {
             return Err(PathError::NotMapped(mapped));
@@ -322,13 +315,15 @@ impl PathTable {
     /// Re-points `mapped` to `path`: datagrams quinn sends to `mapped` go to `path` from now
     /// on, and datagrams arriving from `path` are shown to quinn as from `mapped`. The previous
     /// real address stays an alias, for packets still in flight. Holds are unchanged: the
-    /// links holding `mapped` keep it.
+    /// links holding `mapped` keep it. A first-sight entry no link holds for `path` (the
+    /// peer's packets on it came first) is taken over.
     pub fn set_path(&self, mapped: SocketAddr, path: Path) -> Result<(), PathError> {
         let SocketAddr::V6(key) = mapped else {
             return Err(PathError::NotMapped(mapped));
         };
         let real = canonical_path(path);
         let mut table = self.write();
+        table.take_stray(real, key);
         let Some(entry) = table.entries.get_mut(&key) else {
             return Err(PathError::NotMapped(mapped));
         };
@@ -340,6 +335,42 @@ impl PathTable {
         } else {
             None
         };
+        if let Some(old) = dropped {
+            if table.by_real.get(&old) == Some(&key) {
+                table.by_real.remove(&old);
+            }
+        }
+        table.by_real.insert(real, key);
+        Ok(())
+    }
+
+    /// Makes datagrams from `path` show to quinn as from `mapped`, without changing where
+    /// datagrams to `mapped` go: a path the peer was seen on (a valid punch probe came from
+    /// it), whose QUIC packets may come before this side moves there. Kept as the oldest
+    /// alias (so the current path and the last one stay); a first-sight entry no link holds
+    /// for `path` is taken over; a path that maps to another held peer is left alone.
+    pub fn add_alias(&self, mapped: SocketAddr, path: Path) -> Result<(), PathError> {
+        let SocketAddr::V6(key) = mapped else {
+            return Err(PathError::NotMapped(mapped));
+        };
+        let real = canonical_path(path);
+        let mut table = self.write();
+        if table.by_real.get(&real).is_some_and(|m| *m == key) {
+            return Ok(());
+        }
+        if !table.take_stray(real, key) && table.by_real.contains_key(&real) {
+            return Ok(());
+        }
+        let Some(entry) = table.entries.get_mut(&key) else {
+            return Err(PathError::NotMapped(mapped));
+        };
+        let dropped = if entry.aliases.len() >= MAX_ALIASES_PER_PEER {
+            // Keep the current path and the one before it; give up the oldest other.
+            entry.aliases.pop_back()
+        } else {
+            None
+        };
+        entry.aliases.push_back(real);
         if let Some(old) = dropped {
             if table.by_real.get(&old) == Some(&key) {
                 table.by_real.remove(&old);
@@ -493,6 +524,22 @@ impl Table {
         }
     }
 
+    /// If `real` maps to a first-sight entry other than `key` that no link holds, removes
+    /// that entry; returns whether it did.
+    fn take_stray(&mut self, real: Path, key: SocketAddrV6) -> bool {
+        let Some(other) = self.by_real.get(&real).copied().filter(|m| *m != key) else {
+            return false;
+        };
+        let stray = self
+            .entries
+            .get(&other)
+            .is_some_and(|entry| entry.holds == 0 && !entry.known);
+        if stray {
+            self.remove(&other);
+        }
+        stray
+    }
+
     fn insert(&mut self, real: Path, pinned: bool) -> Result<SocketAddrV6, PathError> {
         if self.entries.len() >= MAX_MAPPED_ADDRESSES {
             self.evict_one()?;
@@ -601,6 +648,34 @@ mod tests {
             Some(mapped),
             "one peer, one mapping"
         );
+    }
+
+    #[test]
+    fn an_alias_maps_inbound_only_takes_a_stray_and_then_becomes_the_path() {
+        let table = PathTable::default();
+        let relayed = Path::Relayed {
+            relay: "198.18.1.9:7".parse().unwrap(),
+            session: carrier_dht::SessionId(3),
+        };
+        let mapped = table.mapped_for(relayed).unwrap();
+        // The peer's QUIC packets came from its direct path before it was aliased: a stray.
+        let stray = table.inbound(direct("203.0.113.5:4000")).unwrap();
+        assert_ne!(stray, mapped);
+        table.add_alias(mapped, direct("203.0.113.5:4000")).unwrap();
+        assert_eq!(table.inbound(direct("203.0.113.5:4000")), Some(mapped));
+        assert_eq!(table.path(mapped), Some(relayed), "sending is unchanged");
+        assert_eq!(table.path(stray), None, "the stray entry is gone");
+        // Another peer's held entry is left alone.
+        let other = table.mapped_for(direct("192.0.2.1:1")).unwrap();
+        table.add_alias(mapped, direct("192.0.2.1:1")).unwrap();
+        assert_eq!(table.inbound(direct("192.0.2.1:1")), Some(other));
+        // Going direct, then back: both paths keep mapping here.
+        table.set_path(mapped, direct("203.0.113.5:4000")).unwrap();
+        assert_eq!(table.path(mapped), Some(direct("203.0.113.5:4000")));
+        assert_eq!(table.inbound(relayed), Some(mapped));
+        table.set_path(mapped, relayed).unwrap();
+        assert_eq!(table.inbound(direct("203.0.113.5:4000")), Some(mapped));
+        assert_eq!(table.path(mapped), Some(relayed));
     }
 
     #[test]

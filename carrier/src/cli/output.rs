@@ -336,6 +336,16 @@ fn print_status(out: &mut String, status: &Status) {
         status.friends_online,
         status.friends
     );
+    for path in &status.paths {
+        say!(
+            out,
+            "  {}: {} via {} (from {})",
+            path.friend,
+            path.topology,
+            path.remote,
+            path.local
+        );
+    }
 }
 
 fn presence_word(presence: PresenceName) -> &'static str {

@@ -9,7 +9,7 @@ use carrier::dht::DhtEvent;
 use carrier::friend::FriendEvent;
 
 use super::node::{info, presence_name, standing, DaemonNode};
-use super::protocol::{ConnectionStatus, Event};
+use super::protocol::{ConnectionStatus, Event, PathEntry};
 use super::{forwards, messages};
 
 /// Turns the node's events into protocol events for watchers, and logs them, until the node
@@ -61,6 +61,7 @@ async fn friend_event(node: &DaemonNode, event: FriendEvent) {
             FriendEvent::Disconnected(id) => Event::Disconnected {
                 friend: id.to_string(),
             },
+            FriendEvent::PathChanged(id, path) => Event::Path(PathEntry::new(&id, &path)),
             FriendEvent::PresenceChanged(id, presence) => Event::Presence {
                 friend: id.to_string(),
                 presence: presence_name(presence),

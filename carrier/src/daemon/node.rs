@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 use super::events;
 use super::protocol::{
     echo, ConnectionStatus, ErrorKind, Event, FriendEntry, IncomingEntry, Info, InfoFields,
-    OutgoingEntry, PresenceName, Relaying, Request, Requests, Standing, Status,
+    OutgoingEntry, PathEntry, PresenceName, Relaying, Request, Requests, Standing, Status,
 };
 use super::streams::PipeRequests;
 
@@ -367,19 +367,20 @@ impl DaemonNode {
                         dialled.push(id.to_string());
                     }
                 }
-                // The real address each link runs to (quinn sees only a mapped one).
+                // The real address each link runs to (quinn sees only a mapped one), and
+                // its topology.
                 let mut remote = serde_json::Map::new();
+                let mut topology = serde_json::Map::new();
                 for id in friends.online() {
-                    if let Some(link) = friends.link(&id) {
-                        let mapped = link.connection().remote_address();
-                        if let Some(path) = friends.endpoint().paths().path(mapped) {
-                            remote.insert(id.to_string(), json!(path.socket_addr().to_string()));
-                        }
+                    if let Some(path) = friends.link(&id).and_then(|l| friends.link_path(&l)) {
+                        remote.insert(id.to_string(), json!(path.remote().to_string()));
+                        topology.insert(id.to_string(), json!(path.topology.name()));
                     }
                 }
                 json!({
                     "count": friends.link_count(),
                     "remote": remote,
+                    "topology": topology,
                     "online": friends.online().iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "dialled": dialled,
                 })
@@ -465,6 +466,14 @@ impl DaemonNode {
                     sessions,
                     forwarded_bytes: counters.forwarded_bytes,
                 }),
+            paths: friends
+                .online()
+                .iter()
+                .filter_map(|id| {
+                    let link = friends.link(id)?;
+                    Some(PathEntry::new(id, &friends.link_path(&link)?))
+                })
+                .collect(),
         }
     }
 

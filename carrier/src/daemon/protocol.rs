@@ -366,6 +366,9 @@ pub(crate) enum Event {
     Connected { friend: String },
     /// A friend's link is gone.
     Disconnected { friend: String },
+    /// A friend's link moved to another path on the same connection (hole punching, or a
+    /// fallback to the relay).
+    Path(PathEntry),
     /// A friend's presence changed.
     Presence {
         friend: String,
@@ -528,6 +531,32 @@ pub(crate) struct Status {
     /// What this node relays for others, or `null` if it never relays.
     #[serde(default)]
     pub(crate) relaying: Option<Relaying>,
+    /// The path of each friend's link, for the friends online.
+    #[serde(default)]
+    pub(crate) paths: Vec<PathEntry>,
+}
+
+/// A friend's link path, in `status` and the `path` event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct PathEntry {
+    pub(crate) friend: String,
+    /// `lan`, `p2p` or `relayed`.
+    pub(crate) topology: String,
+    /// This node's socket.
+    pub(crate) local: String,
+    /// The friend's address, or the relay's for a relayed path.
+    pub(crate) remote: String,
+}
+
+impl PathEntry {
+    pub(crate) fn new(friend: &carrier::dht::id::CarrierId, path: &carrier::friend::LinkPath) -> Self {
+        PathEntry {
+            friend: friend.to_string(),
+            topology: path.topology.name().to_string(),
+            local: path.local.to_string(),
+            remote: path.remote().to_string(),
+        }
+    }
 }
 
 /// What a node relays for NATed nodes, in the result of `status`.
@@ -921,6 +950,12 @@ mod tests {
             Event::Removed { friend: friend() },
             Event::Connected { friend: friend() },
             Event::Disconnected { friend: friend() },
+            Event::Path(PathEntry {
+                friend: friend(),
+                topology: friend(),
+                local: friend(),
+                remote: friend(),
+            }),
             Event::Presence {
                 friend: friend(),
                 presence: PresenceName::Away,
