@@ -16,12 +16,15 @@
 //!   the lab (this kernel has no `netem`, so patchbay's own link conditions do nothing);
 //! - [`SocketDelay`] delays a node's datagrams through the socket's test seam;
 //! - [`probe`] sends plain UDP probes: the address a reflector sees, what arrives;
-//! - [`nodes`] starts Carrier DHT nodes inside hosts, with settings that suit the lab.
+//! - [`nodes`] starts Carrier DHT nodes inside hosts, with settings that suit the lab;
+//! - [`daemon`] runs `carrier daemon` processes inside hosts and drives them through their
+//!   control sockets.
 //!
 //! The lab needs root, or unprivileged user namespaces entered before the process has
 //! threads, and the `nft` binary. Its namespaces live only as long as the [`NetworkLab`]:
 //! patchbay holds them by file descriptor and they vanish when it is dropped.
 
+pub mod daemon;
 mod delay;
 pub mod link;
 pub mod nodes;
