@@ -7,167 +7,29 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use carrier::dht::id::CarrierId;
 use carrier::dht::Dht;
-use serde_json::{json, Value};
+use serde_json::json;
+use tests::lab::daemon::{DaemonOptions, LabDaemon, PATIENCE};
 use tests::lab::nodes::{public_node, seed};
 use tests::lab::{ipv4, Device, NatBehaviour, NetworkLab};
 use tests::program::carrier_program;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::UnixStream;
-use tokio::process::Child;
 
 /// DHT servers on the internet: the bootstrap nodes and the peer records' keepers.
 const SERVERS: usize = 8;
 
-/// How long a friend event may take. Link loss is noticed within the idle timeout, tens of
-/// seconds; this is a bound.
-const PATIENCE: Duration = Duration::from_secs(90);
-
-/// A `carrier daemon` in a lab host (SIGKILLed when dropped), and a control connection that
-/// watches its events from its start.
-struct LabDaemon {
-    child: Child,
-    reader: Lines<BufReader<OwnedReadHalf>>,
-    writer: OwnedWriteHalf,
-    next_id: u64,
-    events: Vec<Value>,
-    id: CarrierId,
-}
-
-impl LabDaemon {
-    /// Starts a daemon in `device` on `dir`, a DHT client joining through `seeds`, with short
-    /// test intervals but records announced only every 10 minutes.
-    async fn start(device: &Device, dir: &Path, seeds: &[&Dht]) -> LabDaemon {
-        let data = dir.join(device.name());
-        let mut command = tokio::process::Command::new(carrier_program());
-        command
-            .args([
-                "daemon",
-                "--listen",
-                "0.0.0.0:0",
-                "--test-timers",
-                "--test-client",
-            ])
-            .args(["--test-announce-secs", "600", "--data"])
-            .arg(&data);
-        for s in seeds {
-            command.args(["--bootstrap", &seed(s).to_string()]);
-        }
-        command
-            .env("RUST_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(data.with_extension("log")).unwrap())
-            .kill_on_drop(true);
-        let mut child = device.spawn_command(command).unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let contact = tokio::time::timeout(PATIENCE, stdout.next_line())
-            .await
-            .expect("the daemon served in time")
-            .unwrap()
-            .expect("the daemon printed its contact");
-        let id = contact.split('@').next().unwrap().parse().unwrap();
-        // A Unix socket is a file: reachable from outside the host's network namespace.
-        let stream = UnixStream::connect(data.join("control.sock"))
-            .await
-            .unwrap();
-        let (read, writer) = stream.into_split();
-        let mut daemon = LabDaemon {
-            child,
-            reader: BufReader::new(read).lines(),
-            writer,
-            next_id: 1,
-            events: Vec::new(),
-            id,
-        };
-        daemon.ok("watch", json!({ "replay": true })).await;
-        daemon
-    }
-
-    /// Sends a request that must succeed; its result. Events before the reply are kept.
-    async fn ok(&mut self, request: &str, mut line: Value) -> Value {
-        let id = self.next_id;
-        self.next_id += 1;
-        line["id"] = json!(id);
-        line["request"] = json!(request);
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        loop {
-            let reply = self.next(Instant::now() + PATIENCE).await;
-            if reply.get("event").is_some() {
-                self.events.push(reply);
-            } else {
-                assert_eq!(reply["ok"], true, "{request}: {reply}");
-                return reply["result"].clone();
-            }
-        }
-    }
-
-    async fn next(&mut self, deadline: Instant) -> Value {
-        let line = tokio::time::timeout_at(deadline.into(), self.reader.next_line())
-            .await
-            .expect("the awaited event did not come in time")
-            .unwrap()
-            .expect("the daemon closed its control connection");
-        serde_json::from_str(&line).unwrap()
-    }
-
-    fn count(&self, event: &str, about: &CarrierId) -> usize {
-        let about = about.to_string();
-        self.events
-            .iter()
-            .filter(|e| e["event"] == event && (e["friend"] == about || e["from"] == about))
-            .count()
-    }
-
-    /// Waits until `n` events `event` about `about` came, within [`PATIENCE`].
-    async fn events_at_least(&mut self, event: &str, about: &CarrierId, n: usize) {
-        let deadline = Instant::now() + PATIENCE;
-        while self.count(event, about) < n {
-            let event = self.next(deadline).await;
-            self.events.push(event);
-        }
-    }
-
-    /// The real IP address the link to `peer` runs to, once a link is held. A friend counts
-    /// as online for a short grace while a duplicate link is being replaced (both sides dialled
-    /// at once), so `online` may name `peer` a moment before a link to it is held again.
-    async fn link_ip(&mut self, peer: &CarrierId) -> IpAddr {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let links = self.ok("links", json!({})).await;
-            if let Some(remote) = links["remote"][peer.to_string()].as_str() {
-                let remote: SocketAddr = remote.parse().unwrap();
-                return remote.ip();
-            }
-            assert!(Instant::now() < deadline, "no link to {peer}: {links}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn is_online(&mut self, peer: &CarrierId) -> bool {
-        let links = self.ok("links", json!({})).await;
-        links["online"]
-            .as_array()
-            .unwrap()
-            .contains(&json!(peer.to_string()))
-    }
-
-    async fn stop(mut self) {
-        self.ok("stop", json!({})).await;
-        let status = tokio::time::timeout(PATIENCE, self.child.wait())
-            .await
-            .expect("the daemon stopped in time")
-            .unwrap();
-        assert!(status.success(), "{status:?}");
-    }
+/// Starts a daemon in `device` on `dir`, a DHT client joining through `seeds`, with short
+/// test intervals but records announced only every 10 minutes.
+async fn start_daemon(device: &Device, dir: &Path, seeds: &[&Dht]) -> LabDaemon {
+    let options = DaemonOptions {
+        announce_secs: Some(600),
+        log: "debug".to_string(),
+        ..DaemonOptions::default()
+    };
+    let seeds: Vec<_> = seeds.iter().map(|s| seed(s)).collect();
+    LabDaemon::start(device, dir, &seeds, &options).await
 }
 
 /// The addresses in `id`'s newest peer record, as `finder` finds it.
@@ -213,9 +75,9 @@ async fn a_friend_that_moves_networks_re_announces_and_its_friend_behind_a_nat_f
         .await
         .unwrap();
     let bob_host = lab.device_in(&home, "bob").await.unwrap();
-    let mut alice = LabDaemon::start(&alice_host, dir.path(), &seeds).await;
-    let mut bob = LabDaemon::start(&bob_host, dir.path(), &seeds).await;
-    let (a, b) = (alice.id, bob.id);
+    let mut alice = start_daemon(&alice_host, dir.path(), &seeds).await;
+    let mut bob = start_daemon(&bob_host, dir.path(), &seeds).await;
+    let (a, b) = (alice.id(), bob.id());
     eprintln!("daemons from {}", program.display());
 
     // Alice's record names her first address once her node knows it.

@@ -1,5 +1,6 @@
 //! The lab's link faults do what they say: loss drops about its share each way, a cut drops
-//! everything both ways, and removing either lets every packet through again.
+//! everything both ways, and removing either lets every packet through again; a router's
+//! uplink cut takes its LAN off the internet both ways while the LAN itself keeps working.
 #![allow(clippy::unwrap_used)]
 #![cfg(target_os = "linux")]
 
@@ -7,7 +8,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use tests::lab::{ipv4, link, Device, NetworkLab};
+use tests::lab::{ipv4, link, Device, NatBehaviour, NetworkLab};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
@@ -82,7 +83,13 @@ async fn two_public_hosts(test: &str) -> Option<(NetworkLab, Device, Device)> {
     // A veth that has just come up drops what it is given until the kernel's link watcher
     // activates it (up to a second later): wait for a datagram to get through each way
     // before counting any.
-    for (from, to) in [(&a, &b), (&b, &a)] {
+    settle(&[(&a, &b), (&b, &a)]).await;
+    Some((lab, a, b))
+}
+
+/// Waits until one datagram gets through each `(from, to)` of a freshly built lab.
+async fn settle(paths: &[(&Device, &Device)]) {
+    for (from, to) in paths {
         let mut settled = false;
         for _ in 0..SETTLE_ATTEMPTS {
             if delivered(from, to, 1).await == 1 {
@@ -92,7 +99,41 @@ async fn two_public_hosts(test: &str) -> Option<(NetworkLab, Device, Device)> {
         }
         assert!(settled, "{} never reached {}", from.name(), to.name());
     }
-    Some((lab, a, b))
+}
+
+#[tokio::test]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
+async fn a_cut_uplink_takes_a_lan_off_the_internet_both_ways_and_the_lan_still_works() {
+    let Some(lab) = NetworkLab::open("a_cut_uplink_takes_a_lan_off_the_internet").await else {
+        return;
+    };
+    let public = lab.public_host("public0").await.unwrap();
+    // A router without NAT, so the internet can send to its devices unsolicited: the cut
+    // must stop both directions, not only what the NAT would have let in.
+    let home = lab.home("home", NatBehaviour::None).await.unwrap();
+    let a = lab.device_in(&home, "home-a").await.unwrap();
+    let b = lab.device_in(&home, "home-b").await.unwrap();
+    settle(&[(&a, &public), (&public, &a), (&a, &b), (&b, &a)]).await;
+    assert_eq!(delivered(&a, &public, 50).await, 50, "out, before the cut");
+    assert_eq!(delivered(&public, &a, 50).await, 50, "in, before the cut");
+
+    lab.cut_uplink(&home).await.unwrap();
+    assert_eq!(
+        delivered(&a, &public, 50).await,
+        0,
+        "nothing leaves the LAN"
+    );
+    assert_eq!(
+        delivered(&public, &a, 50).await,
+        0,
+        "nothing enters the LAN"
+    );
+    assert_eq!(delivered(&a, &b, 50).await, 50, "the LAN works, one way");
+    assert_eq!(delivered(&b, &a, 50).await, 50, "the LAN works, the other");
+
+    lab.heal_uplink(&home).await.unwrap();
+    assert_eq!(delivered(&a, &public, 50).await, 50, "out, after heal");
+    assert_eq!(delivered(&public, &a, 50).await, 50, "in, after heal");
 }
 
 #[tokio::test]

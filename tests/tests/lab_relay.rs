@@ -24,10 +24,11 @@ use carrier::dht::relay::frame::{encode_data, Control};
 use carrier::dht::socket::NodeSocket;
 use carrier::dht::{Dht, Key, RelayLimits, RelayRefusal, SessionId, Token};
 use serde_json::{json, Value};
+use tests::lab::daemon::{DaemonOptions, LabDaemon};
 use tests::lab::nodes::{lab_config, node_in, seed, wait_until, ANY};
 use tests::lab::{ipv4, Device, NatBehaviour, NetworkLab};
 use tests::program::carrier_program;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::process::Child;
@@ -138,118 +139,14 @@ fn without_colours(text: &str) -> String {
     out
 }
 
-/// A `carrier daemon` in a lab host (SIGKILLed when dropped), and a control connection that
-/// watches its events from its start.
-struct LabDaemon {
-    _child: Child,
-    data: std::path::PathBuf,
-    reader: Lines<BufReader<OwnedReadHalf>>,
-    writer: OwnedWriteHalf,
-    next_id: u64,
-    events: Vec<Value>,
-    id: CarrierId,
-}
-
-impl LabDaemon {
-    /// A daemon behind its NAT: a DHT client with short test intervals, but a link closed
-    /// only after 20 s of silence (as by default), the margin failover works within.
-    async fn start(device: &Device, dir: &Path, bootstrap: &Dht) -> LabDaemon {
-        let data = dir.join(device.name());
-        let mut command = tokio::process::Command::new(carrier_program());
-        command
-            .args(["daemon", "--listen", "0.0.0.0:0", "--test-timers"])
-            .args(["--test-client", "--test-silence-secs"])
-            .arg(LINK_SILENCE.as_secs().to_string())
-            .args(["--bootstrap", &seed(bootstrap).to_string(), "--data"])
-            .arg(&data)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(data.with_extension("log")).unwrap())
-            .kill_on_drop(true);
-        let mut child = device.spawn_command(command).unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let contact = tokio::time::timeout(PATIENCE, stdout.next_line())
-            .await
-            .expect("the daemon served in time")
-            .unwrap()
-            .expect("the daemon printed its contact");
-        let id = contact.split('@').next().unwrap().parse().unwrap();
-        let (read, writer) = UnixStream::connect(data.join("control.sock"))
-            .await
-            .unwrap()
-            .into_split();
-        let mut daemon = LabDaemon {
-            _child: child,
-            data,
-            reader: BufReader::new(read).lines(),
-            writer,
-            next_id: 1,
-            events: Vec::new(),
-            id,
-        };
-        daemon.ok("watch", json!({ "replay": true })).await;
-        daemon
-    }
-
-    /// Sends a request that must succeed; its result. Events before the reply are kept.
-    async fn ok(&mut self, request: &str, mut line: Value) -> Value {
-        line["id"] = json!(self.next_id);
-        line["request"] = json!(request);
-        self.next_id += 1;
-        self.writer
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        loop {
-            let reply = self.next(Instant::now() + PATIENCE).await;
-            if reply.get("event").is_some() {
-                self.events.push(reply);
-            } else {
-                assert_eq!(reply["ok"], true, "{request}: {reply}");
-                return reply["result"].clone();
-            }
-        }
-    }
-
-    async fn next(&mut self, deadline: Instant) -> Value {
-        let line = tokio::time::timeout_at(deadline.into(), self.reader.next_line())
-            .await
-            .expect("the awaited event did not come in time")
-            .unwrap()
-            .expect("the daemon closed its control connection");
-        serde_json::from_str(&line).unwrap()
-    }
-
-    fn count(&self, event: &str, about: &CarrierId) -> usize {
-        let about = about.to_string();
-        self.events
-            .iter()
-            .filter(|e| e["event"] == event && (e["friend"] == about || e["from"] == about))
-            .count()
-    }
-
-    async fn events_at_least(&mut self, event: &str, about: &CarrierId, n: usize) {
-        let deadline = Instant::now() + PATIENCE;
-        while self.count(event, about) < n {
-            let event = self.next(deadline).await;
-            self.events.push(event);
-        }
-    }
-
-    /// The links it holds and the real address the link to `peer` runs to (a relay's for a
-    /// relayed path), once it holds one.
-    async fn link_to(&mut self, peer: &CarrierId) -> (u64, SocketAddr) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let links = self.ok("links", json!({})).await;
-            if let Some(remote) = links["remote"][peer.to_string()].as_str() {
-                return (links["count"].as_u64().unwrap(), remote.parse().unwrap());
-            }
-            assert!(Instant::now() < deadline, "no link to {peer}: {links}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+/// Alice and Bob, behind their NATs: DHT clients with short test intervals, but a link
+/// closed only after 20 s of silence (as by default), the margin failover works within.
+async fn start_daemon(device: &Device, dir: &Path, bootstrap: &Dht) -> LabDaemon {
+    let options = DaemonOptions {
+        silence_secs: Some(LINK_SILENCE.as_secs()),
+        ..DaemonOptions::default()
+    };
+    LabDaemon::start(device, dir, &[seed(bootstrap)], &options).await
 }
 
 /// A new control connection to the daemon on `data` turned into a pipe (docs/CONTROL.md,
@@ -342,9 +239,9 @@ async fn friends_behind_symmetric_nats_link_through_a_relay_and_a_transfer_survi
     let alice_host = lab.device_in(&alice_home, "alice").await.unwrap();
     let bob_host = lab.device_in(&bob_home, "bob").await.unwrap();
     let started = Instant::now();
-    let mut alice = LabDaemon::start(&alice_host, dir.path(), &bootstrap).await;
-    let mut bob = LabDaemon::start(&bob_host, dir.path(), &bootstrap).await;
-    let (a, b) = (alice.id, bob.id);
+    let mut alice = start_daemon(&alice_host, dir.path(), &bootstrap).await;
+    let mut bob = start_daemon(&bob_host, dir.path(), &bootstrap).await;
+    let (a, b) = (alice.id(), bob.id());
 
     // Both register with relays and name them in their records (no address would do: a
     // symmetric NAT's port for the bootstrap node is not the one a friend would need).
@@ -408,10 +305,10 @@ async fn friends_behind_symmetric_nats_link_through_a_relay_and_a_transfer_survi
 
     // A pipe from Bob to Alice: Alice listens, Bob asks her for the session.
     let listening = {
-        let data = alice.data.clone();
+        let data = alice.data().to_path_buf();
         tokio::spawn(async move { pipe(&data, json!({ "listen": true })).await })
     };
-    let (_, mut to_alice) = pipe(&bob.data, json!({ "friend": a.to_string() })).await;
+    let (_, mut to_alice) = pipe(bob.data(), json!({ "friend": a.to_string() })).await;
     let (mut from_bob, _alice_writer) = listening.await.unwrap();
     let sending = tokio::spawn(async move {
         let mut chunk = vec![0u8; 64 << 10];

@@ -16,12 +16,17 @@
 //!   the lab (this kernel has no `netem`, so patchbay's own link conditions do nothing);
 //! - [`SocketDelay`] delays a node's datagrams through the socket's test seam;
 //! - [`probe`] sends plain UDP probes: the address a reflector sees, what arrives;
-//! - [`nodes`] starts Carrier DHT nodes inside hosts, with settings that suit the lab.
+//! - [`nodes`] starts Carrier DHT nodes inside hosts, with settings that suit the lab;
+//! - [`daemon`] runs `carrier daemon` processes inside hosts and drives them through their
+//!   control sockets;
+//! - [`NetworkLab::cut_uplink`] takes a router's LAN off the internet (and
+//!   [`NetworkLab::heal_uplink`] puts it back), its LAN still working.
 //!
 //! The lab needs root, or unprivileged user namespaces entered before the process has
 //! threads, and the `nft` binary. Its namespaces live only as long as the [`NetworkLab`]:
 //! patchbay holds them by file descriptor and they vanish when it is dropped.
 
+pub mod daemon;
 mod delay;
 pub mod link;
 pub mod nodes;
@@ -72,9 +77,16 @@ impl LabError {
 }
 
 /// The mapping behaviour of a home router's NAT (RFC 4787), the property a node must learn
-/// about its network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// about its network; or no NAT at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NatBehaviour {
+    /// No NAT: a router that only routes, its devices with public addresses of its own /24
+    /// (patchbay's `Nat::None`, as [`NetworkLab::isp`]).
+    None,
+    /// Endpoint-independent mapping and filtering (a full cone, patchbay's `Nat::Open`): once a
+    /// socket has sent anything, its public port admits packets from anyone, so a node behind
+    /// it is reachable unsolicited and proves itself public.
+    Open,
     /// Endpoint-independent mapping with address-and-port-dependent filtering (a
     /// port-restricted cone): one public port per local socket whoever it talks to, and only
     /// peers it has sent to may answer. Most home routers.
@@ -85,8 +97,28 @@ pub enum NatBehaviour {
 }
 
 impl NatBehaviour {
+    /// Every behaviour, from the most open to the strictest.
+    pub const ALL: [NatBehaviour; 4] = [
+        NatBehaviour::None,
+        NatBehaviour::Open,
+        NatBehaviour::PortRestrictedCone,
+        NatBehaviour::Symmetric,
+    ];
+
+    /// patchbay's name for it: `None`, `Open`, `Moderate`, `Strict`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            NatBehaviour::None => "None",
+            NatBehaviour::Open => "Open",
+            NatBehaviour::PortRestrictedCone => "Moderate",
+            NatBehaviour::Symmetric => "Strict",
+        }
+    }
+
     fn patchbay(self) -> Nat {
         match self {
+            NatBehaviour::None => Nat::None,
+            NatBehaviour::Open => Nat::Open,
             NatBehaviour::PortRestrictedCone => Nat::Moderate,
             NatBehaviour::Symmetric => Nat::Strict,
         }
@@ -153,7 +185,8 @@ impl NetworkLab {
     }
 
     /// Adds a home: a router on the internet whose NAT behaves as `nat`. Devices added with
-    /// [`NetworkLab::device_in`] get private addresses (10.0.x.y) behind it.
+    /// [`NetworkLab::device_in`] get private addresses (10.0.x.y) behind it, or public ones of
+    /// the router's own /24 for [`NatBehaviour::None`].
     pub async fn home(&self, name: &str, nat: NatBehaviour) -> Result<Router, LabError> {
         self.lab
             .add_router(name)
@@ -186,6 +219,30 @@ impl NetworkLab {
             .replug(router.id())
             .await
             .map_err(|e| LabError::patchbay(format!("moving {name} to {}", router.name()), e))
+    }
+
+    /// Cuts `router`'s uplink (its WAN interface): nothing passes between the internet and
+    /// the router or the devices behind it until [`NetworkLab::heal_uplink`], while those
+    /// devices still reach each other on their LAN. An nftables table in the router's
+    /// namespace, as [`link::cut`] is in a device's.
+    pub async fn cut_uplink(&self, router: &Router) -> Result<(), LabError> {
+        link::cut_uplink(router).await
+    }
+
+    /// Undoes [`NetworkLab::cut_uplink`].
+    pub async fn heal_uplink(&self, router: &Router) -> Result<(), LabError> {
+        link::heal_uplink(router).await
+    }
+
+    /// Makes `router` forget the flows it tracks to or from `peer` (see
+    /// [`link::forget_flows`]): behind a filtering NAT, `peer` is again a stranger whose
+    /// packets are dropped until a device sends to it.
+    pub async fn forget_flows(
+        &self,
+        router: &Router,
+        peer: std::net::IpAddr,
+    ) -> Result<(), LabError> {
+        link::forget_flows(router, peer).await
     }
 
     /// Adds a device behind `router`.
