@@ -28,7 +28,9 @@
 //! (a) the first link is relayed exactly when the dialled side is behind Moderate or Strict;
 //! (b) within [`PUNCH_BOUND`] of the accept the link is direct (`p2p`: lab addresses are
 //! public), unless both sides are in {Moderate, Strict} with at least one Strict, where it is
-//! still relayed; (c) a message round-trips over the link (not through a mailbox).
+//! still relayed, and a link that went from relayed to direct is the same QUIC connection
+//! (`links`' `connection`: hole punching moved it, no second link replaced it); (c) a message
+//! round-trips over the link (not through a mailbox).
 //! A link's topology is the `links` result's `topology` where the daemon reports it, else it
 //! is derived from `remote`: the friend's public IP is direct, a relay's is relayed.
 //! A table of the 16 outcomes goes to stderr.
@@ -106,6 +108,8 @@ struct Seen {
     topology: Option<Topology>,
     /// Whether this side dialled the link.
     dialled: bool,
+    /// The daemon's number for the link's QUIC connection, where it reports one.
+    connection: Option<u64>,
 }
 
 /// Every change of every friend's link, per friend ID, as one daemon's `links` shows them.
@@ -157,11 +161,12 @@ fn record(history: &History, links: &Value, dialled: &[&str], at: Instant) {
                 .and_then(|addr| addr.parse().ok()),
             topology: links["topology"][&friend].as_str().map(str::to_string),
             dialled: dialled.contains(&friend.as_str()),
+            connection: links["connection"][&friend].as_u64(),
         };
         let changes = history.entry(friend).or_default();
         let changed = changes.last().is_none_or(|last| {
-            (last.remote, &last.topology, last.dialled)
-                != (seen.remote, &seen.topology, seen.dialled)
+            (last.remote, &last.topology, last.dialled, last.connection)
+                != (seen.remote, &seen.topology, seen.dialled, seen.connection)
         });
         if changed {
             changes.push(seen);
@@ -277,6 +282,8 @@ struct Outcome {
     last: (Topology, Topology),
     /// How many times the dialler's link changed (address, topology or who dialled it).
     changes: usize,
+    /// Whether the first link and the first direct one are the same QUIC connection.
+    same_connection: Option<bool>,
 }
 
 impl Outcome {
@@ -405,6 +412,7 @@ async fn every_pair_of_nat_kinds_links_relayed_first_where_it_must_and_direct_wh
                 direct: None,
                 last: (String::new(), String::new()),
                 changes: 0,
+                same_connection: None,
             });
         }
     }
@@ -463,10 +471,17 @@ async fn every_pair_of_nat_kinds_links_relayed_first_where_it_must_and_direct_wh
                     s.dialled,
                 )
             });
-            outcome.direct = linked
+            let direct = linked
                 .iter()
-                .find(|s| topology_of(s, friend_ip, &relay_ips) == "p2p")
-                .map(|s| (s.at.saturating_duration_since(outcome.accepted), s.dialled));
+                .find(|s| topology_of(s, friend_ip, &relay_ips) == "p2p");
+            outcome.direct =
+                direct.map(|s| (s.at.saturating_duration_since(outcome.accepted), s.dialled));
+            outcome.same_connection = match (linked.first(), direct) {
+                (Some(first), Some(direct)) => Some(
+                    first.connection.is_some() && first.connection == direct.connection,
+                ),
+                _ => None,
+            };
             let back = dialled_history[y]
                 .lock()
                 .unwrap()
@@ -599,6 +614,16 @@ async fn every_pair_of_nat_kinds_links_relayed_first_where_it_must_and_direct_wh
                     ));
                 }
             }
+        }
+        if outcome.first_should_be_relayed()
+            && !outcome.should_stay_relayed()
+            && outcome.same_connection != Some(true)
+        {
+            failures.push(format!(
+                "{name}: the direct link is not the relayed link's connection moved (hole \
+                 punching moves it; {:?})",
+                outcome.same_connection
+            ));
         }
         let want = if outcome.should_stay_relayed() {
             "relayed"

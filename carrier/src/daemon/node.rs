@@ -371,8 +371,13 @@ impl DaemonNode {
                 // its topology.
                 let mut remote = serde_json::Map::new();
                 let mut topology = serde_json::Map::new();
+                let mut connection = serde_json::Map::new();
                 for id in friends.online() {
-                    if let Some(path) = friends.link(&id).and_then(|l| friends.link_path(&l)) {
+                    let Some(link) = friends.link(&id) else {
+                        continue;
+                    };
+                    connection.insert(id.to_string(), json!(link.connection().stable_id()));
+                    if let Some(path) = friends.link_path(&link) {
                         remote.insert(id.to_string(), json!(path.remote().to_string()));
                         topology.insert(id.to_string(), json!(path.topology.name()));
                     }
@@ -381,6 +386,7 @@ impl DaemonNode {
                     "count": friends.link_count(),
                     "remote": remote,
                     "topology": topology,
+                    "connection": connection,
                     "online": friends.online().iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "dialled": dialled,
                 })
