@@ -54,7 +54,8 @@ async fn quic_side_reading_hands_carrier_datagrams_over() {
     let a = NodeSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let b = NodeSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let to = b.local_addr().unwrap();
-    a.send(to, &[0x04, 7]).await.unwrap();
+    a.send(to, &[0x05, 7]).await.unwrap();
+    a.send(to, &[0x04, 6]).await.unwrap();
     a.send(to, &[0x42, 8]).await.unwrap();
     let quic = tokio::time::timeout(Duration::from_secs(5), quic_recv(&b))
         .await
@@ -64,7 +65,14 @@ async fn quic_side_reading_hands_carrier_datagrams_over() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(d.data, vec![0x04, 7]);
+    assert_eq!(d.data, vec![0x05, 7]);
+    // A punch frame goes to the puncher's queue, never to the DHT side.
+    let punch = tokio::time::timeout(Duration::from_secs(5), b.recv_punch())
+        .await
+        .unwrap();
+    assert_eq!(punch.data, vec![0x04, 6]);
+    assert!(b.try_recv_carrier().is_none());
+    assert_eq!(b.stats().punch_received, 1);
 }
 
 #[tokio::test]
