@@ -29,17 +29,7 @@ impl TokenIssuer {
     fn mac(&self, addr: &SocketAddr, epoch: u64) -> Token {
         let mut hasher = blake3::Hasher::new_keyed(&self.secret);
         hasher.update(&epoch.to_le_bytes());
-        match addr {
-            SocketAddr::V4(v4) => {
-                hasher.update(&[4]);
-                hasher.update(&v4.ip().octets());
-            }
-            SocketAddr::V6(v6) => {
-                hasher.update(&[6]);
-                hasher.update(&v6.ip().octets());
-            }
-        }
-        hasher.update(&addr.port().to_le_bytes());
+        crate::wire::path::hash_addr(&mut hasher, addr);
         let mut out = [0u8; 16];
         out.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
         Token(out)

@@ -116,17 +116,7 @@ impl PunchKey {
         hasher.update(&self.tag);
         hasher.update(&nonce.to_be_bytes());
         if let Some(seen) = seen {
-            match seen {
-                SocketAddr::V4(v4) => {
-                    hasher.update(&[4]);
-                    hasher.update(&v4.ip().octets());
-                }
-                SocketAddr::V6(v6) => {
-                    hasher.update(&[6]);
-                    hasher.update(&v6.ip().octets());
-                }
-            }
-            hasher.update(&seen.port().to_be_bytes());
+            crate::wire::path::hash_addr(&mut hasher, &seen);
         }
         let mut mac = [0u8; MAC_BYTES];
         mac.copy_from_slice(&hasher.finalize().as_bytes()[..MAC_BYTES]);

@@ -105,3 +105,19 @@ impl Subnet {
         }
     }
 }
+
+/// Feeds `addr` to `hasher` unambiguously: its family, its IP's octets, its port
+/// (little-endian). What address tokens and punch MACs bind an address with.
+pub(crate) fn hash_addr(hasher: &mut blake3::Hasher, addr: &SocketAddr) {
+    match addr {
+        SocketAddr::V4(v4) => {
+            hasher.update(&[4]);
+            hasher.update(&v4.ip().octets());
+        }
+        SocketAddr::V6(v6) => {
+            hasher.update(&[6]);
+            hasher.update(&v6.ip().octets());
+        }
+    }
+    hasher.update(&addr.port().to_le_bytes());
+}
