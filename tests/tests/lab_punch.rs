@@ -690,3 +690,223 @@ fn check_message(
         Some(_) => {}
     }
 }
+
+/// A friend node behind `side`'s router, in-process: a DHT client on its data directory,
+/// its friend layer with short intervals and punching rounds retried within a second.
+async fn lab_friend(
+    side: &Side,
+    dir: &std::path::Path,
+    seeds: &[BootstrapNode],
+) -> (carrier::friend::Friends, carrier::friend::FriendEvents) {
+    let mut config = lab_config(tests::lab::nodes::ANY, false, seeds.to_vec());
+    config.data_dir = Some(dir.join(side.device.name()));
+    config.node.detect_reachability = false;
+    let dht = node_in(&side.device, config).await.unwrap();
+    dht.bootstrap().await.unwrap();
+    let mut friends_config = carrier::friend::FriendsConfig::for_tests();
+    friends_config.punch = Some(carrier::dht::punch::PunchTimings {
+        retry_initial: Duration::from_millis(300),
+        retry_max: Duration::from_secs(1),
+        ..Default::default()
+    });
+    tests::lab::nodes::friends_in(&side.device, dht, friends_config)
+        .await
+        .unwrap()
+}
+
+/// Skips `events` until `want` picks one, within [`SETUP_BOUND`].
+async fn until<T>(
+    events: &mut carrier::friend::FriendEvents,
+    what: &str,
+    mut want: impl FnMut(&carrier::friend::FriendEvent) -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + SETUP_BOUND;
+    loop {
+        let event = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} in time"))
+            .expect("events closed");
+        if let Some(value) = want(&event) {
+            return value;
+        }
+    }
+}
+
+/// Sends 64 MiB from `link` on extension 9 and reads them from `inbox`; once a quarter has
+/// arrived, `at_quarter` runs (and is awaited) before reading on. Whether every byte
+/// arrived as sent.
+async fn transfer_64_mib<F: std::future::Future<Output = ()>>(
+    link: &carrier::friend::Link,
+    inbox: &mut carrier::friend::ExtensionInbox,
+    round: u8,
+    at_quarter: impl FnOnce() -> F,
+) -> bool {
+    const SIZE: usize = 64 << 20;
+    let byte = move |i: usize| (i % 251) as u8 ^ (i >> 12) as u8 ^ round;
+    let sender = link.clone();
+    let send = tokio::spawn(async move {
+        let mut stream = sender
+            .open_uni(carrier::friend::Extension::new(9).unwrap())
+            .await
+            .unwrap();
+        let chunk: Vec<u8> = (0..SIZE).map(byte).collect();
+        stream.write_all(&chunk).await.unwrap();
+        stream.finish().unwrap();
+        let _ = stream.stopped().await;
+    });
+    let mut recv = match tokio::time::timeout(SETUP_BOUND, inbox.recv()).await {
+        Ok(Some(carrier::friend::Inbound::Uni { recv, .. })) => recv,
+        _ => panic!("no stream"),
+    };
+    let (mut at, mut intact) = (0usize, true);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut at_quarter = Some(at_quarter);
+    loop {
+        let read = tokio::time::timeout(PUNCH_BOUND, recv.read(&mut buf))
+            .await
+            .expect("the transfer stalled")
+            .unwrap();
+        let Some(n) = read else { break };
+        intact &= buf[..n].iter().enumerate().all(|(k, b)| *b == byte(at + k));
+        at += n;
+        if at >= SIZE / 4 {
+            if let Some(f) = at_quarter.take() {
+                f().await;
+            }
+        }
+    }
+    send.await.unwrap();
+    intact && at == SIZE
+}
+
+/// Two friends behind port-restricted cones (Moderate), their direct path blocked at first:
+/// a 64 MiB transfer starts through a relay; a quarter in, the block goes and punching moves
+/// the same connection direct; every byte arrives. Then the direct path is blocked a quarter
+/// into the next 64 MiB: the link falls back to its relay within seconds and that transfer
+/// completes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "network lab: runs in the `lab` step of `cargo xtask ci`"]
+async fn a_64_mib_transfer_moves_direct_mid_way_and_back_to_its_relay_when_the_path_is_cut() {
+    use carrier::friend::{FriendEvent, Topology};
+    use tests::lab::link::{block_peer, unblock_peer};
+
+    let Some(lab) = NetworkLab::open("punch_transfer").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let bootstrap_host = lab.public_host("bootstrap").await.unwrap();
+    let bind = SocketAddr::new(IpAddr::V4(ipv4(&bootstrap_host).unwrap()), 0);
+    let mut config = lab_config(bind, true, Vec::new());
+    config.relay = None;
+    let bootstrap = node_in(&bootstrap_host, config).await.unwrap();
+    let mut relays = Vec::new();
+    for i in 0..3 {
+        let network = lab.isp(&format!("isp{i}")).await.unwrap();
+        let host = lab.device_in(&network, &format!("relay{i}")).await.unwrap();
+        let relay = public_node(&host, true, vec![seed(&bootstrap)])
+            .await
+            .unwrap();
+        relay.bootstrap().await.unwrap();
+        relays.push(relay);
+    }
+    let seeds = vec![seed(&bootstrap), seed(&relays[0])];
+    let alice_side = Side::build(&lab, "alice", NatBehaviour::PortRestrictedCone).await;
+    let bob_side = Side::build(&lab, "bob", NatBehaviour::PortRestrictedCone).await;
+    let ip = |side: &Side| match side.public_ip {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(_) => unreachable!("the lab is IPv4"),
+    };
+    let block = |on: &Side, peer: &Side| block_peer(&on.device, ip(peer));
+    block(&alice_side, &bob_side).await.unwrap();
+    block(&bob_side, &alice_side).await.unwrap();
+
+    let (alice, mut alice_events) = lab_friend(&alice_side, dir.path(), &seeds).await;
+    let (bob, mut bob_events) = lab_friend(&bob_side, dir.path(), &seeds).await;
+    let mut inbox = bob
+        .register(carrier::friend::Extension::new(9).unwrap())
+        .unwrap();
+    let (alice_id, bob_id) = (alice.id(), bob.id());
+    alice
+        .add_friend(&bob.address().to_string(), b"hi")
+        .await
+        .unwrap();
+    until(&mut bob_events, "request", |e| {
+        matches!(e, FriendEvent::Request(_)).then_some(())
+    })
+    .await;
+    bob.accept_friend(&alice_id).await.unwrap();
+    until(&mut alice_events, "connected", |e| {
+        (*e == FriendEvent::Connected(bob_id)).then_some(())
+    })
+    .await;
+    until(&mut bob_events, "connected", |e| {
+        (*e == FriendEvent::Connected(alice_id)).then_some(())
+    })
+    .await;
+    let link = alice.link(&bob_id).unwrap();
+    let connection = link.connection().stable_id();
+    assert_eq!(
+        alice.link_path(&link).unwrap().topology,
+        Topology::Relayed,
+        "the direct path is blocked: the link runs through a relay"
+    );
+
+    // Relayed, then direct a quarter in.
+    let started = Instant::now();
+    let (a, b) = (&alice_side, &bob_side);
+    let (watcher, watched) = (alice.clone(), link.clone());
+    let intact = transfer_64_mib(&link, &mut inbox, 1, || async move {
+        unblock_peer(&a.device).await.unwrap();
+        unblock_peer(&b.device).await.unwrap();
+        let moved = tests::lab::nodes::wait_until(PUNCH_BOUND, || {
+            watcher
+                .link_path(&watched)
+                .is_some_and(|path| path.topology == Topology::P2p)
+        })
+        .await;
+        assert!(moved, "the link did not go direct");
+    })
+    .await;
+    eprintln!("64 MiB relayed then direct in {:?}", started.elapsed());
+    assert!(intact, "bytes differ after the move to the direct path");
+    assert_eq!(
+        alice.link(&bob_id).unwrap().connection().stable_id(),
+        connection,
+        "the same connection moved"
+    );
+    until(&mut bob_events, "bob's move", |e| match e {
+        FriendEvent::PathChanged(p, path) if *p == alice_id => {
+            (path.topology == Topology::P2p).then_some(())
+        }
+        _ => None,
+    })
+    .await;
+
+    // Direct, then the direct path cut a quarter in: back to the relay.
+    let started = Instant::now();
+    let intact = transfer_64_mib(&link, &mut inbox, 2, || async move {
+        block(a, b).await.unwrap();
+        block(b, a).await.unwrap();
+    })
+    .await;
+    eprintln!("64 MiB direct then cut and relayed in {:?}", started.elapsed());
+    assert!(intact, "bytes differ after the fallback to the relay");
+    until(&mut alice_events, "alice's fallback", |e| match e {
+        FriendEvent::PathChanged(p, path) if *p == bob_id => {
+            (path.topology == Topology::Relayed).then_some(())
+        }
+        FriendEvent::Disconnected(p) if *p == bob_id => panic!("the link went down"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(
+        alice.link(&bob_id).unwrap().connection().stable_id(),
+        connection
+    );
+    assert_eq!(
+        alice.link_path(&link).unwrap().topology,
+        Topology::Relayed
+    );
+    alice.shutdown().await;
+    bob.shutdown().await;
+}

@@ -83,6 +83,35 @@ pub async fn heal(device: &Device) -> Result<(), LabError> {
     run_nft(device, delete_table_script(CUT_TABLE)).await
 }
 
+/// The table that holds a device's blocks of single peers.
+const PEER_BLOCK_TABLE: &str = "carrier_peer_block";
+
+/// Drops every packet between `device` and `peer` (an IPv4 address), both ways, replacing
+/// any block set before: a direct path cut while the device's other traffic (its relays,
+/// the DHT) flows. [`unblock_peer`] undoes it.
+pub async fn block_peer(device: &Device, peer: std::net::Ipv4Addr) -> Result<(), LabError> {
+    let table = format!(
+        "table inet {PEER_BLOCK_TABLE} {{
+    chain inbound {{
+        type filter hook input priority -10; policy accept;
+        ip saddr {peer} drop
+    }}
+    chain outbound {{
+        type filter hook output priority -10; policy accept;
+        ip daddr {peer} drop
+    }}
+}}
+"
+    );
+    let script = format!("{}{table}", delete_table_script(PEER_BLOCK_TABLE));
+    run_nft(device, script).await
+}
+
+/// Undoes [`block_peer`].
+pub async fn unblock_peer(device: &Device) -> Result<(), LabError> {
+    run_nft(device, delete_table_script(PEER_BLOCK_TABLE)).await
+}
+
 /// Cuts `router`'s uplink: every packet in or out of its WAN interface (forwarded between
 /// the internet and its LAN, or the router's own) is dropped until [`heal_uplink`]. Devices
 /// behind it still reach each other and the router on their LAN.
