@@ -92,6 +92,18 @@ const FIGURES: &[Figure] = &[
         measure: Measure::Alone(quic_shared::measure),
     },
     Figure {
+        name: quic_shared::SHARED_RATIO,
+        unit: "ratio",
+        baseline: None,
+        measure: Measure::Joint(&quic_shared::PAIRED),
+    },
+    Figure {
+        name: quic_shared::SHARED_CPU_RATIO,
+        unit: "ratio",
+        baseline: None,
+        measure: Measure::Joint(&quic_shared::PAIRED),
+    },
+    Figure {
         name: "reach.direct_MBps",
         unit: "MB/s",
         baseline: None,

@@ -43,17 +43,22 @@ fn loopback_socket() -> Result<std::net::UdpSocket, String> {
 /// Sends `scale.transfer_bytes` over one unidirectional stream of a fresh QUIC connection;
 /// returns MB/s.
 pub(crate) fn measure(scale: &Scale) -> Result<f64, String> {
+    measure_counted(scale).map(|run| run.mbps)
+}
+
+/// [`measure`], with the CPU time and quinn's counters ([`transfer::counted_quic_stream`]).
+pub(crate) fn measure_counted(scale: &Scale) -> Result<transfer::QuicRun, String> {
     let total_bytes = scale.transfer_bytes;
     transfer::on_runtime(async move {
         let pair = Pair::connect().await?;
-        let mbps = transfer::timed_quic_stream(
+        let run = transfer::counted_quic_stream(
             total_bytes,
             pair.client_conn.clone(),
             pair.server_conn.clone(),
         )
         .await;
         pair.close().await;
-        mbps
+        run
     })
 }
 

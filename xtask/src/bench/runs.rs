@@ -62,6 +62,13 @@ pub(crate) enum Runs {
         /// Runs in the full bench.
         full: usize,
     },
+    /// Wall-clock figures that need more runs than [`Mode::runs`] for a stable median (a ratio
+    /// measured within each run, where one noisy transfer moves a run a lot): the warm-ups of
+    /// [`Runs::Timed`], then `full` runs in the full bench and [`Mode::runs`] in the quick one.
+    Many {
+        /// Runs in the full bench.
+        full: usize,
+    },
 }
 
 impl Runs {
@@ -73,6 +80,8 @@ impl Runs {
             (Runs::Seeded { .. }, Mode::Quick) => (0, mode.runs()),
             (Runs::Expensive { full }, Mode::Full) => (0, full),
             (Runs::Expensive { .. }, Mode::Quick) => (0, 1),
+            (Runs::Many { full }, Mode::Full) => (mode.warmups(), full),
+            (Runs::Many { .. }, Mode::Quick) => (mode.warmups(), mode.runs()),
         }
     }
 }
@@ -302,6 +311,18 @@ mod tests {
         assert_eq!(
             Runs::Timed.count(Mode::Full),
             (Mode::Full.warmups(), Mode::Full.runs())
+        );
+    }
+
+    #[test]
+    fn many_runs_keep_the_warm_up_and_only_the_full_bench_takes_more() {
+        assert_eq!(
+            Runs::Many { full: 11 }.count(Mode::Full),
+            (Mode::Full.warmups(), 11)
+        );
+        assert_eq!(
+            Runs::Many { full: 11 }.count(Mode::Quick),
+            Runs::Timed.count(Mode::Quick)
         );
     }
 

@@ -74,6 +74,37 @@ pub(crate) async fn timed_quic_stream(
     .await
 }
 
+/// One timed QUIC transfer as the paired figures see it.
+#[derive(Debug)]
+pub(crate) struct QuicRun {
+    /// The throughput, as [`timed_quic_stream`] gives it.
+    pub(crate) mbps: f64,
+    /// CPU time the process used during the transfer, all threads: on a loaded machine the
+    /// throughput follows the share of the cores the bench gets, the CPU time per byte much
+    /// less.
+    pub(crate) cpu: Duration,
+    /// What quinn's counters saw, for stderr: the sender's lost packets and congestion events
+    /// (each one shrinks its window for a while) and the datagrams the receiver took.
+    pub(crate) seen: String,
+}
+
+/// [`timed_quic_stream`], with the process's CPU time during it and quinn's counters after.
+pub(crate) async fn counted_quic_stream(
+    total_bytes: u64,
+    sending: quinn::Connection,
+    receiving: quinn::Connection,
+) -> Result<QuicRun, String> {
+    let cpu_before = super::friend::process_cpu_time();
+    let mbps = timed_quic_stream(total_bytes, sending.clone(), receiving.clone()).await?;
+    let cpu = super::friend::process_cpu_time().saturating_sub(cpu_before);
+    let (sent, received) = (sending.stats(), receiving.stats());
+    let seen = format!(
+        "{} lost, {} congestion events, {} datagrams received",
+        sent.path.lost_packets, sent.path.congestion_events, received.udp_rx.datagrams
+    );
+    Ok(QuicRun { mbps, cpu, seen })
+}
+
 /// Sends `total_bytes` from the writer `open_writer` yields to the reader `open_reader` yields,
 /// and returns the throughput in MB/s (10^6 bytes per second).
 ///
