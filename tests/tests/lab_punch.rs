@@ -477,9 +477,9 @@ async fn every_pair_of_nat_kinds_links_relayed_first_where_it_must_and_direct_wh
             outcome.direct =
                 direct.map(|s| (s.at.saturating_duration_since(outcome.accepted), s.dialled));
             outcome.same_connection = match (linked.first(), direct) {
-                (Some(first), Some(direct)) => Some(
-                    first.connection.is_some() && first.connection == direct.connection,
-                ),
+                (Some(first), Some(direct)) => {
+                    Some(first.connection.is_some() && first.connection == direct.connection)
+                }
                 _ => None,
             };
             let back = dialled_history[y]
@@ -816,9 +816,12 @@ async fn a_64_mib_transfer_moves_direct_mid_way_and_back_to_its_relay_when_the_p
         IpAddr::V4(v4) => v4,
         IpAddr::V6(_) => unreachable!("the lab is IPv4"),
     };
-    let block = |on: &Side, peer: &Side| block_peer(&on.device, ip(peer));
-    block(&alice_side, &bob_side).await.unwrap();
-    block(&bob_side, &alice_side).await.unwrap();
+    let block = |on: Device, peer: std::net::Ipv4Addr| async move {
+        block_peer(&on, peer).await.unwrap();
+    };
+    let (alice_ip, bob_ip) = (ip(&alice_side), ip(&bob_side));
+    block(alice_side.device.clone(), bob_ip).await;
+    block(bob_side.device.clone(), alice_ip).await;
 
     let (alice, mut alice_events) = lab_friend(&alice_side, dir.path(), &seeds).await;
     let (bob, mut bob_events) = lab_friend(&bob_side, dir.path(), &seeds).await;
@@ -885,11 +888,14 @@ async fn a_64_mib_transfer_moves_direct_mid_way_and_back_to_its_relay_when_the_p
     // Direct, then the direct path cut a quarter in: back to the relay.
     let started = Instant::now();
     let intact = transfer_64_mib(&link, &mut inbox, 2, || async move {
-        block(a, b).await.unwrap();
-        block(b, a).await.unwrap();
+        block(a.device.clone(), bob_ip).await;
+        block(b.device.clone(), alice_ip).await;
     })
     .await;
-    eprintln!("64 MiB direct then cut and relayed in {:?}", started.elapsed());
+    eprintln!(
+        "64 MiB direct then cut and relayed in {:?}",
+        started.elapsed()
+    );
     assert!(intact, "bytes differ after the fallback to the relay");
     until(&mut alice_events, "alice's fallback", |e| match e {
         FriendEvent::PathChanged(p, path) if *p == bob_id => {
@@ -903,10 +909,7 @@ async fn a_64_mib_transfer_moves_direct_mid_way_and_back_to_its_relay_when_the_p
         alice.link(&bob_id).unwrap().connection().stable_id(),
         connection
     );
-    assert_eq!(
-        alice.link_path(&link).unwrap().topology,
-        Topology::Relayed
-    );
+    assert_eq!(alice.link_path(&link).unwrap().topology, Topology::Relayed);
     alice.shutdown().await;
     bob.shutdown().await;
 }

@@ -202,12 +202,7 @@ impl Core {
                     .on_traffic(stats.udp_tx.datagrams, stats.udp_rx.datagrams, now);
                 next = next.min(punched.puncher.poll(now));
                 while let Some(output) = punched.puncher.pop_output() {
-                    work.push((
-                        punched.link.clone(),
-                        punched.mapped,
-                        punched.relay,
-                        output,
-                    ));
+                    work.push((punched.link.clone(), punched.mapped, punched.relay, output));
                 }
             }
             if !punching.links.is_empty() {
@@ -220,7 +215,13 @@ impl Core {
         next
     }
 
-    fn carry_out(self: &Arc<Self>, link: &Link, mapped: SocketAddr, relay: Path, output: PunchOutput) {
+    fn carry_out(
+        self: &Arc<Self>,
+        link: &Link,
+        mapped: SocketAddr,
+        relay: Path,
+        output: PunchOutput,
+    ) {
         let paths = self.endpoint.paths();
         match output {
             PunchOutput::Candidates { request } => {
