@@ -1,11 +1,11 @@
 //! Hole punching: two friends linked through a relay find a direct path and move their link
-//! to it. Sans-I/O, like the core: a [`Puncher`] per link takes what happened with an explicit
+//! to it. Sans-I/O, like the core: a [`Puncher`](crate::punch::Puncher) per link takes what happened with an explicit
 //! `now` and says what to send and where the link should run; carrier-friend drives it.
 //!
-//! - [`frame`]: the probe and its answer, class byte `0x04`, strictly decoded and bounded;
-//! - [`key`]: the link's punch key (from its TLS exporter), the tag that names the link in a
+//! - [`frame`](crate::punch::frame): the probe and its answer, class byte `0x04`, strictly decoded and bounded;
+//! - [`key`](crate::punch::key): the link's punch key (from its TLS exporter), the tag that names the link in a
 //!   probe and the MAC that proves a probe came from the other end;
-//! - [`machine`]: the rules of one link: rounds timed by the relayed round trip, probing,
+//! - [`machine`](crate::punch::machine): the rules of one link: rounds timed by the relayed round trip, probing,
 //!   going direct on the first answer, falling back to the relay when the direct path goes
 //!   silent, retrying with backoff.
 //!
