@@ -117,9 +117,6 @@ impl Core {
         self.with_machine(|m, now| m.link_up(peer, held, key, dialled, draw, relayed, count, now));
         self.adopted
             .send_modify(|count| *count = count.wrapping_add(1));
-        let router = self.router.clone();
-        let routed = link.clone();
-        self.spawn(async move { router.route(routed).await });
         let path = self
             .endpoint
             .paths()
@@ -137,6 +134,10 @@ impl Core {
             self.spawn(super::failover::keep_relayed_link(dht, endpoint, relayed));
             self.start_punching(&link, relay);
         }
+        // Routed only now: the peer's first punch candidates find the link's puncher.
+        let router = self.router.clone();
+        let routed = link.clone();
+        self.spawn(async move { router.route(routed).await });
         let watcher = self.clone();
         self.spawn(async move { watcher.watch(link).await });
     }
