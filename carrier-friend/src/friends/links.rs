@@ -214,7 +214,7 @@ impl Core {
             }
         };
         if let Some(link) = lock(&self.machine).link(&peer) {
-            if !self.is_relayed(&link) {
+            if !self.is_relayed(&link) || self.config.punch.is_some() {
                 return Err(link);
             }
         }
@@ -225,12 +225,14 @@ impl Core {
         }
     }
 
-    /// The link to `peer` a dial of it gives way to: the link held, if it is direct, or if
-    /// it is relayed and the dials of `peer` in their handshake can only complete through a
-    /// relay too. Dials that can still go direct are kept to their direct paths.
+    /// The link to `peer` a dial of it gives way to: the link held, if it is direct or hole
+    /// punching will move it (decision 122: a second connection completing direct once the
+    /// punch opened the NATs would replace it, and end its streams), or if it is relayed and
+    /// the dials of `peer` in their handshake can only complete through a relay too. Without
+    /// punching, dials that can still go direct are kept to their direct paths.
     fn gives_way_to(&self, peer: CarrierId) -> Option<Link> {
         let link = lock(&self.machine).link(&peer)?;
-        if !self.is_relayed(&link) {
+        if !self.is_relayed(&link) || self.config.punch.is_some() {
             return Some(link);
         }
         match self.endpoint.keep_dials_direct(peer) {
