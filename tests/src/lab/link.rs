@@ -153,6 +153,39 @@ pub async fn heal_uplink(router: &Router) -> Result<(), LabError> {
     .await
 }
 
+/// The table that holds a router's cut of one peer.
+const PEER_CUT_TABLE: &str = "carrier_peer_cut";
+
+/// Cuts the direct path between `router`'s network and `peer` (a public address): every
+/// packet the router would forward to or from `peer` is dropped until [`heal_peer`], while
+/// everything else (relays, the DHT) still passes. The drop comes before the packet's flow
+/// is confirmed, so a packet dropped here leaves no conntrack entry that would open a
+/// filtering NAT later. One peer per router at a time: a second cut replaces the first.
+pub async fn cut_peer(router: &Router, peer: std::net::IpAddr) -> Result<(), LabError> {
+    let family = if peer.is_ipv4() { "ip" } else { "ip6" };
+    let table = format!(
+        "table inet {PEER_CUT_TABLE} {{
+    chain forward {{
+        type filter hook forward priority -10; policy accept;
+        {family} saddr {peer} drop
+        {family} daddr {peer} drop
+    }}
+}}
+"
+    );
+    let script = format!("{}{table}", delete_table_script(PEER_CUT_TABLE));
+    run_nft(Namespace::Router(router.clone()), script).await
+}
+
+/// Undoes [`cut_peer`]: the router forwards to and from that peer again.
+pub async fn heal_peer(router: &Router) -> Result<(), LabError> {
+    run_nft(
+        Namespace::Router(router.clone()),
+        delete_table_script(PEER_CUT_TABLE),
+    )
+    .await
+}
+
 /// Forgets every flow `router` tracks to or from `peer` (its conntrack entries): a NAT with
 /// address-and-port-dependent filtering then drops what `peer` sends until a device behind
 /// it sends to `peer` again, as if they had never been in touch. Mappings stay (an

@@ -23,6 +23,8 @@ mod memory;
 mod msg;
 mod mux;
 mod nodes;
+#[cfg(target_os = "linux")]
+mod punch_lab;
 mod quic;
 mod quic_shared;
 mod quinn_frames;
@@ -126,6 +128,24 @@ const FIGURES: &[Figure] = &[
         unit: "ms",
         baseline: None,
         measure: Measure::Alone(relay_connect),
+    },
+    Figure {
+        name: "reach.direct_connect_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Joint(&DIRECT_CONNECT),
+    },
+    Figure {
+        name: "reach.punch_success",
+        unit: "fraction",
+        baseline: None,
+        measure: Measure::Joint(&PUNCH_SUCCESS),
+    },
+    Figure {
+        name: "reach.switch_gap_ms",
+        unit: "ms",
+        baseline: None,
+        measure: Measure::Joint(&SWITCH_GAP),
     },
     Figure {
         name: "relay.mem_kib_per_registration",
@@ -331,6 +351,51 @@ fn relay_connect(_scale: &Scale) -> Result<f64, String> {
     Err(format!("{}the network lab needs Linux", runs::SKIPPED))
 }
 
+/// The hole-punching figures (issue 20) run in the network lab too.
+#[cfg(target_os = "linux")]
+use punch_lab::{direct_connect, punch_success, switch_gap};
+
+/// `reach.direct_connect_ms`: each run builds a lab of its own (seconds), so no warm-up, 5
+/// runs in the full bench and one in the quick one.
+const DIRECT_CONNECT: Joint = Joint {
+    name: "reach.direct_connect_ms",
+    runs: Runs::Expensive { full: 5 },
+    measure: |scale, _run| Ok(vec![("reach.direct_connect_ms", direct_connect(scale)?)]),
+};
+
+/// `reach.switch_gap_ms`: a lab per run too, as `reach.direct_connect_ms`.
+const SWITCH_GAP: Joint = Joint {
+    name: "reach.switch_gap_ms",
+    runs: Runs::Expensive { full: 5 },
+    measure: |scale, _run| Ok(vec![("reach.switch_gap_ms", switch_gap(scale)?)]),
+};
+
+/// `reach.punch_success`: one run per invocation, of `Scale::punch_tries` tries of each pair
+/// (a fraction over all of them; a run is minutes of the lab).
+const PUNCH_SUCCESS: Joint = Joint {
+    name: "reach.punch_success",
+    runs: Runs::Expensive { full: 1 },
+    measure: punch_success,
+};
+
+/// `reach.direct_connect_ms` elsewhere: skipped, with the reason.
+#[cfg(not(target_os = "linux"))]
+fn direct_connect(_scale: &Scale) -> Result<f64, String> {
+    Err(format!("{}the network lab needs Linux", runs::SKIPPED))
+}
+
+/// `reach.punch_success` elsewhere: skipped, with the reason.
+#[cfg(not(target_os = "linux"))]
+fn punch_success(_scale: &Scale, _run: usize) -> Result<Vec<(&'static str, f64)>, String> {
+    Err(format!("{}the network lab needs Linux", runs::SKIPPED))
+}
+
+/// `reach.switch_gap_ms` elsewhere: skipped, with the reason.
+#[cfg(not(target_os = "linux"))]
+fn switch_gap(_scale: &Scale) -> Result<f64, String> {
+    Err(format!("{}the network lab needs Linux", runs::SKIPPED))
+}
+
 /// `xtask bench-child TASK …`: the fresh processes some figures are measured in.
 pub(crate) fn run_child(args: &[String]) -> Result<(), String> {
     match args.first().map(String::as_str) {
@@ -389,6 +454,7 @@ impl Mode {
                 offline_nodes: 20,
                 mux_channels: 4096,
                 forward_bytes: 1 << 30,
+                punch_tries: 20,
             },
             Mode::Quick => Scale {
                 transfer_bytes: 8 << 20,
@@ -410,6 +476,7 @@ impl Mode {
                 offline_nodes: 8,
                 mux_channels: 512,
                 forward_bytes: 64 << 20,
+                punch_tries: 2,
             },
         }
     }
@@ -470,6 +537,9 @@ pub(crate) struct Scale {
     /// Bytes through a forwarding per run of `forward.tcp_MBps` (1 GiB in the full bench,
     /// 64 MiB in the quick one).
     pub(crate) forward_bytes: u64,
+    /// Tries of each pair of NAT kinds in `reach.punch_success` (20 in the full bench, 2 in
+    /// the quick one).
+    pub(crate) punch_tries: usize,
 }
 
 /// What the command line asked for.

@@ -18,13 +18,13 @@ use tests::lab::nodes::{friends_in, lab_config, node_in, ANY};
 use tests::lab::{ipv4, Device, NatBehaviour, NetworkLab};
 
 /// Relays on the internet, each on a network (a /24) of its own.
-const RELAYS: usize = 3;
+pub(super) const RELAYS: usize = 3;
 
 /// How long any step may take.
-const PATIENCE: Duration = Duration::from_secs(60);
+pub(super) const PATIENCE: Duration = Duration::from_secs(60);
 
 /// A server on a public host of the lab: relaying unless `relay` is false.
-async fn server(
+pub(super) async fn server(
     device: &Device,
     relay: bool,
     bootstrap: Vec<BootstrapNode>,
@@ -49,14 +49,43 @@ async fn friend_node(
     dir: &Path,
     bootstrap: &BootstrapNode,
 ) -> Result<(Dht, Friends, FriendEvents), String> {
+    friend_node_with(device, dir, bootstrap, FriendsConfig::default()).await
+}
+
+/// [`friend_node`] with the friend layer's settings `friends_config`.
+pub(super) async fn friend_node_with(
+    device: &Device,
+    dir: &Path,
+    bootstrap: &BootstrapNode,
+    friends_config: FriendsConfig,
+) -> Result<(Dht, Friends, FriendEvents), String> {
     let mut config: DhtConfig = lab_config(ANY, false, vec![bootstrap.clone()]);
     config.data_dir = Some(dir.to_path_buf());
     let dht = node_in(device, config).await.map_err(|e| e.to_string())?;
     dht.bootstrap().await.map_err(|e| e.to_string())?;
-    let (friends, events) = friends_in(device, dht.clone(), FriendsConfig::default())
+    let (friends, events) = friends_in(device, dht.clone(), friends_config)
         .await
         .map_err(|e| e.to_string())?;
     Ok((dht, friends, events))
+}
+
+/// The lab's internet: a bootstrap server that relays for nobody and [`RELAYS`] relays, each
+/// on a network of its own. Returns the bootstrap server, its contact and the relays.
+pub(super) async fn internet(lab: &NetworkLab) -> Result<(Dht, BootstrapNode, Vec<Dht>), String> {
+    let lab_error = |e: tests::lab::LabError| e.to_string();
+    let host = lab.public_host("bootstrap").await.map_err(lab_error)?;
+    let seed = server(&host, false, Vec::new()).await?;
+    let contact = BootstrapNode::new(seed.id(), seed.local_addr());
+    let mut relays = Vec::new();
+    for i in 0..RELAYS {
+        let network = lab.isp(&format!("isp{i}")).await.map_err(lab_error)?;
+        let host = lab
+            .device_in(&network, &format!("relay{i}"))
+            .await
+            .map_err(lab_error)?;
+        relays.push(server(&host, true, vec![contact.clone()]).await?);
+    }
+    Ok((seed, contact, relays))
 }
 
 /// One run of `reach.relay_connect_ms`, in milliseconds.
@@ -67,18 +96,7 @@ pub(crate) fn relay_connect(_scale: &Scale) -> Result<f64, String> {
             Err(why) => return Err(format!("{}no network lab here: {why}", runs::SKIPPED)),
         };
         let lab_error = |e: tests::lab::LabError| e.to_string();
-        let host = lab.public_host("bootstrap").await.map_err(lab_error)?;
-        let seed = server(&host, false, Vec::new()).await?;
-        let contact = BootstrapNode::new(seed.id(), seed.local_addr());
-        let mut relays = Vec::new();
-        for i in 0..RELAYS {
-            let network = lab.isp(&format!("isp{i}")).await.map_err(lab_error)?;
-            let host = lab
-                .device_in(&network, &format!("relay{i}"))
-                .await
-                .map_err(lab_error)?;
-            relays.push(server(&host, true, vec![contact.clone()]).await?);
-        }
+        let (seed, contact, relays) = internet(&lab).await?;
         let mut devices = Vec::new();
         for name in ["alice", "bob"] {
             let home = lab
