@@ -108,8 +108,8 @@ pub use link::{alpn, close, extension, tls, transport};
 pub use link::{
     Accepted, AllowList, Alpn, DialError, DialsInProgress, EndpointError, FriendGate,
     IncomingRequest, Link, LinkConfig, LinkEndpoint, LinkPath, LinkStats, Liveness, PathError,
-    PathTable, RequestError, StrangerLimit, TlsError, Topology, ALPN_FRIEND, ALPN_REQUEST, HANDSHAKE_TIMEOUT,
-    MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_CANDIDATES, MAX_MAPPED_ADDRESSES,
+    PathTable, RequestError, StrangerLimit, TlsError, Topology, ALPN_FRIEND, ALPN_REQUEST,
+    HANDSHAKE_TIMEOUT, MAPPED_PREFIX, MAX_ALIASES_PER_PEER, MAX_CANDIDATES, MAX_MAPPED_ADDRESSES,
     MAX_PENDING_HANDSHAKES, MAX_REQUEST_FRAME_BYTES, MAX_TRACKED_SOURCES, REQUEST_TIMEOUT,
 };
 /// quinn, as this crate uses it: the layers above reach streams and connections through it.

@@ -45,7 +45,8 @@ impl Conditioner for Cone {
         if *self.cut.lock().unwrap() == Some(from) {
             return Fate::Drop;
         }
-        if self.sent_to.lock().unwrap().contains(&from) || self.admit.lock().unwrap().contains(&from)
+        if self.sent_to.lock().unwrap().contains(&from)
+            || self.admit.lock().unwrap().contains(&from)
         {
             Fate::Pass
         } else {
@@ -182,7 +183,14 @@ async fn a_relayed_link_goes_direct_mid_transfer_falls_back_when_cut_and_ignores
     let net = net(24, 90).await;
     let (alice_cone, bob_cone) = (Arc::new(Cone::default()), Arc::new(Cone::default()));
     let dir = net.dir.path().to_path_buf();
-    let mut alice = client(&net.seeds, &dir, "alice", [127, 24, 100, 1], alice_cone.clone()).await;
+    let mut alice = client(
+        &net.seeds,
+        &dir,
+        "alice",
+        [127, 24, 100, 1],
+        alice_cone.clone(),
+    )
+    .await;
     let mut bob = client(&net.seeds, &dir, "bob", [127, 24, 101, 1], bob_cone.clone()).await;
     // Until the transfer below, nothing goes directly between them (a friend request that
     // tried Bob's address first would open Alice's cone for him, as on a real NAT).
@@ -224,8 +232,11 @@ async fn a_relayed_link_goes_direct_mid_transfer_falls_back_when_cut_and_ignores
     let replays = [
         key.probe(alice_role, 1).encode(),
         key.answer(alice_role, 1, bob.bind).encode(),
-        key.answer(alice_role, 2, spoofer.local_addr().unwrap()).encode(),
-        PunchKey::from_exported([1; 32]).answer(alice_role, 3, bob.bind).encode(),
+        key.answer(alice_role, 2, spoofer.local_addr().unwrap())
+            .encode(),
+        PunchKey::from_exported([1; 32])
+            .answer(alice_role, 3, bob.bind)
+            .encode(),
     ];
     for _ in 0..5 {
         for replay in &replays {
@@ -234,7 +245,11 @@ async fn a_relayed_link_goes_direct_mid_transfer_falls_back_when_cut_and_ignores
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(topology(&bob, &at_bob), Topology::Relayed, "replays moved the link");
+    assert_eq!(
+        topology(&bob, &at_bob),
+        Topology::Relayed,
+        "replays moved the link"
+    );
     assert!(
         bob.friends.dht().socket().stats().punch_received >= 20,
         "the replays reached Bob's puncher"
@@ -258,7 +273,11 @@ async fn a_relayed_link_goes_direct_mid_transfer_falls_back_when_cut_and_ignores
     path_changed(&mut alice, bob_id, Topology::Lan).await;
     path_changed(&mut bob, alice_id, Topology::Lan).await;
     let link_now = alice.friends.link(&bob_id).unwrap();
-    assert_eq!(link_now.connection().stable_id(), connection, "the same connection");
+    assert_eq!(
+        link_now.connection().stable_id(),
+        connection,
+        "the same connection"
+    );
     assert_eq!(
         alice.friends.link_path(&link_now).unwrap().path,
         Path::Direct(bob.bind)
@@ -277,7 +296,12 @@ async fn a_relayed_link_goes_direct_mid_transfer_falls_back_when_cut_and_ignores
     path_changed(&mut alice, bob_id, Topology::Relayed).await;
     path_changed(&mut bob, alice_id, Topology::Relayed).await;
     assert_eq!(
-        alice.friends.link(&bob_id).unwrap().connection().stable_id(),
+        alice
+            .friends
+            .link(&bob_id)
+            .unwrap()
+            .connection()
+            .stable_id(),
         connection
     );
     assert!(link.connection().close_reason().is_none());
