@@ -52,6 +52,8 @@ pub(crate) struct Settings {
     /// For tests: how long a link may stay silent before it is closed, in place of the
     /// settings' limit (hidden `--test-silence-secs`); keep-alives then go every second.
     pub(crate) silence_limit: Option<Duration>,
+    /// No LAN discovery (`--no-lan`). A node bound to loopback runs none anyway.
+    pub(crate) no_lan: bool,
 }
 
 impl Settings {
@@ -109,7 +111,9 @@ impl Settings {
         if let Some(limit) = self.silence_limit {
             config = config.with_liveness(Duration::from_secs(1), limit);
         }
-        config
+        // Also under `--test-timers`: the lab's daemons find each other on their LAN, and
+        // loopback tests send nothing out (the friend layer never runs it on loopback).
+        config.with_lan(!self.no_lan)
     }
 
     /// The facade's builder with every layer's settings: one code path for the daemon and

@@ -549,7 +549,10 @@ pub(crate) struct PathEntry {
 }
 
 impl PathEntry {
-    pub(crate) fn new(friend: &carrier::dht::id::CarrierId, path: &carrier::friend::LinkPath) -> Self {
+    pub(crate) fn new(
+        friend: &carrier::dht::id::CarrierId,
+        path: &carrier::friend::LinkPath,
+    ) -> Self {
         PathEntry {
             friend: friend.to_string(),
             topology: path.topology.name().to_string(),
