@@ -84,8 +84,15 @@ impl Side {
 }
 
 enum Delivery {
-    Candidates { request: bool, list: Vec<SocketAddr> },
-    Datagram { from: SocketAddr, port: u16, data: Vec<u8> },
+    Candidates {
+        request: bool,
+        list: Vec<SocketAddr>,
+    },
+    Datagram {
+        from: SocketAddr,
+        port: u16,
+        data: Vec<u8>,
+    },
 }
 
 struct World {
@@ -136,7 +143,15 @@ impl World {
                     let other = &self.sides[1 - i];
                     if to.ip() == SocketAddr::from((other.ip, 0)).ip() {
                         let port = to.port();
-                        self.deliver(DIRECT_DELAY, 1 - i, Delivery::Datagram { from, port, data: datagram });
+                        self.deliver(
+                            DIRECT_DELAY,
+                            1 - i,
+                            Delivery::Datagram {
+                                from,
+                                port,
+                                data: datagram,
+                            },
+                        );
                     }
                 }
                 PunchOutput::Alias(addr) => self.sides[i].aliases.push(addr),
@@ -168,11 +183,9 @@ impl World {
             for key in due {
                 let (to, what) = self.queue.remove(&key).unwrap();
                 match what {
-                    Delivery::Candidates { request, list } => {
-                        self.sides[to]
-                            .puncher
-                            .on_candidates(request, &list, RTT, self.now)
-                    }
+                    Delivery::Candidates { request, list } => self.sides[to]
+                        .puncher
+                        .on_candidates(request, &list, RTT, self.now),
                     Delivery::Datagram { from, port, data } => {
                         if self.sides[to].admits(from, port) {
                             let frame = PunchFrame::decode(&data).unwrap();
@@ -201,11 +214,26 @@ fn every_pair_of_nat_kinds_goes_direct_within_a_round_unless_a_strict_nat_meets_
             let direct = [world.sides[0].direct, world.sides[1].direct];
             if goes_direct(dialler, accepter) {
                 let (a, b) = (&world.sides[0], &world.sides[1]);
-                assert_eq!(direct[0].map(|d| d.ip()), Some(SocketAddr::from((b.ip, 0)).ip()), "{dialler:?} × {accepter:?}: the dialler");
-                assert_eq!(direct[1].map(|d| d.ip()), Some(SocketAddr::from((a.ip, 0)).ip()), "{dialler:?} × {accepter:?}: the accepter");
-                assert!(!a.aliases.is_empty() && !b.aliases.is_empty(), "{dialler:?} × {accepter:?}");
+                assert_eq!(
+                    direct[0].map(|d| d.ip()),
+                    Some(SocketAddr::from((b.ip, 0)).ip()),
+                    "{dialler:?} × {accepter:?}: the dialler"
+                );
+                assert_eq!(
+                    direct[1].map(|d| d.ip()),
+                    Some(SocketAddr::from((a.ip, 0)).ip()),
+                    "{dialler:?} × {accepter:?}: the accepter"
+                );
+                assert!(
+                    !a.aliases.is_empty() && !b.aliases.is_empty(),
+                    "{dialler:?} × {accepter:?}"
+                );
             } else {
-                assert_eq!(direct, [None, None], "{dialler:?} × {accepter:?} stays relayed");
+                assert_eq!(
+                    direct,
+                    [None, None],
+                    "{dialler:?} × {accepter:?} stays relayed"
+                );
             }
         }
     }
@@ -218,9 +246,17 @@ fn a_round_that_fails_is_retried_with_backoff() {
     world.run_for(Duration::from_secs(9));
     assert_eq!(world.sides[0].puncher.failures(), 1);
     world.run_for(Duration::from_secs(4));
-    assert_eq!(world.sides[0].puncher.failures(), 2, "the second round failed too");
+    assert_eq!(
+        world.sides[0].puncher.failures(),
+        2,
+        "the second round failed too"
+    );
     world.run_for(Duration::from_secs(10));
-    assert_eq!(world.sides[0].puncher.failures(), 2, "the third round waits 10 s");
+    assert_eq!(
+        world.sides[0].puncher.failures(),
+        2,
+        "the third round waits 10 s"
+    );
     world.run_for(Duration::from_secs(5));
     assert_eq!(world.sides[0].puncher.failures(), 3);
     assert_eq!([world.sides[0].direct, world.sides[1].direct], [None, None]);
@@ -253,13 +289,21 @@ fn frames_from_a_stranger_or_another_link_change_nothing() {
         key.answer(Role::Accepter, 1, stranger),
         // An answer to a probe never sent.
         key.answer(Role::Dialler, 77, stranger),
-        PunchFrame::Probe { tag: key.tag(), nonce: 1, mac: [0; 16] },
+        PunchFrame::Probe {
+            tag: key.tag(),
+            nonce: 1,
+            mac: [0; 16],
+        },
     ];
     for frame in &forged {
         puncher.on_frame(stranger, frame, now);
         puncher.poll(now);
     }
-    assert_eq!(puncher.pop_output(), None, "nothing answered, aliased or moved");
+    assert_eq!(
+        puncher.pop_output(),
+        None,
+        "nothing answered, aliased or moved"
+    );
     assert_eq!(puncher.direct(), None);
 }
 
@@ -276,7 +320,10 @@ fn a_direct_path_that_goes_silent_under_traffic_falls_back_to_the_relay_within_s
         world.run_for(Duration::from_millis(250));
         world.sides[0].puncher.on_traffic(sent, received, world.now);
     }
-    assert!(world.sides[0].direct.is_some(), "an idle direct path is kept");
+    assert!(
+        world.sides[0].direct.is_some(),
+        "an idle direct path is kept"
+    );
     assert_eq!(world.sides[0].relays, 0);
     // The path dies (the peer's answers no longer come back) while data goes out.
     world.sides[1].nat = Nat::Strict;
@@ -286,7 +333,10 @@ fn a_direct_path_that_goes_silent_under_traffic_falls_back_to_the_relay_within_s
         sent += 3;
         world.run_for(Duration::from_millis(250));
         world.sides[0].puncher.on_traffic(sent, received, world.now);
-        assert!(world.now - died < Duration::from_secs(5), "no fallback within 5 s");
+        assert!(
+            world.now - died < Duration::from_secs(5),
+            "no fallback within 5 s"
+        );
     }
     assert_eq!(world.sides[0].relays, 1);
     assert!(world.now - died >= PunchTimings::default().fallback);

@@ -477,9 +477,9 @@ async fn every_pair_of_nat_kinds_links_relayed_first_where_it_must_and_direct_wh
             outcome.direct =
                 direct.map(|s| (s.at.saturating_duration_since(outcome.accepted), s.dialled));
             outcome.same_connection = match (linked.first(), direct) {
-                (Some(first), Some(direct)) => Some(
-                    first.connection.is_some() && first.connection == direct.connection,
-                ),
+                (Some(first), Some(direct)) => {
+                    Some(first.connection.is_some() && first.connection == direct.connection)
+                }
                 _ => None,
             };
             let back = dialled_history[y]

@@ -41,11 +41,11 @@ use tokio::io::Interest;
 
 use crate::io::relayed::RelayedPaths;
 pub use crate::io::relayed::{RelayTraffic, MAX_RELAYED_PATHS, RELAYED_PREFIX};
+use crate::punch::frame::PUNCH_CLASS;
 use crate::relay::frame::{
     decode_data, encode_data, Control, DATA_HEADER_BYTES, MAX_RELAYED_PAYLOAD_BYTES,
     RELAY_CONTROL_CLASS, RELAY_DATA_CLASS,
 };
-use crate::punch::frame::PUNCH_CLASS;
 use crate::relay::table::{RelayCounters, RelayTable};
 use crate::wire::path::{canonical_addr, Path, SessionId};
 

@@ -94,7 +94,11 @@ mod tests {
             mac: [0xff; MAC_BYTES],
         };
         let bytes = answer.encode();
-        assert!(bytes.len() <= MAX_PUNCH_FRAME_BYTES, "{} bytes", bytes.len());
+        assert!(
+            bytes.len() <= MAX_PUNCH_FRAME_BYTES,
+            "{} bytes",
+            bytes.len()
+        );
         assert_eq!(PunchFrame::decode(&bytes).unwrap(), answer);
         let probe = PunchFrame::Probe {
             tag: [1; TAG_BYTES],
@@ -116,7 +120,10 @@ mod tests {
         assert!(PunchFrame::decode(&bytes).is_err());
         bytes.pop();
         bytes[0] = 0x01;
-        assert!(matches!(PunchFrame::decode(&bytes), Err(WireError::Class(1))));
+        assert!(matches!(
+            PunchFrame::decode(&bytes),
+            Err(WireError::Class(1))
+        ));
         assert!(PunchFrame::decode(&[]).is_err());
         assert!(PunchFrame::decode(&[PUNCH_CLASS; 200]).is_err());
     }

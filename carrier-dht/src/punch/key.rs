@@ -156,7 +156,10 @@ mod tests {
         let seen: SocketAddr = "198.51.100.7:4000".parse().unwrap();
         let answer = key.answer(Role::Accepter, 42, seen);
         assert!(key.verifies(&answer, Role::Accepter));
-        let PunchFrame::Answer { tag, nonce, mac, .. } = answer else {
+        let PunchFrame::Answer {
+            tag, nonce, mac, ..
+        } = answer
+        else {
             unreachable!()
         };
         let moved = PunchFrame::Answer {

@@ -313,8 +313,7 @@ impl Puncher {
         let timings = self.timings;
         let mut next = now + timings.retry_max;
         if let Some(at) = self.next_round {
-            if at <= now && self.direct.is_none() && self.window.is_none() && self.asked.is_none()
-            {
+            if at <= now && self.direct.is_none() && self.window.is_none() && self.asked.is_none() {
                 self.next_round = None;
                 self.asked = Some(now);
                 self.outputs
@@ -358,9 +357,9 @@ impl Puncher {
         }
         if let Some(direct) = self.direct {
             // Silent since the first unanswered send (an idle path is not silent).
-            let quiet = direct
-                .sent_since
-                .map_or(Duration::ZERO, |sent| now.saturating_duration_since(sent.max(direct.alive)));
+            let quiet = direct.sent_since.map_or(Duration::ZERO, |sent| {
+                now.saturating_duration_since(sent.max(direct.alive))
+            });
             if quiet >= timings.fallback {
                 self.direct = None;
                 self.outputs.push_back(PunchOutput::Relay);
@@ -376,8 +375,7 @@ impl Puncher {
                         d.last_check = Some(now);
                     }
                 }
-                if now.saturating_duration_since(direct.last_keep_relay)
-                    >= timings.keep_relay_every
+                if now.saturating_duration_since(direct.last_keep_relay) >= timings.keep_relay_every
                 {
                     self.outputs.push_back(PunchOutput::KeepRelay);
                     if let Some(d) = self.direct.as_mut() {

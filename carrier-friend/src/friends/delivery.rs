@@ -260,7 +260,10 @@ pub(super) async fn friend_inbox_loop(core: Arc<Core>, mut inbox: ExtensionInbox
                         Some(Signal::Candidates(candidates)) => {
                             taking.take_candidates(peer, candidates);
                         }
-                        Some(Signal::LanKey(key)) => taking.take_lan_key(peer, key).await,
+                        Some(Signal::LanKey(key)) => {
+                            let held = lock(&taking.machine).link(&peer);
+                            taking.take_lan_key(peer, key, held).await;
+                        }
                         None => {}
                     }
                 });

@@ -205,9 +205,13 @@ impl Core {
         });
     }
 
-    /// Keeps the LAN key friend `peer` sent (nothing for a peer that is not a friend, or a
-    /// key already kept).
-    pub(super) async fn take_lan_key(&self, peer: CarrierId, key: LanKey) {
+    /// Keeps the LAN key friend `peer` sent on `link` (nothing for a peer that is not a
+    /// friend, or a key already kept). A key that is news is answered with this node's own:
+    /// the first link of a friendship comes up before both sides count each other as
+    /// friends (it carries the accept), so one side's first key may have come too early;
+    /// the answer to the key sent once the friendship stands fixes that, and an answer that
+    /// is no news ends the exchange.
+    pub(super) async fn take_lan_key(&self, peer: CarrierId, key: LanKey, link: Option<Link>) {
         {
             let state = read(&self.state);
             if !state.friends.contains_key(&peer) || state.lan_keys.get(&peer) == Some(&key) {
@@ -215,15 +219,19 @@ impl Core {
             }
         }
         // A failed write is mended at the next link.
-        let _ = self
+        let kept = self
             .change(move |tables| {
                 // Written only for a friend, in the same transaction that checks it.
                 if tables.friend(&peer)?.is_some() {
                     tables.put_lan_key(&peer, &key)?;
+                    return Ok(true);
                 }
-                Ok(())
+                Ok(false)
             })
             .await;
+        if let (Ok(true), Some(link)) = (kept, link) {
+            self.send_lan_key(&link);
+        }
     }
 
     /// Takes one mDNS event: a friend's token seen (its addresses become dial paths, and

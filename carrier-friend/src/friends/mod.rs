@@ -330,6 +330,13 @@ impl Core {
     }
 
     pub(super) fn emit(&self, event: FriendEvent) {
+        if let FriendEvent::Added(peer) = &event {
+            // A link that came up before the friendship (it carried the accept) had no key.
+            let held = lock(&self.machine).link(peer);
+            if let Some(link) = held {
+                self.send_lan_key(&link);
+            }
+        }
         // A subscriber that went away is dropped from the list.
         lock(&self.subscribers).retain(|subscriber| subscriber.send(event.clone()).is_ok());
         // Nobody listening is the application's choice.
