@@ -54,7 +54,7 @@ pub struct FriendsConfig {
     /// leave relayed links relayed (then a friend linked through a relay is dialled again on
     /// its direct paths from time to time instead, as a second connection).
     pub punch: Option<PunchTimings>,
-    /// LAN discovery ([`lan`](super::lan)): the node advertises a rotating token on its LAN
+    /// LAN discovery (`friends/lan.rs`): the node advertises a rotating token on its LAN
     /// with mDNS and finds friends there without the DHT. It runs only where this is on and
     /// the node's socket is not bound to a loopback address, so loopback tests and the demo
     /// send nothing to the host's network whatever it says. On by default, off in
