@@ -73,6 +73,15 @@ enum Command {
         /// `--test-timers`' 3 s (the network lab's relay failover needs the usual margin).
         #[arg(long, hide = true, value_name = "SECS")]
         test_silence_secs: Option<u64>,
+        /// For tests: first joins tried before the daemon serves anyway (0: it serves at once
+        /// and joins in the background), in place of 3 (10 under `--test-timers`).
+        #[arg(long, hide = true, value_name = "N")]
+        test_join_attempts: Option<u32>,
+        /// No LAN discovery: the daemon neither advertises itself on its LAN (mDNS, a
+        /// rotating token only its friends recognise) nor looks for friends there. It never
+        /// runs on a loopback address.
+        #[arg(long)]
+        no_lan: bool,
     },
     /// Runs a public DHT node (a bootstrap node) until interrupted; prints its contact,
     /// `ID@address`, which others join through.
@@ -139,6 +148,8 @@ fn main() -> ExitCode {
                 test_client,
                 test_announce_secs,
                 test_silence_secs,
+                test_join_attempts,
+                no_lan,
             } => {
                 log::init(cli.verbose);
                 let data = required_data(cli.data, "daemon")?;
@@ -150,6 +161,8 @@ fn main() -> ExitCode {
                     test_client,
                     announce_interval: test_announce_secs.map(std::time::Duration::from_secs),
                     silence_limit: test_silence_secs.map(std::time::Duration::from_secs),
+                    join_attempts: test_join_attempts,
+                    no_lan,
                 };
                 daemon::run(settings)
                     .await

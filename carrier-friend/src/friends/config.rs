@@ -54,6 +54,12 @@ pub struct FriendsConfig {
     /// leave relayed links relayed (then a friend linked through a relay is dialled again on
     /// its direct paths from time to time instead, as a second connection).
     pub punch: Option<PunchTimings>,
+    /// LAN discovery (`friends/lan.rs`): the node advertises a rotating token on its LAN
+    /// with mDNS and finds friends there without the DHT. It runs only where this is on and
+    /// the node's socket is not bound to a loopback address, so loopback tests and the demo
+    /// send nothing to the host's network whatever it says. On by default, off in
+    /// [`FriendsConfig::for_tests`].
+    pub lan: bool,
 }
 
 /// Requests waiting for an answer at most, by default ([`FriendsConfig::max_incoming_requests`]):
@@ -78,6 +84,7 @@ impl Default for FriendsConfig {
             max_concurrent_dials: 16,
             liveness: Liveness::default(),
             punch: Some(PunchTimings::default()),
+            lan: true,
         }
     }
 }
@@ -99,6 +106,7 @@ impl FriendsConfig {
             link_retry_initial: Duration::from_millis(200),
             link_retry_max: Duration::from_secs(1),
             address_check_interval: Duration::from_millis(500),
+            lan: false,
             ..Self::default()
         }
     }
@@ -137,6 +145,12 @@ impl FriendsConfig {
     pub fn with_link_retry(mut self, initial: Duration, max: Duration) -> Self {
         self.link_retry_initial = initial;
         self.link_retry_max = max;
+        self
+    }
+
+    /// These settings with LAN discovery on or off.
+    pub fn with_lan(mut self, on: bool) -> Self {
+        self.lan = on;
         self
     }
 

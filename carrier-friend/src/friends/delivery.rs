@@ -8,6 +8,7 @@ use carrier_dht::id::CarrierId;
 use carrier_dht::Path;
 
 use super::rules::KIND_REQUEST;
+use super::signal::{Signal, MAX_SIGNAL_FRAME_BYTES};
 use super::state::{self, OUTBOX};
 use super::wire::{ANSWER_TAKEN, MAX_CONTROL_FRAME_BYTES};
 use super::{lock, millis, read, unix_ms, Core};
@@ -238,8 +239,8 @@ pub(super) async fn outbox_loop(core: Arc<Core>) {
 }
 
 /// Takes the friend layer's own streams of every link: control items, profiles,
-/// acknowledgements on bidirectional streams, hole punching's candidates on unidirectional
-/// ones. Datagrams are not the friend layer's: dropped.
+/// acknowledgements on bidirectional streams, signalling frames (hole punching's candidates,
+/// LAN keys) on unidirectional ones. Datagrams are not the friend layer's: dropped.
 pub(super) async fn friend_inbox_loop(core: Arc<Core>, mut inbox: ExtensionInbox) {
     while let Some(inbound) = inbox.recv().await {
         match inbound {
@@ -247,13 +248,23 @@ pub(super) async fn friend_inbox_loop(core: Arc<Core>, mut inbox: ExtensionInbox
                 core.spawn(core.clone().serve_stream(peer, send, recv));
             }
             Inbound::Uni { peer, mut recv } => {
-                // The one unidirectional stream of the friend layer: hole punching's
-                // candidates (`punch::Candidates`), one bounded frame.
+                // The friend layer's unidirectional streams: one bounded signalling frame
+                // each (`signal::Signal`): hole punching's candidates, a friend's LAN key.
                 let taking = core.clone();
                 core.spawn(async move {
-                    let reading = recv.read_to_end(super::punch::MAX_CANDIDATES_FRAME_BYTES);
-                    if let Ok(Ok(frame)) = tokio::time::timeout(REQUEST_TIMEOUT, reading).await {
-                        taking.take_candidates(peer, &frame);
+                    let reading = recv.read_to_end(MAX_SIGNAL_FRAME_BYTES);
+                    let Ok(Ok(frame)) = tokio::time::timeout(REQUEST_TIMEOUT, reading).await else {
+                        return;
+                    };
+                    match Signal::decode(&frame) {
+                        Some(Signal::Candidates(candidates)) => {
+                            taking.take_candidates(peer, candidates);
+                        }
+                        Some(Signal::LanKey(key)) => {
+                            let held = lock(&taking.machine).link(&peer);
+                            taking.take_lan_key(peer, key, held).await;
+                        }
+                        None => {}
                     }
                 });
             }

@@ -138,6 +138,7 @@ impl Core {
         let router = self.router.clone();
         let routed = link.clone();
         self.spawn(async move { router.route(routed).await });
+        self.send_lan_key(&link);
         let watcher = self.clone();
         self.spawn(async move { watcher.watch(link).await });
     }
@@ -258,14 +259,21 @@ impl Core {
     }
 
     /// [`find_and_dial`](Self::find_and_dial), whatever is held. The path of the peer's last
-    /// link is dialled at once, before the lookup returns; what the lookup finds joins that
-    /// dial as candidates.
+    /// link and where it was seen on the LAN are dialled at once, before the lookup returns
+    /// (or if it never does: the uplink is down); what the lookup finds joins that dial as
+    /// candidates.
     async fn find_and_dial_now(&self, peer: CarrierId) -> Option<Link> {
         let last = lock(&self.last_paths).get(&peer).copied();
         let last = last.filter(|path| self.dht.socket().addr_of(*path).is_some());
-        if let Some(last) = last {
+        let mut known: Vec<Path> = last.into_iter().collect();
+        for path in self.lan_paths(&peer) {
+            if !known.contains(&path) {
+                known.push(path);
+            }
+        }
+        if !known.is_empty() {
             // One attempt: the record's paths join this dial.
-            return self.dial_last_known(peer, last).await;
+            return self.dial_known(peer, &known).await;
         }
         let mut paths = self.find_paths(peer).await;
         if self.holds_relayed(peer) {
@@ -281,17 +289,16 @@ impl Core {
         }
     }
 
-    /// Dials `peer` at `last` at once while its record is looked up; the record's paths join
-    /// the dial as candidates as soon as they are known. `None` if no path answered within
-    /// `dial_timeout`.
-    async fn dial_last_known(&self, peer: CarrierId, last: Path) -> Option<Link> {
+    /// Dials `peer` on `known` paths at once while its record is looked up; the record's
+    /// paths join the dial as candidates as soon as they are known. `None` if no path
+    /// answered within `dial_timeout`.
+    async fn dial_known(&self, peer: CarrierId, known: &[Path]) -> Option<Link> {
         let paths = self.endpoint.paths().clone();
         // Held while the lookup may add candidates to it.
-        let mapped = paths.mapped_for(last).ok()?;
-        let first = [last];
+        let mapped = paths.mapped_for_candidates(known).ok()?;
         let dialling = tokio::time::timeout(
             self.config.dial_timeout,
-            self.endpoint.dial_any(peer, &first),
+            self.endpoint.dial_any(peer, known),
         );
         let looking = async {
             for found in self.find_paths(peer).await {

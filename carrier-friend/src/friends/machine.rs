@@ -271,6 +271,14 @@ impl<L: Clone> LinkMachine<L> {
         self.refresh(peer, now);
     }
 
+    /// Friend `peer` was found somewhere new (on the LAN): without a link, it is dialled at
+    /// the next poll, whatever its backoff.
+    pub(super) fn found(&mut self, peer: CarrierId) {
+        if self.friends.contains(&peer) && !self.held.contains_key(&peer) {
+            self.backoff.remove(&peer);
+        }
+    }
+
     /// A dial of `peer` ended at `now`: `up` if it gave a link (already reported with
     /// [`link_up`](Self::link_up)). A failure backs off; either way a dial slot is free.
     pub(super) fn dial_ended(&mut self, peer: CarrierId, up: bool, now: Instant) {
@@ -509,6 +517,32 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_friend_found_on_the_lan_is_dialled_at_once_whatever_its_backoff() {
+        let (me, friend) = pair();
+        let mut m = machine(me, &[friend]);
+        let now = Instant::now();
+        m.poll(now, |_| 0);
+        assert_eq!(dials(&actions(&mut m)), vec![friend]);
+        // A failed dial: the next attempt waits a second.
+        m.dial_ended(friend, false, now);
+        let at = now + Duration::from_millis(10);
+        let next = m.poll(at, |_| 0);
+        assert!(next >= now + SECOND / 2, "{:?}", next - at);
+        assert!(dials(&actions(&mut m)).is_empty());
+        // Found on the LAN: dialled at the next poll.
+        m.found(friend);
+        m.poll(at, |_| 0);
+        assert_eq!(dials(&actions(&mut m)), vec![friend]);
+        // A friend with a link held is not dialled again when found.
+        m.link_up(friend, 1, 1, true, 7, false, 0, at);
+        actions(&mut m);
+        m.dial_ended(friend, true, at);
+        m.found(friend);
+        m.poll(at, |_| 0);
+        assert!(dials(&actions(&mut m)).is_empty());
     }
 
     #[test]

@@ -25,11 +25,13 @@ mod delivery;
 mod error;
 mod events;
 mod failover;
+mod lan;
 mod links;
 mod machine;
 mod mailbox;
 mod punch;
 mod rules;
+mod signal;
 mod state;
 mod tiebreak;
 mod wire;
@@ -160,6 +162,10 @@ struct Core {
     punching: Mutex<punch::Punching>,
     /// Wakes the punchers' driver: a link to punch, candidates arrived.
     punch_wake: Notify,
+    /// LAN discovery runs ([`FriendsConfig::lan`], and the socket is not on loopback).
+    lan_on: bool,
+    /// Friends seen on the LAN ([`lan`]).
+    lan_seen: Mutex<lan::Sightings>,
 }
 
 /// The gate of `carrier/1`: friends, and peers this node asked to be friends (so their
@@ -234,7 +240,10 @@ impl Friends {
             .expect("a fresh router has no inbox");
         let mut machine = links::Machine::new(keypair.id(), links::machine_settings(&config));
         machine.set_friends(read(&state).friends.keys().copied());
+        let lan_on = config.lan && !dht.local_addr().ip().is_loopback();
         let core = Arc::new(Core {
+            lan_on,
+            lan_seen: Mutex::new(lan::Sightings::default()),
             machine: Mutex::new(machine),
             machine_wake: Notify::new(),
             adopted: tokio::sync::watch::Sender::new(0),
@@ -257,7 +266,7 @@ impl Friends {
             work: Mutex::new(JoinSet::new()),
             closed: AtomicBool::new(false),
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(accept_loop(core.clone())),
             tokio::spawn(outbox_loop(core.clone())),
             tokio::spawn(poll_loop(core.clone())),
@@ -266,6 +275,9 @@ impl Friends {
             tokio::spawn(machine_loop(core.clone())),
             tokio::spawn(punch::punch_loop(core.clone())),
         ];
+        if lan_on {
+            tasks.push(tokio::spawn(lan::lan_loop(core.clone())));
+        }
         let friends = Friends {
             tasks: Arc::new(Tasks {
                 loops: Mutex::new(tasks),
@@ -318,6 +330,13 @@ impl Core {
     }
 
     pub(super) fn emit(&self, event: FriendEvent) {
+        if let FriendEvent::Added(peer) = &event {
+            // A link that came up before the friendship (it carried the accept) had no key.
+            let held = lock(&self.machine).link(peer);
+            if let Some(link) = held {
+                self.send_lan_key(&link);
+            }
+        }
         // A subscriber that went away is dropped from the list.
         lock(&self.subscribers).retain(|subscriber| subscriber.send(event.clone()).is_ok());
         // Nobody listening is the application's choice.

@@ -2,7 +2,7 @@
 //! up through a relay, driven here.
 //!
 //! - The punch key comes from the link's TLS exporter, so both ends hold it and nobody else.
-//! - Candidates cross the link on a friend-layer unidirectional stream ([`Candidates`]):
+//! - Candidates cross the link on a friend-layer unidirectional stream ([`Signal::Candidates`]):
 //!   this node's public address where its NAT keeps one port for every peer, and the
 //!   addresses of its interfaces (for a friend behind the same router).
 //! - Probes and answers go from the node's one socket, so they open the very NAT mapping
@@ -25,6 +25,7 @@ use carrier_dht::{DhtEvent, Path};
 use serde::{Deserialize, Serialize};
 
 use super::events::FriendEvent;
+use super::signal::Signal;
 use super::{lock, Core};
 use crate::link::extension::Extension;
 use crate::link::{Link, LinkPath};
@@ -36,7 +37,7 @@ const TICK: Duration = Duration::from_millis(100);
 pub(super) const MAX_CANDIDATES_FRAME_BYTES: usize = 1 + 1 + MAX_CANDIDATES * 20;
 
 /// A side's candidate addresses, sent through the link (a friend-layer unidirectional
-/// stream holding exactly this frame).
+/// stream holding exactly one [`Signal::Candidates`] frame).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Candidates {
     /// Whether the other side is asked to answer with its own.
@@ -46,17 +47,9 @@ pub(super) struct Candidates {
 }
 
 impl Candidates {
-    pub(super) fn encode(&self) -> Vec<u8> {
-        carrier_dht::message::encode(self)
-    }
-
-    /// Reads a frame, refusing trailing bytes and more than [`MAX_CANDIDATES`] addresses.
-    pub(super) fn decode(bytes: &[u8]) -> Option<Candidates> {
-        if bytes.len() > MAX_CANDIDATES_FRAME_BYTES {
-            return None;
-        }
-        let frame: Candidates = carrier_dht::message::decode_exact(bytes).ok()?;
-        (frame.addrs.len() <= MAX_CANDIDATES).then_some(frame)
+    /// Whether it holds at most [`MAX_CANDIDATES`] addresses.
+    pub(super) fn is_within_limits(&self) -> bool {
+        self.addrs.len() <= MAX_CANDIDATES
     }
 }
 
@@ -114,11 +107,8 @@ impl Core {
         self.punch_wake.notify_one();
     }
 
-    /// Takes a candidates frame `peer` sent on its link.
-    pub(super) fn take_candidates(&self, peer: CarrierId, frame: &[u8]) {
-        let Some(candidates) = Candidates::decode(frame) else {
-            return;
-        };
+    /// Takes the candidates `peer` sent on its link.
+    pub(super) fn take_candidates(&self, peer: CarrierId, candidates: Candidates) {
         let now = Instant::now();
         // Only the link held for the friend (an older one is about to close).
         let held = lock(&self.machine).link(&peer);
@@ -225,10 +215,10 @@ impl Core {
         let paths = self.endpoint.paths();
         match output {
             PunchOutput::Candidates { request } => {
-                let frame = Candidates {
+                let frame = Signal::Candidates(Candidates {
                     request,
                     addrs: self.local_candidates(),
-                }
+                })
                 .encode();
                 let link = link.clone();
                 self.spawn(async move {
@@ -319,34 +309,5 @@ pub(super) async fn punch_loop(core: Arc<Core>) {
             () = tokio::time::sleep_until(next.into()) => {}
         }
         next = core.punch_round(Instant::now());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn candidates_round_trip_and_refuse_too_many_or_trailing_bytes() {
-        let frame = Candidates {
-            request: true,
-            addrs: vec!["198.51.100.7:4000".parse().unwrap(); MAX_CANDIDATES],
-        };
-        let bytes = frame.encode();
-        assert!(bytes.len() <= MAX_CANDIDATES_FRAME_BYTES);
-        assert_eq!(Candidates::decode(&bytes), Some(frame));
-        let v6 = Candidates {
-            request: false,
-            addrs: vec!["[2001:db8::1]:65535".parse().unwrap(); MAX_CANDIDATES],
-        };
-        assert!(v6.encode().len() <= MAX_CANDIDATES_FRAME_BYTES);
-        let too_many = Candidates {
-            request: false,
-            addrs: vec!["10.0.0.1:1".parse().unwrap(); MAX_CANDIDATES + 1],
-        };
-        assert_eq!(Candidates::decode(&too_many.encode()), None);
-        let mut trailing = bytes.clone();
-        trailing.push(0);
-        assert_eq!(Candidates::decode(&trailing), None);
     }
 }

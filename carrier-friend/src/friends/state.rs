@@ -12,6 +12,10 @@
 //! - `friend/seen` (peer ‖ item ID): items taken from each peer, so each is taken once.
 //! - `friend/peer-seq`: the newest control sequence applied from each peer.
 //! - `friend/outbox`: the durable outbox ([`crate::outbox`]).
+//! - `friend/lan-keys`: each friend's LAN key, as it sent it (32 bytes; [`super::lan`]).
+//!   The node's own LAN key is `lan-key` in `friend/settings`, created at random on first
+//!   start. Both were added without a schema change: the table and the key are created on
+//!   start where missing, and older code ignores them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -21,6 +25,7 @@ use redb::{ReadTransaction, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::lan::LanKey;
 use super::wire::{Presence, UserInfo};
 use crate::outbox::{Outbox, OutboxId};
 
@@ -38,6 +43,8 @@ const BLOCKED: IdTable = TableDefinition::new("friend/blocked");
 const PEER_SEQ: TableDefinition<'static, &'static [u8; 32], u64> =
     TableDefinition::new("friend/peer-seq");
 const SEEN: TableDefinition<'static, &'static [u8; 48], u64> = TableDefinition::new("friend/seen");
+const LAN_KEYS: TableDefinition<'static, &'static [u8; 32], &'static [u8; 32]> =
+    TableDefinition::new("friend/lan-keys");
 const SETTINGS: TableDefinition<'static, &'static str, &'static [u8]> =
     TableDefinition::new("friend/settings");
 
@@ -48,6 +55,7 @@ const NOSPAM: &str = "nospam";
 const INFO: &str = "info";
 const CONTROL_SEQ: &str = "control-seq";
 const PRESENCE: &str = "presence";
+const LAN_KEY: &str = "lan-key";
 
 /// A friend as stored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +108,10 @@ pub(crate) async fn ensure_schema(store: &Store) -> Result<(), DatabaseError> {
             if settings.get(NOSPAM)?.is_none() {
                 settings.insert(NOSPAM, Nospam::random().to_bytes().as_slice())?;
             }
+            if settings.get(LAN_KEY)?.is_none() {
+                settings.insert(LAN_KEY, super::lan::random_key().as_slice())?;
+            }
+            txn.open_table(LAN_KEYS)?;
             Ok(())
         })
         .await
@@ -143,6 +155,10 @@ pub(crate) struct State {
     pub(crate) nospam: Nospam,
     pub(crate) info: UserInfo,
     pub(crate) presence: Presence,
+    /// This node's LAN key.
+    pub(crate) lan_key: LanKey,
+    /// Friends' LAN keys.
+    pub(crate) lan_keys: HashMap<CarrierId, LanKey>,
 }
 
 fn load_ids<T: DeserializeOwned>(
@@ -183,7 +199,21 @@ impl State {
                 Some(bytes) => decode("friend/settings", bytes.value())?,
                 None => Presence::None,
             };
+            let lan_key: LanKey = match settings.get(LAN_KEY)? {
+                Some(bytes) => bytes
+                    .value()
+                    .try_into()
+                    .map_err(|_| corrupt("friend/settings", "LAN key"))?,
+                None => return Err(corrupt("friend/settings", "no LAN key")),
+            };
+            let mut lan_keys = HashMap::new();
+            for row in txn.open_table(LAN_KEYS)?.iter()? {
+                let (k, v) = row?;
+                lan_keys.insert(id_of("friend/lan-keys", k.value())?, *v.value());
+            }
             Ok(State {
+                lan_key,
+                lan_keys,
                 presence,
                 friends: load_ids(txn, FRIENDS, "friend/friends")?,
                 incoming: load_ids(txn, INCOMING, "friend/incoming")?,
@@ -248,8 +278,16 @@ impl<'a> Tables<'a> {
         self.put(FRIENDS, "friend/friends", id, row)
     }
 
+    /// Removes friend `id`, and the LAN key it sent.
     pub(crate) fn remove_friend(&self, id: &CarrierId) -> Result<bool, DatabaseError> {
+        self.txn.open_table(LAN_KEYS)?.remove(id.as_bytes())?;
         self.remove(FRIENDS, id)
+    }
+
+    /// Keeps the LAN key friend `id` sent.
+    pub(crate) fn put_lan_key(&self, id: &CarrierId, key: &LanKey) -> Result<(), DatabaseError> {
+        self.txn.open_table(LAN_KEYS)?.insert(id.as_bytes(), key)?;
+        Ok(())
     }
 
     pub(crate) fn incoming(&self, id: &CarrierId) -> Result<Option<IncomingRow>, DatabaseError> {

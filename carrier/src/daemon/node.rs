@@ -52,17 +52,23 @@ pub(crate) struct Settings {
     /// For tests: how long a link may stay silent before it is closed, in place of the
     /// settings' limit (hidden `--test-silence-secs`); keep-alives then go every second.
     pub(crate) silence_limit: Option<Duration>,
+    /// For tests: first joins tried before the daemon serves anyway, in place of the
+    /// settings' (hidden `--test-join-attempts`; 0: it serves at once).
+    pub(crate) join_attempts: Option<u32>,
+    /// No LAN discovery (`--no-lan`). A node bound to loopback runs none anyway.
+    pub(crate) no_lan: bool,
 }
 
 impl Settings {
     /// Times the first join is tried before the daemon serves anyway, and the wait after a
     /// failed one.
     fn join_attempts(&self) -> (u32, Duration) {
-        if self.test_timers {
+        let (attempts, wait) = if self.test_timers {
             (10, Duration::from_millis(200))
         } else {
             (3, Duration::from_secs(1))
-        }
+        };
+        (self.join_attempts.unwrap_or(attempts), wait)
     }
 
     /// How often the node's own connection is looked at, and how long a DHT contact heard
@@ -109,7 +115,9 @@ impl Settings {
         if let Some(limit) = self.silence_limit {
             config = config.with_liveness(Duration::from_secs(1), limit);
         }
-        config
+        // Also under `--test-timers`: the lab's daemons find each other on their LAN, and
+        // loopback tests send nothing out (the friend layer never runs it on loopback).
+        config.with_lan(!self.no_lan)
     }
 
     /// The facade's builder with every layer's settings: one code path for the daemon and

@@ -112,7 +112,8 @@ impl CarrierBuilder {
     }
 
     /// How many times the first join is tried, and the wait after a failed one, before the
-    /// node runs anyway (it keeps trying in the background). Default 3 times, 1 s apart.
+    /// node runs anyway (it keeps trying in the background). Default 3 times, 1 s apart; 0:
+    /// the node runs at once and joins in the background.
     pub fn join_attempts(mut self, attempts: u32, wait: Duration) -> Self {
         self.join_attempts = attempts;
         self.join_wait = wait;

@@ -306,7 +306,7 @@ impl Carrier {
 /// The first join: `attempts` tries, `wait` apart. If none succeeds the node runs anyway and
 /// a background task (returned) keeps trying, backing off to once a minute.
 async fn join(dht: &Dht, attempts: u32, wait: Duration) -> Option<JoinHandle<()>> {
-    for attempt in 1..=attempts.max(1) {
+    for attempt in 1..=attempts {
         match dht.bootstrap().await {
             Ok(contacts) => {
                 tracing::info!(contacts, "joined the network");
@@ -323,12 +323,18 @@ async fn join(dht: &Dht, attempts: u32, wait: Duration) -> Option<JoinHandle<()>
         }
         tokio::time::sleep(wait).await;
     }
-    tracing::warn!("could not join the network yet; trying again in the background");
+    if attempts > 0 {
+        tracing::warn!("could not join the network yet; trying again in the background");
+    }
     let dht = dht.clone();
     Some(tokio::spawn(async move {
         let mut wait = wait;
+        // Without attempts before the node runs, the first is made at once.
+        let mut first = attempts == 0;
         loop {
-            tokio::time::sleep(wait).await;
+            if !std::mem::take(&mut first) {
+                tokio::time::sleep(wait).await;
+            }
             match dht.bootstrap().await {
                 Ok(contacts) => {
                     tracing::info!(contacts, "joined the network");

@@ -45,6 +45,11 @@ pub struct DaemonOptions {
     pub silence_secs: Option<u64>,
     /// `RUST_LOG` of the daemon, whose log goes to its data directory's name with `.log`.
     pub log: String,
+    /// `--test-join-attempts`: first joins tried before it serves anyway (0: it serves at
+    /// once; a daemon started with its uplink cut otherwise waits out ten lookups).
+    pub join_attempts: Option<u32>,
+    /// `--no-lan`: no LAN discovery (lab daemons run it otherwise: they are not on loopback).
+    pub no_lan: bool,
 }
 
 impl Default for DaemonOptions {
@@ -53,6 +58,8 @@ impl Default for DaemonOptions {
             announce_secs: None,
             silence_secs: None,
             log: "info".to_string(),
+            join_attempts: None,
+            no_lan: false,
         }
     }
 }
@@ -94,10 +101,21 @@ impl LabDaemon {
         if let Some(secs) = options.silence_secs {
             command.args(["--test-silence-secs", &secs.to_string()]);
         }
+        if let Some(attempts) = options.join_attempts {
+            command.args(["--test-join-attempts", &attempts.to_string()]);
+        }
+        if options.no_lan {
+            command.arg("--no-lan");
+        }
         for seed in seeds {
             command.args(["--bootstrap", &seed.to_string()]);
         }
-        let log = std::fs::File::create(data.with_extension("log")).expect("a daemon's log file");
+        // Appended to: a daemon restarted on the same directory keeps its earlier log.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.with_extension("log"))
+            .expect("a daemon's log file");
         command
             .arg("--data")
             .arg(&data)
