@@ -227,7 +227,7 @@ impl Core {
     }
 
     /// The link to `peer` a dial of it gives way to: the link held, if it is direct or hole
-    /// punching will move it (decision 122: a second connection completing direct once the
+    /// punching will move it (decision 123: a second connection completing direct once the
     /// punch opened the NATs would replace it, and end its streams), or if it is relayed and
     /// the dials of `peer` in their handshake can only complete through a relay too. Without
     /// punching, dials that can still go direct are kept to their direct paths.
