@@ -110,6 +110,30 @@ async fn befriend(a: &mut Node, b: &mut Node) {
     b.connected(a_id).await;
 }
 
+/// Waits until `a` and `b` have each held the same link to the other for longer than the
+/// tie-break's race window (5 s): `Connected` alone does not tell, since the accept's
+/// delivery and the link machine may both dial and the tie-break may keep the later link
+/// (the test would then send on one it closes as a duplicate).
+async fn hold_steady(a: &Node, b: &Node) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let before = (a.friends.link(&b.id()), b.friends.link(&a.id()));
+        tokio::time::sleep(Duration::from_millis(5200)).await;
+        let after = (a.friends.link(&b.id()), b.friends.link(&a.id()));
+        let same = |x: &Option<Link>, y: &Option<Link>| match (x, y) {
+            (Some(x), Some(y)) => x.connection().stable_id() == y.connection().stable_id(),
+            _ => false,
+        };
+        if same(&before.0, &after.0) && same(&before.1, &after.1) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the links kept changing"
+        );
+    }
+}
+
 fn topology(node: &Node, link: &Link) -> Topology {
     node.friends.link_path(link).unwrap().topology
 }
@@ -202,6 +226,7 @@ async fn a_relayed_link_goes_direct_mid_transfer_falls_back_when_cut_and_ignores
         .register(Extension::new(TEST_EXTENSION).unwrap())
         .unwrap();
     befriend(&mut alice, &mut bob).await;
+    hold_steady(&alice, &bob).await;
     let (alice_id, bob_id) = (alice.id(), bob.id());
 
     // Linked through a relay: their NATs drop each other's direct packets.
