@@ -19,10 +19,10 @@ use carrier_friend::extension::codes;
 use carrier_friend::quinn::ConnectionError;
 use carrier_friend::FriendsConfig;
 use carrier_friend::{
-    close, AllowList, Extension, FriendEvent, Inbound, InfoError, Link, LinkConfig, LinkEndpoint,
+    close, AllowList, Extension, FriendEvent, Inbound, InfoError, LinkConfig, LinkEndpoint,
     Presence, UserInfo,
 };
-use common::net::{net, wait_for, Node, PATIENCE};
+use common::net::{hold_steady, net, wait_for, Node, PATIENCE};
 
 /// `a` asks `b`, `b` accepts; both see the other connected.
 async fn befriend(a: &mut Node, b: &mut Node) {
@@ -43,36 +43,6 @@ async fn befriend(a: &mut Node, b: &mut Node) {
     let (a_id, b_id) = (a.id(), b.id());
     a.connected(b_id).await;
     b.connected(a_id).await;
-}
-
-/// Waits until `a` and `b` have each held the same link to the other for longer than the
-/// tie-break's race window (5 s), so that a new link replaces it instead of racing it.
-///
-/// `Connected` alone does not tell: the held link may change after it without an event. When
-/// both start, the first to start dials the other before the other listens; quinn sends its
-/// first packet again a second later (its first timeout, before any round trip was measured),
-/// and if that first node has the lower ID, its link wins the race against the link the other
-/// dialled meanwhile, on both sides, a second after both reported `Connected`.
-async fn hold_steady(a: &Node, b: &Node) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        // The links are kept (not just their IDs) while waiting, so no new connection can
-        // take an ID of theirs.
-        let before = (a.friends.link(&b.id()), b.friends.link(&a.id()));
-        tokio::time::sleep(Duration::from_millis(5200)).await;
-        let after = (a.friends.link(&b.id()), b.friends.link(&a.id()));
-        let same = |x: &Option<Link>, y: &Option<Link>| match (x, y) {
-            (Some(x), Some(y)) => x.connection().stable_id() == y.connection().stable_id(),
-            _ => false,
-        };
-        if same(&before.0, &after.0) && same(&before.1, &after.1) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the links kept changing"
-        );
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use carrier_friend::dht::{BootstrapNode, Dht, DhtConfig, Path};
 use carrier_friend::{
     Extension, FriendEvent, Friends, FriendsConfig, Inbound, Link, Topology, UserInfo,
 };
-use common::net::{net, wait_for, Node, PATIENCE};
+use common::net::{hold_steady, net, wait_for, Node, PATIENCE};
 
 /// A port-restricted cone in front of a node, with a switch: the direct path to the peer
 /// cut (both ways, every datagram).
@@ -108,30 +108,6 @@ async fn befriend(a: &mut Node, b: &mut Node) {
     let (a_id, b_id) = (a.id(), b.id());
     a.connected(b_id).await;
     b.connected(a_id).await;
-}
-
-/// Waits until `a` and `b` have each held the same link to the other for longer than the
-/// tie-break's race window (5 s): `Connected` alone does not tell, since the accept's
-/// delivery and the link machine may both dial and the tie-break may keep the later link
-/// (the test would then send on one it closes as a duplicate).
-async fn hold_steady(a: &Node, b: &Node) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let before = (a.friends.link(&b.id()), b.friends.link(&a.id()));
-        tokio::time::sleep(Duration::from_millis(5200)).await;
-        let after = (a.friends.link(&b.id()), b.friends.link(&a.id()));
-        let same = |x: &Option<Link>, y: &Option<Link>| match (x, y) {
-            (Some(x), Some(y)) => x.connection().stable_id() == y.connection().stable_id(),
-            _ => false,
-        };
-        if same(&before.0, &after.0) && same(&before.1, &after.1) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the links kept changing"
-        );
-    }
 }
 
 fn topology(node: &Node, link: &Link) -> Topology {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use carrier_friend::dht::id::CarrierId;
 use carrier_friend::dht::{BootstrapNode, Dht, DhtConfig};
-use carrier_friend::{FriendEvent, FriendEvents, Friends, FriendsConfig, UserInfo};
+use carrier_friend::{FriendEvent, FriendEvents, Friends, FriendsConfig, Link, UserInfo};
 
 /// DHT servers besides the friends' own nodes.
 const SEEDS: usize = 5;
@@ -153,5 +153,35 @@ where
         }
         assert!(tokio::time::Instant::now() < deadline, "not in time");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `a` and `b` have each held the same link to the other for longer than the
+/// tie-break's race window (5 s), so that a new link replaces it instead of racing it.
+///
+/// `Connected` alone does not tell: the held link may change after it without an event. When
+/// both start, the first to start dials the other before the other listens; quinn sends its
+/// first packet again a second later (its first timeout, before any round trip was measured),
+/// and if that first node has the lower ID, its link wins the race against the link the other
+/// dialled meanwhile, on both sides, a second after both reported `Connected`.
+pub(crate) async fn hold_steady(a: &Node, b: &Node) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        // The links are kept (not just their IDs) while waiting, so no new connection can
+        // take an ID of theirs.
+        let before = (a.friends.link(&b.id()), b.friends.link(&a.id()));
+        tokio::time::sleep(Duration::from_millis(5200)).await;
+        let after = (a.friends.link(&b.id()), b.friends.link(&a.id()));
+        let same = |x: &Option<Link>, y: &Option<Link>| match (x, y) {
+            (Some(x), Some(y)) => x.connection().stable_id() == y.connection().stable_id(),
+            _ => false,
+        };
+        if same(&before.0, &after.0) && same(&before.1, &after.1) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the links kept changing"
+        );
     }
 }
