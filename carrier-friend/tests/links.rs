@@ -137,6 +137,13 @@ async fn two_friends_connect_after_both_start_and_either_dialling_leaves_one_lin
     bob.stop().await;
 }
 
+/// `f`'s output, or a failure if it takes longer than [`PATIENCE`].
+async fn within<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(PATIENCE, f)
+        .await
+        .expect("nothing within the patience")
+}
+
 /// Loses every QUIC datagram to or from `peer` while `cut` is set; the DHT's pass, so the
 /// friends can still look each other up, but no link packet crosses.
 struct QuicCut {
@@ -427,6 +434,8 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
     let mut bob = net.node([127, 25, 22, 1], "bob").await;
     befriend(&mut alice, &mut bob).await;
     let (alice_id, bob_id) = (alice.id(), bob.id());
+    // The dials of a new friendship race; the link used below is the one that stays.
+    hold_steady(&alice, &bob).await;
 
     // A node that is not Alice's friend proves its ID, then is closed before any stream.
     let rogue_keys = Keypair::generate();
@@ -470,7 +479,7 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
     let Inbound::Uni {
         peer,
         recv: mut heard,
-    } = msgs.recv().await.unwrap()
+    } = within(msgs.recv()).await.unwrap()
     else {
         panic!("not a uni stream");
     };
@@ -478,7 +487,7 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
     assert_eq!(heard.read_to_end(64).await.unwrap(), b"a message");
     // The session layer's two streams, in whatever order their headers were read.
     for _ in 0..2 {
-        match sessions.recv().await.unwrap() {
+        match within(sessions.recv()).await.unwrap() {
             Inbound::Uni {
                 peer,
                 recv: mut heard,
@@ -499,7 +508,7 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
             Inbound::Datagram { .. } => panic!("no datagram was sent yet"),
         }
     }
-    assert_eq!(recv.read_to_end(64).await.unwrap(), b"pong");
+    assert_eq!(within(recv.read_to_end(64)).await.unwrap(), b"pong");
     // Nothing more for the message layer than its own stream.
     assert!(
         tokio::time::timeout(Duration::from_millis(300), msgs.recv())
@@ -541,7 +550,7 @@ async fn a_rogue_node_is_refused_at_the_handshake_and_each_layer_gets_only_its_s
 
     // A datagram goes to its layer too.
     link.send_datagram(Extension::MSG, b"dgram").unwrap();
-    let Inbound::Datagram { payload, .. } = msgs.recv().await.unwrap() else {
+    let Inbound::Datagram { payload, .. } = within(msgs.recv()).await.unwrap() else {
         panic!("not a datagram");
     };
     assert_eq!(&payload[..], b"dgram");

@@ -55,6 +55,15 @@ fn heard(link: &Link) -> u64 {
 /// Peers whose last path is remembered, at most.
 const MAX_LAST_PATHS: usize = 4096;
 
+/// How long a dial that gave way to a held link goes on in the background, in case its
+/// handshake completed at the peer already ([`Core::unless_held`]). The gap between quinn
+/// sending the client's last flight and the dialling task seeing it is scheduling, not
+/// network (1–2 ms in runs here), so this is generous; and it stays well short of quinn's
+/// first retransmission of lost handshake packets (about a second), which would make a
+/// dial whose first packets were lost complete after all. A dial still in its handshake
+/// after it is dropped, and can no longer complete at the peer.
+const GAVE_WAY_FINISH: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Core {
     /// Feeds the machine one input (given `now`), then carries out what it decided, all under
     /// its lock, so events go out in the order they were decided; wakes the driver.
@@ -77,6 +86,12 @@ impl Core {
         while let Some(action) = machine.pop_action() {
             match action {
                 Action::Close { link, code } => {
+                    tracing::debug!(
+                        peer = %link.peer(),
+                        link = link.connection().stable_id(),
+                        code = %code,
+                        "closing link"
+                    );
                     let reason: &[u8] = if code == close::SILENT {
                         b"nothing heard"
                     } else {
@@ -87,6 +102,7 @@ impl Core {
                 Action::Dial(peer) => dials.push((peer, false)),
                 Action::DialDirect(peer) => dials.push((peer, true)),
                 Action::Connected(peer) => {
+                    tracing::debug!(%peer, "friend connected");
                     self.emit(FriendEvent::Connected(peer));
                     // A friend that comes online gets its waiting outbox items at once.
                     let now = unix_ms();
@@ -100,7 +116,10 @@ impl Core {
                         wake.notify_one();
                     });
                 }
-                Action::Disconnected(peer) => self.emit(FriendEvent::Disconnected(peer)),
+                Action::Disconnected(peer) => {
+                    tracing::debug!(%peer, "friend disconnected");
+                    self.emit(FriendEvent::Disconnected(peer));
+                }
             }
         }
         dials
@@ -113,6 +132,7 @@ impl Core {
         let (peer, key) = (link.peer(), link.connection().stable_id());
         let (draw, count) = (draw(&link), heard(&link));
         let relayed = self.is_relayed(&link);
+        tracing::debug!(%peer, link = key, dialled, relayed, draw, "link up");
         let held = link.clone();
         self.with_machine(|m, now| m.link_up(peer, held, key, dialled, draw, relayed, count, now));
         self.adopted
@@ -156,6 +176,7 @@ impl Core {
             _ => Closed::Other,
         };
         let (peer, key) = (link.peer(), link.connection().stable_id());
+        tracing::debug!(%peer, link = key, %reason, "link closed");
         self.with_machine(|m, now| m.link_closed(peer, key, why, now));
     }
 
@@ -167,9 +188,7 @@ impl Core {
     /// Finds `peer`'s record and dials its first addresses and its relays at once, as one
     /// connection (the path table keeps the path that answers). With `unless_held`, gives up
     /// as soon as a direct link to `peer` is held (the peer dialled us meanwhile), also
-    /// half-way through the handshake: a dial that has not completed here has not completed
-    /// at the peer either (the client finishes its handshake before the server does), so
-    /// dropping it leaves the peer nothing to race the link it gave us with. Without that, a
+    /// half-way through the handshake ([`unless_held`](Self::unless_held)). Without that, a
     /// dial whose first packets were lost (the peer was not listening yet) completed a second
     /// later, at quinn's first retransmission, and when the dialler had the lower ID it won
     /// the race on both sides and closed the link both had been using since.
@@ -181,26 +200,39 @@ impl Core {
     /// finds (decision 107).
     ///
     /// [`LinkEndpoint::keep_dials_direct`]: crate::LinkEndpoint::keep_dials_direct
-    pub(super) async fn find_and_dial(&self, peer: CarrierId, unless_held: bool) -> Option<Link> {
+    pub(super) async fn find_and_dial(
+        self: &Arc<Self>,
+        peer: CarrierId,
+        unless_held: bool,
+    ) -> Option<Link> {
         if unless_held {
-            self.unless_held(peer, self.find_and_dial_now(peer))
-                .await
-                .unwrap_or(None)
+            let core = self.clone();
+            let dial = async move { core.find_and_dial_now(peer).await };
+            self.unless_held(peer, dial).await.unwrap_or(None)
         } else {
             self.find_and_dial_now(peer).await
         }
     }
 
-    /// Runs `dial` (of `peer`) unless a link to `peer` is held, or until one is: then drops
-    /// it and returns the link held. A relayed link held stops the dial only once the dial
+    /// Runs `dial` (of `peer`) unless a link to `peer` is held, or until one is: then gives
+    /// it up and returns the link held. A relayed link held stops the dial only once the dial
     /// can complete nowhere but on a relay (see [`find_and_dial`](Self::find_and_dial)). A
     /// dial that completed is returned whatever else happened; its link is to be adopted, and
     /// the tie-break then keeps one of the two on both sides alike.
-    pub(super) async fn unless_held<T>(
-        &self,
+    ///
+    /// A dial given up half-way has almost always not completed at the peer either (the
+    /// client finishes its handshake before the server does), so the peer has nothing to race
+    /// the link it gave us with. Almost: quinn's driver may have sent the client's last
+    /// handshake flight a moment before this task sees the dial complete, and the peer then
+    /// holds a link this side never did (dropped, it closed with code 0 and the peer saw its
+    /// friend gone and back within a millisecond; 2 runs in 12 of `links.rs` under load). So
+    /// a dial given up is finished for [`GAVE_WAY_FINISH`] in the background, and a link it
+    /// still brings is adopted like any other (decision 125).
+    pub(super) async fn unless_held(
+        self: &Arc<Self>,
         peer: CarrierId,
-        dial: impl std::future::Future<Output = T>,
-    ) -> Result<T, Link> {
+        dial: impl std::future::Future<Output = Option<Link>> + Send + 'static,
+    ) -> Result<Option<Link>, Link> {
         // Subscribed before the first look, so no adoption between the two is missed.
         let mut adopted = self.adopted.subscribe();
         let held = async {
@@ -216,13 +248,27 @@ impl Core {
         };
         if let Some(link) = lock(&self.machine).link(&peer) {
             if !self.is_relayed(&link) || self.config.punch.is_some() {
+                // Not started: a future does nothing until polled.
                 return Err(link);
             }
         }
+        let mut dial = Box::pin(dial);
         tokio::select! {
             biased;
-            done = dial => Ok(done),
-            link = held => Err(link),
+            done = &mut dial => Ok(done),
+            link = held => {
+                let held = link.connection().stable_id();
+                tracing::debug!(%peer, held, "dial gave way to the link held");
+                let core = self.clone();
+                self.spawn(async move {
+                    if let Ok(Some(late)) = tokio::time::timeout(GAVE_WAY_FINISH, dial).await {
+                        let key = late.connection().stable_id();
+                        tracing::debug!(%peer, link = key, "a dial that gave way completed");
+                        core.adopt(late, true);
+                    }
+                });
+                Err(link)
+            }
         }
     }
 
@@ -320,7 +366,9 @@ impl Core {
     /// Looks friend `peer` up and dials it (a dial the machine started); on success the link
     /// is held.
     async fn dial_friend(self: Arc<Self>, peer: CarrierId) {
+        tracing::debug!(%peer, "dialling");
         let link = self.find_and_dial(peer, true).await;
+        tracing::debug!(%peer, up = link.is_some(), "dial ended");
         // A dial that gave way counts as failed, as before decision 107: the machine dials
         // nobody it holds a link to, and counting it as up changed the backoff after a race
         // of dials enough to flap sessions (`carrier-stream`'s `link_loss.rs`, 4 runs in 31).

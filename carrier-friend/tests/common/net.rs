@@ -32,8 +32,25 @@ pub(crate) fn server(bind: SocketAddr, data_dir: Option<PathBuf>, seed: Option<&
     config
 }
 
+/// The friend layer's debug log on stderr when `CARRIER_TEST_LOG` is set (for a failure
+/// that needs the links' story); once per test binary.
+pub(crate) fn init_log() {
+    if std::env::var_os("CARRIER_TEST_LOG").is_none() {
+        return;
+    }
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let only = tracing_subscriber::filter::Targets::new()
+        .with_target("carrier_friend", tracing::Level::DEBUG);
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_test_writer())
+        .with(only)
+        .try_init();
+}
+
 /// A small DHT whose seeds are on 127.`a`.`b + i`.1.
 pub(crate) async fn net(a: u8, b: u8) -> Net {
+    init_log();
     let mut seeds: Vec<Dht> = Vec::new();
     for i in 0..SEEDS {
         let bind = SocketAddr::from(([127, a, b + i as u8, 1], 0));
