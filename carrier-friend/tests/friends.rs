@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use carrier_friend::dht::id::{Keypair, Nospam};
+use carrier_friend::dht::id::{CarrierId, Keypair, Nospam};
 use carrier_friend::dht::Dht;
 use carrier_friend::{
     FriendError, FriendEvent, Friends, FriendsConfig, MAX_HELLO_BYTES, MAX_LABEL_BYTES,
@@ -263,6 +263,70 @@ async fn removing_a_friend_ends_the_friendship_on_both_sides_online_or_offline()
         alice.friends.remove_friend(&carol_id).await,
         Err(FriendError::NotAFriend(_))
     ));
+}
+
+/// With LAN discovery on (its mDNS service stays off on loopback), friends exchange LAN
+/// keys over their links. Removing a friend replaces the remover's key, and the removed
+/// side's too: the friend left learns the new one at once, the old tokens name nobody, and
+/// the new key survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_friend_replaces_the_lan_key_and_only_the_friends_left_learn_the_new_one() {
+    let net = net(20, 1).await;
+    let mut lan = FriendsConfig::for_tests();
+    lan.lan = true;
+    let start = |name: &str, ip: [u8; 4]| {
+        net.start_with(
+            net.dir.path().join(name),
+            SocketAddr::from((ip, 0)),
+            lan.clone(),
+        )
+    };
+    let mut alice = start("alice", [127, 21, 1, 1]).await;
+    let mut bob = start("bob", [127, 21, 2, 1]).await;
+    let mut carol = start("carol", [127, 21, 3, 1]).await;
+    befriend(&mut alice, &mut bob).await;
+    befriend(&mut alice, &mut carol).await;
+    let (a, b, c) = (alice.id(), bob.id(), carol.id());
+    // Each learns the other's key over their link: a token names its holder.
+    let knows = |node: &Node, token: String, holder: CarrierId| {
+        let found = node.friends.lan_friend(&token);
+        async move { (found == Some(holder)).then_some(()) }
+    };
+    wait_for(|| knows(&bob, alice.friends.lan_token(), a)).await;
+    wait_for(|| knows(&carol, alice.friends.lan_token(), a)).await;
+    wait_for(|| knows(&alice, bob.friends.lan_token(), b)).await;
+    wait_for(|| knows(&alice, carol.friends.lan_token(), c)).await;
+    assert_eq!(bob.friends.lan_friend(&carol.friends.lan_token()), None);
+    assert_eq!(bob.friends.lan_friend("not a token"), None);
+
+    let (alice_before, carol_before) = (alice.friends.lan_token(), carol.friends.lan_token());
+    alice.friends.remove_friend(&c).await.unwrap();
+    assert_eq!(carol.event().await, FriendEvent::Removed(a));
+    // Both sides of the removal have a new key; Bob, still a friend, gets Alice's at once.
+    let alice_after = alice.friends.lan_token();
+    assert_ne!(alice_after, alice_before);
+    wait_for(|| async { (carol.friends.lan_token() != carol_before).then_some(()) }).await;
+    wait_for(|| knows(&bob, alice.friends.lan_token(), a)).await;
+    assert_eq!(
+        bob.friends.lan_friend(&alice_before),
+        None,
+        "the old key is gone"
+    );
+    assert_eq!(alice.friends.lan_friend(&carol.friends.lan_token()), None);
+    assert_eq!(alice.friends.lan_friend(&carol_before), None);
+    // Bob's own key did not change: Alice still knows it.
+    assert_eq!(alice.friends.lan_friend(&bob.friends.lan_token()), Some(b));
+
+    // The new key is Alice's after a restart too.
+    let dir = alice.dir.clone();
+    alice.stop().await;
+    let alice = net
+        .start_with(dir, SocketAddr::from(([127, 21, 1, 1], 0)), lan.clone())
+        .await;
+    assert_eq!(bob.friends.lan_friend(&alice.friends.lan_token()), Some(a));
+    alice.stop().await;
+    bob.stop().await;
+    carol.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

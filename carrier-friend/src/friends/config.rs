@@ -55,9 +55,10 @@ pub struct FriendsConfig {
     /// its direct paths from time to time instead, as a second connection).
     pub punch: Option<PunchTimings>,
     /// LAN discovery (`friends/lan.rs`): the node advertises a rotating token on its LAN
-    /// with mDNS and finds friends there without the DHT. It runs only where this is on and
-    /// the node's socket is not bound to a loopback address, so loopback tests and the demo
-    /// send nothing to the host's network whatever it says. On by default, off in
+    /// with mDNS and finds friends there without the DHT. With this on, friends exchange
+    /// their LAN keys over their links; the mDNS service runs only where the node's socket
+    /// is not bound to a loopback address, so loopback tests and the demo send nothing to
+    /// the host's network whatever it says. On by default, off in
     /// [`FriendsConfig::for_tests`].
     pub lan: bool,
 }

@@ -3,7 +3,10 @@
 //!
 //! - Each node has a secret **LAN key** (32 random bytes, kept in `friend/settings`), which
 //!   it sends each friend over their link when one comes up ([`Signal::LanKey`]); each
-//!   friend's key is kept in `friend/lan-keys`, so it survives restarts.
+//!   friend's key is kept in `friend/lan-keys`, so it survives restarts. Removing a friend
+//!   (on either side) replaces the node's key in the same transaction, and the friends
+//!   linked then get the new one at once: the removed friend cannot recognise the node's
+//!   tokens any more. Friends offline then get it at their next link.
 //! - The node advertises an mDNS service [`SERVICE_TYPE`] whose instance name (and host
 //!   name) is a **token**: `keyed_blake3(LAN key, "carrier-lan-token-v1" ‖ epoch)`, its first
 //!   [`TOKEN_BYTES`] bytes in hex, the epoch being [`EPOCH_SECS`] of Unix time. The service
@@ -15,8 +18,9 @@
 //!   answers.
 //!
 //! A LAN observer learns that some Carrier node is at an address and port, and can link two
-//! sightings of it only within one epoch (or by its address). Runs only on a node whose
-//! socket is not bound to loopback, with [`FriendsConfig::lan`](super::FriendsConfig::lan).
+//! sightings of it only within one epoch (or by its address). Keys are exchanged with
+//! [`FriendsConfig::lan`](super::FriendsConfig::lan); the mDNS service runs besides only on
+//! a node whose socket is not bound to loopback.
 //!
 //! [`Signal::LanKey`]: super::signal::Signal::LanKey
 
@@ -171,7 +175,45 @@ impl Sightings {
     }
 }
 
+impl super::Friends {
+    /// The token this node advertises on its LAN now (the mDNS instance name; it changes
+    /// every epoch and whenever the LAN key does). Advertised only where LAN discovery
+    /// runs; computed all the same.
+    pub fn lan_token(&self) -> String {
+        let key = read(&self.core.state).lan_key;
+        instance_name(&key, epoch_of(unix_secs()))
+    }
+
+    /// The friend whose LAN token `token` is now (or in the epoch before or after): what
+    /// this node makes of an mDNS instance name. `None` for a stranger's, an old key's or
+    /// garbage.
+    pub fn lan_friend(&self, token: &str) -> Option<CarrierId> {
+        let state = read(&self.core.state);
+        holder_of(token, &state.lan_keys, epoch_of(unix_secs()))
+    }
+}
+
 impl Core {
+    /// This node's LAN key was replaced (a friend was removed, who knows the old one): the
+    /// mDNS service advertises the new token at once, and every friend linked now gets the
+    /// new key (the others get it when their next link comes up, and until then do not
+    /// recognise this node on the LAN).
+    pub(super) fn lan_key_rotated(&self) {
+        self.lan_wake.notify_one();
+        let linked: Vec<Link> = {
+            let state = read(&self.state);
+            let machine = lock(&self.machine);
+            state
+                .friends
+                .keys()
+                .filter_map(|peer| machine.link(peer))
+                .collect()
+        };
+        for link in linked {
+            self.send_lan_key(&link);
+        }
+    }
+
     /// Where `peer` was seen on the LAN, as paths to dial.
     pub(super) fn lan_paths(&self, peer: &CarrierId) -> Vec<Path> {
         lock(&self.lan_seen)
@@ -338,16 +380,17 @@ pub(super) async fn lan_loop(core: Arc<Core>) {
                 }
             }
         });
-    let mut advertised: Option<(u64, String)> = None;
+    // The name advertised, and its full name.
+    let mut advertised: Option<(String, String)> = None;
     loop {
         let now = unix_secs();
         let epoch = epoch_of(now);
-        if advertised.as_ref().is_none_or(|(e, _)| *e != epoch) {
+        let key = read(&core.state).lan_key;
+        let name = instance_name(&key, epoch);
+        if advertised.as_ref().is_none_or(|(n, _)| *n != name) {
             if let Some((_, fullname)) = advertised.take() {
                 let _ = daemon.0.unregister(&fullname);
             }
-            let key = read(&core.state).lan_key;
-            let name = instance_name(&key, epoch);
             let host = format!("{name}.local.");
             let info = mdns_sd::ServiceInfo::new(
                 SERVICE_TYPE,
@@ -361,7 +404,7 @@ pub(super) async fn lan_loop(core: Arc<Core>) {
                 let info = info.enable_addr_auto();
                 let fullname = info.get_fullname().to_string();
                 if daemon.0.register(info).is_ok() {
-                    advertised = Some((epoch, fullname));
+                    advertised = Some((name, fullname));
                 }
             }
         }
@@ -372,6 +415,7 @@ pub(super) async fn lan_loop(core: Arc<Core>) {
                 None => return,
             },
             () = tokio::time::sleep(next_epoch) => {}
+            () = core.lan_wake.notified() => {}
         }
     }
 }

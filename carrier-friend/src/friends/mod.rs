@@ -162,8 +162,11 @@ struct Core {
     punching: Mutex<punch::Punching>,
     /// Wakes the punchers' driver: a link to punch, candidates arrived.
     punch_wake: Notify,
-    /// LAN discovery runs ([`FriendsConfig::lan`], and the socket is not on loopback).
+    /// LAN keys are exchanged with friends ([`FriendsConfig::lan`]); the mDNS service runs
+    /// besides only where the socket is not on loopback.
     lan_on: bool,
+    /// Wakes the mDNS loop: this node's LAN key changed, its token is advertised again.
+    lan_wake: Notify,
     /// Friends seen on the LAN ([`lan`]).
     lan_seen: Mutex<lan::Sightings>,
 }
@@ -240,9 +243,11 @@ impl Friends {
             .expect("a fresh router has no inbox");
         let mut machine = links::Machine::new(keypair.id(), links::machine_settings(&config));
         machine.set_friends(read(&state).friends.keys().copied());
-        let lan_on = config.lan && !dht.local_addr().ip().is_loopback();
+        let lan_on = config.lan;
+        let mdns_on = lan_on && !dht.local_addr().ip().is_loopback();
         let core = Arc::new(Core {
             lan_on,
+            lan_wake: Notify::new(),
             lan_seen: Mutex::new(lan::Sightings::default()),
             machine: Mutex::new(machine),
             machine_wake: Notify::new(),
@@ -275,7 +280,7 @@ impl Friends {
             tokio::spawn(machine_loop(core.clone())),
             tokio::spawn(punch::punch_loop(core.clone())),
         ];
-        if lan_on {
+        if mdns_on {
             tasks.push(tokio::spawn(lan::lan_loop(core.clone())));
         }
         let friends = Friends {
@@ -307,13 +312,21 @@ impl Core {
     pub(super) fn reload(&self) -> Result<(), FriendError> {
         let _serial = lock(&self.reload);
         let fresh = State::load(&self.store)?;
-        *self
-            .state
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fresh;
+        let rotated = {
+            let mut state = self
+                .state
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let rotated = state.lan_key != fresh.lan_key;
+            *state = fresh;
+            rotated
+        };
         let friends: Vec<CarrierId> = read(&self.state).friends.keys().copied().collect();
         lock(&self.machine).set_friends(friends);
         self.machine_wake.notify_one();
+        if rotated {
+            self.lan_key_rotated();
+        }
         Ok(())
     }
 

@@ -278,10 +278,19 @@ impl<'a> Tables<'a> {
         self.put(FRIENDS, "friend/friends", id, row)
     }
 
-    /// Removes friend `id`, and the LAN key it sent.
+    /// Removes friend `id`, and the LAN key it sent. This node's own LAN key is replaced in
+    /// the same transaction: the removed friend knows the old one and could otherwise still
+    /// recognise this node's LAN tokens (the remaining friends get the new key on their
+    /// links, see [`super::lan`]).
     pub(crate) fn remove_friend(&self, id: &CarrierId) -> Result<bool, DatabaseError> {
         self.txn.open_table(LAN_KEYS)?.remove(id.as_bytes())?;
-        self.remove(FRIENDS, id)
+        let removed = self.remove(FRIENDS, id)?;
+        if removed {
+            self.txn
+                .open_table(SETTINGS)?
+                .insert(LAN_KEY, super::lan::random_key().as_slice())?;
+        }
+        Ok(removed)
     }
 
     /// Keeps the LAN key friend `id` sent.
