@@ -1,7 +1,8 @@
 //! Where nodes stand, in the lab: public nodes and nodes behind each kind of NAT form one
 //! DHT; each learns its public address and its NAT's mapping from what peers report, only
-//! the public ones are confirmed reachable by probes and become servers, and the NATed ones
-//! use the DHT (values, peer records, mailboxes) without entering any routing table. Lookups
+//! the public ones (and one behind a full-cone NAT) are confirmed reachable by probes and
+//! become servers, and the ones behind filtering NATs use the DHT (values, peer records,
+//! mailboxes) without entering any routing table. Lookups
 //! and gets survive 5% loss on every link, and a public node cut off leaves the routing
 //! tables and comes back once healed.
 #![allow(clippy::unwrap_used)]
@@ -14,7 +15,7 @@ use carrier::dht::{
     Dht, DhtEvent, Key, NatMapping, PeerRecord, PublicAddr, PublicPort, Reachability, Standing,
 };
 use tests::lab::nodes::{lab_config, node_in, public_node, seed, wait_until, ANY};
-use tests::lab::{ipv4, link, Device, NetworkLab, Router};
+use tests::lab::{ipv4, link, Device, NatBehaviour, NetworkLab, Router};
 use tokio::task::JoinSet;
 
 /// Servers by configuration in the first test: more than K (8), so that a newcomer's own
@@ -93,9 +94,16 @@ async fn public_and_natted_nodes_form_one_dht_and_each_knows_where_it_stands() {
         let config = lab_config(ANY, false, seeds.clone());
         clients.push(node_in(device, config).await.unwrap());
     }
+    // Behind a full-cone NAT (patchbay's Open): its public port admits anyone once it has
+    // sent, so the node proves itself reachable and becomes a server, as a public one does.
+    let open_home = lab.home("open", NatBehaviour::Open).await.unwrap();
+    let open_device = lab.device_in(&open_home, "open-a").await.unwrap();
+    let open = node_in(&open_device, lab_config(ANY, false, seeds.clone()))
+        .await
+        .unwrap();
     let mut probed_events = probed[0].events();
     let mut cone_events = clients[0].events();
-    for node in probed.iter().chain(&clients) {
+    for node in probed.iter().chain(&clients).chain([&open]) {
         assert!(!node.is_server(), "nobody starts as a server unless told");
         assert!(node.bootstrap().await.unwrap() > 0);
     }
@@ -107,9 +115,11 @@ async fn public_and_natted_nodes_form_one_dht_and_each_knows_where_it_stands() {
     for ((device, _), node) in natted.iter().zip(&clients) {
         named.push((device.name(), node));
     }
+    named.push((open_device.name(), &open));
     let settled = wait_until(SETTLE, || {
         probed
             .iter()
+            .chain([&open])
             .all(|n| n.reachability() == Reachability::Reachable)
             && clients.iter().all(|n| {
                 n.reachability() == Reachability::Unreachable
@@ -155,6 +165,17 @@ async fn public_and_natted_nodes_form_one_dht_and_each_knows_where_it_stands() {
         assert_eq!(standing.nat, NatMapping::EndpointIndependent);
         assert!(!standing.server);
     }
+    // Behind the full cone: the router's address, one port for every peer, reachable, a
+    // server.
+    let standing = open.standing();
+    let public = standing.public_addr.unwrap();
+    assert_eq!(public.ip, public_ip(&open_home), "{standing:?}");
+    assert!(matches!(public.port, PublicPort::Same(_)), "{standing:?}");
+    assert_eq!(standing.nat, NatMapping::EndpointIndependent);
+    assert!(
+        standing.server,
+        "the node behind the full cone became a server"
+    );
     // Behind the symmetric NAT: the router's address, a port per peer; unreachable.
     let (device, router) = natted[2];
     let standing = clients[2].standing();
@@ -241,10 +262,10 @@ async fn public_and_natted_nodes_form_one_dht_and_each_knows_where_it_stands() {
 
     // No NATed node is in any routing table; the promoted public nodes are, once they have
     // looked themselves up as servers.
-    for node in &probed {
+    for node in probed.iter().chain([&open]) {
         node.find_node(key_of(node)).await.unwrap();
     }
-    let servers: Vec<&Dht> = declared.iter().chain(&probed).collect();
+    let servers: Vec<&Dht> = declared.iter().chain(&probed).chain([&open]).collect();
     let listed = |key: Key| {
         servers
             .iter()
@@ -252,7 +273,10 @@ async fn public_and_natted_nodes_form_one_dht_and_each_knows_where_it_stands() {
             .count()
     };
     let promoted_listed = wait_until(SETTLE, || {
-        probed.iter().all(|node| listed(key_of(node)) > 0)
+        probed
+            .iter()
+            .chain([&open])
+            .all(|node| listed(key_of(node)) > 0)
     })
     .await;
     assert!(promoted_listed, "every promoted node is in some table");
