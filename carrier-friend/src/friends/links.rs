@@ -55,15 +55,6 @@ fn heard(link: &Link) -> u64 {
 /// Peers whose last path is remembered, at most.
 const MAX_LAST_PATHS: usize = 4096;
 
-/// How long a dial that gave way to a held link goes on in the background, in case its
-/// handshake completed at the peer already ([`Core::unless_held`]). The gap between quinn
-/// sending the client's last flight and the dialling task seeing it is scheduling, not
-/// network (1–2 ms in runs here), so this is generous; and it stays well short of quinn's
-/// first retransmission of lost handshake packets (about a second), which would make a
-/// dial whose first packets were lost complete after all. A dial still in its handshake
-/// after it is dropped, and can no longer complete at the peer.
-const GAVE_WAY_FINISH: std::time::Duration = std::time::Duration::from_millis(100);
-
 impl Core {
     /// Feeds the machine one input (given `now`), then carries out what it decided, all under
     /// its lock, so events go out in the order they were decided; wakes the driver.
@@ -220,14 +211,12 @@ impl Core {
     /// dial that completed is returned whatever else happened; its link is to be adopted, and
     /// the tie-break then keeps one of the two on both sides alike.
     ///
-    /// A dial given up half-way has almost always not completed at the peer either (the
-    /// client finishes its handshake before the server does), so the peer has nothing to race
-    /// the link it gave us with. Almost: quinn's driver may have sent the client's last
-    /// handshake flight a moment before this task sees the dial complete, and the peer then
-    /// holds a link this side never did (dropped, it closed with code 0 and the peer saw its
-    /// friend gone and back within a millisecond; 2 runs in 12 of `links.rs` under load). So
-    /// a dial given up is finished for [`GAVE_WAY_FINISH`] in the background, and a link it
-    /// still brings is adopted like any other (decision 125).
+    /// A dial given up half-way has not completed at the peer either (the client finishes
+    /// its handshake before the server does), so the peer has nothing to race the link it
+    /// gave us with. One that quinn had just completed when it was given up (its driver
+    /// sends the client's last flight a moment before this task sees it) comes back through
+    /// the endpoint's abandoned-dial sink and is adopted like any other ([`abandoned_loop`],
+    /// decision 125).
     pub(super) async fn unless_held(
         self: &Arc<Self>,
         peer: CarrierId,
@@ -252,21 +241,12 @@ impl Core {
                 return Err(link);
             }
         }
-        let mut dial = Box::pin(dial);
         tokio::select! {
             biased;
-            done = &mut dial => Ok(done),
+            done = dial => Ok(done),
             link = held => {
                 let held = link.connection().stable_id();
                 tracing::debug!(%peer, held, "dial gave way to the link held");
-                let core = self.clone();
-                self.spawn(async move {
-                    if let Ok(Some(late)) = tokio::time::timeout(GAVE_WAY_FINISH, dial).await {
-                        let key = late.connection().stable_id();
-                        tracing::debug!(%peer, link = key, "a dial that gave way completed");
-                        core.adopt(late, true);
-                    }
-                });
                 Err(link)
             }
         }
@@ -420,6 +400,22 @@ pub(super) async fn accept_loop(core: Arc<Core>) {
             }
             Accepted::Link(link) => core.adopt(link, false),
         }
+    }
+}
+
+/// Adopts the friend dials given up in their handshake whose handshake had in fact completed
+/// (the endpoint's abandoned-dial sink, set in `Friends::start`): the peer holds them, and
+/// the tie-break keeps one link on both sides alike. Dropped instead, such a link closed
+/// with code 0 and the peer saw its friend gone and back within a millisecond (`links.rs`
+/// failed so in CI twice, and in 2 runs of 12 here under load; decision 125).
+pub(super) async fn abandoned_loop(
+    core: Arc<Core>,
+    mut late: tokio::sync::mpsc::UnboundedReceiver<Link>,
+) {
+    while let Some(link) = late.recv().await {
+        let (peer, key) = (link.peer(), link.connection().stable_id());
+        tracing::debug!(%peer, link = key, "a dial given up had completed");
+        core.adopt(link, true);
     }
 }
 

@@ -271,7 +271,13 @@ impl Friends {
             work: Mutex::new(JoinSet::new()),
             closed: AtomicBool::new(false),
         });
+        let (abandoned, late) = mpsc::unbounded_channel();
+        core.endpoint.on_abandoned_dial(move |link| {
+            // Gone only once the layer is stopped: the link closes as it is dropped.
+            let _ = abandoned.send(link);
+        });
         let mut tasks = vec![
+            tokio::spawn(links::abandoned_loop(core.clone(), late)),
             tokio::spawn(accept_loop(core.clone())),
             tokio::spawn(outbox_loop(core.clone())),
             tokio::spawn(poll_loop(core.clone())),

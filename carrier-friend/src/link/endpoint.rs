@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::accept::{accept_loop, AcceptCounters, AcceptShared};
 use super::alpn::{Alpn, ALPN_FRIEND, ALPN_REQUEST};
+use super::dialling::{AbandonedDials, Dialling};
 use super::dials::{Dials, DialsInProgress};
 use super::error::{DialError, EndpointError, PathError, RequestError, TlsError};
 use super::gate::FriendGate;
@@ -142,6 +143,9 @@ struct Inner {
     accept_counters: Arc<AcceptCounters>,
     socket_counters: Arc<QuicSocketCounters>,
     accept_task: JoinHandle<()>,
+    /// Where a friend dial given up with its handshake complete goes
+    /// ([`LinkEndpoint::on_abandoned_dial`]).
+    abandoned: AbandonedDials,
 }
 
 impl std::fmt::Debug for Inner {
@@ -214,6 +218,7 @@ impl LinkEndpoint {
                 accept_counters,
                 socket_counters,
                 accept_task,
+                abandoned: AbandonedDials::default(),
             }),
         })
     }
@@ -249,6 +254,20 @@ impl LinkEndpoint {
     pub async fn dial_any(&self, peer: CarrierId, paths: &[Path]) -> Result<Link, DialError> {
         let (connection, hold) = self.open(peer, paths, Alpn::Friend).await?;
         Ok(Link::new(connection, peer, hold))
+    }
+
+    /// Hands `sink` every friend dial (from [`dial`](Self::dial) or
+    /// [`dial_any`](Self::dial_any)) that was dropped in its handshake while the handshake
+    /// had in fact just completed: quinn sends the client's last flight a moment before the
+    /// awaiting task sees the dial complete, so the peer holds that link. Without a sink
+    /// (the default) such a link is closed as it is dropped, and the peer sees it end at
+    /// once; the friend layer adopts it instead. Replaces any sink set before.
+    pub fn on_abandoned_dial(&self, sink: impl Fn(Link) + Send + Sync + 'static) {
+        *self
+            .inner
+            .abandoned
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(sink));
     }
 
     /// Makes every dial of `peer` still in its handshake go on only on direct paths: its
@@ -327,11 +346,16 @@ impl LinkEndpoint {
             .inner
             .endpoint
             .connect_with(config, mapped, SERVER_NAME)?;
-        let _dialling = match alpn {
-            Alpn::Friend => Some(self.inner.dials.start(peer, mapped)),
-            Alpn::Request => None,
+        let (_dialling, abandoned) = match alpn {
+            Alpn::Friend => (
+                Some(self.inner.dials.start(peer, mapped)),
+                Some(self.inner.abandoned.clone()),
+            ),
+            Alpn::Request => (None, None),
         };
-        Ok((connecting.await?, hold))
+        Ok(Dialling::new(connecting, hold, peer, abandoned)
+            .finish()
+            .await?)
     }
 
     /// The next friend link or friend request; `None` once the endpoint is closed.

@@ -22,6 +22,7 @@
 mod accept;
 pub mod alpn;
 pub mod close;
+mod dialling;
 mod dials;
 mod endpoint;
 mod error;
