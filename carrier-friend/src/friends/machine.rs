@@ -318,9 +318,11 @@ impl<L: Clone> LinkMachine<L> {
 
     /// Link `key` to `peer` moved on the same connection (hole punching): to a direct path,
     /// or back to a relay (`relayed`). A held link that runs direct needs no direct tries.
+    /// The tie-break still weighs it as it came up: each side moves on its own answer, so
+    /// for a while one end runs direct and the other relayed, and only the kind at arrival
+    /// is the same at both ends (a second link racing it must lose or win at both).
     pub(super) fn path_moved(&mut self, peer: CarrierId, key: LinkKey, relayed: bool) {
         if let Some(held) = self.held.get_mut(&peer).filter(|held| held.key == key) {
-            held.relayed = relayed;
             if !relayed {
                 held.direct = None;
             }
@@ -636,6 +638,30 @@ mod tests {
         assert_eq!(after, [Action::Disconnected(quiet)]);
         m.poll(start + 4 * SECOND, |link| counts[link]);
         assert_eq!(dials(&actions(&mut m)), [quiet]);
+    }
+
+    #[test]
+    fn a_punched_link_is_weighed_as_it_came_up_so_both_ends_judge_a_racing_link_alike() {
+        let (low, high) = pair();
+        let start = Instant::now();
+        let later = start + Duration::from_millis(50);
+        // Both ends hold link 1, which came up relayed; one end's punch moved it already.
+        let mut moved = machine(low, &[high]);
+        let mut not_yet = machine(high, &[low]);
+        moved.link_up(high, 1, 1, true, 7, true, 0, start);
+        not_yet.link_up(low, 1, 1, false, 7, true, 0, start);
+        moved.path_moved(high, 1, false);
+        actions(&mut moved);
+        actions(&mut not_yet);
+        // A direct link 2, dialled by the higher ID, comes up at both: both keep the same one.
+        moved.link_up(high, 2, 2, false, 3, false, 0, later);
+        not_yet.link_up(low, 2, 2, true, 3, false, 0, later);
+        assert_eq!(moved.link(&high), not_yet.link(&low));
+        assert_eq!(
+            moved.link(&high),
+            Some(2),
+            "a direct link beats one that came up relayed"
+        );
     }
 
     #[test]
