@@ -111,20 +111,17 @@ impl Core {
         path: Path,
         frame: &[u8],
     ) -> bool {
-        let (endpoint, timeout) = (self.endpoint.clone(), self.config.dial_timeout);
-        let dialled = async move {
-            let dialling = endpoint.dial(peer, path);
-            tokio::time::timeout(timeout, dialling).await.ok()?.ok()
-        };
+        let dialling = self.endpoint.dial(peer, path);
+        let dialled = tokio::time::timeout(self.config.dial_timeout, dialling);
         // A link that comes up meanwhile (the peer dialled us) carries the frame instead: a
         // second link would only race it (see `find_and_dial`). A relayed one carries it if
         // the dial, kept to direct paths, fails.
         let link = match self.unless_held(peer, dialled).await {
-            Ok(Some(link)) => {
+            Ok(Ok(Ok(link))) => {
                 self.adopt(link.clone(), true);
                 link
             }
-            Ok(None) => match lock(&self.machine).link(&peer) {
+            Ok(_) => match lock(&self.machine).link(&peer) {
                 Some(held) => held,
                 None => return false,
             },

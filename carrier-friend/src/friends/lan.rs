@@ -226,7 +226,7 @@ impl Core {
     /// Sends this node's LAN key to `link`'s peer if LAN discovery runs and the peer is a
     /// friend (a peer only asked gets nothing).
     pub(super) fn send_lan_key(&self, link: &Link) {
-        if !self.lan_on {
+        if !self.config.lan {
             return;
         }
         let frame = {

@@ -191,15 +191,11 @@ impl Core {
     /// finds (decision 107).
     ///
     /// [`LinkEndpoint::keep_dials_direct`]: crate::LinkEndpoint::keep_dials_direct
-    pub(super) async fn find_and_dial(
-        self: &Arc<Self>,
-        peer: CarrierId,
-        unless_held: bool,
-    ) -> Option<Link> {
+    pub(super) async fn find_and_dial(&self, peer: CarrierId, unless_held: bool) -> Option<Link> {
         if unless_held {
-            let core = self.clone();
-            let dial = async move { core.find_and_dial_now(peer).await };
-            self.unless_held(peer, dial).await.unwrap_or(None)
+            self.unless_held(peer, self.find_and_dial_now(peer))
+                .await
+                .unwrap_or(None)
         } else {
             self.find_and_dial_now(peer).await
         }
@@ -217,11 +213,11 @@ impl Core {
     /// sends the client's last flight a moment before this task sees it) comes back through
     /// the endpoint's abandoned-dial sink and is adopted like any other ([`abandoned_loop`],
     /// decision 125).
-    pub(super) async fn unless_held(
-        self: &Arc<Self>,
+    pub(super) async fn unless_held<T>(
+        &self,
         peer: CarrierId,
-        dial: impl std::future::Future<Output = Option<Link>> + Send + 'static,
-    ) -> Result<Option<Link>, Link> {
+        dial: impl std::future::Future<Output = T>,
+    ) -> Result<T, Link> {
         // Subscribed before the first look, so no adoption between the two is missed.
         let mut adopted = self.adopted.subscribe();
         let held = async {

@@ -162,9 +162,6 @@ struct Core {
     punching: Mutex<punch::Punching>,
     /// Wakes the punchers' driver: a link to punch, candidates arrived.
     punch_wake: Notify,
-    /// LAN keys are exchanged with friends ([`FriendsConfig::lan`]); the mDNS service runs
-    /// besides only where the socket is not on loopback.
-    lan_on: bool,
     /// Wakes the mDNS loop: this node's LAN key changed, its token is advertised again.
     lan_wake: Notify,
     /// Friends seen on the LAN ([`lan`]).
@@ -243,10 +240,10 @@ impl Friends {
             .expect("a fresh router has no inbox");
         let mut machine = links::Machine::new(keypair.id(), links::machine_settings(&config));
         machine.set_friends(read(&state).friends.keys().copied());
-        let lan_on = config.lan;
-        let mdns_on = lan_on && !dht.local_addr().ip().is_loopback();
+        // LAN keys are exchanged wherever `config.lan` is on; the mDNS service besides only
+        // off loopback.
+        let mdns_on = config.lan && !dht.local_addr().ip().is_loopback();
         let core = Arc::new(Core {
-            lan_on,
             lan_wake: Notify::new(),
             lan_seen: Mutex::new(lan::Sightings::default()),
             machine: Mutex::new(machine),
