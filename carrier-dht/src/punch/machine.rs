@@ -19,8 +19,9 @@
 //! 4. A round that ends without an answer leaves the link relayed; the dialler tries again
 //!    after `retry_initial`, doubling up to `retry_max`, and at once when addresses change.
 //!
-//! On the direct path, the link's datagram counts ([`Puncher::on_traffic`]) show whether it
-//! still carries: data sent and nothing heard for `silence` sends probes to check it, and
+//! On the direct path, the link's datagram counts ([`Puncher::on_traffic`]: sent, and
+//! received on direct paths) show whether it still carries: data sent and nothing heard
+//! directly for `silence` sends probes to check it, and
 //! for `fallback` moves the link back to its relay ([`PunchOutput::Relay`]) and schedules a
 //! new round. While direct, the relay session is kept open ([`PunchOutput::KeepRelay`]
 //! every `keep_relay_every`), so the fallback has somewhere to go.
@@ -289,8 +290,9 @@ impl Puncher {
         }
     }
 
-    /// The link's counts of datagrams sent and received, sampled at `now`: what shows
-    /// whether the direct path still carries.
+    /// The link's count of datagrams sent, and of datagrams received on direct paths (not
+    /// through the relay: once the peer has fallen back, its datagrams still arrive that
+    /// way), sampled at `now`: what shows whether the direct path still carries.
     pub fn on_traffic(&mut self, sent: u64, received: u64, now: Instant) {
         let before = self.counts.replace((sent, received));
         let Some(direct) = self.direct.as_mut() else {

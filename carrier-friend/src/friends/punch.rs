@@ -57,7 +57,6 @@ impl Candidates {
 struct Punched {
     link: Link,
     peer: CarrierId,
-    mapped: SocketAddr,
     /// The relayed path it came up on: where it falls back to.
     relay: Path,
     puncher: Puncher,
@@ -99,7 +98,6 @@ impl Core {
             Punched {
                 link: link.clone(),
                 peer: link.peer(),
-                mapped: connection.remote_address(),
                 relay,
                 puncher,
             },
@@ -185,14 +183,20 @@ impl Core {
             punching
                 .links
                 .retain(|_, p| p.link.connection().close_reason().is_none());
+            let paths = self.endpoint.paths();
             for punched in punching.links.values_mut() {
-                let stats = punched.link.connection().stats();
-                punched
-                    .puncher
-                    .on_traffic(stats.udp_tx.datagrams, stats.udp_rx.datagrams, now);
+                let connection = punched.link.connection();
+                // Where quinn sends now: the mapped address the link came up on, unless a
+                // relay failover moved the accepting side's quinn to a new one.
+                let mapped = connection.remote_address();
+                let sent = connection.stats().udp_tx.datagrams;
+                // What came on direct paths only: the peer's datagrams through the relay
+                // once it fell back do not show that this side's direct ones arrive.
+                let received = paths.received_direct(mapped).unwrap_or(0);
+                punched.puncher.on_traffic(sent, received, now);
                 next = next.min(punched.puncher.poll(now));
                 while let Some(output) = punched.puncher.pop_output() {
-                    work.push((punched.link.clone(), punched.mapped, punched.relay, output));
+                    work.push((punched.link.clone(), mapped, punched.relay, output));
                 }
             }
             if !punching.links.is_empty() {
@@ -235,14 +239,17 @@ impl Core {
                 let _ = self.dht.socket().try_send(to, &datagram);
             }
             PunchOutput::Alias(addr) => {
+                tracing::debug!(peer = %link.peer(), %addr, "punch: a probe came from here");
                 let _ = paths.add_alias(mapped, Path::Direct(addr));
             }
             PunchOutput::Direct(addr) => {
+                tracing::debug!(peer = %link.peer(), %addr, "punch: direct");
                 if paths.set_path(mapped, Path::Direct(addr)).is_ok() {
                     self.path_moved(link, false);
                 }
             }
             PunchOutput::Relay => {
+                tracing::debug!(peer = %link.peer(), "punch: back to the relay");
                 if paths.set_path(mapped, relay).is_ok() {
                     self.path_moved(link, true);
                 }

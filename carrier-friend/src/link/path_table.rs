@@ -31,6 +31,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use carrier_dht::Path;
@@ -106,6 +107,10 @@ struct Entry {
     /// The dial in progress goes on only on direct paths ([`PathTable::keep_direct`]):
     /// relayed candidates are not added. Cleared when a path answers or a new dial starts.
     direct_only: bool,
+    /// Datagrams received from the peer on direct paths (the current one or an alias), not
+    /// through a relay: what shows whether a punched path still carries
+    /// ([`PathTable::received_direct`]).
+    direct_rx: AtomicU64,
 }
 
 impl PathTable {
@@ -327,6 +332,7 @@ impl PathTable {
         let Some(entry) = table.entries.get_mut(&key) else {
             return Err(PathError::NotMapped(mapped));
         };
+        tracing::debug!(%mapped, from = ?entry.path, to = ?real, "path set");
         entry.path = real;
         entry.aliases.retain(|alias| *alias != real);
         entry.aliases.push_front(real);
@@ -359,6 +365,7 @@ impl PathTable {
             return Ok(());
         }
         if !table.take_stray(real, key) && table.by_real.contains_key(&real) {
+            tracing::debug!(%mapped, ?real, "alias declined: the path maps to another peer");
             return Ok(());
         }
         let Some(entry) = table.entries.get_mut(&key) else {
@@ -440,11 +447,11 @@ impl PathTable {
             let table = self.read();
             match table.by_real.get(&real) {
                 Some(mapped) => {
-                    let trying = table
-                        .entries
-                        .get(mapped)
-                        .is_some_and(|entry| !entry.candidates.is_empty());
-                    if !trying {
+                    let entry = table.entries.get(mapped);
+                    if entry.is_none_or(|entry| entry.candidates.is_empty()) {
+                        if let Some(entry) = entry {
+                            entry.received(real);
+                        }
                         return Some(SocketAddr::V6(*mapped));
                     }
                     Some(*mapped)
@@ -453,15 +460,37 @@ impl PathTable {
             }
         };
         let mut table = self.write();
-        if let Some(mapped) = trying {
-            table.answered(mapped, real);
-            return Some(SocketAddr::V6(mapped));
+        let mapped = match trying {
+            Some(mapped) => {
+                table.answered(mapped, real);
+                mapped
+            }
+            // Another thread may have mapped it between the two locks.
+            None => match table.by_real.get(&real) {
+                Some(mapped) => *mapped,
+                None => table.insert(real, false).ok()?,
+            },
+        };
+        if let Some(entry) = table.entries.get(&mapped) {
+            entry.received(real);
         }
-        // Another thread may have mapped it between the two locks.
-        if let Some(mapped) = table.by_real.get(&real) {
-            return Some(SocketAddr::V6(*mapped));
-        }
-        table.insert(real, false).ok().map(SocketAddr::V6)
+        Some(SocketAddr::V6(mapped))
+    }
+
+    /// How many datagrams `mapped`'s peer sent this node on direct paths (its current path
+    /// or an older one), as opposed to through a relay; `None` if `mapped` has no entry.
+    ///
+    /// A link's own receive count cannot tell whether a punched path still carries: once the
+    /// peer has fallen back to the relay, its datagrams keep arriving, through the relay,
+    /// while everything this side sends on the direct path is lost (decision 127).
+    pub(crate) fn received_direct(&self, mapped: SocketAddr) -> Option<u64> {
+        let SocketAddr::V6(key) = mapped else {
+            return None;
+        };
+        self.read()
+            .entries
+            .get(&key)
+            .map(|entry| entry.direct_rx.load(Ordering::Relaxed))
     }
 
     /// The path to send a datagram quinn addressed to `mapped` on, if it has one.
@@ -485,6 +514,15 @@ impl PathTable {
     }
 }
 
+impl Entry {
+    /// Counts a datagram that arrived from `real`, a path of this entry.
+    fn received(&self, real: Path) {
+        if !real.is_relayed() {
+            self.direct_rx.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Table {
     /// `real` answered for `mapped`: if it is one of the candidates still tried (or the
     /// path), it becomes the path and the other candidates are forgotten.
@@ -502,6 +540,7 @@ impl Table {
             .filter(|path| *path != real)
             .collect();
         if entry.path != real {
+            tracing::debug!(%mapped, from = ?entry.path, to = ?real, "candidate answered");
             entry.path = real;
             entry.aliases.retain(|alias| *alias != real);
             entry.aliases.push_front(real);
@@ -558,12 +597,14 @@ impl Table {
                 aliases: VecDeque::from([real]),
                 candidates: Vec::new(),
                 direct_only: false,
+                direct_rx: AtomicU64::new(0),
             },
         );
         self.by_real.insert(real, mapped);
         if !pinned {
             self.evictable(mapped);
         }
+        tracing::trace!(?real, %mapped, pinned, "path mapped");
         Ok(mapped)
     }
 
@@ -597,6 +638,7 @@ impl Table {
         let Some(entry) = self.entries.remove(mapped) else {
             return false;
         };
+        tracing::trace!(%mapped, path = ?entry.path, "mapping removed");
         for alias in entry.aliases.into_iter().chain(entry.candidates) {
             if self.by_real.get(&alias) == Some(mapped) {
                 self.by_real.remove(&alias);
@@ -935,5 +977,38 @@ mod tests {
         }
         assert_eq!(table.len(), MAX_MAPPED_ADDRESSES);
         assert_eq!(table.path(friend), Some(direct("10.9.9.9:9")));
+    }
+
+    #[test]
+    fn only_datagrams_on_direct_paths_count_as_received_directly() {
+        let table = PathTable::default();
+        let relayed = Path::Relayed {
+            relay: "192.0.2.1:7000".parse().unwrap(),
+            session: carrier_dht::SessionId(7),
+        };
+        let mapped = table.mapped_for(relayed).unwrap();
+        assert_eq!(table.received_direct(mapped), Some(0));
+        table.inbound(relayed);
+        assert_eq!(table.received_direct(mapped), Some(0), "through the relay");
+
+        // Punched: the peer's direct address, first as an alias, then as the path.
+        table
+            .add_alias(mapped, direct("198.51.100.3:5000"))
+            .unwrap();
+        table.inbound(direct("198.51.100.3:5000"));
+        table.set_path(mapped, direct("198.51.100.3:5000")).unwrap();
+        table.inbound(direct("198.51.100.3:5000"));
+        assert_eq!(table.received_direct(mapped), Some(2));
+        // The peer fell back to the relay: its datagrams still reach the link, not directly.
+        table.inbound(relayed);
+        table.inbound(relayed);
+        assert_eq!(table.received_direct(mapped), Some(2));
+
+        // Another peer's datagrams count for that peer only; no entry, no count.
+        let other = table.inbound(direct("203.0.113.9:9")).unwrap();
+        assert_eq!(table.received_direct(other), Some(1));
+        assert_eq!(table.received_direct(mapped), Some(2));
+        table.remove(other);
+        assert_eq!(table.received_direct(other), None);
     }
 }

@@ -40,8 +40,16 @@ pub(crate) fn init_log() {
     }
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let only = tracing_subscriber::filter::Targets::new()
-        .with_target("carrier_friend", tracing::Level::DEBUG);
+    // `CARRIER_TEST_LOG=trace` shows the path table's every mapping and quinn's packets too.
+    let trace = std::env::var_os("CARRIER_TEST_LOG").is_some_and(|v| v == "trace");
+    let only = if trace {
+        tracing_subscriber::filter::Targets::new()
+            .with_target("carrier_friend", tracing::Level::TRACE)
+            .with_target("quinn_proto", tracing::Level::DEBUG)
+    } else {
+        tracing_subscriber::filter::Targets::new()
+            .with_target("carrier_friend", tracing::Level::DEBUG)
+    };
     let _ = tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_test_writer())
         .with(only)
