@@ -320,15 +320,15 @@ impl PathTable {
     /// Re-points `mapped` to `path`: datagrams quinn sends to `mapped` go to `path` from now
     /// on, and datagrams arriving from `path` are shown to quinn as from `mapped`. The previous
     /// real address stays an alias, for packets still in flight. Holds are unchanged: the
-    /// links holding `mapped` keep it. A first-sight entry no link holds for `path` (the
-    /// peer's packets on it came first) is taken over.
+    /// links holding `mapped` keep it. An entry for `path` that no link or dial holds (the
+    /// peer's packets on it came first, or a dial of it was given up) is taken over.
     pub fn set_path(&self, mapped: SocketAddr, path: Path) -> Result<(), PathError> {
         let SocketAddr::V6(key) = mapped else {
             return Err(PathError::NotMapped(mapped));
         };
         let real = canonical_path(path);
         let mut table = self.write();
-        table.take_stray(real, key);
+        table.take_unheld(real, key, true);
         let Some(entry) = table.entries.get_mut(&key) else {
             return Err(PathError::NotMapped(mapped));
         };
@@ -353,8 +353,9 @@ impl PathTable {
     /// Makes datagrams from `path` show to quinn as from `mapped`, without changing where
     /// datagrams to `mapped` go: a path the peer was seen on (a valid punch probe came from
     /// it), whose QUIC packets may come before this side moves there. Kept as the oldest
-    /// alias (so the current path and the last one stay); a first-sight entry no link holds
-    /// for `path` is taken over; a path that maps to another held peer is left alone.
+    /// alias (so the current path and the last one stay); an entry for `path` that no link
+    /// or dial holds (first sight, or a dial given up) is taken over; a path that maps to
+    /// another held peer is left alone.
     pub fn add_alias(&self, mapped: SocketAddr, path: Path) -> Result<(), PathError> {
         let SocketAddr::V6(key) = mapped else {
             return Err(PathError::NotMapped(mapped));
@@ -364,7 +365,7 @@ impl PathTable {
         if table.by_real.get(&real).is_some_and(|m| *m == key) {
             return Ok(());
         }
-        if !table.take_stray(real, key) && table.by_real.contains_key(&real) {
+        if !table.take_unheld(real, key, true) && table.by_real.contains_key(&real) {
             tracing::debug!(%mapped, ?real, "alias declined: the path maps to another peer");
             return Ok(());
         }
@@ -566,13 +567,23 @@ impl Table {
     /// If `real` maps to a first-sight entry other than `key` that no link holds, removes
     /// that entry; returns whether it did.
     fn take_stray(&mut self, real: Path, key: SocketAddrV6) -> bool {
+        self.take_unheld(real, key, false)
+    }
+
+    /// If `real` maps to an entry other than `key` that no link or dial holds, removes that
+    /// entry; returns whether it did. With `known_too`, also an entry this node dialled or
+    /// accepted a friend link from: a dial given up, a link gone. For a path the peer of
+    /// `key` was just proven to be on (a punch probe made with its link's key), such an
+    /// entry is a dead one's, and left in place it would show the peer's packets to quinn
+    /// as from another address (decision 128).
+    fn take_unheld(&mut self, real: Path, key: SocketAddrV6, known_too: bool) -> bool {
         let Some(other) = self.by_real.get(&real).copied().filter(|m| *m != key) else {
             return false;
         };
         let stray = self
             .entries
             .get(&other)
-            .is_some_and(|entry| entry.holds == 0 && !entry.known);
+            .is_some_and(|entry| entry.holds == 0 && (known_too || !entry.known));
         if stray {
             self.remove(&other);
         }
@@ -1010,5 +1021,35 @@ mod tests {
         assert_eq!(table.received_direct(mapped), Some(2));
         table.remove(other);
         assert_eq!(table.received_direct(other), None);
+    }
+
+    #[test]
+    fn a_punched_alias_takes_the_path_from_a_dial_given_up_not_from_a_live_link() {
+        let table = PathTable::default();
+        let peer_direct = direct("198.51.100.3:5000");
+        // A dial of the peer's direct address, given up (its hold released): known, unheld.
+        let given_up = table.mapped_for(peer_direct).unwrap();
+        assert!(table.release(given_up));
+        // The link that came up through a relay meanwhile.
+        let relayed = Path::Relayed {
+            relay: "192.0.2.1:7000".parse().unwrap(),
+            session: carrier_dht::SessionId(9),
+        };
+        let link = table.mapped_for(relayed).unwrap();
+
+        // A punch probe proves the peer is at its direct address: the given-up dial's entry
+        // no longer shows the peer's packets to quinn as from another address.
+        table.add_alias(link, peer_direct).unwrap();
+        assert_eq!(table.inbound(peer_direct), Some(link));
+        assert_eq!(table.path(given_up), None, "the dead entry is gone");
+
+        // An entry a live link holds is never taken.
+        let other_direct = direct("203.0.113.8:6000");
+        let other = table.mapped_for(other_direct).unwrap();
+        table.add_alias(link, other_direct).unwrap();
+        assert_eq!(table.inbound(other_direct), Some(other));
+        table.set_path(link, peer_direct).unwrap();
+        assert_eq!(table.inbound(peer_direct), Some(link));
+        assert_eq!(table.path(other), Some(other_direct));
     }
 }

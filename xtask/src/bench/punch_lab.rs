@@ -8,11 +8,13 @@
 //!   once and stopped, their routers made to forget the flows between them (`forget_flows`:
 //!   the befriending's packets would otherwise have left filters open); from starting both
 //!   again on their data directories to both holding the link on a direct path. The first
-//!   link each side holds must be relayed, and the direct one the same QUIC connection.
+//!   link each side holds must be relayed, and the direct one a QUIC connection seen
+//!   relayed (punched, not replaced).
 //! - `reach.punch_success`: of the links that started relayed between a dialler and a dialled
 //!   node of the five direct-capable pairs of kinds ([`PAIRS`]), the fraction that both sides
-//!   held on a direct path, on the same connection, within [`DIRECT_WITHIN`] of the dialler
-//!   holding the link. Each try is a fresh pair of nodes: the dialled node asks, the routers
+//!   held on a direct path, on a connection that had run relayed (punched; when the accept's
+//!   two dials both came up relayed, the one the tie-break kept), within [`DIRECT_WITHIN`] of
+//!   both holding the link. Each try is a fresh pair of nodes: the dialled node asks, the routers
 //!   forget the pair's flows, the dialler accepts and so dials (as in `tests/lab_punch.rs`).
 //! - `reach.switch_gap_ms`: two friends behind Moderate routers whose direct path is cut
 //!   (`link::cut_peer`) until a paced transfer runs on their relayed link; then it is healed
@@ -226,6 +228,10 @@ struct Sight {
     direct: Option<(Instant, ConnectionName)>,
     /// Whether this side dialled the first link, and the direct one.
     dialled: (bool, bool),
+    /// The connections seen relayed, the first few: the accept's two dials (the outbox's
+    /// and the link machine's) may both come up relayed, and the tie-break keep the second
+    /// (decision 107); that one is then punched.
+    relayed: [Option<ConnectionName>; 4],
 }
 
 impl Sight {
@@ -237,6 +243,11 @@ impl Sight {
         if self.first.is_none() {
             self.first = Some((topology, connection, now));
             self.dialled.0 = dialled(friends, peer);
+        }
+        if topology == Topology::Relayed && !self.relayed.contains(&Some(connection)) {
+            if let Some(free) = self.relayed.iter_mut().find(|c| c.is_none()) {
+                *free = Some(connection);
+            }
         }
         if topology != Topology::Relayed && self.direct.is_none() {
             self.direct = Some((now, connection));
@@ -269,35 +280,42 @@ impl Sight {
                     "accepted"
                 },
                 if self.first.is_some_and(|(_, c, _)| c == connection) {
-                    "same"
+                    "the first"
+                } else if self.relayed.contains(&Some(connection)) {
+                    "another relayed"
                 } else {
-                    "another"
+                    "another, never relayed,"
                 }
             ),
         }
     }
 }
 
-/// When both sides held the link direct on the connection that started relayed, or why
-/// not. The link started relayed if either side's first sight of it was relayed (the other
-/// may have taken it up only after it moved: the accepter of a new friend's link holds it
-/// once the accept has crossed it); each side's direct connection must be that one (the
-/// same TLS session at both ends: punched, not replaced by a second connection).
+/// When both sides held the link direct on a connection that had run relayed, or why not.
+/// The link started relayed if either side's first sight of it was relayed (the other may
+/// have taken it up only after it moved: the accepter of a new friend's link holds it once
+/// the accept has crossed it); each side's direct connection must be one that either side
+/// saw relayed (the same TLS session at both ends: punched, not replaced by a second
+/// connection that came up direct). Usually the first link; when the accept's two dials
+/// both came up relayed, the one the tie-break kept.
 fn punched(sights: &[Sight; 2], names: [&str; 2]) -> Result<Instant, String> {
-    let relayed = sights
+    if !sights
         .iter()
         .filter_map(|s| s.first)
-        .find(|(topology, ..)| *topology == Topology::Relayed)
-        .map(|(_, connection, _)| connection)
-        .ok_or_else(|| "the link was direct from the start: a filter was open".to_string())?;
+        .any(|(topology, ..)| topology == Topology::Relayed)
+    {
+        return Err("the link was direct from the start: a filter was open".to_string());
+    }
+    let was_relayed =
+        |connection: ConnectionName| sights.iter().any(|s| s.relayed.contains(&Some(connection)));
     let mut last = None;
     for (sight, name) in sights.iter().zip(names) {
         let (at, connection) = sight
             .direct
             .ok_or_else(|| format!("{name}'s link never went direct"))?;
-        if connection != relayed {
+        if !was_relayed(connection) {
             return Err(format!(
-                "{name}'s direct link is another connection than the relayed one (not punched)"
+                "{name}'s direct link is a connection never seen relayed (not punched)"
             ));
         }
         last = last.max(Some(at));
@@ -426,6 +444,7 @@ pub(crate) fn punch_success(
     _run: usize,
 ) -> Result<Vec<(&'static str, f64)>, String> {
     let tries = scale.punch_tries;
+    init_log();
     transfer::on_runtime_within(Duration::from_secs(900), async move {
         let started = Instant::now();
         let lab = open_lab("bench_punch_success").await?;
@@ -523,6 +542,24 @@ pub(crate) fn punch_success(
             punched as f64 / relayed as f64,
         )])
     })
+}
+
+/// The friend layer's debug log on stderr when `CARRIER_BENCH_LOG` is set: each node's
+/// lines name its peer, and a miss names both nodes of its try.
+fn init_log() {
+    if std::env::var_os("CARRIER_BENCH_LOG").is_none() {
+        return;
+    }
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let only = tracing_subscriber::filter::Targets::new().with_target(
+        "carrier_friend",
+        tracing_subscriber::filter::LevelFilter::DEBUG,
+    );
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(only)
+        .try_init();
 }
 
 /// `at_once` tries of every pair, at once: fresh nodes, announced; each dialled node asks
@@ -657,7 +694,13 @@ async fn punch_wave(
             let (dialler_id, dialled_id) = (nodes[2 * i].id(), nodes[2 * i + 1].id());
             sights[i][0].look(&nodes[2 * i].friends, &dialled_id);
             sights[i][1].look(&nodes[2 * i + 1].friends, &dialler_id);
-            decided[i] = decide(&sights[i], accepted[i]);
+            // A miss names the nodes, for their story in the log (`CARRIER_BENCH_LOG`).
+            decided[i] = decide(&sights[i], accepted[i]).map(|t| match t {
+                Try::Missed(why) => Try::Missed(format!(
+                    "{why} [dialler {dialler_id}, dialled {dialled_id}]"
+                )),
+                other => other,
+            });
         }
         tokio::time::sleep(POLL).await;
     }
