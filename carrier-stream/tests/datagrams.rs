@@ -71,12 +71,18 @@ async fn ten_thousand_datagrams_echo_under_five_percent_loss_none_corrupted_or_m
             .unwrap();
         got.push(first.to_vec());
         got.extend(drain(&mut mine, Duration::from_secs(1)).await);
-        got
+        (got, mine.dropped_datagrams())
     });
     for i in 0..DATAGRAMS {
         sender.send(&datagram(i)).await.unwrap();
+        // Paced, about 50 a millisecond: unpaced, the streams' receive queues overflowed on
+        // a loaded machine (78.9% came back once in CI) and the test measured the machine,
+        // not the loss.
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
-    let got = within("the echoes", receiving).await.unwrap();
+    let (got, queue_dropped) = within("the echoes", receiving).await.unwrap();
     let lost_packets =
         alice_loss.dropped.load(Ordering::Relaxed) + bob_loss.dropped.load(Ordering::Relaxed);
     assert!(lost_packets > 0, "the conditioner dropped nothing");
@@ -90,7 +96,8 @@ async fn ten_thousand_datagrams_echo_under_five_percent_loss_none_corrupted_or_m
     assert!(received < DATAGRAMS, "some are lost under loss");
     assert!(
         received > DATAGRAMS * 8 / 10,
-        "only {received} of {DATAGRAMS} came back"
+        "only {received} of {DATAGRAMS} came back ({lost_packets} packets dropped by the \
+         conditioners, {queue_dropped} echoes by Alice's full stream queue)"
     );
     eprintln!("{received} of {DATAGRAMS} echoed, {lost_packets} packets dropped");
 }
